@@ -1,0 +1,103 @@
+"""A disk cache of numpy arrays with checksummed sidecars, atomic writes and resumable chunked builds."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .atomic import atomic_path, sha256_file, write_text_atomic
+
+
+class CorruptCacheWarning(UserWarning):
+    """A cache entry failed its checks and is being recomputed."""
+
+
+def cache_key(spec: dict) -> str:
+    """A stable digest of a JSON-able description of what an entry holds."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class ArrayCache:
+    """``<root>/<key>.npy`` with ``<key>.json`` (spec, shape, dtype, sha256, metadata), written npy first."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def paths(self, key: str) -> tuple[Path, Path]:
+        return self.root / f"{key}.npy", self.root / f"{key}.json"
+
+    def load(self, key: str) -> tuple[np.ndarray, dict] | None:
+        """The cached array and its metadata, or None when absent, incomplete or corrupt (never a bad read)."""
+        npy, side = self.paths(key)
+        if not side.is_file() or not npy.is_file():
+            return None
+        try:
+            meta = json.loads(side.read_text())
+            if sha256_file(npy) != meta["sha256"]:
+                raise ValueError("checksum mismatch")
+            arr = np.load(npy, allow_pickle=False)
+            if list(arr.shape) != meta["shape"] or str(arr.dtype) != meta["dtype"]:
+                raise ValueError(f"shape/dtype {arr.shape}/{arr.dtype} differ from the sidecar's")
+        except (ValueError, KeyError, OSError, EOFError) as exc:
+            warnings.warn(f"cache entry {npy} is corrupt ({exc}); recomputing it", CorruptCacheWarning, stacklevel=2)
+            npy.unlink(missing_ok=True)
+            side.unlink(missing_ok=True)
+            return None
+        return arr, meta.get("meta", {})
+
+    def save(self, key: str, arr: np.ndarray, spec: dict, meta: dict | None = None) -> None:
+        npy, side = self.paths(key)
+        with atomic_path(npy) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+            digest = sha256_file(tmp)
+        write_text_atomic(side, json.dumps({"spec": spec, "shape": list(arr.shape), "dtype": str(arr.dtype),
+                                            "sha256": digest, "meta": meta or {}}, indent=1, default=str))
+
+    def get_or_build(self, spec: dict, build: Callable[["ChunkStore"], np.ndarray],
+                     meta: dict | None = None) -> tuple[np.ndarray, dict, bool]:
+        """(array, metadata, was_cached). ``build`` gets a ChunkStore so an interrupted build resumes;
+        ``meta`` is saved after ``build`` runs, so ``build`` may fill it in."""
+        key = cache_key(spec)
+        hit = self.load(key)
+        if hit is not None:
+            return hit[0], hit[1], True
+        chunks = ChunkStore(self.root / f"{key}.partial")
+        arr = build(chunks)
+        self.save(key, arr, spec, meta)
+        chunks.clear()
+        return arr, meta or {}, False
+
+
+class ChunkStore:
+    """Numbered chunks of a long computation, each saved atomically; a rerun skips the chunks present."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def _path(self, i: int) -> Path:
+        return self.folder / f"chunk_{i:06d}.npy"
+
+    def get(self, i: int, rows: int) -> np.ndarray | None:
+        path = self._path(i)
+        if not path.is_file():
+            return None
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError):
+            path.unlink(missing_ok=True)
+            return None
+        return arr if len(arr) == rows else None
+
+    def put(self, i: int, arr: np.ndarray) -> None:
+        with atomic_path(self._path(i)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,0 +1,360 @@
+"""Frozen ImageNet backbones by name: the four offline ones, or any timm model."""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .assets import AssetError, asset_file
+
+OFFLINE_BACKBONES: tuple[str, ...] = (
+    "tf_efficientnet_lite0",
+    "tf_efficientnet_lite1",
+    "tf_efficientnet_lite2",
+    "squeezenet1_1",
+)
+
+# Published ImageNet top-1 (%) of these weights: timm's results table for the EfficientNet-Lite ports,
+# the SqueezeNet paper's repository for the Caffe model 1.1.
+PUBLISHED_TOP1: dict[str, float] = {
+    "tf_efficientnet_lite0": 74.83,
+    "tf_efficientnet_lite1": 76.64,
+    "tf_efficientnet_lite2": 77.46,
+    "squeezenet1_1": 58.18,
+}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class BackboneError(ValueError):
+    """A backbone name or weights that cannot be used."""
+
+
+@dataclass
+class Backbone:
+    """A frozen eval-mode feature extractor with its preprocessing and metadata."""
+
+    name: str
+    model: nn.Module  # images (n, 3, s, s), normalised -> features (n, feature_dim)
+    imagenet_model: nn.Module  # images -> ImageNet logits, for sanity checks
+    feature_dim: int
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+    crop_pct: float
+    weights: str
+    n_params: int = 0
+    gflops: float = 0.0
+    imagenet_top1: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        """Metadata as a flat dict (one row of a backbone table)."""
+        return {
+            "backbone": self.name,
+            "params_m": round(self.n_params / 1e6, 3),
+            "gflops": round(self.gflops, 4),
+            "input_size": self.input_size,
+            "feature_dim": self.feature_dim,
+            "imagenet_top1": self.imagenet_top1,
+            "weights": self.weights,
+        }
+
+    def eval_transform(self):
+        """ImageNet-style evaluation transform (resize, centre crop, normalise) for PIL images."""
+        from torchvision import transforms as T
+
+        scaled = int(round(self.input_size / self.crop_pct))
+        return T.Compose([
+            T.Resize(scaled, interpolation=_interp(self.interpolation)),
+            T.CenterCrop(self.input_size),
+            T.ToTensor(),
+            T.Normalize(self.mean, self.std),
+        ])
+
+
+def _interp(name: str):
+    from torchvision.transforms import InterpolationMode
+
+    return {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
+            "nearest": InterpolationMode.NEAREST}.get(name, InterpolationMode.BILINEAR)
+
+
+class _TimmFeatures(nn.Module):
+    """A timm model's pooled pre-logit features."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.net = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+
+
+class _SqueezeFeatures(nn.Module):
+    """SqueezeNet's last fire module, average-pooled: 512-d."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.features = model.features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
+
+
+def resolve_backbones(spec: str | Sequence[str]) -> list[str]:
+    """Expand a backbone spec: "offline", a comma-separated string, or a list of names."""
+    if isinstance(spec, str):
+        names = [s.strip() for s in spec.split(",") if s.strip()]
+    else:
+        names = list(spec)
+    out: list[str] = []
+    for n in names:
+        out.extend(OFFLINE_BACKBONES if n == "offline" else [n])
+    if not out:
+        raise BackboneError("no backbones given; use 'offline' or names such as " + ", ".join(OFFLINE_BACKBONES))
+    for n in out:
+        _check_name(n)
+    return list(dict.fromkeys(out))
+
+
+def _check_name(name: str) -> None:
+    import timm
+
+    if name in OFFLINE_BACKBONES or timm.is_model(name):
+        return
+    close = timm.list_models(f"*{name.split('_')[0]}*")[:10]
+    raise BackboneError(
+        f"unknown backbone {name!r}. Valid: the offline backbones {', '.join(OFFLINE_BACKBONES)}, "
+        f"or any timm model name (timm.list_models()); similar timm names: {', '.join(close) or 'none'}"
+    )
+
+
+def _weights_override(name: str, weights: str | os.PathLike | None) -> Path | None:
+    env = "FUSION_WEIGHTS_" + name.upper().replace("-", "_").replace(".", "_")
+    given = weights if weights not in (None, "auto", "registry", "hub") else os.environ.get(env)
+    if not given:
+        return None
+    p = Path(given).expanduser()
+    if not p.is_file():
+        raise BackboneError(f"weights file {p} for {name!r} does not exist (given via weights= or {env})")
+    return p
+
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return state
+
+
+def _map_in_order(source: dict[str, torch.Tensor], target: nn.Module, what: str) -> OrderedDict:
+    """Map a state dict onto a model's parameters by position, checking every shape."""
+    tgt = target.state_dict()
+    if len(source) != len(tgt):
+        raise BackboneError(f"{what}: {len(source)} tensors but the model has {len(tgt)}; wrong weights file?")
+    out = OrderedDict()
+    for (sk, sv), (tk, tv) in zip(source.items(), tgt.items()):
+        if tuple(sv.shape) != tuple(tv.shape):
+            raise BackboneError(f"{what}: tensor {sk} {tuple(sv.shape)} does not fit {tk} {tuple(tv.shape)}")
+        out[tk] = sv
+    return out
+
+
+def _build_timm(name: str, weights: str | os.PathLike | None) -> tuple[nn.Module, str, dict]:
+    import timm
+
+    override = _weights_override(name, weights)
+    if name.startswith("tf_efficientnet_lite") and name[-1] in "012" and override is None and weights != "hub":
+        model = timm.create_model(name, pretrained=False)
+        variant = name[-1]
+        try:
+            path = asset_file(f"efficientnet_lite{variant}", _lite_file(variant))
+        except AssetError as exc:
+            raise BackboneError(
+                f"no offline weights for {name!r}: {exc}\nFix: run `python -m fusion_lib assets fetch "
+                f"efficientnet_lite{variant}`, pass weights='hub' when online, or weights=PATH."
+            ) from None
+        model.load_state_dict(_map_in_order(_load_state(path), model, name))
+        source = f"registry: {path.name}"
+    elif override is not None:
+        model = timm.create_model(name, pretrained=False)
+        state = _load_state(override)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError:
+            model.load_state_dict(_map_in_order(state, model, name))
+        source = f"file: {override}"
+    else:
+        try:
+            model = timm.create_model(name, pretrained=True)
+        except Exception as exc:  # hub errors come in many types (HTTP, OS, HF)
+            raise BackboneError(
+                f"could not download pretrained weights for {name!r} from the timm hub ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}).\nFix: go online, or pass weights=PATH to a "
+                f"state dict (or set FUSION_WEIGHTS_{name.upper()}); offline backbones: {', '.join(OFFLINE_BACKBONES)}"
+            ) from None
+        source = "timm hub"
+    cfg = model.pretrained_cfg
+    meta = {
+        "mean": tuple(cfg.get("mean", IMAGENET_MEAN)),
+        "std": tuple(cfg.get("std", IMAGENET_STD)),
+        "input_size": int(cfg.get("input_size", (3, 224, 224))[-1]),
+        "interpolation": cfg.get("interpolation", "bilinear"),
+        "crop_pct": float(cfg.get("crop_pct", 0.875)),
+    }
+    return model, source, meta
+
+
+def _lite_file(variant: str) -> str:
+    return {"0": "efficientnet-lite0-57934424.pth", "1": "efficientnet-lite1-77cc7160.pth",
+            "2": "efficientnet-lite2-9656183e.pth"}[variant]
+
+
+def _build_squeezenet(weights: str | os.PathLike | None) -> tuple[nn.Module, str]:
+    from torchvision.models import squeezenet1_1
+
+    override = _weights_override("squeezenet1_1", weights)
+    if weights == "hub":
+        try:
+            return squeezenet1_1(weights="DEFAULT"), "torchvision hub"
+        except Exception as exc:
+            raise BackboneError(f"could not download torchvision squeezenet1_1 weights: {exc}. "
+                                f"Offline, use the default registry weights.") from None
+    model = squeezenet1_1(weights=None)
+    if override is not None:
+        model.load_state_dict(_load_state(override))
+        return model, f"file: {override}"
+    try:
+        path = asset_file("squeezenet1_1", "squeezenet1_1.pt")
+    except AssetError as exc:
+        raise BackboneError(f"no offline weights for 'squeezenet1_1': {exc}\nFix: run "
+                            f"`python -m fusion_lib assets fetch squeezenet1_1`, or pass weights='hub' online.") from None
+    model.load_state_dict(_load_state(path))
+    return model, f"registry: {path.name}"
+
+
+def count_gflops(model: nn.Module, input_size: int) -> float:
+    """Multiply-accumulates (in G) of one forward pass on one image, the convention of the
+    EfficientNet and SqueezeNet papers (torch's FLOP counter counts 2 per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, input_size, input_size)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def load_backbone(name: str, input_size: int | None = None, weights: str | os.PathLike | None = "auto") -> Backbone:
+    """A frozen backbone by name.
+
+    ``weights``: "auto" (registry copy for the offline four, hub for other timm models), "hub",
+    or a path to a state dict. ``input_size`` sets the size the features are extracted at
+    (default: the model's own); GFLOPs are counted at that size.
+    """
+    _check_name(name)
+    if name == "squeezenet1_1":
+        net, source = _build_squeezenet(weights)
+        meta = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": 224,
+                "interpolation": "bilinear", "crop_pct": 0.875}
+        features, dim = _SqueezeFeatures(net), 512
+    else:
+        net, source, meta = _build_timm(name, weights)
+        features, dim = _TimmFeatures(net), net.num_features
+    for module in (net, features):
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+    size = int(input_size or meta["input_size"])
+    if size < 32:
+        raise BackboneError(f"input_size {size} is too small for {name!r}; use at least 32 pixels")
+    backbone = Backbone(
+        name=name, model=features, imagenet_model=net, feature_dim=int(dim), input_size=size,
+        mean=meta["mean"], std=meta["std"], interpolation=meta["interpolation"], crop_pct=meta["crop_pct"],
+        weights=source, n_params=sum(p.numel() for p in net.parameters()),
+        imagenet_top1=PUBLISHED_TOP1.get(name) if source.startswith("registry") else None,
+    )
+    backbone.gflops = count_gflops(features, size)
+    backbone.extra["native_input_size"] = meta["input_size"]
+    return backbone
+
+
+def imagenet_predictions(backbone: Backbone) -> tuple[list[int], list[int]]:
+    """(predicted, true) ImageNet classes on foolbox's 20 samples, at the backbone's native input size."""
+    from PIL import Image
+
+    from .assets import imagenet_samples
+
+    native = load_backbone(backbone.name, weights=_weights_arg(backbone)) \
+        if backbone.input_size != backbone.extra.get("native_input_size", backbone.input_size) else backbone
+    tf = native.eval_transform()
+    samples = imagenet_samples()
+    batch = torch.stack([tf(Image.open(p).convert("RGB")) for p, _ in samples])
+    with torch.no_grad():
+        logits = native.imagenet_model(batch)
+    return logits.argmax(1).tolist(), [label for _, label in samples]
+
+
+def _weights_arg(backbone: Backbone) -> str:
+    if backbone.weights.startswith("file: "):
+        return backbone.weights[len("file: "):]
+    return "hub" if "hub" in backbone.weights else "auto"
+
+
+def imagenet_sanity_check(name: str | Backbone) -> tuple[int, int]:
+    """How many of foolbox's 20 ImageNet samples the backbone classifies correctly: (correct, total)."""
+    backbone = load_backbone(name) if isinstance(name, str) else name
+    pred, true = imagenet_predictions(backbone)
+    return sum(int(p == t) for p, t in zip(pred, true)), len(true)
+
+
+def backbone_table(names: str | Sequence[str] = "offline", input_size: int | None = None,
+                   sanity_check: bool = False):
+    """A pandas table of backbone metadata (and, optionally, the ImageNet sample check)."""
+    import pandas as pd
+
+    rows = []
+    for n in resolve_backbones(names):
+        b = load_backbone(n, input_size=input_size)
+        row = b.describe()
+        if sanity_check:
+            correct, total = imagenet_sanity_check(b)
+            row["imagenet_samples_correct"] = f"{correct}/{total}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def default_input_size(name: str) -> int:
+    """The backbone's native input size, without building it."""
+    _check_name(name)
+    if name == "squeezenet1_1":
+        return 224
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    return int(cfg.input_size[-1]) if cfg is not None else 224
+
+
+def weights_identity(name: str, weights: str | os.PathLike | None = "auto") -> str:
+    """What the weights are, without building the model: a pinned or computed sha256, or the hub name."""
+    from .assets import get_asset
+    from .atomic import sha256_file
+
+    override = _weights_override(name, weights)
+    if override is not None:
+        return "sha256:" + sha256_file(override)
+    if weights == "hub":
+        return f"hub:{name}"
+    if name == "squeezenet1_1":
+        return "sha256:" + next(iter(get_asset("squeezenet1_1").members.values()))
+    if name.startswith("tf_efficientnet_lite") and name[-1] in "012":
+        return "sha256:" + next(iter(get_asset(f"efficientnet_lite{name[-1]}").members.values()))
+    return f"hub:{name}"

@@ -1,0 +1,90 @@
+"""Feature extraction and its cache: hits, corruption, resumption, and keys."""
+import numpy as np
+import pytest
+
+from fusion_lib import features
+from fusion_lib.array_cache import CorruptCacheWarning
+from fusion_lib.data import SplitSizes, load_dataset
+
+SIZE = 64
+
+
+@pytest.fixture
+def digits():
+    return load_dataset("digits", SplitSizes(60, 20, 40), seed=0)
+
+
+def test_cold_then_warm_gives_identical_features(digits, tmp_path):
+    cold, gflops = features.extract_features("squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path)
+    assert cold.shape == (60, 512) and cold.dtype == np.float32 and gflops > 0
+    assert np.isfinite(cold).all() and cold.std() > 0
+    assert list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.partial"))
+    warm, gflops2 = features.extract_features("squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path)
+    assert np.array_equal(cold, warm) and gflops2 == gflops
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "sidecar"])
+def test_corrupt_cache_is_detected_and_recomputed(digits, tmp_path, damage):
+    ref, _ = features.extract_features("squeezenet1_1", digits, "val", SIZE, progress=False, cache_dir=tmp_path)
+    npy = next(tmp_path.rglob("*.npy"))
+    if damage == "truncate":
+        npy.write_bytes(npy.read_bytes()[:200])
+    elif damage == "flip":
+        data = bytearray(npy.read_bytes())
+        data[-5] ^= 0xFF
+        npy.write_bytes(bytes(data))
+    else:
+        npy.with_suffix(".json").write_text("{not json")
+    with pytest.warns(CorruptCacheWarning):
+        again, _ = features.extract_features("squeezenet1_1", digits, "val", SIZE, progress=False, cache_dir=tmp_path)
+    assert np.allclose(again, ref)
+
+
+def test_interrupted_run_resumes_from_finished_chunks(digits, tmp_path, monkeypatch):
+    monkeypatch.setattr(features, "CHUNK_ROWS", 16)
+    real_forward = features.FeatureExtractor.forward
+    calls = {"n": 0}
+
+    def flaky(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_forward(self, batch)
+
+    monkeypatch.setattr(features.FeatureExtractor, "forward", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        features.extract_features("squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.rglob("chunk_*.npy"))) == 2
+    calls["n"] = 100
+    resumed, _ = features.extract_features("squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path)
+    assert calls["n"] == 100 + 2  # only the two unfinished chunks (rows 32..59) ran
+    monkeypatch.setattr(features.FeatureExtractor, "forward", real_forward)
+    fresh, _ = features.extract_features("squeezenet1_1", digits, "train", SIZE, progress=False,
+                                         cache_dir=tmp_path / "fresh")
+    assert np.allclose(resumed, fresh, atol=1e-5)
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_cache_key_covers_images_size_and_weights(digits):
+    base = features.feature_spec("squeezenet1_1", digits, "train", SIZE)
+    other = load_dataset("digits", SplitSizes(60, 20, 40), seed=1)
+    assert features.feature_spec("squeezenet1_1", other, "train", SIZE)["images"] != base["images"]
+    assert features.feature_spec("squeezenet1_1", digits, "train", 96) != base
+    assert features.feature_spec("tf_efficientnet_lite0", digits, "train", SIZE)["weights"] != base["weights"]
+
+
+def test_load_feature_set(tmp_path):
+    fs = features.load_feature_set("digits", ["squeezenet1_1", "tf_efficientnet_lite0"], SplitSizes(60, 20, 40),
+                                   input_size=SIZE, thumbnail_size=16, progress=False, cache_dir=tmp_path)
+    assert fs.dims() == {"squeezenet1_1": 512, "tf_efficientnet_lite0": 1280}
+    assert fs.thumbnails["test"].shape == (40, 3, 16, 16)
+    assert set(fs.backbone_gflops) == set(fs.backbones)
+    assert len(fs.class_names) == 10 and fs.labels["val"].shape == (20,)
+
+
+def test_bad_device_and_loader_settings():
+    with pytest.raises(ValueError, match="device"):
+        features.resolve_device("tpu")
+    from fusion_lib.backbones import load_backbone
+    with pytest.raises(ValueError, match="batch_size"):
+        features.FeatureExtractor(load_backbone("squeezenet1_1", input_size=SIZE), batch_size=0)
