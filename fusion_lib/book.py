@@ -1,0 +1,324 @@
+"""Execute the book's notebooks with papermill and build the Jupyter Book.
+
+``python -m fusion_lib.book run --profile book --out DIR [--notebooks 01 03] [-p key value ...]``
+executes notebooks/NN_*.ipynb into DIR; ``python -m fusion_lib.book build`` is ``make book``:
+
+1. copy _config.yml, _toc.yml and book/ into the staging tree ``_build/src`` (it mirrors the
+   repository, so the Colab/JupyterLab launch buttons point at real repository paths);
+2. execute every notebook with the ``book`` profile into ``_build/src/notebooks`` — a notebook
+   whose source, parameters and fusion_lib code are unchanged since its last successful execution
+   is reused (``--force`` re-executes it);
+3. write the profiles table and the execution timings that the reproducibility chapter includes;
+4. ``jupyter-book build _build/src --path-output . --all -W -n --keep-going``, which never executes
+   notebooks (``execute_notebooks: off``) and writes ``_build/html/index.html``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import yaml
+
+from .profiles import DEFAULT_PROFILE, PROFILES, get_profile
+
+log = logging.getLogger("fusion_lib.book")
+
+KERNEL = "python3"
+BOOK_FILES = ("_config.yml", "_toc.yml")
+BOOK_DIR = "book"
+NOTEBOOK_DIR = "notebooks"
+STAGING = Path("_build") / "src"
+GENERATED = "_generated"  # under book/ in the staging tree; included by reproducibility.md
+STAMP_KEY = "fusion_book"
+
+
+@dataclass
+class NotebookRun:
+    """The outcome of executing (or reusing) one notebook."""
+
+    notebook: str
+    seconds: float
+    reused: bool = False
+    error: str | None = None
+
+
+def find_notebooks(root: Path, select: Sequence[str] | None = None) -> list[Path]:
+    """The book's notebooks ``notebooks/NN_*.ipynb`` in order, optionally only those whose name
+    starts with one of ``select`` (e.g. "01" or "03_mixture_of_experts")."""
+    found = sorted((root / NOTEBOOK_DIR).glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise FileNotFoundError(f"no notebooks matching {NOTEBOOK_DIR}/NN_*.ipynb under {root}")
+    if not select:
+        return found
+    chosen = []
+    for key in select:
+        hits = [p for p in found if p.stem.startswith(key.removesuffix(".ipynb"))]
+        if not hits:
+            raise ValueError(f"no notebook matches {key!r}; available: {', '.join(p.stem for p in found)}")
+        chosen.extend(h for h in hits if h not in chosen)
+    return sorted(chosen)
+
+
+def parse_overrides(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """``-p key value`` pairs to profile overrides; values are YAML, as in papermill's ``-p``
+    (``-p seeds 1`` is an int, ``-p input_size null`` is None, ``-p datasets [digits, mnist]`` a list)."""
+    out: dict[str, Any] = {}
+    for key, raw in pairs:
+        if key == "profile":
+            raise ValueError("set the profile with --profile, not -p profile")
+        try:
+            out[key] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"-p {key} {raw!r} is not a valid YAML value: {exc}") from None
+    return out
+
+
+def notebook_parameters(profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The papermill parameters of every notebook, validated now so a bad value fails before any
+    notebook starts."""
+    get_profile(profile, **overrides)
+    return {"profile": profile, "overrides": overrides}
+
+
+def source_hash(notebook: Path, parameters: dict[str, Any]) -> str:
+    """What an executed notebook depends on: its source, its parameters, the kernel and every
+    fusion_lib module (the notebooks keep their logic there)."""
+    h = hashlib.sha256()
+    h.update(notebook.read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    h.update(KERNEL.encode())
+    lib = Path(__file__).resolve().parent
+    for path in sorted(lib.rglob("*.py")):
+        h.update(str(path.relative_to(lib)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _stamp(executed: Path) -> dict[str, Any]:
+    import nbformat
+
+    try:
+        return nbformat.read(executed, as_version=4).metadata.get(STAMP_KEY, {})
+    except Exception:  # a missing or half-written notebook is simply not reusable
+        return {}
+
+
+@contextmanager
+def _kernel_can_import(root: Path) -> Iterator[None]:
+    """Let kernels started in notebooks/ import fusion_lib from ``root`` even when it is not installed."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(root.resolve())] + ([old] if old else []))
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def execute_notebook(source: Path, out: Path, parameters: dict[str, Any], reuse: bool = False,
+                     progress: bool = True) -> NotebookRun:
+    """Execute ``source`` with papermill into ``out`` (kernel python3, cwd = the source's folder).
+
+    With ``reuse``, an ``out`` stamped by a successful execution with the same ``source_hash`` is
+    kept as it is. Errors are returned in ``NotebookRun.error``, with the failed copy left at ``out``.
+    """
+    import nbformat
+    import papermill as pm
+
+    digest = source_hash(source, parameters)
+    stamp = _stamp(out) if reuse and out.exists() else {}
+    if stamp.get("source_hash") == digest:
+        log.info("%s: unchanged since its last execution, reusing %s", source.stem, out)
+        return NotebookRun(source.stem, float(stamp.get("seconds", float("nan"))), reused=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log.info("%s: executing with %s", source.stem, parameters)
+    start = time.perf_counter()
+    try:
+        with _kernel_can_import(source.parent.parent):
+            pm.execute_notebook(str(source), str(out), parameters=parameters, kernel_name=KERNEL,
+                                cwd=str(source.parent), progress_bar=progress)
+    except Exception as exc:  # papermill raises several types; the report must cover each notebook
+        seconds = time.perf_counter() - start
+        first = str(exc).strip().splitlines()
+        log.error("%s: FAILED after %.1f s (%s); the partial output is in %s", source.stem, seconds,
+                  type(exc).__name__, out)
+        return NotebookRun(source.stem, seconds, error=f"{type(exc).__name__}: {first[-1] if first else ''}")
+    seconds = time.perf_counter() - start
+    nb = nbformat.read(out, as_version=4)
+    nb.metadata[STAMP_KEY] = {"source_hash": digest, "seconds": round(seconds, 2), "parameters": parameters}
+    nbformat.write(nb, out)
+    log.info("%s: done in %.1f s", source.stem, seconds)
+    return NotebookRun(source.stem, seconds)
+
+
+def run_notebooks(notebooks: Sequence[Path], out_dir: Path, parameters: dict[str, Any], reuse: bool = False,
+                  progress: bool = True) -> list[NotebookRun]:
+    """Execute each notebook into ``out_dir`` under its own name; every notebook runs even if one fails."""
+    runs = []
+    for i, nb in enumerate(notebooks, 1):
+        log.info("[%d/%d] %s", i, len(notebooks), nb.name)
+        runs.append(execute_notebook(nb, out_dir / nb.name, parameters, reuse=reuse, progress=progress))
+    return runs
+
+
+def environment_summary() -> dict[str, str]:
+    """The machine and library versions a set of timings was measured on."""
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu cores": str(os.cpu_count()),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
+
+
+def write_timings(runs: Sequence[NotebookRun], profile: str, path: Path) -> dict[str, Any]:
+    """Save the execution timings (and where they were measured) as JSON at ``path``."""
+    record = {
+        "profile": profile,
+        "built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "environment": environment_summary(),
+        "notebooks": [asdict(r) for r in runs],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def timings_markdown(record: dict[str, Any]) -> str:
+    """The timings JSON as the markdown the reproducibility chapter includes."""
+    lines = ["| notebook | execution time | note |", "|---|---:|---|"]
+    for r in record["notebooks"]:
+        note = "reused from an earlier identical execution" if r["reused"] else "executed in this build"
+        lines.append(f"| `{r['notebook']}` | {_duration(r['seconds'])} | {note} |")
+    total = sum(r["seconds"] for r in record["notebooks"])
+    lines.append(f"| **total** | **{_duration(total)}** | |")
+    env = "; ".join(f"{k} {v}" for k, v in record["environment"].items())
+    return (f"Profile `{record['profile']}`, built {record['built']} ({env}).\n\n" + "\n".join(lines) + "\n")
+
+
+def profiles_markdown() -> str:
+    """A markdown table of every profile's settings, generated from ``fusion_lib.profiles``."""
+    cols = {name: p.describe() for name, p in PROFILES.items()}
+    settings = list(next(iter(cols.values())))
+    lines = ["| setting | " + " | ".join(f"`{n}`" for n in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for s in settings:
+        lines.append(f"| {s} | " + " | ".join(cols[n][s] for n in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def stage_sources(root: Path, staging: Path) -> None:
+    """Copy the book's configuration and chapters into ``staging`` (notebooks are executed there)."""
+    for name in BOOK_FILES:
+        if not (root / name).is_file():
+            raise FileNotFoundError(f"{root / name} is missing; run from the repository root or pass --root")
+        staging.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, staging / name)
+    shutil.rmtree(staging / BOOK_DIR, ignore_errors=True)
+    shutil.copytree(root / BOOK_DIR, staging / BOOK_DIR)
+
+
+def _drop_stale_notebooks(staging: Path, notebooks: Sequence[Path]) -> None:
+    keep = {nb.name for nb in notebooks}
+    for old in (staging / NOTEBOOK_DIR).glob("*.ipynb"):
+        if old.name not in keep:
+            old.unlink()
+
+
+def jupyter_book_build(staging: Path, output: Path) -> int:
+    """``jupyter-book build`` with warnings as errors; the HTML lands in ``output/_build/html``."""
+    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+           "build", str(staging), "--path-output", str(output), "--all", "-W", "-n", "--keep-going"]
+    log.info("jupyter-book build %s --path-output %s --all -W -n --keep-going", staging, output)
+    return subprocess.call(cmd)
+
+
+def build(root: Path, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None,
+          force: bool = False, progress: bool = True) -> int:
+    """The whole ``make book`` job (see the module docstring); returns a process exit code."""
+    root = root.resolve()
+    staging = root / STAGING
+    parameters = notebook_parameters(profile, overrides or {})
+    notebooks = find_notebooks(root)
+    stage_sources(root, staging)
+    _drop_stale_notebooks(staging, notebooks)
+    runs = run_notebooks(notebooks, staging / NOTEBOOK_DIR, parameters, reuse=not force, progress=progress)
+    failed = [r for r in runs if r.error]
+    if failed:
+        for r in failed:
+            log.error("notebook %s failed: %s", r.notebook, r.error)
+        log.error("not building the book: %d notebook(s) failed (executed copies in %s)", len(failed),
+                  staging / NOTEBOOK_DIR)
+        return 1
+    generated = staging / BOOK_DIR / GENERATED
+    record = write_timings(runs, profile, generated / "timings.json")
+    (generated / "timings.md").write_text(timings_markdown(record))
+    (generated / "profiles.md").write_text(profiles_markdown())
+    code = jupyter_book_build(staging, root)
+    index = root / "_build" / "html" / "index.html"
+    if code == 0 and index.is_file():
+        log.info("book built: %s", index)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fusion_lib.book", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILES),
+                        help=f"notebook parameter profile (default {DEFAULT_PROFILE})")
+    common.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="override one profile setting, e.g. -p seeds 1 -p datasets digits")
+    common.add_argument("--root", type=Path, default=Path("."), help="repository root (default: .)")
+    common.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    run = sub.add_parser("run", parents=[common], help="execute notebooks into a folder")
+    run.add_argument("--out", type=Path, required=True, help="folder for the executed notebooks")
+    run.add_argument("--notebooks", nargs="+", metavar="NN", help="only these notebooks (e.g. 01 03)")
+    b = sub.add_parser("build", parents=[common], help="execute the notebooks and build _build/html")
+    b.add_argument("--force", action="store_true", help="re-execute notebooks even if unchanged")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        overrides = parse_overrides(args.param)
+        if args.command == "build":
+            return build(args.root, args.profile, overrides, force=args.force, progress=not args.no_progress)
+        notebooks = find_notebooks(args.root.resolve(), args.notebooks)
+        parameters = notebook_parameters(args.profile, overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        return 2
+    runs = run_notebooks(notebooks, args.out, parameters, progress=not args.no_progress)
+    for r in runs:
+        log.info("%-32s %8.1f s  %s", r.notebook, r.seconds, r.error or "ok")
+    return 1 if any(r.error for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

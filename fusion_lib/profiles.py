@@ -1,0 +1,239 @@
+"""Notebook parameter profiles: how large a run every notebook of the book does.
+
+Three profiles share one schema: ``ci`` (tiny, so the test suite executes each notebook in about
+two minutes on a laptop CPU), ``book`` (the offline default the published book is built with) and
+``paper`` (the paper's datasets and hub backbones, for a GPU machine with internet).
+
+Every notebook follows one convention, so papermill, nbval and readers drive it the same way::
+
+    profile = os.environ.get("FUSION_PROFILE", "book")   # the cell tagged `parameters`
+    overrides = {}                                        # e.g. {"seeds": 1, "datasets": "digits"}
+    P = get_profile(profile, **overrides)                 # first cell after `parameters`
+
+papermill (``-p profile paper``) overrides the parameters cell, ``FUSION_PROFILE=ci`` picks a profile
+for runs without papermill (nbval), and a bad name or value fails in that first cell.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+from .backbones import OFFLINE_BACKBONES, resolve_backbones
+from .data import OFFLINE_DATASETS, ONLINE_DATASETS, SplitSizes
+from .features import OFFLINE_INPUT_SIZE
+
+DEFAULT_PROFILE = "book"
+
+# The paper's datasets (torchvision downloads); they need the internet on first use.
+PAPER_DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "stl10", "oxford_pets")
+# The paper's Keras backbones under their timm names (timm's `legacy_xception` is the Keras port).
+PAPER_BACKBONES: tuple[str, ...] = ("resnet50", "vgg16", "inception_v3", "legacy_xception")
+KNOWN_DATASETS: tuple[str, ...] = OFFLINE_DATASETS + ONLINE_DATASETS
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One consistent set of notebook parameters.
+
+    ``sizes`` are the split sizes of every dataset except those listed in ``dataset_sizes``
+    (digits has only 1,797 images); ``input_size=None`` extracts features at each backbone's own
+    input size; ``device`` is "auto", "cpu", "cuda[:N]" or "mps".
+    """
+
+    name: str
+    datasets: tuple[str, ...]
+    backbones: tuple[str, ...]
+    sizes: SplitSizes
+    seeds: tuple[int, ...]
+    epochs: int
+    input_size: int | None
+    thumbnail_size: int
+    device: str
+    dataset_sizes: Mapping[str, SplitSizes] = field(default_factory=lambda: MappingProxyType({}))
+
+    def split_sizes(self, dataset: str) -> SplitSizes:
+        """The train/val/test sizes this profile uses for ``dataset``."""
+        if dataset not in self.datasets:
+            raise ValueError(f"dataset {dataset!r} is not in profile {self.name!r}; "
+                             f"its datasets are {', '.join(self.datasets)}")
+        return self.dataset_sizes.get(dataset, self.sizes)
+
+    def describe(self) -> dict[str, str]:
+        """Every setting as display text (one column of the book's profiles table)."""
+
+        def fmt(s: SplitSizes) -> str:
+            return f"{s.train}/{s.val}/{s.test}"
+
+        sizes = [f"{d}: {fmt(self.split_sizes(d))}" for d in self.datasets]
+        return {
+            "datasets": ", ".join(self.datasets),
+            "backbones": ", ".join(self.backbones),
+            "train/val/test": "; ".join(sizes),
+            "seeds": ", ".join(map(str, self.seeds)),
+            "epochs (max)": str(self.epochs),
+            "input size": "backbone default" if self.input_size is None else f"{self.input_size} px",
+            "thumbnail": f"{self.thumbnail_size} px",
+            "device": self.device,
+        }
+
+
+def _frozen(mapping: Mapping[str, SplitSizes]) -> Mapping[str, SplitSizes]:
+    return MappingProxyType(dict(mapping))
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci", datasets=("digits",), backbones=("tf_efficientnet_lite0", "squeezenet1_1"),
+        sizes=SplitSizes(200, 100, 150), seeds=(0, 1), epochs=5, input_size=64, thumbnail_size=32,
+        device="cpu",
+    ),
+    "book": Profile(
+        name="book", datasets=("fashion_mnist", "digits", "mnist"),
+        backbones=OFFLINE_BACKBONES,
+        sizes=SplitSizes(1500, 500, 1000), seeds=(0, 1, 2), epochs=60, input_size=OFFLINE_INPUT_SIZE,
+        thumbnail_size=32,
+        device="cpu", dataset_sizes=_frozen({"digits": SplitSizes(1000, 297, 500)}),
+    ),
+    "paper": Profile(
+        name="paper", datasets=PAPER_DATASETS,
+        backbones=PAPER_BACKBONES + OFFLINE_BACKBONES,
+        sizes=SplitSizes(10000, 2000, 5000), seeds=(0, 1, 2, 3, 4), epochs=100, input_size=None,
+        thumbnail_size=32, device="auto", dataset_sizes=_frozen({"stl10": SplitSizes(4000, 1000, 8000),
+                                                                 "oxford_pets": SplitSizes(3000, 680, 3669)}),
+    ),
+}
+
+OVERRIDABLE: tuple[str, ...] = tuple(f.name for f in fields(Profile) if f.name != "name")
+
+
+def get_profile(name: str, **overrides: Any) -> Profile:
+    """The profile ``name`` ("ci", "book" or "paper") with some settings replaced.
+
+    ``overrides`` may set any of ``OVERRIDABLE``: ``datasets``/``backbones`` take a list or a
+    comma-separated string ("offline" expands to the offline set), ``sizes`` a ``SplitSizes`` or a
+    (train, val, test) triple applied to every dataset, ``dataset_sizes`` a {dataset: sizes} dict,
+    ``seeds`` a count n (seeds 0..n-1) or a list. Anything unknown or invalid raises ValueError.
+    """
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:
+        raise ValueError(f"unknown profile setting(s) {', '.join(map(repr, unknown))}; "
+                         f"valid settings: {', '.join(OVERRIDABLE)}")
+    base = PROFILES[name]
+    changes = {key: _VALIDATORS[key](value) for key, value in overrides.items()}
+    if "sizes" in changes and "dataset_sizes" not in changes:
+        changes["dataset_sizes"] = _frozen({})  # an explicit size is meant for every dataset
+    profile = replace(base, **changes)
+    missing = sorted(set(profile.dataset_sizes) - set(profile.datasets))
+    if "dataset_sizes" in overrides and missing:
+        raise ValueError(f"dataset_sizes names {missing}, which are not among the profile's datasets "
+                         f"{list(profile.datasets)}; add them to `datasets` or drop them")
+    return profile
+
+
+def _names(value: Any, what: str) -> list[str]:
+    if isinstance(value, str):
+        names = [s.strip() for s in value.split(",") if s.strip()]
+    elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        names = list(value)
+    else:
+        raise ValueError(f"{what} must be a list of names or a comma-separated string, got {value!r}")
+    if not names:
+        raise ValueError(f"{what} must name at least one entry")
+    return names
+
+
+def _datasets(value: Any) -> tuple[str, ...]:
+    names: list[str] = []
+    for n in _names(value, "datasets"):
+        names.extend(OFFLINE_DATASETS if n == "offline" else [n])
+    unknown = [n for n in names if not _is_dataset(n)]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {unknown}; valid datasets: {', '.join(KNOWN_DATASETS)} "
+                         f"('offline' for {', '.join(OFFLINE_DATASETS)}), or an ImageFolder directory")
+    return tuple(dict.fromkeys(names))
+
+
+def _is_dataset(name: str) -> bool:
+    return name in KNOWN_DATASETS or Path(name).expanduser().is_dir()  # load_dataset takes ImageFolders
+
+
+def _backbones(value: Any) -> tuple[str, ...]:
+    return tuple(resolve_backbones(_names(value, "backbones")))
+
+
+def _int(value: Any, what: str, low: int) -> int:
+    # bool is an int subclass; True as an epoch count is a mistake, not a 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _split_sizes(value: Any) -> SplitSizes:
+    if isinstance(value, SplitSizes):
+        triple = (value.train, value.val, value.test)
+    elif isinstance(value, Mapping) and set(value) == {"train", "val", "test"}:
+        triple = (value["train"], value["val"], value["test"])
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3:
+        triple = tuple(value)
+    else:
+        raise ValueError(f"split sizes must be SplitSizes, a (train, val, test) triple or a dict with keys "
+                         f"train/val/test, got {value!r}")
+    train, val, test = (_int(v, f"split size {k}", 1) for k, v in zip(("train", "val", "test"), triple))
+    return SplitSizes(train, val, test)
+
+
+def _dataset_sizes(value: Any) -> Mapping[str, SplitSizes]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"dataset_sizes must be a dict {{dataset: (train, val, test)}}, got {value!r}")
+    unknown = [k for k in value if not _is_dataset(k)]
+    if unknown:
+        raise ValueError(f"dataset_sizes: unknown dataset(s) {unknown}; valid datasets: {', '.join(KNOWN_DATASETS)}")
+    return _frozen({k: _split_sizes(v) for k, v in value.items()})
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return tuple(range(_int(value, "seeds (a count)", 1)))
+    if isinstance(value, Sequence) and not isinstance(value, str) and value:
+        seeds = tuple(_int(v, "each seed", 0) for v in value)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {list(seeds)}")
+        return seeds
+    raise ValueError(f"seeds must be a count n >= 1 (seeds 0..n-1) or a non-empty list of integers, got {value!r}")
+
+
+def _input_size(value: Any) -> int | None:
+    return None if value is None else _int(value, "input_size (None = backbone default)", 32)
+
+
+def _thumbnail_size(value: Any) -> int:
+    # the thumbnail gate halves its input three times (fusion_lib.gates.ThumbnailGate)
+    if _int(value, "thumbnail_size", 8) % 8:
+        raise ValueError(f"thumbnail_size must be a multiple of 8 for the thumbnail gate (e.g. 16, 32, 64), got {value}")
+    return value
+
+
+def _device(value: Any) -> str:
+    if not isinstance(value, str) or not _DEVICE.match(value):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
+    return value
+
+
+_VALIDATORS = {
+    "datasets": _datasets,
+    "backbones": _backbones,
+    "sizes": _split_sizes,
+    "dataset_sizes": _dataset_sizes,
+    "seeds": _seeds,
+    "epochs": lambda v: _int(v, "epochs", 1),
+    "input_size": _input_size,
+    "thumbnail_size": _thumbnail_size,
+    "device": _device,
+}

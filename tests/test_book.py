@@ -1,0 +1,241 @@
+"""Notebook profiles, the book runner's argument handling, and the book's sources."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbformat.v4 import new_code_cell, new_notebook
+
+from fusion_lib import book
+from fusion_lib.data import SplitSizes, load_dataset
+from fusion_lib.profiles import KNOWN_DATASETS, OVERRIDABLE, PROFILES, get_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- profiles
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_profiles_are_valid(name):
+    p = get_profile(name)
+    assert p.name == name
+    assert set(p.datasets) <= set(KNOWN_DATASETS)
+    assert p.seeds and len(set(p.seeds)) == len(p.seeds)
+    for key in OVERRIDABLE:
+        if key != "sizes":  # overriding sizes also clears per-dataset sizes, by design
+            assert get_profile(name, **{key: getattr(p, key)}) == p, f"{key} does not round-trip"
+
+
+@pytest.mark.parametrize("name", [n for n, p in PROFILES.items() if "digits" in p.datasets])
+def test_digits_sizes_fit_the_dataset(name):
+    p = get_profile(name)
+    splits = load_dataset("digits", p.split_sizes("digits"), seed=p.seeds[0])
+    assert {s: len(v) for s, v in splits.labels.items()} == dataclasses.asdict(p.split_sizes("digits"))
+
+
+def test_profile_sizes_and_overrides():
+    p = get_profile("book")
+    assert p.split_sizes("digits") == SplitSizes(1000, 297, 500)
+    assert p.split_sizes("mnist") == p.sizes
+    with pytest.raises(ValueError, match="not in profile"):
+        p.split_sizes("cifar10")
+    q = get_profile("book", seeds=2, sizes=[30, 20, 10], datasets="offline", input_size=None, device="cuda:1")
+    assert q.seeds == (0, 1)
+    assert q.split_sizes("digits") == SplitSizes(30, 20, 10)  # an explicit size is for every dataset
+    assert q.datasets == ("fashion_mnist", "digits", "mnist")
+    assert (q.input_size, q.device) == (None, "cuda:1")
+    assert get_profile("ci", seeds=[3, 7]).seeds == (3, 7)
+    assert get_profile("ci", datasets=["digits", "mnist"], dataset_sizes={"mnist": (5, 5, 5)}
+                       ).split_sizes("mnist") == SplitSizes(5, 5, 5)
+    assert get_profile("ci", backbones="offline").backbones == PROFILES["book"].backbones
+
+
+def test_profiles_are_immutable():
+    p = get_profile("book")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.seeds = (0,)
+    with pytest.raises(TypeError):
+        p.dataset_sizes["mnist"] = SplitSizes(1, 1, 1)
+
+
+def test_unknown_profile_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown profile 'nope'.*ci, book, paper"):
+        get_profile("nope")
+
+
+def test_unknown_override_lists_the_valid_settings():
+    with pytest.raises(ValueError, match=r"unknown profile setting.*'epoch'.*valid settings: datasets"):
+        get_profile("ci", epoch=3)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("seeds", 0, "seeds"),
+    ("seeds", [1, 1], "distinct"),
+    ("seeds", "3", "seeds"),
+    ("epochs", 0, "epochs must be an integer >= 1"),
+    ("epochs", True, "epochs"),
+    ("input_size", 16, "input_size"),
+    ("input_size", "112", "input_size"),
+    ("thumbnail_size", 4, "thumbnail_size"),
+    ("thumbnail_size", 20, "multiple of 8"),
+    ("device", "gpu", "'auto', 'cpu', 'cuda'"),
+    ("datasets", "imagenet", "valid datasets: fashion_mnist"),
+    ("datasets", [], "at least one"),
+    ("backbones", "resnet_nope", "unknown backbone"),
+    ("sizes", (100, 50), "triple"),
+    ("sizes", (100, 0, 10), "split size val"),
+    ("dataset_sizes", {"nope": (1, 1, 1)}, "unknown dataset"),
+    ("dataset_sizes", {"mnist": (1, 1, 1)}, "not among the profile's datasets"),
+])
+def test_bad_values_are_rejected(key, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        get_profile("ci", **{key: value})
+
+
+# ---------------------------------------------------------------- runner
+
+def test_parse_overrides_reads_yaml_values():
+    got = book.parse_overrides([["seeds", "1"], ["datasets", "[digits, mnist]"], ["input_size", "null"],
+                                ["device", "cpu"]])
+    assert got == {"seeds": 1, "datasets": ["digits", "mnist"], "input_size": None, "device": "cpu"}
+    with pytest.raises(ValueError, match="--profile"):
+        book.parse_overrides([["profile", "ci"]])
+    with pytest.raises(ValueError, match="not a valid YAML"):
+        book.parse_overrides([["seeds", "[1, 2"]])
+
+
+def test_notebook_parameters_are_validated_first():
+    assert book.notebook_parameters("ci", {"seeds": 1}) == {"profile": "ci", "overrides": {"seeds": 1}}
+    with pytest.raises(ValueError, match="valid settings"):
+        book.notebook_parameters("ci", {"sead": 1})
+
+
+def _write_notebook(path: Path, *sources: str) -> Path:
+    params = new_code_cell('profile = "book"\noverrides = {}')
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[params, *(new_code_cell(s) for s in sources)],
+                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_find_notebooks_selects_by_prefix(tmp_path):
+    for name in ("01_a", "02_b", "03_c", "scratch"):
+        _write_notebook(tmp_path / "notebooks" / f"{name}.ipynb")
+    names = lambda sel: [p.stem for p in book.find_notebooks(tmp_path, sel)]  # noqa: E731
+    assert names(None) == ["01_a", "02_b", "03_c"]
+    assert names(["03", "01_a.ipynb"]) == ["01_a", "03_c"]
+    with pytest.raises(ValueError, match="available: 01_a, 02_b, 03_c"):
+        names(["09"])
+    with pytest.raises(FileNotFoundError):
+        book.find_notebooks(tmp_path / "empty")
+
+
+def test_main_rejects_bad_arguments_before_executing(tmp_path, capsys):
+    _write_notebook(tmp_path / "notebooks" / "01_a.ipynb")
+    out = tmp_path / "out"
+    assert book.main(["run", "--root", str(tmp_path), "--out", str(out), "-p", "seeds", "0"]) == 2
+    assert book.main(["run", "--root", str(tmp_path), "--out", str(out), "--notebooks", "07"]) == 2
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        book.main(["run", "--profile", "huge", "--out", str(out)])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        book.main(["build", "--out", str(out)])
+
+
+def test_build_needs_the_book_sources(tmp_path):
+    _write_notebook(tmp_path / "notebooks" / "01_a.ipynb")
+    assert book.main(["build", "--root", str(tmp_path)]) == 2
+
+
+def test_source_hash_tracks_notebook_and_parameters(tmp_path):
+    nb = _write_notebook(tmp_path / "notebooks" / "01_a.ipynb", "x = 1")
+    ci = book.source_hash(nb, {"profile": "ci", "overrides": {}})
+    assert ci == book.source_hash(nb, {"profile": "ci", "overrides": {}})
+    assert ci != book.source_hash(nb, {"profile": "book", "overrides": {}})
+    _write_notebook(nb, "x = 2")
+    assert ci != book.source_hash(nb, {"profile": "ci", "overrides": {}})
+
+
+def test_execute_notebook_injects_parameters_reuses_and_reports_errors(tmp_path):
+    src = _write_notebook(tmp_path / "notebooks" / "01_a.ipynb",
+                          'assert "fail" not in overrides, "asked to fail"\nprint(profile, overrides)')
+    out = tmp_path / "out" / "01_a.ipynb"
+    params = {"profile": "ci", "overrides": {"seeds": 1}}
+    first = book.execute_notebook(src, out, params, reuse=True, progress=False)
+    assert first.error is None and not first.reused
+    executed = nbformat.read(out, as_version=4)
+    assert "ci {'seeds': 1}" in executed.cells[-1].outputs[0]["text"]
+    assert executed.metadata[book.STAMP_KEY]["source_hash"] == book.source_hash(src, params)
+    again = book.execute_notebook(src, out, params, reuse=True, progress=False)
+    assert again.reused and again.seconds == executed.metadata[book.STAMP_KEY]["seconds"]
+    failed = book.execute_notebook(src, out, {"profile": "ci", "overrides": {"fail": 1}}, reuse=True,
+                                   progress=False)
+    assert failed.error and "asked to fail" in failed.error
+    assert book.STAMP_KEY not in nbformat.read(out, as_version=4).metadata  # so it is re-executed next time
+
+
+def test_generated_markdown_tables():
+    table = book.profiles_markdown()
+    assert table.splitlines()[0] == "| setting | `ci` | `book` | `paper` |"
+    for setting in get_profile("ci").describe():
+        assert f"| {setting} |" in table
+    record = {"profile": "ci", "built": "now", "environment": {"python": "3.11"},
+              "notebooks": [{"notebook": "01_a", "seconds": 30.0, "reused": False, "error": None},
+                            {"notebook": "02_b", "seconds": 600.0, "reused": True, "error": None}]}
+    md = book.timings_markdown(record)
+    assert "| `01_a` | 30 s | executed in this build |" in md
+    assert "| `02_b` | 10.0 min | reused" in md
+    assert "**10.5 min**" in md
+
+
+def test_write_timings_is_json(tmp_path):
+    runs = [book.NotebookRun("01_a", 1.5)]
+    record = book.write_timings(runs, "ci", tmp_path / "t" / "timings.json")
+    assert json.loads((tmp_path / "t" / "timings.json").read_text()) == record
+    assert record["notebooks"][0]["notebook"] == "01_a"
+
+
+# ---------------------------------------------------------------- the book's sources
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_follow_the_profile_convention(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
+    tagged = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell must be tagged `parameters`"
+    params = code[tagged[0]].source
+    assert 'profile = os.environ.get("FUSION_PROFILE", "book")' in params and "overrides = {}" in params
+    assert "get_profile(profile, **overrides)" in code[tagged[0] + 1].source
+
+
+def test_toc_lists_every_notebook_and_chapter():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
+    for nb in NOTEBOOKS:
+        assert f"notebooks/{nb.stem}" in files
+    for f in files:
+        if f.startswith("book/"):
+            assert (ROOT / f"{f}.md").is_file(), f"{f}.md is in the toc but missing"
+
+
+def test_every_citation_is_in_the_bibliography_and_every_entry_cited():
+    bib = set(re.findall(r"@\w+\{([^,]+),", (ROOT / "book" / "references.bib").read_text()))
+    cited = set()
+    for md in (ROOT / "book").glob("*.md"):
+        for keys in re.findall(r"\{cite:?\w*\}`([^`]+)`", md.read_text()):
+            cited.update(k.strip() for k in keys.split(","))
+    assert cited - bib == set(), "cited but not in references.bib"
+    assert bib - cited == set(), "in references.bib but never cited"
