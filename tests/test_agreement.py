@@ -1,0 +1,56 @@
+"""The agreement study on planted problems whose answers are known."""
+import numpy as np
+import pytest
+
+from fusion_lib.agreement import AgreementStudy, mean_std, run_agreement_study
+from fusion_lib.feature_set import FeatureSet
+from fusion_lib.training import TrainConfig
+
+
+def _planted(seed=0, n=300, classes=4):
+    """Backbone 'a' sees the class on even-indexed images only, 'b' on odd ones, 'c' always."""
+    rng = np.random.default_rng(seed)
+    feats, labels = {}, {}
+    for split in ("train", "val", "test"):
+        y = rng.integers(0, classes, n)
+        onehot = np.eye(classes)[y] * 4
+        mask = (np.arange(n) % 2 == 0)[:, None]
+        noise = lambda: rng.normal(size=(n, classes))  # noqa: E731
+        feats[split] = {"a": np.where(mask, onehot, 0) + noise(), "b": np.where(~mask, onehot, 0) + noise(),
+                        "c": onehot + noise()}
+        feats[split] = {k: v.astype(np.float32) for k, v in feats[split].items()}
+        labels[split] = y
+    thumbs = {s: np.zeros((n, 3, 8, 8), np.float32) for s in labels}
+    return FeatureSet("planted", ["a", "b", "c"], [f"k{i}" for i in range(classes)], feats, labels, thumbs)
+
+
+def test_agreement_study_recovers_planted_structure():
+    fs = _planted()
+    study = run_agreement_study(fs, seeds=[0, 1], train=TrainConfig(epochs=40, lr=0.05, batch_size=None))
+    acc = study.accuracy.groupby("backbone")["accuracy"].mean()
+    assert acc["c"] > 0.9 and 0.5 < acc["a"] < 0.8 and 0.5 < acc["b"] < 0.8
+    agree = study.matrix("agreement")
+    assert np.allclose(np.diag(agree), 1.0)
+    assert agree.loc["a", "b"] < agree.loc["a", "c"]  # a and b are right on disjoint halves
+    df = study.matrix("double_fault")
+    assert df.loc["a", "b"] < 0.15 < df.loc["a", "a"]
+    bounds = study.bounds
+    assert (bounds["oracle"] >= bounds["best_single"]).all() and (bounds["best_single_backbone"] == "c").all()
+    assert set(study.pairs.columns) >= {"dataset", "seed", "a", "b", "agreement", "kappa", "double_fault"}
+
+
+def test_bad_arguments():
+    fs = _planted(n=40)
+    with pytest.raises(ValueError, match="at least one seed"):
+        run_agreement_study(fs, seeds=[])
+    empty = AgreementStudy(*(None,) * 3)
+    with pytest.raises(ValueError, match="valid: agreement"):
+        empty.matrix("correlation")
+
+
+def test_mean_std_labels():
+    import pandas as pd
+
+    df = pd.DataFrame({"m": ["x", "x", "y"], "v": [0.5, 0.7, 0.9]})
+    out = mean_std(df, ["m"], "v").set_index("m")
+    assert out.loc["x", "mean ± std"] == "0.600 ± 0.141" and out.loc["y", "std"] == 0.0
