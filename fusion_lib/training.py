@@ -1,0 +1,201 @@
+"""The one training loop of fusion_lib: Adam on in-memory tensors with early stopping on validation.
+
+Every trainable piece (expert probes, the mixture of experts, label-space projections) is a small
+``nn.Module`` trained on precomputed features, so the loop keeps whole tensors in memory, draws
+mini-batches by index (or uses the full batch), and restores the best validation state at the end.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+Batch = tuple[Tensor, ...]
+LossFn = Callable[[nn.Module, Batch], Tensor]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every fusion model.
+
+    ``batch_size=None`` trains full-batch; ``patience`` is the number of epochs without a
+    validation improvement after which training stops (the best state is restored); ``threads``
+    caps torch's CPU threads while training (``None`` leaves torch's setting): these models are so
+    small that extra OpenMP threads only add synchronisation, which costs ten times the run time
+    when other processes share the cores.
+    """
+
+    epochs: int = 60
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    batch_size: int | None = 256
+    patience: int = 8
+    device: str = "cpu"
+    threads: int | None = 1
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None (full batch), got {self.batch_size}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch losses, the epoch whose weights were kept, and throughput."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    seconds: float = 0.0
+    samples_seen: int = 0
+
+    @property
+    def samples_per_s(self) -> float:
+        """Training examples processed per second of optimisation (validation included in the time)."""
+        return self.samples_seen / self.seconds if self.seconds > 0 else float("nan")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` picks CUDA when available, else CPU; any other string is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """Within the block torch uses deterministic kernels (warning where it has none); restored after."""
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
+@contextmanager
+def num_threads(n: int | None) -> Iterator[None]:
+    """Within the block torch uses at most ``n`` CPU threads (``None``: unchanged); restored after."""
+    previous = torch.get_num_threads()
+    if n is not None and n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+def to_tensors(arrays: Sequence[np.ndarray], device: torch.device) -> Batch:
+    """Numpy arrays -> tensors on ``device`` (float arrays as float32, integer arrays as int64)."""
+    out = []
+    for a in arrays:
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        t = t.float() if t.is_floating_point() else t.long()
+        out.append(t.to(device))
+    return tuple(out)
+
+
+def _check_batch(batch: Batch, name: str) -> int:
+    lengths = [len(t) for t in batch]
+    if not lengths or len(set(lengths)) != 1:
+        raise ValueError(f"{name} tensors must share their first dimension, got lengths {lengths}")
+    if lengths[0] == 0:
+        raise ValueError(f"{name} is empty")
+    return lengths[0]
+
+
+def fit_module(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train: Batch,
+    val: Batch | None,
+    config: TrainConfig,
+    seed: int = 0,
+    val_fn: Callable[[nn.Module, Batch], float] | None = None,
+) -> TrainHistory:
+    """Train ``model`` in place with Adam on ``loss_fn(model, batch)``; early-stop on ``val``.
+
+    ``train`` and ``val`` are tuples of tensors sharing their first dimension (already on the
+    model's device). ``val_fn`` scores the validation tuple, lower is better; by default it is
+    ``loss_fn`` in eval mode. Without ``val`` the model trains for ``config.epochs``.
+    """
+    n = _check_batch(train, "train")
+    if val is not None:
+        _check_batch(val, "val")
+    with num_threads(config.threads):
+        return _fit(model, loss_fn, train, val, config, seed, val_fn, n)
+
+
+def _fit(model: nn.Module, loss_fn: LossFn, train: Batch, val: Batch | None, config: TrainConfig, seed: int,
+         val_fn: Callable[[nn.Module, Batch], float] | None, n: int) -> TrainHistory:
+    score = val_fn or (lambda m, b: float(loss_fn(m, b)))
+    batch_size = n if config.batch_size is None else min(config.batch_size, n)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history = TrainHistory()
+    best, best_state, stale = float("inf"), None, 0
+    start = time.perf_counter()
+    epochs = tqdm(range(config.epochs), desc=type(model).__name__, disable=not config.progress, leave=False)
+    for epoch in epochs:
+        model.train()
+        order = torch.randperm(n, generator=generator) if batch_size < n else None
+        total = 0.0
+        for lo in range(0, n, batch_size):
+            batch = train if order is None else tuple(t[order[lo:lo + batch_size].to(t.device)] for t in train)
+            loss = loss_fn(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(batch[0])
+        history.train_loss.append(total / n)
+        history.samples_seen += n
+        if val is None:
+            continue
+        model.eval()
+        with torch.no_grad():
+            current = score(model, val)
+        history.val_loss.append(current)
+        if current < best - 1e-6:
+            best, stale, history.best_epoch = current, 0, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if val is None:
+        history.best_epoch = len(history.train_loss) - 1
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+@torch.no_grad()
+def predict_in_batches(fn: Callable[[Batch], Tensor | tuple[Tensor, ...]], inputs: Batch,
+                       batch_size: int = 4096) -> Tensor | tuple[Tensor, ...]:
+    """Apply ``fn`` to slices of ``inputs`` and concatenate (each output, if ``fn`` returns a tuple).
+
+    Bounds memory on large evaluation splits.
+    """
+    n = _check_batch(inputs, "inputs")
+    parts = [fn(tuple(t[lo:lo + batch_size] for t in inputs)) for lo in range(0, n, batch_size)]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(p) for p in zip(*parts))
+    return torch.cat(parts)
