@@ -59,3 +59,13 @@ def topk_curve(results: pd.DataFrame, n_experts: int) -> pd.DataFrame:
     wide = long[gated].pivot_table(index=["dataset", "method", "seed", "k"], columns="what", values="value")
     return wide.reset_index().rename_axis(columns=None)[["dataset", "method", "seed", "k", "accuracy",
                                                           "gflops_per_image"]]
+
+
+def gate_usage(weights: np.ndarray) -> dict[str, float]:
+    """How spread the gate's decisions are: the mean of each image's largest weight, and the effective
+    number of experts in use, exp(entropy of the mean weight vector) (1 = collapsed onto one expert,
+    K = all used equally)."""
+    w = _check(weights)
+    mean_w = w.mean(0)
+    nz = mean_w[mean_w > 0]
+    return {"mean_max_weight": float(w.max(1).mean()), "effective_experts": float(np.exp(-(nz * np.log(nz)).sum()))}

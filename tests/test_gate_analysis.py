@@ -37,3 +37,14 @@ def test_topk_curve_from_results():
     assert set(curve["method"]) == {"moe_thumbnail"}  # prob_avg reports no top-k, so it is no curve
     one = curve[(curve["seed"] == 0)].set_index("k")
     assert one.loc[1, "accuracy"] == 0.8 and one.loc[3, "gflops_per_image"] == 3.0
+
+
+def test_gate_usage_detects_collapse_and_spread():
+    from fusion_lib.gate_analysis import gate_usage
+
+    collapsed = gate_usage(np.tile([1.0, 0.0, 0.0, 0.0], (5, 1)))
+    assert collapsed == {"mean_max_weight": 1.0, "effective_experts": 1.0}
+    spread = gate_usage(np.full((5, 4), 0.25))
+    assert spread["effective_experts"] == pytest.approx(4.0) and spread["mean_max_weight"] == 0.25
+    hard_but_balanced = gate_usage(np.eye(4))  # each image one expert, every expert used
+    assert hard_but_balanced["mean_max_weight"] == 1.0 and hard_but_balanced["effective_experts"] == pytest.approx(4.0)
