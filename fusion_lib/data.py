@@ -289,33 +289,23 @@ def _torchvision(cls_name: str, train_kw: dict, test_kw: dict | None, labels_att
     return load
 
 
-def _svhn(root: Path | None, download: bool) -> Loaded:
-    from torchvision.datasets import SVHN
+def _array_splits(cls_name: str, classes: list[str] | None = None) -> Callable[[Path | None, bool], Loaded]:
+    """A torchvision dataset with ``split="train"/"test"`` that holds uint8 images in ``.data`` and ``.labels``."""
 
-    root = Path(root or cache_root() / "datasets")
-    pools = []
-    for split in ("train", "test"):
-        try:
-            ds = SVHN(str(root), split=split, download=download)
-        except RuntimeError as exc:
-            raise DatasetError(f"SVHN not found under {root} ({exc}); pass download=True") from None
-        pools.append(Pool(ArraySource(ds.data), np.asarray(ds.labels, dtype=np.int64)))
-    return pools[0], pools[1], [str(d) for d in range(10)], f"svhn:{root}"
+    def load(root: Path | None, download: bool) -> Loaded:
+        import torchvision.datasets as tvd
 
+        root = Path(root or cache_root() / "datasets")
+        pools = []
+        for split in ("train", "test"):
+            try:
+                ds = getattr(tvd, cls_name)(str(root), split=split, download=download)
+            except RuntimeError as exc:
+                raise DatasetError(f"{cls_name} not found under {root} ({exc}); pass download=True") from None
+            pools.append(Pool(ArraySource(ds.data), np.asarray(ds.labels, dtype=np.int64)))
+        return pools[0], pools[1], list(classes or ds.classes), f"{cls_name}:{root}"
 
-def _stl10(root: Path | None, download: bool) -> Loaded:
-    from torchvision.datasets import STL10
-
-    root = Path(root or cache_root() / "datasets")
-    pools, classes = [], []
-    for split in ("train", "test"):
-        try:
-            ds = STL10(str(root), split=split, download=download)
-        except RuntimeError as exc:
-            raise DatasetError(f"STL-10 not found under {root} ({exc}); pass download=True") from None
-        pools.append(Pool(ArraySource(ds.data), np.asarray(ds.labels, dtype=np.int64)))
-        classes = list(ds.classes)
-    return pools[0], pools[1], classes, f"stl10:{root}"
+    return load
 
 
 LOADERS: dict[str, Callable[[Path | None, bool], Loaded]] = {
@@ -324,8 +314,8 @@ LOADERS: dict[str, Callable[[Path | None, bool], Loaded]] = {
     "mnist": _mnist,
     "cifar10": _cifar("cifar10"),
     "cifar100": _cifar("cifar100"),
-    "stl10": _stl10,
-    "svhn": _svhn,
+    "stl10": _array_splits("STL10"),
+    "svhn": _array_splits("SVHN", [str(d) for d in range(10)]),
     "flowers102": _torchvision("Flowers102", {"split": "train"}, {"split": "test"}, "_labels", None),
     "dtd": _torchvision("DTD", {"split": "train"}, {"split": "test"}, "_labels", "classes"),
     "oxford_pets": _torchvision("OxfordIIITPet", {"split": "trainval"}, {"split": "test"}, "_labels", "classes"),
