@@ -364,9 +364,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backbones", default=d.backbones, help="comma-separated names or 'offline'")
     p.add_argument("--methods", default=d.methods, help="comma-separated names or 'all'")
     p.add_argument("--seeds", type=int, default=len(d.seeds), help="number of seeds (0..n-1)")
-    p.add_argument("--train", type=int, default=d.train)
-    p.add_argument("--val", type=int, default=d.val)
-    p.add_argument("--test", type=int, default=d.test)
+    p.add_argument("--train", type=int, default=None, help="default: the book profile's size for the dataset")
+    p.add_argument("--val", type=int, default=None)
+    p.add_argument("--test", type=int, default=None)
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--device", default=d.device)
@@ -377,6 +377,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _default_sizes(dataset: str):
+    """The book profile's split sizes for its datasets (so the CLI reuses the book's feature cache)."""
+    from fusion_lib.data import SplitSizes
+    from fusion_lib.profiles import PROFILES
+
+    book = PROFILES["book"]
+    if dataset in book.datasets:
+        return book.split_sizes(dataset)
+    d = ExperimentConfig()
+    return SplitSizes(d.train, d.val, d.test)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fusion_lib run ...``: run the experiment and print mean ± std per method."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -385,11 +397,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     if a.seeds < 1:
         raise SystemExit("--seeds must be at least 1")
-    config = ExperimentConfig(dataset=a.dataset, train=a.train, val=a.val, test=a.test,
-                              backbones=a.backbones, methods=a.methods,
+    sizes = _default_sizes(a.dataset)
+    config = ExperimentConfig(dataset=a.dataset, train=a.train or sizes.train, val=a.val or sizes.val,
+                              test=a.test or sizes.test, backbones=a.backbones, methods=a.methods,
                               seeds=list(range(a.seeds)), thumbnail_size=a.thumbnail_size, epochs=a.epochs,
                               lr=a.lr, device=a.device, input_size=a.input_size, out_dir=a.out)
-    df = run_experiment(config)
+    try:
+        df = run_experiment(config)
+    except ValueError as exc:  # bad names, sizes or settings: the message says what to change
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with pd.option_context("display.width", 200, "display.max_rows", 200, "display.max_colwidth", 40):
         print(summary_table(df).to_string())
     if a.out:
