@@ -239,3 +239,13 @@ def test_every_citation_is_in_the_bibliography_and_every_entry_cited():
             cited.update(k.strip() for k in keys.split(","))
     assert cited - bib == set(), "cited but not in references.bib"
     assert bib - cited == set(), "in references.bib but never cited"
+
+
+def test_run_notebooks_side_by_side_keeps_order_and_reports_each(tmp_path):
+    srcs = [_write_notebook(tmp_path / "notebooks" / f"0{i}_n.ipynb", f"assert {i} != 2, 'number two fails'")
+            for i in (1, 2, 3)]
+    runs = book.run_notebooks(srcs, tmp_path / "out", {"profile": "ci", "overrides": {}}, progress=False, jobs=2)
+    assert [r.notebook for r in runs] == ["01_n", "02_n", "03_n"]
+    assert [bool(r.error) for r in runs] == [False, True, False]
+    with pytest.raises(ValueError, match="jobs"):
+        book.run_notebooks(srcs, tmp_path / "out", {}, jobs=0)
