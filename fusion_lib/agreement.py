@@ -63,10 +63,11 @@ def run_agreement_study(fs: FeatureSet, seeds: Sequence[int], train: TrainConfig
     return AgreementStudy(pd.DataFrame(acc_rows), pd.DataFrame(pair_rows), pd.DataFrame(bound_rows))
 
 
-def mean_std(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
-    """Mean, std and a "mean ± std" label of ``value`` per group (std over seeds, ddof=1; 0 for one seed)."""
+def mean_std(df: pd.DataFrame, by: Sequence[str], value: str, digits: int = 3) -> pd.DataFrame:
+    """Mean, std, count ``n`` and a "mean ± std" label of ``value`` per group (std over seeds, ddof=1;
+    0 for one seed)."""
     g = df.groupby(list(by), sort=False)[value]
-    out = g.agg(["mean", "std", "count"]).reset_index()
+    out = g.agg(mean="mean", std="std", n="count").reset_index()
     out["std"] = out["std"].fillna(0.0)
-    out["mean ± std"] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(out["mean"], out["std"])]
+    out["mean ± std"] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(out["mean"], out["std"])]
     return out

@@ -23,6 +23,7 @@ from fusion_lib import baselines
 from fusion_lib import metrics as M
 from fusion_lib.feature_set import FeatureSet
 from fusion_lib.features import OFFLINE_INPUT_SIZE
+from fusion_lib.agreement import mean_std
 from fusion_lib.label_embedding import (OFFLINE_WORD_VECTORS, LabelSpaceModel, blend, choose_blend_weight,
                                         class_vectors, load_vectors)
 from fusion_lib.moe import MoE, MoEConfig
@@ -336,11 +337,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     missing = sorted(set(RESULT_COLUMNS) - set(df.columns))
     if missing:
         raise ValueError(f"results frame lacks columns {missing}; expected {RESULT_COLUMNS}")
-    g = df.groupby(["dataset", "method", "metric"], sort=False)["value"]
-    out = g.agg(mean="mean", std="std", n="count").reset_index()
-    out["std"] = out["std"].fillna(0.0)
-    out["mean ± std"] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(out["mean"], out["std"])]
-    return out
+    return mean_std(df, ["dataset", "method", "metric"], "value", digits=4)
 
 
 def summary_table(df: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "ece", "gflops_per_image")) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from .array_cache import ArrayCache, ChunkStore
 from .assets import cache_root
 from .backbones import Backbone, default_input_size, load_backbone, resolve_backbones, weights_identity
+from .device import resolve_device
 from .data import SPLITS, DatasetSplits, SplitSizes, load_dataset, thumbnail
 from .feature_set import FeatureSet
 
@@ -23,19 +24,6 @@ from .feature_set import FeatureSet
 OFFLINE_INPUT_SIZE = 96
 CHUNK_ROWS = 512
 PREPROCESS_VERSION = "resize-shorter+center-crop+normalize/v1"
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" picks CUDA when present; anything else is passed to torch.device (with a clear error)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"bad device {device!r} ({exc}); use 'auto', 'cpu' or 'cuda[:N]'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but CUDA is not available; use 'auto' or 'cpu'")
-    return dev
 
 
 def preprocess(img: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

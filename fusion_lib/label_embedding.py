@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fusion_lib.experts import Standardize
+from fusion_lib.device import resolve_device
 from fusion_lib.feature_set import FeatureSet
-from fusion_lib.training import TrainConfig, TrainHistory, fit_module, resolve_device, to_tensors
+from fusion_lib.training import TrainConfig, TrainHistory, fit_module, to_tensors
 
 OFFLINE_WORD_VECTORS = "glove-6b-50d"
 BLEND_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)

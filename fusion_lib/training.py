@@ -70,13 +70,6 @@ class TrainHistory:
         return self.samples_seen / self.seconds if self.seconds > 0 else float("nan")
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` picks CUDA when available, else CPU; any other string is passed to ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 @contextmanager
 def deterministic() -> Iterator[None]:
     """Within the block torch uses deterministic kernels (warning where it has none); restored after."""
