@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -53,7 +53,7 @@ class Backbone:
     n_params: int = 0
     gflops: float = 0.0
     imagenet_top1: float | None = None
-    extra: dict = field(default_factory=dict)
+    native_input_size: int = 224  # the size the ImageNet classifier was trained at
 
     def describe(self) -> dict:
         """Metadata as a flat dict (one row of a backbone table)."""
@@ -67,14 +67,16 @@ class Backbone:
             "weights": self.weights,
         }
 
-    def eval_transform(self):
-        """ImageNet-style evaluation transform (resize, centre crop, normalise) for PIL images."""
+    def eval_transform(self, size: int | None = None):
+        """ImageNet-style evaluation transform (resize, centre crop, normalise) for PIL images, at ``size``
+        (default: the feature input size)."""
         from torchvision import transforms as T
 
-        scaled = int(round(self.input_size / self.crop_pct))
+        size = size or self.input_size
+        scaled = int(round(size / self.crop_pct))
         return T.Compose([
             T.Resize(scaled, interpolation=_interp(self.interpolation)),
-            T.CenterCrop(self.input_size),
+            T.CenterCrop(size),
             T.ToTensor(),
             T.Normalize(self.mean, self.std),
         ])
@@ -281,9 +283,9 @@ def load_backbone(name: str, input_size: int | None = None, weights: str | os.Pa
         mean=meta["mean"], std=meta["std"], interpolation=meta["interpolation"], crop_pct=meta["crop_pct"],
         weights=source, n_params=sum(p.numel() for p in net.parameters()),
         imagenet_top1=PUBLISHED_TOP1.get(name) if source.startswith("registry") else None,
+        native_input_size=int(meta["input_size"]),
     )
     backbone.gflops = count_gflops(features, size)
-    backbone.extra["native_input_size"] = meta["input_size"]
     return backbone
 
 
@@ -293,20 +295,13 @@ def imagenet_predictions(backbone: Backbone) -> tuple[list[int], list[int]]:
 
     from .assets import imagenet_samples
 
-    native = load_backbone(backbone.name, weights=_weights_arg(backbone)) \
-        if backbone.input_size != backbone.extra.get("native_input_size", backbone.input_size) else backbone
-    tf = native.eval_transform()
+    # the classifier's weights do not depend on the feature input size; only the transform does
+    tf = backbone.eval_transform(backbone.native_input_size)
     samples = imagenet_samples()
     batch = torch.stack([tf(Image.open(p).convert("RGB")) for p, _ in samples])
     with torch.no_grad():
-        logits = native.imagenet_model(batch)
+        logits = backbone.imagenet_model(batch)
     return logits.argmax(1).tolist(), [label for _, label in samples]
-
-
-def _weights_arg(backbone: Backbone) -> str:
-    if backbone.weights.startswith("file: "):
-        return backbone.weights[len("file: "):]
-    return "hub" if "hub" in backbone.weights else "auto"
 
 
 def imagenet_sanity_check(name: str | Backbone) -> tuple[int, int]:
