@@ -16,7 +16,6 @@ def _rate(n: int, seconds: float) -> float:
 
 
 def bench_features(argv: list[str]) -> int:
-    from . import assets
     from .array_cache import ArrayCache
     from .backbones import load_backbone, resolve_backbones
     from .data import SplitSizes, load_dataset
@@ -31,9 +30,7 @@ def bench_features(argv: list[str]) -> int:
     p.add_argument("--sweep", default="64,96,128", help="input sizes whose raw speed is measured for the first backbone")
     args = p.parse_args(argv)
     names = resolve_backbones(args.backbones)
-    for n in ["foolbox_samples"] + [a for a in assets.ASSETS if assets.get_asset(a).kind == "backbone weights"]:
-        assets.fetch(n)
-    data = load_dataset(args.dataset, SplitSizes(train=10 * 10, val=10, test=args.images))
+    data = load_dataset(args.dataset, SplitSizes(train=100, val=10, test=args.images))  # only test is measured
     n = args.images
     print(f"dataset {args.dataset}, {n} images, input {args.input_size}px, {torch.get_num_threads()} CPU threads, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
