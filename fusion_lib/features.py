@@ -116,18 +116,34 @@ def extract_features(backbone: str, data: DatasetSplits, split: str, input_size:
     """(features, backbone GFLOPs per image) for one split, from the cache or computed and cached.
 
     ``cache_dir`` defaults to ``$FUSION_CACHE/features``."""
+    feats, gflops = extract_splits(backbone, data, [split], input_size, weights, device, batch_size, num_workers,
+                                   progress, cache_dir)
+    return feats[split], gflops
+
+
+def extract_splits(backbone: str, data: DatasetSplits, splits: Sequence[str], input_size: int | None = None,
+                   weights: str = "auto", device: str = "auto", batch_size: int = 64, num_workers: int = 0,
+                   progress: bool = True, cache_dir: str | os.PathLike | None = None
+                   ) -> tuple[dict[str, np.ndarray], float]:
+    """Features of several splits for one backbone; the backbone is loaded once, and only if a split
+    is not cached yet."""
     size = int(input_size or default_input_size(backbone))
-    spec = feature_spec(backbone, data, split, size, weights)
-    state: dict = {}
-
-    def build(chunks: ChunkStore) -> np.ndarray:
-        bb = load_backbone(backbone, input_size=size, weights=weights)
-        state["gflops"] = bb.gflops
-        return FeatureExtractor(bb, device, batch_size, num_workers).run(data, split, chunks, progress)
-
     cache = _feature_cache(data.name, backbone, cache_dir)
-    arr, meta, _ = cache.get_or_build(spec, build, meta=state)
-    return arr, float(meta["gflops"])
+    loaded: list[Backbone] = []
+    out: dict[str, np.ndarray] = {}
+    gflops = 0.0
+    for split in splits:
+        state: dict = {}
+
+        def build(chunks: ChunkStore, split: str = split, state: dict = state) -> np.ndarray:
+            if not loaded:
+                loaded.append(load_backbone(backbone, input_size=size, weights=weights))
+            state["gflops"] = loaded[0].gflops
+            return FeatureExtractor(loaded[0], device, batch_size, num_workers).run(data, split, chunks, progress)
+
+        out[split], meta, _ = cache.get_or_build(feature_spec(backbone, data, split, size, weights), build, meta=state)
+        gflops = float(meta["gflops"])
+    return out, gflops
 
 
 def cached_thumbnails(data: DatasetSplits, split: str, size: int,
@@ -157,10 +173,11 @@ def load_feature_set(dataset: str, backbones: str | Sequence[str] = "offline", s
     data = load_dataset(dataset, sizes or SplitSizes(), seed=seed, root=root, download=download)
     feats: dict[str, dict[str, np.ndarray]] = {s: {} for s in SPLITS}
     gflops: dict[str, float] = {}
-    jobs = [(b, s) for b in names for s in SPLITS]
-    for b, s in tqdm(jobs, desc=f"features {dataset}", unit="split", disable=not progress):
-        feats[s][b], gflops[b] = extract_features(b, data, s, input_size, weights, device, num_workers=num_workers,
-                                                  progress=progress, cache_dir=cache_dir)
+    for b in tqdm(names, desc=f"features {dataset}", unit="backbone", disable=not progress):
+        per_split, gflops[b] = extract_splits(b, data, SPLITS, input_size, weights, device, num_workers=num_workers,
+                                              progress=progress, cache_dir=cache_dir)
+        for s, arr in per_split.items():
+            feats[s][b] = arr
     return FeatureSet(
         dataset=dataset, backbones=names, class_names=data.class_names, features=feats,
         labels=dict(data.labels), thumbnails={s: cached_thumbnails(data, s, thumbnail_size, cache_dir) for s in SPLITS},

@@ -88,3 +88,14 @@ def test_bad_device_and_loader_settings():
     from fusion_lib.backbones import load_backbone
     with pytest.raises(ValueError, match="batch_size"):
         features.FeatureExtractor(load_backbone("squeezenet1_1", input_size=SIZE), batch_size=0)
+
+
+def test_backbone_loaded_once_for_all_splits_and_not_at_all_when_cached(digits, tmp_path, monkeypatch):
+    calls = []
+    real = features.load_backbone
+    monkeypatch.setattr(features, "load_backbone", lambda *a, **k: calls.append(a) or real(*a, **k))
+    feats, _ = features.extract_splits("squeezenet1_1", digits, ["train", "val", "test"], SIZE, progress=False,
+                                       cache_dir=tmp_path)
+    assert len(calls) == 1 and {k: len(v) for k, v in feats.items()} == {"train": 60, "val": 20, "test": 40}
+    features.extract_splits("squeezenet1_1", digits, ["train", "val", "test"], SIZE, progress=False, cache_dir=tmp_path)
+    assert len(calls) == 1
