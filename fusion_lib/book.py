@@ -184,14 +184,11 @@ def run_notebooks(notebooks: Sequence[Path], out_dir: Path, parameters: dict[str
 
 
 def warm_feature_cache(profile: str, overrides: dict[str, Any]) -> None:
-    """Extract every feature set the notebooks load (data seed 0, as they use), once and with all cores,
-    so that notebooks executed side by side read the cache instead of extracting the same features twice."""
-    from .features import load_feature_set
-
+    """Extract every feature set the notebooks load, once and with all cores, so that notebooks executed
+    side by side read the cache instead of extracting the same features twice."""
     P = get_profile(profile, **overrides)
     for name in P.datasets:
-        load_feature_set(name, P.backbones, P.split_sizes(name), seed=0, input_size=P.input_size,
-                         thumbnail_size=P.thumbnail_size, device=P.device, progress=False)
+        P.feature_set(name)
 
 
 def environment_summary() -> dict[str, str]:

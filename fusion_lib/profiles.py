@@ -23,9 +23,12 @@ from typing import Any, Mapping, Sequence
 
 from .backbones import OFFLINE_BACKBONES, resolve_backbones
 from .data import OFFLINE_DATASETS, ONLINE_DATASETS, SplitSizes
-from .features import OFFLINE_INPUT_SIZE
+from .feature_set import FeatureSet
+from .features import OFFLINE_INPUT_SIZE, load_feature_set
 
 DEFAULT_PROFILE = "book"
+# The train/val/test subsets are drawn once, with this seed; a profile's ``seeds`` vary the models only.
+DATA_SEED = 0
 
 # The paper's datasets (torchvision downloads); they need the internet on first use.
 PAPER_DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "stl10", "oxford_pets")
@@ -62,6 +65,13 @@ class Profile:
             raise ValueError(f"dataset {dataset!r} is not in profile {self.name!r}; "
                              f"its datasets are {', '.join(self.datasets)}")
         return self.dataset_sizes.get(dataset, self.sizes)
+
+    def feature_set(self, dataset: str) -> FeatureSet:
+        """The cached features of one of the profile's datasets, loaded the one way every notebook (and the
+        book build's cache warm-up) loads them."""
+        return load_feature_set(dataset, self.backbones, self.split_sizes(dataset), seed=DATA_SEED,
+                                input_size=self.input_size, thumbnail_size=self.thumbnail_size, device=self.device,
+                                progress=False)
 
     def describe(self) -> dict[str, str]:
         """Every setting as display text (one column of the book's profiles table)."""
