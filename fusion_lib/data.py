@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .assets import asset_dir, asset_file, cache_root, fetch
+from .assets import asset_file, cache_root, fetch
 
 SPLITS = ("train", "val", "test")
 OFFLINE_DATASETS: tuple[str, ...] = ("fashion_mnist", "digits", "mnist")

@@ -14,7 +14,7 @@ from .array_cache import ArrayCache, ChunkStore
 from .assets import cache_root
 from .backbones import Backbone, default_input_size, load_backbone, resolve_backbones, weights_identity
 from .device import resolve_device
-from .data import SPLITS, DatasetSplits, SplitSizes, load_dataset, thumbnail
+from .data import SPLITS, DatasetSplits, SplitSizes, load_dataset
 from .feature_set import FeatureSet
 
 # Chosen by measurement on the 2-core CPU (see `python -m fusion_lib.bench features` and the book's

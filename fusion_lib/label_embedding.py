@@ -38,8 +38,8 @@ def tokenize(name: str) -> list[str]:
     return re.findall(r"[a-z]+", name.lower())
 
 
-def _tokens(name: str, aliases: Mapping[str, str]) -> list[str]:
-    # an alias may replace a whole class name or a single token
+def class_words(name: str, aliases: Mapping[str, str]) -> list[str]:
+    """The words whose vectors make up a class name; an alias may replace the whole name or one token."""
     tokens = tokenize(aliases.get(name, name))
     return [t for token in tokens for t in (tokenize(aliases[token]) if token in aliases else [token])]
 
@@ -54,7 +54,7 @@ def class_vectors(class_names: Sequence[str], vectors: Any, aliases: Mapping[str
     aliases = dict(aliases or {})
     rows, missing = [], {}
     for name in class_names:
-        tokens = _tokens(name, aliases)
+        tokens = class_words(name, aliases)
         absent = [t for t in tokens if t not in vectors]
         if absent or not tokens:
             missing[name] = absent or ["<no letters>"]

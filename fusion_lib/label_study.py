@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from fusion_lib import metrics as M
 from fusion_lib.experiment import METHODS, ExperimentConfig, SeedRun
 from fusion_lib.feature_set import FeatureSet
-from fusion_lib.label_embedding import LabelSpaceModel, blend, choose_blend_weight, tokenize, zero_shot
+from fusion_lib.label_embedding import (LabelSpaceModel, blend, choose_blend_weight, class_words, tokenize,
+                                        zero_shot)
 from fusion_lib.training import deterministic, num_threads, to_tensors
 
 # Class-name words that need replacing in GloVe 6B: a single letter ("T" of "T-shirt") is a letter's
@@ -44,12 +45,6 @@ def aliases_for(class_names: Sequence[str], aliases: Mapping[str, str] = BOOK_AL
     return {k: v for k, v in aliases.items() if k in used}
 
 
-def _words(name: str, aliases: Mapping[str, str]) -> list[str]:
-    # the same replacement rule as label_embedding.class_vectors
-    tokens = tokenize(aliases.get(name, name))
-    return [w for t in tokens for w in (tokenize(aliases[t]) if t in aliases else [t])]
-
-
 def class_name_table(class_names: Sequence[str], class_vecs: np.ndarray, vectors: Any,
                      aliases: Mapping[str, str] | None = None, n_neighbours: int = 5) -> pd.DataFrame:
     """One row per class: its tokens, the words whose vectors are averaged, and the vocabulary words
@@ -60,7 +55,7 @@ def class_name_table(class_names: Sequence[str], class_vecs: np.ndarray, vectors
     rows = []
     for name, vec in zip(class_names, class_vecs):
         near = vectors.similar_by_vector(np.asarray(vec, dtype=np.float32), topn=n_neighbours)
-        rows.append({"class": name, "tokens": " ".join(tokenize(name)), "words used": " ".join(_words(name, aliases)),
+        rows.append({"class": name, "tokens": " ".join(tokenize(name)), "words used": " ".join(class_words(name, aliases)),
                      "nearest words": ", ".join(w for w, _ in near)})
     return pd.DataFrame(rows)
 
