@@ -120,6 +120,7 @@ class DatasetSplits:
     indices: dict[str, np.ndarray]
     pools: dict[str, Pool]  # split -> the pool its indices point into
     identity: str  # what the images are: dataset, source file hashes or path
+    official_test: bool = True  # False: the test images were drawn from the same pool as train/val
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.labels.values())
@@ -373,6 +374,7 @@ def _split(name: str, train_pool: Pool, test_pool: Pool | None, classes: list[st
     trainval = _stratified(labels, everything, sizes.train + sizes.val, seed, f"{name} train+val")
     train = _stratified(labels, trainval, sizes.train, seed + 1, f"{name} train")
     val = np.setdiff1d(trainval, train)
+    official_test = test_pool is not None
     if test_pool is None:
         test_pool = train_pool
         test = _stratified(labels, np.setdiff1d(everything, trainval), sizes.test, seed + 2, f"{name} test")
@@ -383,7 +385,7 @@ def _split(name: str, train_pool: Pool, test_pool: Pool | None, classes: list[st
     return DatasetSplits(
         name=name, class_names=classes,
         labels={s: pools[s].labels[indices[s]].astype(np.int64) for s in SPLITS},
-        indices=indices, pools=pools, identity=identity,
+        indices=indices, pools=pools, identity=identity, official_test=official_test,
     )
 
 

@@ -15,7 +15,9 @@ class FeatureSet:
     ``features[split][backbone]`` is a float32 array ``(n_split, dim_backbone)``;
     ``labels[split]`` is an int64 array ``(n_split,)``;
     ``thumbnails[split]`` is a float32 array ``(n_split, 3, t, t)`` with values in [0, 1];
-    ``backbone_gflops[backbone]`` is the backbone's cost per image at the extraction input size.
+    ``backbone_gflops[backbone]`` is the backbone's cost per image at the extraction input size;
+    ``fixed_test`` is True when the test split is the dataset's official test split, which every seed
+    shares; otherwise ``draw`` re-draws the test images per seed too.
     """
 
     dataset: str
@@ -26,6 +28,7 @@ class FeatureSet:
     thumbnails: dict[str, np.ndarray]
     backbone_gflops: dict[str, float] = field(default_factory=dict)
     indices: dict[str, np.ndarray] = field(default_factory=dict)
+    fixed_test: bool = True
 
     def __post_init__(self) -> None:
         for split, labels in self.labels.items():
@@ -64,4 +67,45 @@ class FeatureSet:
             thumbnails=self.thumbnails,
             backbone_gflops={b: self.backbone_gflops[b] for b in names if b in self.backbone_gflops},
             indices=self.indices,
+            fixed_test=self.fixed_test,
         )
+
+    def draw(self, seed: int) -> "FeatureSet":
+        """This seed's split of the cached pool: same sizes, rows re-drawn stratified by class.
+
+        Train and validation are re-drawn from the pool's train + validation rows; the test rows too
+        when ``fixed_test`` is False (datasets without an official test split). Features are extracted
+        once for the pool, so more seeds cost no extraction.
+        """
+        from .data import _stratified
+
+        pooled = ("train", "val") if self.fixed_test else SPLITS
+        labels = np.concatenate([self.labels[s] for s in pooled])
+        rest = np.arange(len(labels))
+        rows: dict[str, np.ndarray] = {}
+        # test first, then train, so that validation is what is left: the same order as data._split
+        for offset, split in ((2, "test"), (1, "train")):
+            if split in pooled:
+                rows[split] = _stratified(labels, rest, len(self.labels[split]), seed + offset,
+                                          f"{self.dataset} {split} (seed {seed})")
+                rest = np.setdiff1d(rest, rows[split])
+        rows["val"] = rest
+
+        def take(by_split: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            whole = np.concatenate([by_split[s] for s in pooled])
+            return {**by_split, **{s: whole[rows[s]] for s in pooled}}
+
+        return FeatureSet(
+            dataset=self.dataset, backbones=list(self.backbones), class_names=self.class_names,
+            features=_transpose({b: take({s: self.features[s][b] for s in SPLITS}) for b in self.backbones}),
+            labels=take(self.labels),
+            thumbnails=take(self.thumbnails) if all(s in self.thumbnails for s in pooled) else self.thumbnails,
+            backbone_gflops=dict(self.backbone_gflops),
+            indices=take(self.indices) if all(s in self.indices for s in pooled) else {},
+            fixed_test=self.fixed_test,
+        )
+
+
+def _transpose(by_backbone: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
+    splits = next(iter(by_backbone.values())).keys() if by_backbone else SPLITS
+    return {s: {b: arrays[s] for b, arrays in by_backbone.items()} for s in splits}

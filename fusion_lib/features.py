@@ -181,5 +181,5 @@ def load_feature_set(dataset: str, backbones: str | Sequence[str] = "offline", s
     return FeatureSet(
         dataset=dataset, backbones=names, class_names=data.class_names, features=feats,
         labels=dict(data.labels), thumbnails={s: cached_thumbnails(data, s, thumbnail_size, cache_dir) for s in SPLITS},
-        backbone_gflops=gflops, indices=dict(data.indices),
+        backbone_gflops=gflops, indices=dict(data.indices), fixed_test=data.official_test,
     )
