@@ -60,15 +60,18 @@ def best_subsets(table: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"table lacks columns {missing}; pass the output of subset_table")
     keys = ["seed", "size"] if "seed" in table.columns else ["size"]
-    ranked = table.sort_values(["val_accuracy", "val_nll", "gflops"], ascending=[False, True, True], kind="stable")
+    ranked = table.sort_values(["val_accuracy", "val_nll", "gflops"], ascending=[False, True, True],
+                               kind="stable")
     return ranked.groupby(keys, sort=True).head(1).sort_values(keys).reset_index(drop=True)
 
 
-def best_subset_average(probes: Mapping[str, Probs], fs: FeatureSet, size: int) -> tuple[tuple[str, ...], Probs]:
+def best_subset_average(probes: Mapping[str, Probs], fs: FeatureSet,
+                        size: int) -> tuple[tuple[str, ...], Probs]:
     """The subset of ``size`` backbones whose probability average is best on validation, and that average."""
     table = subset_table(probes, fs)
     if size not in set(table["size"]):
-        raise ValueError(f"size must be in [1, {table['size'].max()}] (the number of probed backbones), got {size}")
+        raise ValueError(f"size must be in [1, {table['size'].max()}] (the number of probed backbones), "
+                         f"got {size}")
     subset = best_subsets(table).set_index("size").loc[size, "subset"]
     return subset, prob_average({b: probes[b] for b in subset})
 
@@ -124,7 +127,8 @@ def pareto_mask(gflops: Sequence[float], accuracy: Sequence[float]) -> np.ndarra
 def _check_points(points: pd.DataFrame) -> None:
     missing = sorted(set(POINT_COLUMNS) - set(points.columns))
     if missing:
-        raise ValueError(f"points lack columns {missing}; a point needs {POINT_COLUMNS} (optionally low, high)")
+        raise ValueError(f"points lack columns {missing}; a point needs {POINT_COLUMNS} "
+                         "(optionally low, high)")
     if points.empty:
         raise ValueError("no points to plot")
 
@@ -144,8 +148,8 @@ def plot_frontier(ax, points: pd.DataFrame, logx: bool = True, annotate: bool = 
         ax.scatter(group["gflops"], group["accuracy"], marker=FAMILY_STYLE.get(family, "o"), color=colour,
                    label=family, zorder=3, s=36)
         for _, r in group.iterrows() if annotate else ():
-            ax.annotate(f"{r['label']} (k={r['k']:g})", (r["gflops"], r["accuracy"]), textcoords="offset points",
-                        xytext=(5, 4), fontsize=7)
+            ax.annotate(f"{r['label']} (k={r['k']:g})", (r["gflops"], r["accuracy"]),
+                        textcoords="offset points", xytext=(5, 4), fontsize=7)
     front = pts[pts["on_frontier"]].sort_values("gflops")
     # "post": the best accuracy available at a cost of at most x is flat until the next frontier point
     ax.step(front["gflops"], front["accuracy"], where="post", color="black", linestyle="--", linewidth=1,

@@ -8,12 +8,14 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from fusion_lib.feature_set import FeatureSet  # noqa: E402
-from fusion_lib.frontier import (best_subset_average, best_subsets, choose_on_validation, pareto_mask,  # noqa: E402
-                                 plot_frontier, subset_points, subset_table)
+from fusion_lib.frontier import (  # noqa: E402
+    best_subset_average, best_subsets, choose_on_validation, pareto_mask, plot_frontier, subset_points,
+    subset_table)
 
 C, N = 3, 60
 COST = {"a": 1.0, "b": 2.0, "c": 4.0}
-CONFIDENCE = {"a": 0.9, "b": 0.8, "c": 0.7}  # where two probes disagree, the more confident one wins the average
+# where two probes disagree, the more confident one wins the average
+CONFIDENCE = {"a": 0.9, "b": 0.8, "c": 0.7}
 
 
 def planted(correct: dict[str, dict[str, np.ndarray]]):
