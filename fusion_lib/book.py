@@ -1,13 +1,18 @@
 """Execute the book's notebooks with papermill and build the Jupyter Book.
 
 ``python -m fusion_lib.book run --profile book --out DIR [--notebooks 01 03] [-p key value ...]``
-executes notebooks/NN_*.ipynb into DIR; ``python -m fusion_lib.book build`` is ``make book``:
+executes notebooks/NN_*.ipynb into DIR; ``python -m fusion_lib.book sync-colab`` points every
+notebook's Colab install cell at ``repository.url`` of ``_config.yml`` (the one place the URL is
+configured; the build refuses notebooks that disagree); ``python -m fusion_lib.book build`` is
+``make book``:
 
 1. copy _config.yml, _toc.yml and book/ into the staging tree ``_build/src`` (it mirrors the
-   repository, so the Colab/JupyterLab launch buttons point at real repository paths);
+   repository, so the Colab/JupyterLab launch buttons point at real repository paths), and MathJax
+   (the ``mathjax`` asset) into its ``_static/mathjax``, so formulas typeset offline;
 2. execute every notebook with the ``book`` profile into ``_build/src/notebooks`` — a notebook
    whose source, parameters and fusion_lib code are unchanged since its last successful execution
-   is reused (``--force`` re-executes it);
+   is reused (``--force`` re-executes it); papermill's injected parameters cell is tagged
+   ``remove-cell`` there, so the page shows the parameters once;
 3. write the profiles table and the execution timings that the reproducibility chapter includes;
 4. ``jupyter-book build _build/src --path-output . --all -W -n --keep-going``, which never executes
    notebooks (``execute_notebooks: off``) and writes ``_build/html/index.html``.
@@ -20,6 +25,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +49,10 @@ NOTEBOOK_DIR = "notebooks"
 STAGING = Path("_build") / "src"
 GENERATED = "_generated"  # under book/ in the staging tree; included by reproducibility.md
 STAMP_KEY = "fusion_book"
+MATHJAX_STATIC = Path("_static") / "mathjax"  # under the staging tree; _config.yml's mathjax_path
+INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds
+# the pip requirement in each notebook's Colab install cell; its URL is _config.yml's repository.url
+COLAB_INSTALL = re.compile(r'"fusion-book @ git\+(?P<url>[^"]+)"')
 
 
 @dataclass
@@ -159,10 +169,20 @@ def execute_notebook(source: Path, out: Path, parameters: dict[str, Any], reuse:
         return NotebookRun(source.stem, seconds, error=f"{type(exc).__name__}: {first[-1] if first else ''}")
     seconds = time.perf_counter() - start
     nb = nbformat.read(out, as_version=4)
+    hide_injected_parameters(nb)
     nb.metadata[STAMP_KEY] = {"source_hash": digest, "seconds": round(seconds, 2), "parameters": parameters}
     nbformat.write(nb, out)
     log.info("%s: done in %.1f s", source.stem, seconds)
     return NotebookRun(source.stem, seconds)
+
+
+def hide_injected_parameters(nb: Any) -> None:
+    """Tag papermill's injected parameters cell ``remove-cell``: the page keeps the notebook's own
+    ``parameters`` cell, and the values actually used are in the notebook's metadata."""
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if INJECTED_TAG in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
 
 
 def run_notebooks(notebooks: Sequence[Path], out_dir: Path, parameters: dict[str, Any], reuse: bool = False,
@@ -257,6 +277,62 @@ def stage_sources(root: Path, staging: Path) -> None:
         shutil.copy2(root / name, staging / name)
     shutil.rmtree(staging / BOOK_DIR, ignore_errors=True)
     shutil.copytree(root / BOOK_DIR, staging / BOOK_DIR)
+    stage_mathjax(staging)
+
+
+def stage_mathjax(staging: Path) -> Path:
+    """Copy the fetched MathJax (``tex-chtml.js`` and its fonts) into the book's static files."""
+    from .assets import MARKER, fetch
+
+    target = staging / MATHJAX_STATIC
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(fetch("mathjax"), target, ignore=shutil.ignore_patterns(MARKER))
+    return target
+
+
+def repository_url(root: Path) -> str:
+    """The repository URL configured once, as ``repository.url`` in ``_config.yml``."""
+    config = yaml.safe_load((root / "_config.yml").read_text()) or {}
+    url = (config.get("repository") or {}).get("url")
+    if not url:
+        raise ValueError(f"{root / '_config.yml'} has no repository.url; set it to the repository's URL")
+    return url
+
+
+def _colab_cell(nb: Any) -> Any:
+    cells = [c for c in nb.cells if c.cell_type == "code" and COLAB_INSTALL.search(c.source)]
+    return cells[0] if len(cells) == 1 else None
+
+
+def sync_colab_cells(root: Path, write: bool = True) -> list[Path]:
+    """The notebooks whose Colab install cell does not install from ``repository_url(root)``; with
+    ``write``, rewrite their URL. The committed notebooks must carry it: Colab opens them from GitHub.
+    """
+    import nbformat
+
+    url = repository_url(root)
+    stale = []
+    for path in find_notebooks(root):
+        nb = nbformat.read(path, as_version=4)
+        cell = _colab_cell(nb)
+        if cell is None:
+            raise ValueError(f"{path} needs exactly one Colab install cell (pip install 'fusion-book @ git+URL')")
+        new = COLAB_INSTALL.sub(f'"fusion-book @ git+{url}"', cell.source)
+        if new != cell.source:
+            stale.append(path)
+            if write:
+                cell.source = new
+                nbformat.write(nb, path)
+    return stale
+
+
+def check_colab_cells(root: Path) -> None:
+    """Fail when a notebook's Colab cell installs from another URL than ``_config.yml`` names."""
+    stale = sync_colab_cells(root, write=False)
+    if stale:
+        raise ValueError(f"the Colab install cell of {', '.join(p.name for p in stale)} does not use "
+                         f"repository.url of _config.yml ({repository_url(root)}); run "
+                         f"`python -m fusion_lib.book sync-colab` and commit the notebooks")
 
 
 def _drop_stale_notebooks(staging: Path, notebooks: Sequence[Path]) -> None:
@@ -286,6 +362,7 @@ def build(root: Path, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] 
     parameters = notebook_parameters(profile, overrides or {})
     notebooks = find_notebooks(root)
     stage_sources(root, staging)
+    check_colab_cells(root)
     _drop_stale_notebooks(staging, notebooks)
     log.info("extracting (or reading cached) features for profile %s", profile)
     warm_feature_cache(profile, overrides or {})
@@ -325,6 +402,9 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", parents=[common], help="execute the notebooks and build _build/html")
     b.add_argument("--force", action="store_true", help="re-execute notebooks even if unchanged")
     b.add_argument("--jobs", type=int, default=2, help="notebooks executed at once (default 2)")
+    sync = sub.add_parser("sync-colab", help="point every notebook's Colab install cell at _config.yml's "
+                                             "repository.url")
+    sync.add_argument("--root", type=Path, default=Path("."), help="repository root (default: .)")
     return parser
 
 
@@ -333,6 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
+        if args.command == "sync-colab":
+            changed = sync_colab_cells(args.root.resolve())
+            log.info("updated %d notebook(s): %s", len(changed), ", ".join(p.name for p in changed) or "none")
+            return 0
         overrides = parse_overrides(args.param)
         if args.command == "build":
             return build(args.root, args.profile, overrides, force=args.force, progress=not args.no_progress,

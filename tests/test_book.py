@@ -174,6 +174,8 @@ def test_execute_notebook_injects_parameters_reuses_and_reports_errors(tmp_path)
     executed = nbformat.read(out, as_version=4)
     assert "ci {'seeds': 1}" in executed.cells[-1].outputs[0]["text"]
     assert executed.metadata[book.STAMP_KEY]["source_hash"] == book.source_hash(src, params)
+    injected = [c for c in executed.cells if book.INJECTED_TAG in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "remove-cell" in injected[0].metadata.tags
     again = book.execute_notebook(src, out, params, reuse=True, progress=False)
     assert again.reused and again.seconds == executed.metadata[book.STAMP_KEY]["seconds"]
     failed = book.execute_notebook(src, out, {"profile": "ci", "overrides": {"fail": 1}}, reuse=True,
@@ -219,6 +221,40 @@ def test_notebooks_follow_the_profile_convention(path):
     params = code[tagged[0]].source
     assert 'profile = os.environ.get("FUSION_PROFILE", "book")' in params and "overrides = {}" in params
     assert "get_profile(profile, **overrides)" in code[tagged[0] + 1].source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_plumbing_is_off_the_page(path):
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    colab = [c for c in code if book.COLAB_INSTALL.search(c.source)]
+    assert len(colab) == 1 and "remove-cell" in colab[0].metadata.get("tags", [])
+    for c in code:
+        if "plt.subplots(" in c.source or "sns." in c.source:
+            assert "hide-input" in c.metadata.get("tags", []), f"plotting cell not folded:\n{c.source[:200]}"
+
+
+def test_colab_cells_install_from_the_configured_repository(tmp_path):
+    assert book.sync_colab_cells(ROOT, write=False) == []
+    (tmp_path / "_config.yml").write_text("repository:\n  url: https://example.org/me/fork\n")
+    nb = _write_notebook(tmp_path / "notebooks" / "01_a.ipynb",
+                         'pip("fusion-book @ git+https://github.com/old/place")')
+    with pytest.raises(ValueError, match="sync-colab"):
+        book.check_colab_cells(tmp_path)
+    assert book.main(["sync-colab", "--root", str(tmp_path)]) == 0
+    assert "git+https://example.org/me/fork\"" in nbformat.read(nb, as_version=4).cells[-1].source
+    book.check_colab_cells(tmp_path)
+
+
+def test_mathjax_is_staged_where_mathjax_path_points(tmp_path, monkeypatch):
+    fake = tmp_path / "asset"
+    (fake / "output" / "chtml" / "fonts" / "woff-v2").mkdir(parents=True)
+    (fake / "tex-chtml.js").write_text("// mathjax")
+    (fake / "asset.json").write_text("{}")
+    monkeypatch.setattr("fusion_lib.assets.fetch", lambda name: fake)
+    target = book.stage_mathjax(tmp_path / "src")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert (tmp_path / "src" / "_static" / config["sphinx"]["config"]["mathjax_path"]).is_file()
+    assert (target / "output" / "chtml" / "fonts" / "woff-v2").is_dir() and not (target / "asset.json").exists()
 
 
 def test_toc_lists_every_notebook_and_chapter():
