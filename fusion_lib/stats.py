@@ -55,19 +55,32 @@ def _as_seeds(values: Sequence[np.ndarray] | np.ndarray, what: str) -> list[np.n
     return arrays
 
 
-def _bootstrap(per_seed: list[np.ndarray], n_boot: int, seed: int) -> tuple[float, float]:
-    """Percentile interval of the mean over seeds of per-seed means, resampling within each seed."""
+def bootstrap_means(values: Sequence[np.ndarray] | np.ndarray, *, n_boot: int = 2000,
+                    seed: int = 0) -> np.ndarray:
+    """The ``n_boot`` bootstrap replicates of the mean over seeds of per-seed means, resampling within
+    each seed. Two calls with the same ``seed`` and equal per-seed sizes resample the same images, so
+    their replicates are paired (for a statistic of several per-image scores, e.g. a harmonic mean)."""
     if n_boot < 100:
         raise ValueError(f"n_boot must be at least 100 for a 95% interval, got {n_boot}")
+    per_seed = _as_seeds(values, "values")
     rng = np.random.default_rng(seed)
     stats = np.zeros(n_boot)
-    for values in per_seed:
-        idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-        stats += values[idx].mean(axis=1)
-    stats /= len(per_seed)
+    for v in per_seed:
+        idx = rng.integers(0, len(v), size=(n_boot, len(v)))
+        stats += v[idx].mean(axis=1)
+    return stats / len(per_seed)
+
+
+def percentile_interval(replicates: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap replicates."""
     tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(stats, [tail, 100 - tail])
+    low, high = np.percentile(replicates, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def _bootstrap(per_seed: list[np.ndarray], n_boot: int, seed: int) -> tuple[float, float]:
+    """Percentile interval of the mean over seeds of per-seed means, resampling within each seed."""
+    return percentile_interval(bootstrap_means(per_seed, n_boot=n_boot, seed=seed))
 
 
 def paired_difference(correct_a: Sequence[np.ndarray] | np.ndarray, correct_b: Sequence[np.ndarray] | np.ndarray,
