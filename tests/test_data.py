@@ -4,6 +4,7 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fusion_lib.data import DatasetError, SplitSizes, from_arrays, load_dataset
@@ -41,6 +42,16 @@ def test_offline_datasets_are_stratified_disjoint_and_seeded():
 
 def test_fashion_mnist_class_names():
     assert load_dataset("fashion_mnist", SMALL).class_names[0] == "T-shirt/top"
+
+
+def test_cifar_cats_dogs_is_colour_with_test_drawn_from_the_pool():
+    d = load_dataset("cifar_cats_dogs", SplitSizes(train=40, val=20, test=30), seed=1)
+    assert d.class_names == ["cat", "dog"] and not d.official_test
+    assert d.identity.startswith("cifar_cats_dogs:npm:")
+    assert np.bincount(d.labels["test"]).tolist() == [15, 15]
+    assert not set(d.indices["test"]) & (set(d.indices["train"]) | set(d.indices["val"]))
+    img = d.tensor("train", 0)
+    assert img.shape == (3, 32, 32) and not torch.equal(img[0], img[2])
 
 
 def test_cifar10_from_torchvision_pickles(tmp_path):
