@@ -1,6 +1,7 @@
 """Feature extraction and its cache: hits, corruption, resumption, and keys."""
 import numpy as np
 import pytest
+import torch
 
 from fusion_lib import features
 from fusion_lib.array_cache import CorruptCacheWarning
@@ -99,3 +100,44 @@ def test_backbone_loaded_once_for_all_splits_and_not_at_all_when_cached(digits, 
     assert len(calls) == 1 and {k: len(v) for k, v in feats.items()} == {"train": 60, "val": 20, "test": 40}
     features.extract_splits("squeezenet1_1", digits, ["train", "val", "test"], SIZE, progress=False, cache_dir=tmp_path)
     assert len(calls) == 1
+
+
+def test_batched_preprocessing_matches_one_image_at_a_time():
+    from fusion_lib.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+    gen = torch.Generator().manual_seed(0)
+    same = torch.randint(0, 256, (5, 3, 28, 28), dtype=torch.uint8, generator=gen)
+    batch = features.preprocess_batch(same, SIZE, IMAGENET_MEAN, IMAGENET_STD)
+    singles = torch.stack([features.preprocess(img, SIZE, IMAGENET_MEAN, IMAGENET_STD) for img in same])
+    assert batch.shape == (5, 3, SIZE, SIZE) and torch.equal(batch, singles)
+    # mixed sizes (folders of photos) are resized in the loader's collate, with the same numbers
+    mixed = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen) for h, w in [(40, 70), (90, 50)]]
+    stacked = features._stack_uint8(mixed, SIZE)
+    got = features.preprocess_batch(stacked, SIZE, IMAGENET_MEAN, IMAGENET_STD)
+    want = torch.stack([features.preprocess(img, SIZE, IMAGENET_MEAN, IMAGENET_STD) for img in mixed])
+    assert torch.equal(got, want)
+
+
+def test_channels_last_forward_keeps_the_features(digits):
+    from fusion_lib.backbones import load_backbone
+
+    bb = load_backbone("squeezenet1_1", input_size=SIZE)
+    ex = features.FeatureExtractor(bb, device="cpu", precision="fp32")
+    x = ex.prepare(next(iter(ex.loader(digits, "train", np.arange(16)))))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    fast = ex.forward(x)
+    with torch.inference_mode():  # the same model converted back to the default layout
+        plain = bb.model.to(memory_format=torch.contiguous_format)(x.contiguous())
+    assert torch.allclose(fast, plain, atol=1e-4)
+
+
+def test_precision_is_resolved_and_part_of_the_cache_key(digits):
+    cpu = torch.device("cpu")
+    assert features.resolve_precision("fp32", cpu) == "fp32"
+    assert features.resolve_precision("auto", cpu) in ("fp32", "bf16")
+    with pytest.raises(ValueError, match="CUDA"):
+        features.resolve_precision("fp16", cpu)
+    with pytest.raises(ValueError, match="precision"):
+        features.resolve_precision("int8", cpu)
+    fp32 = features.feature_spec("squeezenet1_1", digits, "train", SIZE, precision="fp32")
+    assert features.feature_spec("squeezenet1_1", digits, "train", SIZE, precision="bf16") != fp32
