@@ -13,7 +13,8 @@ configured; the build refuses notebooks that disagree); ``python -m fusion_lib.b
    whose source, parameters and fusion_lib code are unchanged since its last successful execution
    is reused (``--force`` re-executes it); papermill's injected parameters cell is tagged
    ``remove-cell`` there, so the page shows the parameters once;
-3. write the profiles table and the execution timings that the reproducibility chapter includes;
+3. write the profiles table and the execution timings that the reproducibility chapter includes,
+   and the API chapter's list of modules (``public_modules``; sphinx autodoc renders their docstrings);
 4. ``jupyter-book build _build/src --path-output . --all -W -n --keep-going``, which never executes
    notebooks (``execute_notebooks: off``) and writes ``_build/html/index.html``.
 """
@@ -268,6 +269,25 @@ def profiles_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def public_modules() -> list[str]:
+    """Every public module of fusion_lib (none of whose name parts starts with ``_``), sorted."""
+    import pkgutil
+
+    import fusion_lib
+
+    found = pkgutil.walk_packages(fusion_lib.__path__, "fusion_lib.")
+    return sorted(m.name for m in found if not any(part.startswith("_") for part in m.name.split(".")))
+
+
+def api_markdown(modules: Sequence[str]) -> str:
+    """The API chapter's body: a summary table, then each module's docstrings (sphinx autodoc)."""
+    table = "\n".join(f"   {m}" for m in modules)
+    parts = [f"```{{eval-rst}}\n.. autosummary::\n\n{table}\n```\n"]
+    for m in modules:
+        parts.append(f"## `{m}`\n\n```{{eval-rst}}\n.. automodule:: {m}\n   :members:\n```\n")
+    return "\n".join(parts)
+
+
 def stage_sources(root: Path, staging: Path) -> None:
     """Copy the book's configuration and chapters into ``staging`` (notebooks are executed there)."""
     for name in BOOK_FILES:
@@ -379,6 +399,7 @@ def build(root: Path, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] 
     record = write_timings(runs, profile, generated / "timings.json", jobs=jobs)
     (generated / "timings.md").write_text(timings_markdown(record))
     (generated / "profiles.md").write_text(profiles_markdown())
+    (generated / "api.md").write_text(api_markdown(public_modules()))
     code = jupyter_book_build(staging, root)
     index = root / "_build" / "html" / "index.html"
     if code == 0 and index.is_file():

@@ -140,7 +140,7 @@ def reliability_diagram(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15)
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
-    """ECE: count-weighted mean |accuracy - confidence| over equal-width confidence bins."""
+    """ECE: count-weighted mean of ``|accuracy - confidence|`` over equal-width confidence bins."""
     table = reliability_diagram(probs, y_true, n_bins).query("count > 0")
     gap = (table["accuracy"] - table["confidence"]).abs()
     return float((gap * table["count"]).sum() / table["count"].sum())

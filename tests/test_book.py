@@ -285,3 +285,12 @@ def test_run_notebooks_side_by_side_keeps_order_and_reports_each(tmp_path):
     assert [bool(r.error) for r in runs] == [False, True, False]
     with pytest.raises(ValueError, match="jobs"):
         book.run_notebooks(srcs, tmp_path / "out", {}, jobs=0)
+
+
+def test_api_chapter_covers_every_public_module():
+    modules = book.public_modules()
+    assert {"fusion_lib.book", "fusion_lib.stats"} <= set(modules)
+    assert not any(part.startswith("_") for m in modules for part in m.split("."))
+    md = book.api_markdown(modules)
+    assert all(f".. automodule:: {m}\n" in md for m in modules)
+    assert "_generated/api.md" in (ROOT / "book" / "api.md").read_text()
