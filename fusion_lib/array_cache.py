@@ -4,11 +4,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from .atomic import atomic_path, sha256_file, write_text_atomic
 
@@ -62,16 +65,45 @@ class ArrayCache:
     def get_or_build(self, spec: dict, build: Callable[["ChunkStore"], np.ndarray],
                      meta: dict | None = None) -> tuple[np.ndarray, dict, bool]:
         """(array, metadata, was_cached). ``build`` gets a ChunkStore so an interrupted build resumes;
-        ``meta`` is saved after ``build`` runs, so ``build`` may fill it in."""
+        ``meta`` is saved after ``build`` runs, so ``build`` may fill it in.
+
+        One process at a time builds an entry (a lock file per entry): a second process that asks for
+        the same entry meanwhile waits, then reads what the first one wrote."""
         key = cache_key(spec)
         hit = self.load(key)
         if hit is not None:
             return hit[0], hit[1], True
-        chunks = ChunkStore(self.root / f"{key}.partial")
-        arr = build(chunks)
-        self.save(key, arr, spec, meta)
-        chunks.clear()
+        with self.lock(key):
+            hit = self.load(key)  # built by another process while this one waited
+            if hit is not None:
+                return hit[0], hit[1], True
+            chunks = ChunkStore(self.root / f"{key}.partial")
+            arr = build(chunks)
+            self.save(key, arr, spec, meta)
+            chunks.clear()
         return arr, meta or {}, False
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the entry's lock (an OS file lock, so a killed holder releases it)."""
+        with entry_lock(self.root / f"{key}.lock", f"cache entry {key} in {self.root}"):
+            yield
+
+
+@contextmanager
+def entry_lock(path: Path, what: str) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes; says so on stderr when it has to wait."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for another process to finish {what}", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class ChunkStore:
