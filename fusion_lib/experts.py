@@ -1,11 +1,19 @@
 """Expert heads: one classifier per backbone on its cached features (linear probe or small MLP)."""
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 EXPERT_KINDS = ("linear", "mlp")
+T = TypeVar("T", np.ndarray, Tensor)
+
+
+def floored_std(std: T, floor: float = 0.05) -> T:
+    """Per-dimension stds (numpy array or tensor) floored at ``floor`` times their mean (see ``Standardize``)."""
+    return std.clip(min=max(floor * float(std.mean()), 1e-6))
 
 
 class Standardize(nn.Module):
@@ -23,9 +31,8 @@ class Standardize(nn.Module):
         x = torch.as_tensor(np.asarray(train_features), dtype=torch.float32)
         if x.ndim != 2 or len(x) == 0:
             raise ValueError(f"train_features must be a non-empty (n, d) array, got shape {tuple(x.shape)}")
-        std = x.std(dim=0, unbiased=False)
         self.register_buffer("mean", x.mean(dim=0))
-        self.register_buffer("std", std.clamp_min(max(floor * float(std.mean()), 1e-6)))
+        self.register_buffer("std", floored_std(x.std(dim=0, unbiased=False), floor))
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std

@@ -4,6 +4,12 @@ Each class name becomes the mean of its tokens' word vectors. Per backbone, a pr
 visual features into word space is trained with a softmax over cosine similarities to the class
 vectors and a learned temperature (DeViSE-style). Because classes are only points in word space,
 classes never seen in training can still be predicted (zero-shot).
+
+Zero-shot uses a closed-form map instead of the trained head, so that every way of holding classes
+out (and a permutation null) is affordable: ridge regression of the standardised features of the
+seen classes onto their class vectors (``fit_zero_shot_map``), scored by cosine similarity against
+every class vector (``zero_shot_scores``). It is computed from per-class moments of the train split
+(``ClassMoments``), so a held-out class's images never enter it.
 """
 from __future__ import annotations
 
@@ -12,18 +18,21 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
+import scipy.linalg
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusion_lib.experts import Standardize
+from fusion_lib.experts import Standardize, floored_std
 from fusion_lib.device import resolve_device
 from fusion_lib.feature_set import FeatureSet
 from fusion_lib.training import TrainConfig, TrainHistory, fit_module, to_tensors
 
 OFFLINE_WORD_VECTORS = "glove-6b-50d"
 BLEND_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# Ridge penalty of the zero-shot map per train image, on standardised features (unit variance per
+# dimension): fixed in advance, since no held-out class may be used to choose it.
+ZERO_SHOT_RIDGE = 1.0
 
 
 def load_vectors(name: str = OFFLINE_WORD_VECTORS) -> Any:
@@ -96,35 +105,18 @@ class LabelSpaceHead(nn.Module):
         return self.log_scale.exp() * self.embed(x) @ self.class_vecs.T
 
 
-def _masked_ce(logits: Tensor, labels: Tensor, allowed: Tensor | None) -> Tensor:
-    if allowed is not None:
-        logits = logits.masked_fill(~allowed, float("-inf"))
-    return F.cross_entropy(logits, labels)
-
-
 def fit_label_head(fs: FeatureSet, backbone: str, class_vecs: np.ndarray, seed: int = 0,
-                   train: TrainConfig | None = None, train_classes: Sequence[int] | None = None
-                   ) -> tuple[LabelSpaceHead, TrainHistory]:
-    """Train one backbone's projection; with ``train_classes`` only those classes are seen and compete."""
+                   train: TrainConfig | None = None) -> tuple[LabelSpaceHead, TrainHistory]:
+    """Train one backbone's projection into word space on the train split (early-stopped on val)."""
     train = train or TrainConfig()
     if len(class_vecs) != fs.n_classes:
         raise ValueError(f"got {len(class_vecs)} class vectors for {fs.n_classes} classes")
     device = resolve_device(train.device)
-    rows = {s: np.arange(len(fs.labels[s])) for s in ("train", "val")}
-    allowed = None
-    if train_classes is not None:
-        seen = np.zeros(fs.n_classes, dtype=bool)
-        seen[list(train_classes)] = True
-        rows = {s: np.flatnonzero(seen[fs.labels[s]]) for s in rows}
-        allowed = torch.as_tensor(seen, device=device)
-        if len(rows["train"]) == 0:
-            raise ValueError(f"no train examples in train_classes {list(train_classes)}")
-    x_train = fs.features["train"][backbone][rows["train"]]
     torch.manual_seed(seed)
-    head = LabelSpaceHead(x_train, class_vecs).to(device)
-    data = {s: to_tensors([fs.features[s][backbone][r], fs.labels[s][r]], device) for s, r in rows.items()}
-    history = fit_module(head, lambda m, b: _masked_ce(m(b[0]), b[1], allowed), data["train"],
-                         data["val"] if len(rows["val"]) else None, train, seed=seed)
+    head = LabelSpaceHead(fs.features["train"][backbone], class_vecs).to(device)
+    data = {s: to_tensors([fs.features[s][backbone], fs.labels[s]], device) for s in ("train", "val")}
+    history = fit_module(head, lambda m, b: F.cross_entropy(m(b[0]), b[1]), data["train"], data["val"], train,
+                         seed=seed)
     return head, history
 
 
@@ -143,12 +135,12 @@ class LabelSpaceModel:
     class_vecs: np.ndarray
     train: TrainConfig | None = None
 
-    def fit(self, fs: FeatureSet, seed: int = 0, train_classes: Sequence[int] | None = None) -> "LabelSpaceModel":
+    def fit(self, fs: FeatureSet, seed: int = 0) -> "LabelSpaceModel":
         """Train a head on every backbone of ``fs``."""
         self.heads_: dict[str, LabelSpaceHead] = {}
         self.histories_: dict[str, TrainHistory] = {}
         for b in fs.backbones:
-            self.heads_[b], self.histories_[b] = fit_label_head(fs, b, self.class_vecs, seed, self.train, train_classes)
+            self.heads_[b], self.histories_[b] = fit_label_head(fs, b, self.class_vecs, seed, self.train)
         return self
 
     def backbone_proba(self, fs: FeatureSet, split: str) -> dict[str, np.ndarray]:
@@ -182,31 +174,112 @@ def choose_blend_weight(p_visual_val: np.ndarray, p_label_val: np.ndarray, y_val
     return float(min(grid, key=key))
 
 
-def zero_shot(fs: FeatureSet, class_vecs: np.ndarray, held_out: Sequence[int | str], seed: int = 0,
-              train: TrainConfig | None = None) -> pd.DataFrame:
-    """Hold ``held_out`` classes out of training; score test images of those classes among all classes.
+@dataclass(frozen=True)
+class ClassMoments:
+    """Per-class sufficient statistics of one backbone's features (float64): ``counts`` ``(C,)``,
+    ``sums`` ``(C, D)`` and uncentred Gram matrices ``grams`` ``(C, D, D)``."""
 
-    Returns one row per backbone plus ``"mean"`` (averaged probabilities) with columns
-    ``top1`` and ``top5`` (the true class within the 1 / 5 best of all classes) and ``top1_unseen``
-    (among the held-out classes only).
+    counts: np.ndarray
+    sums: np.ndarray
+    grams: np.ndarray
+
+    @classmethod
+    def of(cls, features: np.ndarray, labels: np.ndarray, n_classes: int) -> "ClassMoments":
+        """The moments of ``features`` ``(n, D)`` grouped by ``labels`` in ``0..n_classes-1``."""
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or len(x) != len(labels):
+            raise ValueError(f"features {x.shape} must be (n, D) with one row per label ({len(labels)})")
+        rows = [x[labels == c] for c in range(n_classes)]
+        return cls(np.array([len(r) for r in rows], dtype=np.float64), np.stack([r.sum(0) for r in rows]),
+                   np.stack([r.T @ r for r in rows]))
+
+
+@dataclass(frozen=True)
+class ZeroShotMap:
+    """Standardise -> linear map to weights over the seen classes' vectors.
+
+    An image's word-space embedding is ``seen_weights(x) @ class_vecs[seen]``: the ridge regression of
+    the standardised features onto the class vector of their (seen) class. The weights do not depend
+    on the class vectors, so the same map serves any assignment of vectors to classes (the
+    permutation null refits nothing).
     """
+
+    seen: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def seen_weights(self, features: np.ndarray) -> np.ndarray:
+        """``(n, len(seen))`` weights of each image's embedding over the seen classes' vectors."""
+        return ((np.asarray(features, dtype=np.float64) - self.mean) / self.std) @ self.coef + self.intercept
+
+
+def fit_zero_shot_map(moments: ClassMoments, seen: Sequence[int],
+                      ridge: float = ZERO_SHOT_RIDGE) -> ZeroShotMap:
+    """Ridge regression of the seen classes' standardised train features onto their class vectors.
+
+    Only the ``seen`` classes' moments enter (standardisation included), so images of any other
+    class cannot change the map. ``ridge`` is the penalty per train image.
+    """
+    seen = np.asarray(sorted(set(int(c) for c in seen)))
+    if len(seen) < 2 or seen.min() < 0 or seen.max() >= len(moments.counts):
+        raise ValueError(f"seen must name at least 2 of the {len(moments.counts)} classes, "
+                         f"got {seen.tolist()}")
+    if ridge <= 0:
+        raise ValueError(f"ridge must be > 0, got {ridge}")
+    counts, sums = moments.counts[seen], moments.sums[seen]
+    n = counts.sum()
+    if np.any(counts == 0):
+        raise ValueError(f"seen classes {seen[counts == 0].tolist()} have no train images")
+    mean = sums.sum(0) / n
+    gram = moments.grams[seen].sum(0) - n * np.outer(mean, mean)  # centred
+    std = floored_std(np.sqrt(np.clip(np.diag(gram) / n, 0.0, None)))
+    gram = gram / np.outer(std, std)
+    # X^T Y with Y the one-hot seen class of each image: the centred, standardised class sums
+    xty = ((sums - counts[:, None] * mean) / std).T
+    # float32 Cholesky: the ridge keeps the system well conditioned, and it halves the main cost
+    coef = scipy.linalg.solve((gram + ridge * n * np.eye(len(mean))).astype(np.float32), xty.astype(np.float32),
+                              assume_a="pos")
+    return ZeroShotMap(seen, mean, std, coef.astype(np.float64), counts / n)
+
+
+def cosine_scores(weights: np.ndarray, class_vecs: np.ndarray, seen: Sequence[int]) -> np.ndarray:
+    """Cosine similarity of each embedding ``weights @ unit[seen]`` to every unit class vector ``unit``.
+
+    ``weights`` is ``(n, S)`` from ``ZeroShotMap.seen_weights``; ``class_vecs`` ``(C, dim)`` or a
+    stack ``(P, C, dim)`` of vector assignments; returns ``(n, C)`` or ``(n, P, C)``. Computed in the
+    span of the seen vectors (one matrix product for the whole stack), so many assignments cost
+    little more than one.
+    """
+    v = np.asarray(class_vecs, dtype=np.float32)
+    single = v.ndim == 2
+    v = (v[None] if single else v) / np.linalg.norm(v, axis=-1, keepdims=True)
+    vs = v[:, list(seen)]  # (P, S, dim)
+    n_perm, n_seen, n_classes = len(v), vs.shape[1], v.shape[1]
+    w = np.asarray(weights, dtype=np.float32)
+    dots = w @ np.einsum("psd,pcd->spc", vs, v).reshape(n_seen, -1)  # (n, P*C)
+    gram = np.einsum("psd,ptd->spt", vs, vs).reshape(n_seen, -1)  # (S, P*S)
+    sq = np.einsum("nps,ns->np", (w @ gram).reshape(len(w), n_perm, n_seen), w)
+    out = dots.reshape(len(w), n_perm, n_classes) / np.sqrt(np.maximum(sq, 1e-24))[..., None]
+    return out[:, 0] if single else out
+
+
+def zero_shot_scores(fs: FeatureSet, class_vecs: np.ndarray, held_out: Sequence[int | str],
+                     split: str = "test", ridge: float = ZERO_SHOT_RIDGE) -> dict[str, np.ndarray]:
+    """Cosine scores ``(n, C)`` of one split's images against every class vector, per backbone and
+    their ``"mean"``, by maps fitted on the train images of the classes not in ``held_out``."""
     held = [fs.class_names.index(c) if isinstance(c, str) else int(c) for c in held_out]
-    if not held or len(set(held)) == fs.n_classes or any(not 0 <= c < fs.n_classes for c in held):
-        raise ValueError(f"held_out must name some but not all of the {fs.n_classes} classes {fs.class_names}")
+    if not held or len(set(held)) >= fs.n_classes - 1 or any(not 0 <= c < fs.n_classes for c in held):
+        raise ValueError(f"held_out must name some of the {fs.n_classes} classes {fs.class_names}, "
+                         f"leaving at least 2 seen")
+    if len(class_vecs) != fs.n_classes:
+        raise ValueError(f"got {len(class_vecs)} class vectors for {fs.n_classes} classes")
     seen = [c for c in range(fs.n_classes) if c not in held]
-    model = LabelSpaceModel(class_vecs, train).fit(fs, seed, train_classes=seen)
-    rows = np.flatnonzero(np.isin(fs.labels["test"], held))
-    if len(rows) == 0:
-        raise ValueError("the test split has no examples of the held-out classes")
-    y = fs.labels["test"][rows]
-    probs = {b: p[rows] for b, p in model.backbone_proba(fs, "test").items()}
-    probs["mean"] = np.mean(list(probs.values()), axis=0)
-    k = min(5, fs.n_classes)
-    out = []
-    for name, p in probs.items():
-        topk = np.argsort(-p, axis=1)[:, :k]
-        unseen_pred = np.asarray(held)[p[:, held].argmax(1)]
-        out.append({"model": name, "top1": float(np.mean(topk[:, 0] == y)),
-                    "top5": float(np.mean((topk == y[:, None]).any(1))),
-                    "top1_unseen": float(np.mean(unseen_pred == y)), "n_test": len(y)})
-    return pd.DataFrame(out)
+    out = {}
+    for b in fs.backbones:
+        moments = ClassMoments.of(fs.features["train"][b], fs.labels["train"], fs.n_classes)
+        zmap = fit_zero_shot_map(moments, seen, ridge)
+        out[b] = cosine_scores(zmap.seen_weights(fs.features[split][b]), class_vecs, seen)
+    out["mean"] = np.mean([out[b] for b in fs.backbones], axis=0)
+    return out

@@ -1,15 +1,21 @@
 """The label-space study: what the class-name vectors look like, how the label-space model compares
 with and combines with the visual mixture, how it does zero-shot, and where images land in word space.
 
-``run_label_study`` trains, per seed, the models of ``fusion_lib.experiment`` that involve the label
-space (sharing them exactly as ``run_experiment`` does) and keeps what its summary tables do not
-show: per-backbone accuracies, the mixtures' gate weights, the chosen blend weights and the
-accuracy-versus-weight curves; a control replaces the word vectors with random unit vectors (as heads,
-and blended with the visual mixture like the label-space model).
-``run_zero_shot`` repeats ``label_embedding.zero_shot`` over seeds next to its chance levels.
+``run_label_study`` trains, per seed and on that seed's split of the pool (``FeatureSet.draw``), the
+models of ``fusion_lib.experiment`` that involve the label space (sharing them exactly as
+``run_experiment`` does) and keeps what its summary tables do not show: per-backbone accuracies, the
+mixtures' gate weights, the chosen blend weights, the accuracy-versus-weight curves and every
+combined model's per-image correctness (for paired comparisons, ``compare``); a control replaces the
+word vectors with random unit vectors (as heads, and blended with the visual mixture like the
+label-space model).
+
+``run_zero_shot`` scores the closed-form zero-shot map of ``label_embedding`` over every way of
+holding ``N_HELD_OUT`` classes out (``held_out_splits``), beside a permutation null that shuffles the
+class vectors among the classes; ``ZeroShotStudy.summary`` gives each measure with its 95% CI.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -23,24 +29,45 @@ from tqdm.auto import tqdm
 from fusion_lib import metrics as M
 from fusion_lib.experiment import METHODS, ExperimentConfig, SeedRun
 from fusion_lib.feature_set import FeatureSet
-from fusion_lib.label_embedding import (LabelSpaceModel, blend, choose_blend_weight, class_words, tokenize,
-                                        zero_shot)
+from fusion_lib.label_embedding import (ZERO_SHOT_RIDGE, ClassMoments, LabelSpaceModel, blend,
+                                        choose_blend_weight, class_words, cosine_scores, fit_zero_shot_map,
+                                        tokenize)
+from fusion_lib.stats import bootstrap_means, paired_difference, percentile_interval
 from fusion_lib.training import deterministic, num_threads, to_tensors
 
 # Class-name words that need replacing in GloVe 6B: a single letter ("T" of "T-shirt") is a letter's
 # vector, not a garment's, and two dog breeds of Oxford-IIIT Pets have no vector at all.
 BOOK_ALIASES: dict[str, str] = {"t": "tee", "keeshond": "spitz dog", "leonberger": "leonberg dog"}
 BLEND_GRID: tuple[float, ...] = tuple(float(w) for w in np.linspace(0.0, 1.0, 11))
-STUDY_METHODS = ("prob_avg", "label_space", "moe_thumbnail", "moe_thumbnail_label", "blend_label")
+STUDY_METHODS = ("prob_avg", "label_space", "moe_thumbnail", "moe_thumbnail_joint", "moe_thumbnail_label",
+                 "blend_label")
 # what each combined model is, for the ``backbone`` column of LabelStudy.accuracy
 _COMBINED = {"prob_avg": ("visual", "average"), "label_space": ("label space", "average"),
              "random_space": ("random vectors", "average"), "moe_thumbnail": ("visual", "thumbnail MoE"),
-             "moe_thumbnail_label": ("fusion", "thumbnail MoE"), "blend_label": ("fusion", "blend"),
+             "moe_thumbnail_joint": ("visual", "joint thumbnail MoE"),
+             "moe_thumbnail_label": ("fusion", "joint thumbnail MoE"), "blend_label": ("fusion", "blend"),
              "blend_random": ("control", "blend")}
+# Claim C3 ("label-space word vectors add to the blend") as paired comparisons: each fusion against
+# the visual model it adds the label space to, and the word vectors against random ones.
+C3_COMPARISONS: tuple[tuple[str, str], ...] = (("blend_label", "moe_thumbnail"),
+                                               ("blend_label", "blend_random"),
+                                               ("moe_thumbnail_label", "moe_thumbnail_joint"))
+N_HELD_OUT = 3
+N_SPLITS = 120
+N_PERMUTATIONS = 100
+# zero-shot measures, what each averages over, and its chance level given (classes, held out)
+ZERO_SHOT_MEASURES: dict[str, str] = {
+    "zsl_top1": "unseen-class images, top-1 among the held-out classes",
+    "gzsl_unseen": "unseen-class images, top-1 among all classes (U)",
+    "top5": "unseen-class images, true class among the 5 best of all classes",
+    "gzsl_seen": "seen-class images, top-1 among all classes (S)",
+    "harmonic": "harmonic mean 2SU / (S + U)",
+}
 
 
 def aliases_for(class_names: Sequence[str], aliases: Mapping[str, str] = BOOK_ALIASES) -> dict[str, str]:
-    """The entries of ``aliases`` that apply to these class names (as a whole name or as one of its tokens)."""
+    """The entries of ``aliases`` that apply to these class names (as a whole name or as one of their
+    tokens)."""
     used = set(class_names) | {t for name in class_names for t in tokenize(name)}
     return {k: v for k, v in aliases.items() if k in used}
 
@@ -55,7 +82,8 @@ def class_name_table(class_names: Sequence[str], class_vecs: np.ndarray, vectors
     rows = []
     for name, vec in zip(class_names, class_vecs):
         near = vectors.similar_by_vector(np.asarray(vec, dtype=np.float32), topn=n_neighbours)
-        rows.append({"class": name, "tokens": " ".join(tokenize(name)), "words used": " ".join(class_words(name, aliases)),
+        rows.append({"class": name, "tokens": " ".join(tokenize(name)),
+                     "words used": " ".join(class_words(name, aliases)),
                      "nearest words": ", ".join(w for w, _ in near)})
     return pd.DataFrame(rows)
 
@@ -74,16 +102,21 @@ def random_class_vectors(n_classes: int, dim: int, seed: int = 0) -> np.ndarray:
     return (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
 
 
-def held_out_classes(n_classes: int, fraction: float = 0.25, min_held: int = 2, seed: int = 0) -> list[int]:
-    """The zero-shot classes: ``max(min_held, ceil(fraction * n_classes))`` distinct classes drawn
-    uniformly with ``numpy.random.default_rng(seed)``, sorted; at least one class stays seen."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    n_held = max(min_held, math.ceil(fraction * n_classes))
-    if n_held >= n_classes:
-        raise ValueError(f"holding out {n_held} of {n_classes} classes leaves none to train on; "
-                         f"lower min_held or fraction")
-    return sorted(int(c) for c in np.random.default_rng(seed).choice(n_classes, n_held, replace=False))
+def held_out_splits(n_classes: int, n_held: int = N_HELD_OUT, max_splits: int = N_SPLITS,
+                    seed: int = 0) -> list[tuple[int, ...]]:
+    """The zero-shot splits: every set of ``n_held`` classes, in lexicographic order, when there are at
+    most ``max_splits``; otherwise ``max_splits`` distinct sets drawn with ``default_rng(seed)``."""
+    if not 1 <= n_held <= n_classes - 2:
+        raise ValueError(f"holding out {n_held} of {n_classes} classes must leave at least 2 to train on; "
+                         f"use 1 <= n_held <= {n_classes - 2}")
+    if max_splits < 1:
+        raise ValueError(f"max_splits must be >= 1, got {max_splits}")
+    if math.comb(n_classes, n_held) <= max_splits:
+        return list(itertools.combinations(range(n_classes), n_held))
+    rng, out = np.random.default_rng(seed), {}
+    while len(out) < max_splits:
+        out.setdefault(tuple(sorted(int(c) for c in rng.choice(n_classes, n_held, replace=False))), None)
+    return list(out)
 
 
 def blend_curve(p_visual: np.ndarray, p_label: np.ndarray, y: np.ndarray,
@@ -124,7 +157,8 @@ def project_label_space(class_vecs: np.ndarray, embeddings: np.ndarray,
     the class vectors ``(k,)``): the plane in which the classes are most spread out.
     """
     if embeddings.ndim != 2 or embeddings.shape[1] != class_vecs.shape[1]:
-        raise ValueError(f"embeddings {embeddings.shape} must be (n, {class_vecs.shape[1]}) like the class vectors")
+        raise ValueError(f"embeddings {embeddings.shape} must be (n, {class_vecs.shape[1]}) like the class "
+                         f"vectors")
     if n_components > len(class_vecs) - 1:
         raise ValueError(f"{len(class_vecs)} class vectors span at most {len(class_vecs) - 1} PCA components")
     pca = PCA(n_components=n_components).fit(class_vecs)
@@ -160,32 +194,36 @@ class LabelStudy:
     linear probe), ``label:<b>`` (label-space head), ``random:<b>`` (the same head on random class
     vectors), the combined methods of ``STUDY_METHODS``, ``random_space`` (mean of the random heads)
     and ``blend_random`` (the visual mixture blended with ``random_space``, weight chosen on
-    validation); combined models have ``backbone`` "average", "thumbnail MoE" or "blend";
-    ``gates``: (dataset, seed, model, expert, weight) the mean test gate weight of every expert of
-    ``moe_thumbnail`` and ``moe_thumbnail_label``; ``blend``: (dataset, seed, weight, weight_random)
-    the blend weights chosen on validation; ``curves``: (dataset, seed, split, weight, accuracy, nll)
-    of ``blend_label``;
-    ``label_models``: the label-space model of every seed.
+    validation); combined models have ``backbone`` "average", "thumbnail MoE", "joint thumbnail MoE"
+    or "blend"; ``gates``: (dataset, seed, model, expert, weight) the mean test gate weight of every
+    expert of the jointly trained mixtures ``moe_thumbnail_joint`` and ``moe_thumbnail_label``;
+    ``blend``: (dataset, seed, weight, weight_random) the blend weights chosen on validation;
+    ``curves``: (dataset, seed, split, weight, accuracy, nll) of ``blend_label``;
+    ``correct``: {(model, seed): per-test-image correctness} of every combined model;
+    ``label_models``: the label-space model of every seed (trained on ``fs.draw(seed)``).
     """
 
     accuracy: pd.DataFrame
     gates: pd.DataFrame
     blend: pd.DataFrame
     curves: pd.DataFrame
+    correct: dict[tuple[str, int], np.ndarray]
     label_models: dict[int, LabelSpaceModel]
 
 
 def run_label_study(fs: FeatureSet, class_vecs: np.ndarray, config: ExperimentConfig,
                     progress: bool = True) -> LabelStudy:
-    """Train and score, for each of ``config.seeds``, the probes, label heads, random-vector heads and
-    label-space methods (``random:`` heads use ``random_class_vectors(C, dim, seed)``)."""
+    """Train and score, for each of ``config.seeds`` on ``fs.draw(seed)``, the probes, label heads,
+    random-vector heads and label-space methods (``random:`` heads use ``random_class_vectors(C, dim,
+    seed)``)."""
     if not config.seeds:
         raise ValueError("config.seeds is empty; give at least one seed")
-    y = fs.labels
-    acc_rows, gate_rows, blend_rows, curve_rows, models = [], [], [], [], {}
+    acc_rows, gate_rows, blend_rows, curve_rows, correct, models = [], [], [], [], {}, {}
     with deterministic(), num_threads(config.threads):
         for seed in tqdm(config.seeds, desc=f"{fs.dataset} label study", disable=not progress):
-            run = SeedRun(fs, seed, config, class_vecs)
+            split = fs.draw(seed)
+            y = split.labels
+            run = SeedRun(split, seed, config, class_vecs)
 
             def add(model: str, family: str, backbone: str, probs: np.ndarray) -> None:
                 acc_rows.append({"dataset": fs.dataset, "seed": seed, "model": model, "family": family,
@@ -193,48 +231,203 @@ def run_label_study(fs: FeatureSet, class_vecs: np.ndarray, config: ExperimentCo
 
             for b, p in run.probes.items():
                 add(f"probe:{b}", "visual", b, p["test"])
-            for b, p in run.label_model.backbone_proba(fs, "test").items():
+            for b, p in run.label_model.backbone_proba(split, "test").items():
                 add(f"label:{b}", "label space", b, p)
-            control = LabelSpaceModel(random_class_vectors(*class_vecs.shape, seed=seed), run.train).fit(fs, seed)
-            for b, p in control.backbone_proba(fs, "test").items():
+            control = LabelSpaceModel(random_class_vectors(*class_vecs.shape, seed=seed), run.train)
+            control.fit(split, seed)
+            for b, p in control.backbone_proba(split, "test").items():
                 add(f"random:{b}", "random vectors", b, p)
             outputs = {m: METHODS[m](run) for m in STUDY_METHODS}
             weight = outputs["blend_label"].extra["blend_weight"]
             probs = {m: out.probs for m, out in outputs.items()}
             visual = probs["moe_thumbnail"]
-            probs["random_space"] = {s: control.predict_proba(fs, s) for s in ("val", "test")}
-            weight_random = choose_blend_weight(visual["val"], probs["random_space"]["val"], y["val"], BLEND_GRID)
-            probs["blend_random"] = {s: blend(visual[s], probs["random_space"][s], weight_random) for s in visual}
+            probs["random_space"] = {s: control.predict_proba(split, s) for s in ("val", "test")}
+            random_space = probs["random_space"]
+            weight_random = choose_blend_weight(visual["val"], random_space["val"], y["val"], BLEND_GRID)
+            probs["blend_random"] = {s: blend(visual[s], random_space[s], weight_random) for s in visual}
             for m, (family, kind) in _COMBINED.items():
                 add(m, family, kind, probs[m]["test"])
+                correct[(m, seed)] = probs[m]["test"].argmax(1) == y["test"]
             for label_experts in (False, True):
                 moe = run.moe("thumbnail", label_experts)
-                for expert, w in zip(moe.expert_names, moe.gate_weights(fs, "test").mean(0)):
-                    gate_rows.append({"dataset": fs.dataset, "seed": seed, "expert": expert, "weight": float(w),
-                                      "model": "moe_thumbnail_label" if label_experts else "moe_thumbnail"})
-            blend_rows.append({"dataset": fs.dataset, "seed": seed, "weight": weight, "weight_random": weight_random})
-            for split in ("val", "test"):
-                curve = blend_curve(visual[split], probs["label_space"][split], y[split])
-                curve_rows.append(curve.assign(dataset=fs.dataset, seed=seed, split=split))
+                for expert, w in zip(moe.expert_names, moe.gate_weights(split, "test").mean(0)):
+                    gate_rows.append({"dataset": fs.dataset, "seed": seed, "expert": expert,
+                                      "weight": float(w),
+                                      "model": f"moe_thumbnail_{'label' if label_experts else 'joint'}"})
+            blend_rows.append({"dataset": fs.dataset, "seed": seed, "weight": weight,
+                               "weight_random": weight_random})
+            for part in ("val", "test"):
+                curve = blend_curve(visual[part], probs["label_space"][part], y[part])
+                curve_rows.append(curve.assign(dataset=fs.dataset, seed=seed, split=part))
             models[seed] = run.label_model
-    curves = pd.concat(curve_rows, ignore_index=True)[["dataset", "seed", "split", "weight", "accuracy", "nll"]]
+    curves = pd.concat(curve_rows, ignore_index=True)
+    curves = curves[["dataset", "seed", "split", "weight", "accuracy", "nll"]]
     gates = pd.DataFrame(gate_rows)[["dataset", "seed", "model", "expert", "weight"]]
-    return LabelStudy(pd.DataFrame(acc_rows), gates, pd.DataFrame(blend_rows), curves, models)
+    return LabelStudy(pd.DataFrame(acc_rows), gates, pd.DataFrame(blend_rows), curves, correct, models)
 
 
-def run_zero_shot(fs: FeatureSet, class_vecs: np.ndarray, held_out: Sequence[int], config: ExperimentConfig,
-                  progress: bool = True) -> pd.DataFrame:
-    """``label_embedding.zero_shot`` for each of ``config.seeds``, with chance levels: ``chance_top1``
-    = 1/C, ``chance_top5`` = min(5, C)/C (all C classes compete) and ``chance_unseen`` = 1/len(held_out)."""
-    if not config.seeds:
-        raise ValueError("config.seeds is empty; give at least one seed")
-    c = fs.n_classes
-    frames = []
-    with deterministic(), num_threads(config.threads):
-        for seed in tqdm(config.seeds, desc=f"{fs.dataset} zero-shot", disable=not progress):
-            frames.append(zero_shot(fs, class_vecs, held_out, seed, config.train_config()).assign(seed=seed))
-    out = pd.concat(frames, ignore_index=True).assign(dataset=fs.dataset, chance_top1=1.0 / c,
-                                                      chance_top5=min(5, c) / c,
-                                                      chance_unseen=1.0 / len(set(held_out)))
-    return out[["dataset", "seed", *[col for col in out.columns if col not in ("dataset", "seed")]]]
+def compare(study: LabelStudy, pairs: Sequence[tuple[str, str]] = C3_COMPARISONS, n_boot: int = 2000,
+            seed: int = 0) -> pd.DataFrame:
+    """Accuracy difference A - B in points for each pair, with its paired 95% CI over test images and
+    seeds (``fusion_lib.stats.paired_difference``): columns dataset, a, b, diff, low, high, text, verdict."""
+    seeds = sorted({s for _, s in study.correct})
+    dataset = study.accuracy["dataset"].iloc[0]
+    rows = []
+    for a, b in pairs:
+        missing = [m for m in (a, b) if (m, seeds[0]) not in study.correct]
+        if missing:
+            known = sorted({m for m, _ in study.correct})
+            raise ValueError(f"no per-image results for {missing}; models: {known}")
+        d = paired_difference([study.correct[(a, s)] for s in seeds], [study.correct[(b, s)] for s in seeds],
+                              n_boot=n_boot, seed=seed)
+        rows.append({"dataset": dataset, "a": a, "b": b, "diff": d.diff, "low": d.low, "high": d.high,
+                     "text": d.text(), "verdict": d.verdict(a, b)})
+    return pd.DataFrame(rows)
 
+
+def _accumulate(scores: np.ndarray, y: np.ndarray, held: Sequence[int], sums: dict[str, np.ndarray]) -> None:
+    """Add one split's per-image hits to ``sums``: ``scores`` ``(n, C)`` or ``(n, P, C)``."""
+    held_arr = np.asarray(held)
+    unseen = np.isin(y, held_arr)
+    yy = y.reshape((-1,) + (1,) * (scores.ndim - 2))
+    true = np.take_along_axis(scores, yy[..., None], axis=-1)
+    top1 = scores.argmax(-1) == yy
+    mask = unseen.reshape(yy.shape)
+    sums["zsl_top1"] += mask & (held_arr[scores[..., held_arr].argmax(-1)] == yy)
+    sums["gzsl_unseen"] += mask & top1
+    sums["top5"] += mask & ((scores > true).sum(-1) < 5)
+    sums["gzsl_seen"] += ~mask & top1
+
+
+@dataclass
+class ZeroShotStudy:
+    """Zero-shot results of one dataset over ``splits`` (sets of held-out classes) and seeds.
+
+    ``values[model][measure]``: per seed, each test image's hit rate over the seed's splits in which
+    its class is held out (``zsl_top1``, ``gzsl_unseen``, ``top5``) or seen (``gzsl_seen``); NaN where
+    there is none. Models are the backbones and ``"mean"`` (their mean cosine score). ``null[measure]``:
+    the ``"mean"`` model's dataset-level value under each of the ``n_permutations`` shuffles of the
+    class vectors among the classes (one shuffle per split and permutation index).
+    """
+
+    dataset: str
+    n_classes: int
+    splits: list[tuple[int, ...]]
+    seeds: list[int]
+    n_train: int
+    values: dict[str, dict[str, list[np.ndarray]]]
+    null: dict[str, np.ndarray]
+
+    def chance(self, measure: str) -> float:
+        """Accuracy of a uniform random guess (``top5``: among all classes; ``zsl_top1``: among the
+        held-out ones)."""
+        n_held = len(self.splits[0])
+        return {"zsl_top1": 1 / n_held, "top5": min(5, self.n_classes) / self.n_classes}.get(measure,
+                                                                                           1 / self.n_classes)
+
+    def summary(self, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+        """One row per measure of the ``"mean"`` model (in ``ZERO_SHOT_MEASURES`` order): estimate with
+        its 95% CI (seed-stratified percentile bootstrap over test images, ``fusion_lib.stats``),
+        chance, the permutation null's mean and 95% range, and the one-sided permutation p-value."""
+        rows = []
+        reps = {}
+        for measure in ZERO_SHOT_MEASURES:
+            if measure == "harmonic":
+                s, u = reps["gzsl_seen"], reps["gzsl_unseen"]
+                est = _harmonic(*(self.estimate("mean", m) for m in ("gzsl_seen", "gzsl_unseen")))
+                low, high = percentile_interval(_harmonic(s, u))
+            else:
+                reps[measure] = bootstrap_means(self._paired("mean", measure), n_boot=n_boot, seed=seed)
+                est = self.estimate("mean", measure)
+                low, high = percentile_interval(reps[measure])
+            null = self.null[measure]
+            null_low, null_high = percentile_interval(null)
+            rows.append({"dataset": self.dataset, "measure": measure, "estimate": est, "low": low,
+                         "high": high, "chance": self.chance(measure), "null_mean": float(null.mean()),
+                         "null_low": null_low, "null_high": null_high,
+                         "p_value": float((1 + np.sum(null >= est)) / (1 + len(null)))})
+        return pd.DataFrame(rows)
+
+    def estimate(self, model: str, measure: str) -> float:
+        """The dataset-level value: mean over seeds of the mean over images (``harmonic``: of S and U)."""
+        if measure == "harmonic":
+            return float(_harmonic(self.estimate(model, "gzsl_seen"), self.estimate(model, "gzsl_unseen")))
+        return float(np.mean([v.mean() for v in self._paired(model, measure)]))
+
+    def per_model(self) -> pd.DataFrame:
+        """Point estimates of every measure for every model: rows models, columns measures."""
+        return pd.DataFrame({m: {k: self.estimate(m, k) for k in ZERO_SHOT_MEASURES} for m in self.values}).T
+
+    def _paired(self, model: str, measure: str) -> list[np.ndarray]:
+        """Per seed, the measure's per-image values over the images where S and U are both defined (so
+        that bootstrap replicates of S and U, drawn with one seed, resample the same images)."""
+        vals = self.values[model]
+        return [v[~np.isnan(s) & ~np.isnan(u)]
+                for v, s, u in zip(vals[measure], vals["gzsl_seen"], vals["gzsl_unseen"])]
+
+
+def _harmonic(s: np.ndarray | float, u: np.ndarray | float) -> np.ndarray:
+    s, u = np.asarray(s, dtype=np.float64), np.asarray(u, dtype=np.float64)
+    return np.where(s + u > 0, 2 * s * u / np.where(s + u > 0, s + u, 1.0), 0.0)
+
+
+def run_zero_shot(fs: FeatureSet, class_vecs: np.ndarray, seeds: Sequence[int], n_held: int = N_HELD_OUT,
+                  max_splits: int = N_SPLITS, n_permutations: int = N_PERMUTATIONS,
+                  ridge: float = ZERO_SHOT_RIDGE, progress: bool = True) -> ZeroShotStudy:
+    """Zero-shot over ``held_out_splits(C, n_held, max_splits)``, each split scored under one seed
+    (split i under ``seeds[i % len(seeds)]``, on ``fs.draw(seed)``), so the splits cover every seed's
+    data draw at the cost of one fit per split and backbone. Per split and backbone the map of
+    ``label_embedding.fit_zero_shot_map`` is fitted on the seen classes' train images; the test images
+    are scored against all classes with the true class vectors and with ``n_permutations`` random
+    shuffles of them among the classes (drawn with ``default_rng(seed)``)."""
+    if not seeds:
+        raise ValueError("seeds is empty; give at least one seed")
+    if n_permutations < 19:
+        raise ValueError(f"n_permutations must be >= 19 for a 95% null range, got {n_permutations}")
+    if len(class_vecs) != fs.n_classes:
+        raise ValueError(f"got {len(class_vecs)} class vectors for {fs.n_classes} classes")
+    c, models = fs.n_classes, [*fs.backbones, "mean"]
+    splits = held_out_splits(c, n_held, max_splits)
+    values: dict[str, dict[str, list[np.ndarray]]] = {m: {k: [] for k in _HITS} for m in models}
+    null_sums: dict[str, list[np.ndarray]] = {k: [] for k in _HITS}
+    steps = tqdm(total=len(splits), desc=f"{fs.dataset} zero-shot", disable=not progress)
+    n_train = 0
+    for i, seed in enumerate(seeds):
+        mine = splits[i::len(seeds)]
+        if not mine:
+            continue
+        split = fs.draw(seed)
+        y, n_train = split.labels["test"], len(split.labels["train"])
+        moments = {b: ClassMoments.of(split.features["train"][b], split.labels["train"], c)
+                   for b in fs.backbones}
+        rng = np.random.default_rng(seed)
+        sums = {m: {k: np.zeros(len(y)) for k in _HITS} for m in models}
+        null = {k: np.zeros((len(y), n_permutations)) for k in _HITS}
+        for held in mine:
+            seen = [k for k in range(c) if k not in held]
+            vecs = np.stack([class_vecs] + [class_vecs[rng.permutation(c)] for _ in range(n_permutations)])
+            scores = {b: cosine_scores(fit_zero_shot_map(moments[b], seen, ridge).seen_weights(
+                split.features["test"][b]), vecs, seen) for b in fs.backbones}
+            mean = np.mean(list(scores.values()), axis=0)
+            for m in models:
+                _accumulate((mean if m == "mean" else scores[m])[:, 0], y, held, sums[m])
+            _accumulate(mean[:, 1:], y, held, null)
+            steps.update()
+        held_out_count = np.zeros(c)
+        np.add.at(held_out_count, np.asarray(mine).ravel(), 1.0)
+        unseen = held_out_count[y]  # per image: the number of its seed's splits that hold its class out
+        count = {"gzsl_seen": len(mine) - unseen}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for k in _HITS:
+                n = count.get(k, unseen)
+                for m in models:
+                    values[m][k].append(np.where(n > 0, sums[m][k] / np.where(n > 0, n, 1), np.nan))
+                keep = n > 0
+                null_sums[k].append(null[k][keep] / n[keep, None])
+    steps.close()
+    null_stats = {k: np.mean([v.mean(0) for v in null_sums[k]], axis=0) for k in _HITS}
+    null_stats["harmonic"] = _harmonic(null_stats["gzsl_seen"], null_stats["gzsl_unseen"])
+    return ZeroShotStudy(fs.dataset, c, splits, list(seeds), n_train, values, null_stats)
+
+
+_HITS = ("zsl_top1", "gzsl_unseen", "top5", "gzsl_seen")

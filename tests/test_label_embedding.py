@@ -5,8 +5,9 @@ from gensim.models import KeyedVectors
 
 from fusion_lib import assets
 from fusion_lib.feature_set import FeatureSet
-from fusion_lib.label_embedding import (LabelSpaceModel, blend, choose_blend_weight, class_vectors, fit_label_head,
-                                        tokenize, zero_shot)
+from fusion_lib.label_embedding import (ClassMoments, LabelSpaceModel, blend, choose_blend_weight, class_vectors,
+                                        cosine_scores, fit_label_head, fit_zero_shot_map, tokenize,
+                                        zero_shot_scores)
 from fusion_lib.training import TrainConfig
 
 WORDS = ["apple", "boat", "cloud", "drum", "eagle", "flute", "grape", "horse"]
@@ -82,23 +83,80 @@ def test_label_space_heads_recover_the_classes(kv, fs):
 
 
 def test_zero_shot_predicts_held_out_classes(kv, fs):
-    held = ["grape", "horse"]
-    table = zero_shot(fs, class_vectors(fs.class_names, kv), held, seed=0, train=TrainConfig())
-    assert list(table["model"]) == ["a", "b", "mean"]
-    assert set(table.columns) >= {"top1", "top5", "top1_unseen", "n_test"}
-    mean = table.set_index("model").loc["mean"]
-    assert mean["top1_unseen"] > 0.8  # chance among the 2 held-out classes is 0.5
-    assert mean["top5"] > 0.8 and mean["top5"] >= mean["top1"]
+    held = [fs.class_names.index("grape"), fs.class_names.index("horse"), 0]
+    scores = zero_shot_scores(fs, class_vectors(fs.class_names, kv), held)
+    assert list(scores) == ["a", "b", "mean"] and scores["mean"].shape == (300, len(WORDS))
+    y = fs.labels["test"]
+    unseen = np.isin(y, held)
+    pred_unseen = np.asarray(held)[scores["mean"][unseen][:, held].argmax(1)]
+    # the 5 seen classes' vectors span the 4-d word subspace, so the map transfers to the held-out ones
+    assert np.mean(pred_unseen == y[unseen]) > 0.8  # chance among the 3 held-out classes is 1/3
+    assert np.mean(scores["mean"][~unseen].argmax(1) == y[~unseen]) > 0.8
+    np.testing.assert_allclose(scores["mean"], (scores["a"] + scores["b"]) / 2, rtol=1e-6)
+    assert np.abs(scores["a"]).max() <= 1 + 1e-5  # cosine similarities
+    with pytest.raises(ValueError, match="leaving at least 2 seen"):
+        zero_shot_scores(fs, class_vectors(fs.class_names, kv), held_out=list(range(len(WORDS) - 1)))
 
 
-def test_held_out_classes_are_not_trained_on(kv, fs):
-    vecs = class_vectors(fs.class_names, kv)
-    head, _ = fit_label_head(fs, "a", vecs, train=TrainConfig(epochs=3), train_classes=[0, 1, 2])
-    assert head.class_vecs.shape == (len(WORDS), DIM)
-    with pytest.raises(ValueError, match="some but not all"):
-        zero_shot(fs, vecs, held_out=list(range(len(WORDS))))
+def test_zero_shot_output_ignores_the_held_out_classes_train_and_val_images(kv, fs):
+    """Overwriting every train and validation image of the held-out classes with noise leaves the
+    zero-shot scores unchanged; noise on a seen class does change them (so the check can fail)."""
+    vecs, held = class_vectors(fs.class_names, kv), [2, 5, 7]
+    before = zero_shot_scores(fs, vecs, held)
+    rng = np.random.default_rng(7)
+
+    def noisy(classes):
+        feats = {s: dict(f) for s, f in fs.features.items()}
+        for s in ("train", "val"):
+            rows = np.isin(fs.labels[s], classes)
+            for b in fs.backbones:
+                feats[s][b] = feats[s][b].copy()
+                feats[s][b][rows] = 100 * rng.normal(size=(rows.sum(), D)).astype(np.float32)
+        return FeatureSet(fs.dataset, fs.backbones, fs.class_names, feats, fs.labels, fs.thumbnails)
+
+    after = zero_shot_scores(noisy(held), vecs, held)
+    for model in before:
+        np.testing.assert_array_equal(after[model], before[model])
+    leaked = zero_shot_scores(noisy([0]), vecs, held)
+    assert not np.allclose(leaked["mean"], before["mean"])
+
+
+def test_zero_shot_map_is_ridge_regression_on_the_seen_classes(kv, fs):
+    """The moment-based closed form equals ridge regression fitted directly on the seen images."""
+    x, y = fs.features["train"]["a"].astype(np.float64), fs.labels["train"]
+    seen = [0, 1, 3, 4, 6]
+    zmap = fit_zero_shot_map(ClassMoments.of(x, y, len(WORDS)), seen, ridge=0.5)
+    rows = np.isin(y, seen)
+    xs = x[rows]
+    std = xs.std(0).clip(min=0.05 * xs.std(0).mean())
+    z = (xs - xs.mean(0)) / std
+    onehot = (y[rows, None] == np.asarray(seen)).astype(np.float64)
+    coef = np.linalg.solve(z.T @ z + 0.5 * len(z) * np.eye(D), z.T @ (onehot - onehot.mean(0)))
+    np.testing.assert_allclose(zmap.coef, coef, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(zmap.seen_weights(x[:5]), ((x[:5] - xs.mean(0)) / std) @ coef + onehot.mean(0),
+                               rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_zero_shot_map(ClassMoments.of(x, y, len(WORDS)), [1])
+
+
+def test_cosine_scores_of_a_stack_of_assignments_match_one_at_a_time():
+    rng = np.random.default_rng(0)
+    w, vecs, seen = rng.normal(size=(9, 3)), rng.normal(size=(5, 4)), [0, 2, 4]
+    one = cosine_scores(w, vecs, seen)
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)  # the scores use unit class vectors
+    emb = w @ unit[seen]
+    expected = (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ unit.T
+    np.testing.assert_allclose(one, expected, rtol=1e-4, atol=1e-5)
+    perms = [rng.permutation(5) for _ in range(3)]
+    stack = cosine_scores(w, np.stack([vecs[p] for p in perms]), seen)
+    assert stack.shape == (9, 3, 5)
+    for i, p in enumerate(perms):
+        np.testing.assert_allclose(stack[:, i], cosine_scores(w, vecs[p], seen), rtol=1e-5, atol=1e-6)
+
+
+def test_label_head_needs_one_vector_per_class(kv, fs):
     with pytest.raises(ValueError, match="class vectors"):
-        fit_label_head(fs, "a", vecs[:3])
+        fit_label_head(fs, "a", class_vectors(fs.class_names, kv)[:3])
 
 
 def test_blend_weight_is_chosen_on_validation():
