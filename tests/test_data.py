@@ -82,7 +82,7 @@ def test_mnist_from_idx_files(tmp_path):
         _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
         _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
     d = load_dataset("mnist", SMALL, root=tmp_path)
-    assert d.identity.startswith("mnist:torchvision")
+    assert d.identity.startswith("mnist:files:")
     assert d.image("train", 0).size == (28, 28)
 
 
