@@ -289,8 +289,9 @@ def load_backbone(name: str, input_size: int | None = None, weights: str | os.Pa
     return backbone
 
 
-def imagenet_predictions(backbone: Backbone) -> tuple[list[int], list[int]]:
-    """(predicted, true) ImageNet classes on foolbox's 20 samples, at the backbone's native input size."""
+def imagenet_predictions(backbone: Backbone, device: str = "cpu") -> tuple[list[int], list[int]]:
+    """(predicted, true) ImageNet classes on foolbox's 20 samples, at the backbone's native input size, with
+    the classifier on ``device``."""
     from PIL import Image
 
     from .assets import imagenet_samples
@@ -300,7 +301,7 @@ def imagenet_predictions(backbone: Backbone) -> tuple[list[int], list[int]]:
     samples = imagenet_samples()
     batch = torch.stack([tf(Image.open(p).convert("RGB")) for p, _ in samples])
     with torch.no_grad():
-        logits = backbone.imagenet_model(batch)
+        logits = backbone.imagenet_model.to(device)(batch.to(device))
     return logits.argmax(1).tolist(), [label for _, label in samples]
 
 

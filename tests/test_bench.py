@@ -1,15 +1,41 @@
-"""The benchmarks run end to end and print the ratios they promise (slow: `make test-slow`)."""
+"""The benchmarks run end to end and print the ratios they promise (the end-to-end runs are slow)."""
 import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
+
+from fusion_lib import bench
+
+
+def test_median_rates_interleaves_runs_and_takes_the_median():
+    order = []
+    rates = bench.median_rates({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, n=10, repeats=3)
+    assert order == ["a", "b"] * 3 and set(rates) == {"a", "b"} and all(r > 0 for r in rates.values())
+
+
+def test_probe_accuracy_separates_separable_features_and_not_noise():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 40)
+    x = rng.normal(size=(120, 5)) + 4 * np.eye(3, 5)[y]
+    assert bench.probe_accuracy(x[::2], y[::2], x[1::2], y[1::2]) > 95
+    noise = rng.normal(size=(120, 5))
+    assert bench.probe_accuracy(noise[::2], y[::2], noise[1::2], y[1::2]) < 70
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_gpu_check_says_no_cuda_and_fails():
+    run = subprocess.run([sys.executable, "-m", "fusion_lib.bench", "gpu"], capture_output=True, text=True)
+    assert run.returncode == 1 and "no CUDA device is present" in run.stdout
 
 
 @pytest.mark.slow
 def test_feature_benchmark_prints_ratios():
     out = subprocess.run([sys.executable, "-m", "fusion_lib.bench", "features", "--backbones", "squeezenet1_1",
-                          "--images", "64", "--sweep", "64,96"], capture_output=True, text=True, check=True).stdout
+                          "--images", "64", "--repeats", "1", "--sweep", "64,96"],
+                         capture_output=True, text=True, check=True).stdout
     row = next(line for line in out.splitlines() if line.startswith("squeezenet1_1"))
     raw, pipe, ratio = (float(x) for x in row.split()[1:4])
     assert raw > 0 and pipe > 0 and ratio == pytest.approx(pipe / raw, abs=0.01)
