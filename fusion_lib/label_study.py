@@ -29,16 +29,15 @@ from tqdm.auto import tqdm
 from fusion_lib import metrics as M
 from fusion_lib.experiment import METHODS, ExperimentConfig, SeedRun
 from fusion_lib.feature_set import FeatureSet
-from fusion_lib.label_embedding import (ZERO_SHOT_RIDGE, ClassMoments, LabelSpaceModel, blend,
-                                        choose_blend_weight, class_words, cosine_scores, fit_zero_shot_map,
-                                        tokenize)
-from fusion_lib.stats import bootstrap_means, paired_difference, percentile_interval
+from fusion_lib.label_embedding import (BLEND_GRID, ZERO_SHOT_RIDGE, ClassMoments, LabelSpaceModel,
+                                        blend, choose_blend_weight, class_words, cosine_scores,
+                                        fit_zero_shot_map, tokenize)
+from fusion_lib.stats import bootstrap_mean_ci, bootstrap_means, paired_difference, percentile_interval
 from fusion_lib.training import deterministic, num_threads, to_tensors
 
 # Class-name words that need replacing in GloVe 6B: a single letter ("T" of "T-shirt") is a letter's
 # vector, not a garment's, and two dog breeds of Oxford-IIIT Pets have no vector at all.
 BOOK_ALIASES: dict[str, str] = {"t": "tee", "keeshond": "spitz dog", "leonberger": "leonberg dog"}
-BLEND_GRID: tuple[float, ...] = tuple(float(w) for w in np.linspace(0.0, 1.0, 11))
 STUDY_METHODS = ("prob_avg", "label_space", "moe_thumbnail", "moe_thumbnail_joint", "moe_thumbnail_label",
                  "blend_label")
 # what each combined model is, for the ``backbone`` column of LabelStudy.accuracy
@@ -199,7 +198,7 @@ class LabelStudy:
     expert of the jointly trained mixtures ``moe_thumbnail_joint`` and ``moe_thumbnail_label``;
     ``blend``: (dataset, seed, weight, weight_random) the blend weights chosen on validation;
     ``curves``: (dataset, seed, split, weight, accuracy, nll) of ``blend_label``;
-    ``correct``: {(model, seed): per-test-image correctness} of every combined model;
+    ``correct``: {(model, seed): per-test-image correctness} of every model of ``accuracy``;
     ``label_models``: the label-space model of every seed (trained on ``fs.draw(seed)``).
     """
 
@@ -226,8 +225,9 @@ def run_label_study(fs: FeatureSet, class_vecs: np.ndarray, config: ExperimentCo
             run = SeedRun(split, seed, config, class_vecs)
 
             def add(model: str, family: str, backbone: str, probs: np.ndarray) -> None:
+                correct[(model, seed)] = probs.argmax(1) == y["test"]
                 acc_rows.append({"dataset": fs.dataset, "seed": seed, "model": model, "family": family,
-                                 "backbone": backbone, "accuracy": M.accuracy(y["test"], probs.argmax(1))})
+                                 "backbone": backbone, "accuracy": float(correct[(model, seed)].mean())})
 
             for b, p in run.probes.items():
                 add(f"probe:{b}", "visual", b, p["test"])
@@ -247,7 +247,6 @@ def run_label_study(fs: FeatureSet, class_vecs: np.ndarray, config: ExperimentCo
             probs["blend_random"] = {s: blend(visual[s], random_space[s], weight_random) for s in visual}
             for m, (family, kind) in _COMBINED.items():
                 add(m, family, kind, probs[m]["test"])
-                correct[(m, seed)] = probs[m]["test"].argmax(1) == y["test"]
             for label_experts in (False, True):
                 moe = run.moe("thumbnail", label_experts)
                 for expert, w in zip(moe.expert_names, moe.gate_weights(split, "test").mean(0)):
@@ -264,6 +263,20 @@ def run_label_study(fs: FeatureSet, class_vecs: np.ndarray, config: ExperimentCo
     curves = curves[["dataset", "seed", "split", "weight", "accuracy", "nll"]]
     gates = pd.DataFrame(gate_rows)[["dataset", "seed", "model", "expert", "weight"]]
     return LabelStudy(pd.DataFrame(acc_rows), gates, pd.DataFrame(blend_rows), curves, correct, models)
+
+
+def accuracy_ci(study: LabelStudy, models: Sequence[str], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Test accuracy in percent of each model, mean over seeds, with its 95% CI (seed-stratified
+    percentile bootstrap over test images, ``fusion_lib.stats``): columns model, accuracy, low, high,
+    text (``"91.23 [90.61, 91.80]"``)."""
+    seeds = sorted({s for _, s in study.correct})
+    rows = []
+    for m in models:
+        mean, low, high = bootstrap_mean_ci([100.0 * study.correct[(m, s)] for s in seeds], n_boot=n_boot,
+                                            seed=seed)
+        rows.append({"model": m, "accuracy": mean, "low": low, "high": high,
+                     "text": f"{mean:.2f} [{low:.2f}, {high:.2f}]"})
+    return pd.DataFrame(rows)
 
 
 def compare(study: LabelStudy, pairs: Sequence[tuple[str, str]] = C3_COMPARISONS, n_boot: int = 2000,

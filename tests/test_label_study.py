@@ -1,4 +1,5 @@
-"""The label-space study on planted word vectors and features: tables, held-out rule, blend curve, projection."""
+"""The label-space study on planted word vectors and features: tables, C3 comparisons, held-out splits,
+zero-shot with its permutation null, blend curve, projection."""
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
@@ -7,9 +8,10 @@ from sklearn.decomposition import PCA
 from fusion_lib.experiment import ExperimentConfig
 from fusion_lib.feature_set import FeatureSet
 from fusion_lib.label_embedding import LabelSpaceModel, choose_blend_weight, class_vectors
-from fusion_lib.label_study import (BLEND_GRID, aliases_for, best_head, blend_curve, class_name_table, cosine_matrix,
-                                    held_out_classes, label_embeddings, project_label_space, random_class_vectors,
-                                    run_label_study, run_zero_shot, spread_labels)
+from fusion_lib.label_study import (BLEND_GRID, C3_COMPARISONS, ZERO_SHOT_MEASURES, aliases_for, best_head,
+                                    blend_curve, class_name_table, compare, cosine_matrix, held_out_splits,
+                                    label_embeddings, project_label_space, random_class_vectors, run_label_study,
+                                    run_zero_shot, spread_labels)
 from fusion_lib.training import TrainConfig
 
 WORDS = ["apple", "boat", "cloud", "drum", "eagle", "flute"]
@@ -94,16 +96,15 @@ def test_spread_labels_separates_overlapping_labels_around_their_mean():
     assert (np.diff(np.sort(out)) >= 0.1 - 1e-12).all() and out.mean() == pytest.approx(0.0625)
 
 
-def test_held_out_classes_rule():
-    held = held_out_classes(10)
-    assert held == sorted(set(held)) and len(held) == 3 and all(0 <= c < 10 for c in held)
-    assert held_out_classes(10) == held  # seeded
-    assert held_out_classes(10, seed=1) != held or held_out_classes(10, seed=2) != held
-    assert len(held_out_classes(100)) == 25 and len(held_out_classes(4)) == 2
-    with pytest.raises(ValueError, match="none to train on"):
-        held_out_classes(2)
-    with pytest.raises(ValueError, match="fraction"):
-        held_out_classes(10, fraction=1.0)
+def test_held_out_splits_are_every_triple_or_distinct_random_draws():
+    splits = held_out_splits(10)
+    assert len(splits) == 120 and len(set(splits)) == 120
+    assert all(len(t) == 3 and list(t) == sorted(t) for t in splits)
+    drawn = held_out_splits(100, max_splits=60, seed=1)
+    assert len(drawn) == 60 and len(set(drawn)) == 60 and drawn == held_out_splits(100, max_splits=60, seed=1)
+    assert all(len(set(t)) == 3 and max(t) < 100 for t in drawn)
+    with pytest.raises(ValueError, match="at least 2 to train on"):
+        held_out_splits(4)
 
 
 def test_blend_curve_ends_are_the_two_models_and_its_best_is_the_chosen_weight():
@@ -151,16 +152,17 @@ def test_run_label_study_tables(fs, vecs, config):
     study = run_label_study(fs, vecs, config, progress=False)
     acc = study.accuracy
     expected = {"probe:a", "probe:b", "label:a", "label:b", "random:a", "random:b", "prob_avg", "random_space",
-                "label_space", "moe_thumbnail", "moe_thumbnail_label", "blend_label", "blend_random"}
+                "label_space", "moe_thumbnail", "moe_thumbnail_joint", "moe_thumbnail_label", "blend_label",
+                "blend_random"}
     assert set(acc["model"]) == expected and len(acc) == 2 * len(expected)
     assert acc["accuracy"].between(0, 1).all()
     # the planted features are linearly separable in word space, so the label heads learn them
     assert acc.loc[acc["model"] == "label_space", "accuracy"].min() > 1.5 / len(WORDS)
     assert set(study.blend["weight"]) | set(study.blend["weight_random"]) <= set(BLEND_GRID)
     combined = acc[~acc["model"].str.contains(":")]
-    assert set(combined["backbone"]) == {"average", "thumbnail MoE", "blend"}
+    assert set(combined["backbone"]) == {"average", "thumbnail MoE", "joint thumbnail MoE", "blend"}
     per_model = study.gates.groupby(["seed", "model"])
-    assert set(per_model.groups) == {(s, m) for s in (0, 1) for m in ("moe_thumbnail", "moe_thumbnail_label")}
+    assert set(per_model.groups) == {(s, m) for s in (0, 1) for m in ("moe_thumbnail_joint", "moe_thumbnail_label")}
     np.testing.assert_allclose(per_model["weight"].sum(), 1.0, atol=1e-5)  # gate weights sum to one per image
     assert set(study.gates.loc[study.gates["model"] == "moe_thumbnail_label", "expert"]) == {"a", "b", "label:a",
                                                                                               "label:b"}
@@ -174,18 +176,59 @@ def test_run_label_study_tables(fs, vecs, config):
         assert t["accuracy"].iloc[0] == pytest.approx(s["moe_thumbnail"])
         assert t["accuracy"].iloc[-1] == pytest.approx(s["label_space"])
         assert t.loc[np.isclose(t["weight"], w), "accuracy"].item() == pytest.approx(s["blend_label"])
-    # the control is the documented one: label-space heads on random_class_vectors(C, dim, seed)
-    control = LabelSpaceModel(random_class_vectors(*vecs.shape, seed=1), config.train_config()).fit(fs, seed=1)
+    # the control is the documented one: label-space heads on random_class_vectors(C, dim, seed), trained
+    # on the seed's split of the pool
+    drawn = fs.draw(1)
+    control = LabelSpaceModel(random_class_vectors(*vecs.shape, seed=1), config.train_config()).fit(drawn, seed=1)
     got = acc[(acc["seed"] == 1) & (acc["model"] == "random_space")]["accuracy"].item()
-    assert got == pytest.approx(np.mean(control.predict_proba(fs, "test").argmax(1) == fs.labels["test"]))
+    assert got == pytest.approx(np.mean(control.predict_proba(drawn, "test").argmax(1) == drawn.labels["test"]))
+    # per-image correctness behind every combined model's accuracy, and the paired C3 comparisons
+    for (model, seed), hits in study.correct.items():
+        assert hits.dtype == bool and hits.mean() == pytest.approx(s_acc(acc, seed, model))
+    table = compare(study)
+    assert [tuple(r) for r in table[["a", "b"]].to_numpy()] == list(C3_COMPARISONS)
+    assert ((table["low"] <= table["diff"]) & (table["diff"] <= table["high"])).all()
+    a, b = C3_COMPARISONS[0]
+    diff = 100 * np.mean([s_acc(acc, s, a) - s_acc(acc, s, b) for s in (0, 1)])
+    assert table["diff"].iloc[0] == pytest.approx(diff)
+    assert table["text"].str.fullmatch(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]").all()
+    with pytest.raises(ValueError, match="no per-image results"):
+        compare(study, [("blend_label", "nope")])
 
 
-def test_run_zero_shot_reports_chance_levels(fs, vecs, config):
-    held = held_out_classes(fs.n_classes)
-    out = run_zero_shot(fs, vecs, held, config, progress=False)
-    assert out["seed"].tolist() == [0, 0, 0, 1, 1, 1]  # two backbones and their mean, per seed
-    assert (out["chance_top1"] == 1 / 6).all() and (out["chance_top5"] == 5 / 6).all()
-    assert (out["chance_unseen"] == 1 / len(held)).all()
-    assert (out["top5"] >= out["top1"]).all()
+def s_acc(acc, seed, model):
+    return acc[(acc["seed"] == seed) & (acc["model"] == model)]["accuracy"].item()
+
+
+def test_run_zero_shot_beats_its_permutation_null():
+    """Class vectors evenly spread on a circle in a 2-d subspace, features a linear image of them: any
+    3 seen classes pin down the affine map, so the held-out classes are recognised, and shuffling the
+    vectors among the classes destroys that."""
+    rng = np.random.default_rng(3)
+    angles = 2 * np.pi * np.arange(6) / 6
+    circle = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    vecs = (circle @ np.linalg.qr(rng.normal(size=(DIM, 2)))[0].T).astype(np.float32)
+    maps = {b: rng.normal(size=(DIM, D)) for b in ("a", "b")}
+    feats, labels = {}, {}
+    for split, n in zip(("train", "val", "test"), (300, 60, 240)):
+        y = np.repeat(np.arange(6), n // 6)
+        feats[split] = {b: (vecs[y] @ m + 0.1 * rng.normal(size=(n, D))).astype(np.float32) for b, m in maps.items()}
+        labels[split] = y
+    thumbs = {s: np.zeros((len(labels[s]), 3, 4, 4), np.float32) for s in labels}
+    planted = FeatureSet("planted", ["a", "b"], list(WORDS), feats, labels, thumbs, fixed_test=False)
+    study = run_zero_shot(planted, vecs, seeds=[0, 1], n_permutations=39, ridge=1e-3, progress=False)
+    assert study.splits == held_out_splits(6) and len(study.splits) == 20
+    assert set(study.values) == {"a", "b", "mean"}
+    assert all(len(v) == 2 and len(v[0]) == 240 for v in study.values["mean"].values())
+    summary = study.summary(n_boot=200).set_index("measure")
+    assert list(summary.index) == list(ZERO_SHOT_MEASURES)
+    assert ((summary["low"] <= summary["estimate"]) & (summary["estimate"] <= summary["high"])).all()
+    zsl = summary.loc["zsl_top1"]
+    assert zsl["estimate"] > 0.9 and zsl["chance"] == pytest.approx(1 / 3)
+    assert zsl["null_high"] < 0.8 and zsl["p_value"] == pytest.approx(1 / 40)
+    assert summary.loc["top5", "chance"] == pytest.approx(5 / 6)
+    s, u = study.estimate("mean", "gzsl_seen"), study.estimate("mean", "gzsl_unseen")
+    assert summary.loc["harmonic", "estimate"] == pytest.approx(2 * s * u / (s + u) if s + u else 0.0)
+    assert study.per_model().shape == (3, len(ZERO_SHOT_MEASURES))
     with pytest.raises(ValueError, match="seeds"):
-        run_zero_shot(fs, vecs, held, ExperimentConfig(seeds=[]), progress=False)
+        run_zero_shot(planted, vecs, seeds=[], progress=False)
