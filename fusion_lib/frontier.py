@@ -11,7 +11,8 @@ Every choice here (the best subset of each size, a setting) is made on validatio
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Hashable, Mapping, Sequence, TypeVar
+import re
+from typing import Callable, Hashable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,8 @@ from fusion_lib.feature_set import FeatureSet
 Probs = Mapping[str, np.ndarray]
 K = TypeVar("K", bound=Hashable)
 POINT_COLUMNS = ["label", "family", "k", "gflops", "accuracy"]
+SINGLE_PREFIX = "single:"  # the runner's method name for one backbone's probe (fusion_lib.methods)
+_TOP_K = re.compile(r"^accuracy_top(\d+)$")
 FAMILY_STYLE = {  # marker per family; families not listed get "o"
     "single backbone": "s", "subset average": "^", "gated mixture": "o", "other fusion": "D"}
 
@@ -93,6 +96,49 @@ def subset_points(best: pd.DataFrame, names: Mapping[str, str] | None = None) ->
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
 
 
+def runner_points(metrics: pd.DataFrame, n_backbones: int,
+                  accuracy_ci: Callable[[str], tuple[float, float, float]] | None = None,
+                  names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Frontier points from ``run_experiment``'s tidy metrics (one dataset), averaged over seeds.
+
+    ``single:<b>`` methods are single backbones (k=1, labelled through ``names``); ``moe_*`` methods
+    are gated mixtures, soft (k = ``n_backbones``, or the mean ``active_experts`` where reported)
+    and at every reported ``accuracy_top<k>``; other methods with a cost are "other fusion" with
+    k = ``n_backbones``. The oracle is left out (no method can run it), as are methods without
+    ``gflops_per_image``. ``accuracy_ci(method) -> (accuracy, low, high)`` in points (e.g.
+    ``ExperimentResult.accuracy_ci``) adds ``low``/``high`` to the soft points.
+    """
+    missing = sorted({"method", "metric", "value"} - set(metrics.columns))
+    if missing:
+        raise ValueError(f"metrics lack columns {missing}; pass run_experiment's tidy metrics")
+    names = names or {}
+    mean = metrics.groupby(["method", "metric"], sort=False)["value"].mean()
+    rows = []
+    for method in dict.fromkeys(metrics["method"]):
+        got = mean[method]
+        if method == "oracle" or "gflops_per_image" not in got or "accuracy" not in got:
+            continue
+        if method.startswith(SINGLE_PREFIX):
+            b = method[len(SINGLE_PREFIX):]
+            family, label, k = "single backbone", names.get(b, b), 1.0
+        else:
+            family = "gated mixture" if method.startswith("moe_") else "other fusion"
+            label, k = method, float(got.get("active_experts", n_backbones))
+        row = {"label": label, "family": family, "k": k, "gflops": got["gflops_per_image"],
+               "accuracy": got["accuracy"], "low": np.nan, "high": np.nan}
+        if accuracy_ci is not None:
+            _, low, high = accuracy_ci(method)
+            row.update(low=low / 100, high=high / 100)
+        rows.append(row)
+        for metric in got.index:
+            top = _TOP_K.match(metric)
+            if top and f"gflops_per_image_top{top[1]}" in got:
+                rows.append({"label": f"{method} top-{top[1]}", "family": family, "k": float(top[1]),
+                             "gflops": got[f"gflops_per_image_top{top[1]}"], "accuracy": got[metric],
+                             "low": np.nan, "high": np.nan})
+    return pd.DataFrame(rows, columns=[*POINT_COLUMNS, "low", "high"])
+
+
 def choose_on_validation(val_scores: Mapping[K, float | Sequence[float]],
                          costs: Mapping[K, float] | None = None) -> K:
     """The key with the highest validation score (the mean, where a key has one score per seed).
@@ -141,9 +187,10 @@ def plot_frontier(ax, points: pd.DataFrame, logx: bool = True, annotate: bool = 
     pts = points.assign(on_frontier=pareto_mask(points["gflops"], points["accuracy"]))
     for i, (family, group) in enumerate(pts.groupby("family", sort=False)):
         colour = f"C{i}"
-        if {"low", "high"} <= set(group.columns) and group[["low", "high"]].notna().all(axis=None):
-            yerr = np.vstack([group["accuracy"] - group["low"], group["high"] - group["accuracy"]])
-            ax.errorbar(group["gflops"], group["accuracy"], yerr=yerr, fmt="none", ecolor=colour, capsize=3,
+        ci = group[group[["low", "high"]].notna().all(axis=1)] if {"low", "high"} <= set(group) else group[:0]
+        if len(ci):
+            yerr = np.vstack([ci["accuracy"] - ci["low"], ci["high"] - ci["accuracy"]])
+            ax.errorbar(ci["gflops"], ci["accuracy"], yerr=yerr, fmt="none", ecolor=colour, capsize=3,
                         linewidth=1)
         ax.scatter(group["gflops"], group["accuracy"], marker=FAMILY_STYLE.get(family, "o"), color=colour,
                    label=family, zorder=3, s=36)

@@ -9,8 +9,8 @@ import pytest  # noqa: E402
 
 from fusion_lib.feature_set import FeatureSet  # noqa: E402
 from fusion_lib.frontier import (  # noqa: E402
-    best_subset_average, best_subsets, choose_on_validation, pareto_mask, plot_frontier, subset_points,
-    subset_table)
+    best_subset_average, best_subsets, choose_on_validation, pareto_mask, plot_frontier, runner_points,
+    subset_points, subset_table)
 
 C, N = 3, 60
 COST = {"a": 1.0, "b": 2.0, "c": 4.0}
@@ -143,3 +143,32 @@ def test_plot_frontier_draws_points_frontier_and_k_labels():
     plt.close(fig)
     with pytest.raises(ValueError, match=r"points lack columns \[.k.\]"):
         plot_frontier(ax, pts.drop(columns="k"))
+
+
+def test_runner_points_read_singles_mixtures_top_k_and_skip_the_oracle():
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        for method, metric, value in [
+                ("single:tf_efficientnet_lite0", "accuracy", 0.80),
+                ("single:tf_efficientnet_lite0", "gflops_per_image", 0.1),
+                ("prob_avg", "accuracy", 0.85), ("prob_avg", "gflops_per_image", 0.3),
+                ("oracle", "accuracy", 0.95), ("oracle", "gflops_per_image", 0.3),
+                ("moe_thumbnail", "accuracy", 0.84), ("moe_thumbnail", "gflops_per_image", 0.31),
+                ("moe_thumbnail", "accuracy_top1", 0.82), ("moe_thumbnail", "gflops_per_image_top1", 0.12),
+                ("moe_noisy", "accuracy", 0.83), ("moe_noisy", "gflops_per_image", 0.2),
+                ("moe_noisy", "active_experts", 2.0), ("label_space", "accuracy", 0.7)]:
+            rows.append({"dataset": "d", "method": method, "seed": seed, "metric": metric,
+                         "value": value + (shift if metric.startswith("accuracy") else 0.0)})
+    pts = runner_points(pd.DataFrame(rows), n_backbones=3, names={"tf_efficientnet_lite0": "lite0"},
+                        accuracy_ci=lambda m: (0.0, 50.0, 90.0)).set_index("label")
+    assert list(pts.index) == ["lite0", "prob_avg", "moe_thumbnail", "moe_thumbnail top-1", "moe_noisy"]
+    assert pts.loc["lite0", "family"] == "single backbone" and pts.loc["lite0", "k"] == 1
+    assert pts.loc["lite0", "accuracy"] == pytest.approx(0.81)  # mean over seeds
+    assert pts.loc["prob_avg", "family"] == "other fusion" and pts.loc["prob_avg", "k"] == 3
+    assert pts.loc["moe_thumbnail", "k"] == 3 and pts.loc["moe_thumbnail top-1", "k"] == 1
+    assert pts.loc["moe_thumbnail top-1", "gflops"] == pytest.approx(0.12)
+    assert pts.loc["moe_noisy", "k"] == 2, "a sparse recipe's k is the number of experts it runs"
+    assert (pts.loc["prob_avg", "low"], pts.loc["prob_avg", "high"]) == (0.5, 0.9)
+    assert np.isnan(pts.loc["moe_thumbnail top-1", "low"])
+    with pytest.raises(ValueError, match="lack columns"):
+        runner_points(pd.DataFrame({"method": []}), 3)
