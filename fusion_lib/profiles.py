@@ -15,19 +15,23 @@ for runs without papermill (nbval), and a bad name or value fails in that first 
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .backbones import OFFLINE_BACKBONES, resolve_backbones
+from . import validation as V
+from .backbones import OFFLINE_BACKBONES
 from .data import OFFLINE_DATASETS, ONLINE_DATASETS, SplitSizes
 from .feature_set import FeatureSet
 from .features import OFFLINE_INPUT_SIZE, load_feature_set
 
+if TYPE_CHECKING:
+    from .experiment import ExperimentConfig
+
 DEFAULT_PROFILE = "book"
-# The train/val/test subsets are drawn once, with this seed; a profile's ``seeds`` vary the models only.
+# The pool of images whose features are extracted is drawn once, with this seed; each of a profile's
+# ``seeds`` then draws its own split inside the pool (FeatureSet.draw) and trains its own models.
 DATA_SEED = 0
 
 # The paper's datasets (torchvision downloads); they need the internet on first use.
@@ -35,8 +39,6 @@ PAPER_DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "stl10", "oxford_pets"
 # The paper's Keras backbones under their timm names (timm's `legacy_xception` is the Keras port).
 PAPER_BACKBONES: tuple[str, ...] = ("resnet50", "vgg16", "inception_v3", "legacy_xception")
 KNOWN_DATASETS: tuple[str, ...] = OFFLINE_DATASETS + ONLINE_DATASETS
-
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,17 @@ class Profile:
                                 input_size=self.input_size, thumbnail_size=self.thumbnail_size, device=self.device,
                                 progress=False)
 
+    def experiment_config(self, dataset: str, **settings: Any) -> "ExperimentConfig":
+        """The ``ExperimentConfig`` of one of the profile's datasets; ``settings`` replace any field
+        (e.g. ``methods="prob_avg,moe_thumbnail"``)."""
+        from .experiment import ExperimentConfig
+
+        sizes = self.split_sizes(dataset)
+        base = dict(dataset=dataset, train=sizes.train, val=sizes.val, test=sizes.test, backbones=list(self.backbones),
+                    seeds=list(self.seeds), epochs=self.epochs, input_size=self.input_size,
+                    thumbnail_size=self.thumbnail_size, device=self.device, data_seed=DATA_SEED)
+        return ExperimentConfig(**{**base, **settings})
+
     def describe(self) -> dict[str, str]:
         """Every setting as display text (one column of the book's profiles table)."""
 
@@ -102,12 +115,17 @@ PROFILES: dict[str, Profile] = {
         sizes=SplitSizes(200, 100, 150), seeds=(0, 1), epochs=5, input_size=64, thumbnail_size=32,
         device="cpu",
     ),
+    # Fashion-MNIST: the full official test set (10,000 images) and 12,000 official train images, of
+    # which each seed draws its own 10,000 train / 2,000 validation. The other datasets have no
+    # official test split: each seed draws all three splits from the pool.
     "book": Profile(
-        name="book", datasets=("fashion_mnist", "digits", "mnist"),
+        name="book", datasets=("fashion_mnist", "cifar_cats_dogs", "digits", "mnist"),
         backbones=OFFLINE_BACKBONES,
         sizes=SplitSizes(1500, 500, 1000), seeds=(0, 1, 2), epochs=60, input_size=OFFLINE_INPUT_SIZE,
         thumbnail_size=32,
-        device="cpu", dataset_sizes=_frozen({"digits": SplitSizes(1000, 297, 500)}),
+        device="cpu", dataset_sizes=_frozen({"fashion_mnist": SplitSizes(10000, 2000, 10000),
+                                             "cifar_cats_dogs": SplitSizes(1200, 300, 500),
+                                             "digits": SplitSizes(1000, 297, 500)}),
     ),
     "paper": Profile(
         name="paper", datasets=PAPER_DATASETS,
@@ -127,7 +145,8 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     ``overrides`` may set any of ``OVERRIDABLE``: ``datasets``/``backbones`` take a list or a
     comma-separated string ("offline" expands to the offline set), ``sizes`` a ``SplitSizes`` or a
     (train, val, test) triple applied to every dataset, ``dataset_sizes`` a {dataset: sizes} dict,
-    ``seeds`` a count n (seeds 0..n-1) or a list. Anything unknown or invalid raises ValueError.
+    ``seeds`` a count n (seeds 0..n-1) or a list. Anything unknown or invalid raises ValueError
+    (the rules are ``fusion_lib.validation``'s, shared with the command line and ``ExperimentConfig``).
     """
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
@@ -144,6 +163,7 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     if "dataset_sizes" in overrides and missing:
         raise ValueError(f"dataset_sizes names {missing}, which are not among the profile's datasets "
                          f"{list(profile.datasets)}; add them to `datasets` or drop them")
+    V.profile(profile)
     return profile
 
 
@@ -175,14 +195,7 @@ def _is_dataset(name: str) -> bool:
 
 
 def _backbones(value: Any) -> tuple[str, ...]:
-    return tuple(resolve_backbones(_names(value, "backbones")))
-
-
-def _int(value: Any, what: str, low: int) -> int:
-    # bool is an int subclass; True as an epoch count is a mistake, not a 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
-    return value
+    return tuple(V.backbones(_names(value, "backbones")))
 
 
 def _split_sizes(value: Any) -> SplitSizes:
@@ -195,7 +208,7 @@ def _split_sizes(value: Any) -> SplitSizes:
     else:
         raise ValueError(f"split sizes must be SplitSizes, a (train, val, test) triple or a dict with keys "
                          f"train/val/test, got {value!r}")
-    train, val, test = (_int(v, f"split size {k}", 1) for k, v in zip(("train", "val", "test"), triple))
+    train, val, test = (V.integer(v, f"split size {k}", 1) for k, v in zip(("train", "val", "test"), triple))
     return SplitSizes(train, val, test)
 
 
@@ -208,42 +221,14 @@ def _dataset_sizes(value: Any) -> Mapping[str, SplitSizes]:
     return _frozen({k: _split_sizes(v) for k, v in value.items()})
 
 
-def _seeds(value: Any) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return tuple(range(_int(value, "seeds (a count)", 1)))
-    if isinstance(value, Sequence) and not isinstance(value, str) and value:
-        seeds = tuple(_int(v, "each seed", 0) for v in value)
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct, got {list(seeds)}")
-        return seeds
-    raise ValueError(f"seeds must be a count n >= 1 (seeds 0..n-1) or a non-empty list of integers, got {value!r}")
-
-
-def _input_size(value: Any) -> int | None:
-    return None if value is None else _int(value, "input_size (None = backbone default)", 32)
-
-
-def _thumbnail_size(value: Any) -> int:
-    # the thumbnail gate halves its input three times (fusion_lib.gates.ThumbnailGate)
-    if _int(value, "thumbnail_size", 8) % 8:
-        raise ValueError(f"thumbnail_size must be a multiple of 8 for the thumbnail gate (e.g. 16, 32, 64), got {value}")
-    return value
-
-
-def _device(value: Any) -> str:
-    if not isinstance(value, str) or not _DEVICE.match(value):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
-    return value
-
-
 _VALIDATORS = {
     "datasets": _datasets,
     "backbones": _backbones,
     "sizes": _split_sizes,
     "dataset_sizes": _dataset_sizes,
-    "seeds": _seeds,
-    "epochs": lambda v: _int(v, "epochs", 1),
-    "input_size": _input_size,
-    "thumbnail_size": _thumbnail_size,
-    "device": _device,
+    "seeds": V.seeds,
+    "epochs": lambda v: V.integer(v, "epochs", 1),
+    "input_size": V.input_size,
+    "thumbnail_size": V.thumbnail_size,
+    "device": V.device,
 }

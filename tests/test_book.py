@@ -44,14 +44,14 @@ def test_profile_sizes_and_overrides():
     assert p.split_sizes("mnist") == p.sizes
     with pytest.raises(ValueError, match="not in profile"):
         p.split_sizes("cifar10")
-    q = get_profile("book", seeds=2, sizes=[30, 20, 10], datasets="offline", input_size=None, device="cuda:1")
+    q = get_profile("book", seeds=2, sizes=[30, 20, 10], datasets="offline", input_size=None, device="cpu")
     assert q.seeds == (0, 1)
     assert q.split_sizes("digits") == SplitSizes(30, 20, 10)  # an explicit size is for every dataset
-    assert q.datasets == ("fashion_mnist", "digits", "mnist")
-    assert (q.input_size, q.device) == (None, "cuda:1")
+    assert q.datasets == ("fashion_mnist", "digits", "mnist", "cifar_cats_dogs")
+    assert (q.input_size, q.device) == (None, "cpu")
     assert get_profile("ci", seeds=[3, 7]).seeds == (3, 7)
-    assert get_profile("ci", datasets=["digits", "mnist"], dataset_sizes={"mnist": (5, 5, 5)}
-                       ).split_sizes("mnist") == SplitSizes(5, 5, 5)
+    assert get_profile("ci", datasets=["digits", "mnist"], dataset_sizes={"mnist": (10, 10, 10)}
+                       ).split_sizes("mnist") == SplitSizes(10, 10, 10)
     assert get_profile("ci", backbones="offline").backbones == PROFILES["book"].backbones
 
 
@@ -253,7 +253,8 @@ def test_mathjax_is_staged_where_mathjax_path_points(tmp_path, monkeypatch):
     monkeypatch.setattr("fusion_lib.assets.fetch", lambda name: fake)
     target = book.stage_mathjax(tmp_path / "src")
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    assert (tmp_path / "src" / "_static" / config["sphinx"]["config"]["mathjax_path"]).is_file()
+    static = tmp_path / "src" / config["sphinx"]["config"]["html_static_path"][0]
+    assert (static / config["sphinx"]["config"]["mathjax_path"]).is_file()
     assert (target / "output" / "chtml" / "fonts" / "woff-v2").is_dir() and not (target / "asset.json").exists()
 
 

@@ -1,0 +1,235 @@
+"""Every user-facing parameter, checked before any work: one place for the rules and their messages.
+
+The command line (``experiment.main``), ``ExperimentConfig``, ``features.load_feature_set`` and the
+notebook profiles (``profiles.get_profile``) all call these checks, so a bad value fails at once, with a
+message that names the value and the valid range, before weights load or features are extracted.
+Each check raises ``ValueError`` (``ParameterError``) and returns the value in its normal form.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from .data import KNOWN_POOLS, LOADERS, SplitSizes
+
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 1024
+# Stems that shrink the image more than the others: Inception-v3 needs 75 px (torchvision's minimum),
+# Xception 71 px (Keras's minimum).
+BACKBONE_MIN_INPUT = {"inception_v3": 75, "legacy_xception": 71, "xception": 71}
+# The thumbnail gate's strides divide the size by 8 (fusion_lib.gates.ThumbnailGate); above 128 px it is
+# no longer a thumbnail.
+THUMBNAIL_STEP, MAX_THUMBNAIL = 8, 128
+DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+
+
+class ParameterError(ValueError):
+    """A parameter outside its valid range; the message names it and the range."""
+
+
+def integer(value: Any, what: str, low: int, high: int | None = None) -> int:
+    """An int in [low, high]; bools and floats are mistakes, not numbers."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"from {low} to {high}"
+        raise ParameterError(f"{what} must be an integer {bound}, got {value!r}")
+    return value
+
+
+def seeds(value: Any) -> tuple[int, ...]:
+    """A count n >= 1 (seeds 0..n-1) or a non-empty list of distinct integers >= 0."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return tuple(range(integer(value, "seeds (a count)", 1)))
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0:
+        out = tuple(integer(v, "each seed", 0) for v in value)
+        if len(set(out)) != len(out):
+            raise ParameterError(f"seeds must be distinct, got {list(out)}")
+        return out
+    raise ParameterError(f"seeds must be a count n >= 1 (seeds 0..n-1) or a non-empty list of integers >= 0, "
+                         f"got {value!r}")
+
+
+def input_size(value: Any, backbones: Sequence[str] = ()) -> int | None:
+    """Pixels fed to the backbones: an int they can take, or None / "native" (each backbone's own size).
+    0 or a negative size is an error, never a synonym for "native"."""
+    if value is None or value == "native":
+        return None
+    low = max([MIN_INPUT_SIZE] + [BACKBONE_MIN_INPUT.get(b, MIN_INPUT_SIZE) for b in backbones])
+    if isinstance(value, int) and not isinstance(value, bool) and MIN_INPUT_SIZE <= value < low:
+        needy = [b for b in backbones if BACKBONE_MIN_INPUT.get(b, 0) > value]
+        raise ParameterError(f"input_size {value} is too small for {', '.join(needy)}: it needs at least {low} px; "
+                             f"use {low} to {MAX_INPUT_SIZE}, or 'native'")
+    try:
+        return integer(value, "input_size (pixels)", low, MAX_INPUT_SIZE)
+    except ParameterError as exc:
+        raise ParameterError(f"{exc}; or 'native' (None) for each backbone's own size") from None
+
+
+def thumbnail_size(value: Any) -> int:
+    """The gate's thumbnail side: a multiple of 8 from 8 to 128."""
+    integer(value, "thumbnail_size", THUMBNAIL_STEP, MAX_THUMBNAIL)
+    if value % THUMBNAIL_STEP:
+        raise ParameterError(f"thumbnail_size must be a multiple of {THUMBNAIL_STEP} (8, 16, 32, 64, ...) for the "
+                             f"thumbnail gate's strides, got {value}")
+    return value
+
+
+def device(value: Any) -> str:
+    """A device this machine has: 'auto', 'cpu', 'cuda[:N]' (if CUDA is here) or 'mps' (if MPS is here)."""
+    import torch
+
+    from .device import resolve_device
+
+    if not isinstance(value, str):
+        raise ParameterError(f"device must be {DEVICE_HELP}, got {value!r}")
+    try:
+        dev = resolve_device(value)
+    except ValueError as exc:
+        raise ParameterError(f"{exc} (valid: {DEVICE_HELP})") from None
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ParameterError(f"device {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered from 0")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ParameterError(f"device {value!r} asked for but MPS is not available; use 'auto' or 'cpu'")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ParameterError(f"device {value!r} is not supported; use {DEVICE_HELP}")
+    return value
+
+
+def dataset(name: Any) -> str:
+    """A registered dataset name or an ImageFolder directory."""
+    if isinstance(name, str) and (name in LOADERS or Path(name).expanduser().is_dir()):
+        return name
+    raise ParameterError(f"unknown dataset {name!r}; valid datasets: {', '.join(LOADERS)}, "
+                         f"or a path to an ImageFolder directory")
+
+
+def split_sizes(name: str, sizes: SplitSizes, online: bool = False) -> SplitSizes:
+    """Positive sizes that the dataset can provide: no more images than it has, and at least one image
+    per class in every split (they are stratified). ``online``: a torchvision root or download is used."""
+    for split in ("train", "val", "test"):
+        integer(getattr(sizes, split), f"split size {split}", 1)
+    facts = KNOWN_POOLS.get(f"{name}:online" if online and f"{name}:online" in KNOWN_POOLS else name)
+    if facts is None:  # an ImageFolder or an unknown root: load_dataset checks against the real pool
+        return sizes
+    pool, test_pool, classes = facts
+    want = sizes.train + sizes.val + (0 if test_pool else sizes.test)
+    where = "its official training split" if test_pool else "all of it"
+    if want > pool:
+        parts = "train + val" if test_pool else "train + val + test"
+        raise ParameterError(f"{name}: {parts} = {want} images, but {where} has only {pool}; use smaller sizes")
+    if test_pool and sizes.test > test_pool:
+        raise ParameterError(f"{name}: test = {sizes.test}, but its official test split has only {test_pool} images")
+    small = [f"{s}={getattr(sizes, s)}" for s in ("train", "val", "test") if getattr(sizes, s) < classes]
+    if small:
+        raise ParameterError(f"{name}: {', '.join(small)} is smaller than its {classes} classes; every split is "
+                             f"stratified, so give each at least {classes} images")
+    return sizes
+
+
+def writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """A folder that exists and can be written to, or that can be created (nothing is created here)."""
+    p = Path(path).expanduser()
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ParameterError(f"{what} {str(path)!r} cannot be a folder: {probe} is a file; choose another path")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ParameterError(f"{what} {str(path)!r} is not writable ({exc.strerror} in {probe}); "
+                             f"choose a folder you can write to") from None
+    return p
+
+
+def cache_dir(path: str | os.PathLike | None = None) -> Path:
+    """The feature cache folder (``path``, or ``$FUSION_CACHE/features``), writable."""
+    from .assets import cache_root
+
+    if path is not None:
+        return writable_dir(path, "cache_dir")
+    return writable_dir(cache_root() / "features", "FUSION_CACHE (the cache folder)")
+
+
+def methods(spec: Any, backbones: Sequence[str] | None = None) -> list[str]:
+    """Method names. With ``backbones``, fully resolved (``single_<b>`` must name one of them); without,
+    every name must be a known method, "all" or a ``single_<backbone>``."""
+    from .methods import METHODS, SINGLE_PREFIX, resolve_methods
+
+    if not isinstance(spec, str) and not (isinstance(spec, Sequence) and all(isinstance(m, str) for m in spec)):
+        raise ParameterError(f"methods must be a comma-separated string or a list of names, got {spec!r}")
+    if backbones is not None:
+        return resolve_methods(spec, backbones)
+    names = [m.strip() for m in (spec.split(",") if isinstance(spec, str) else spec) if m.strip()]
+    unknown = [m for m in names if m != "all" and m not in METHODS and not m.startswith(("single_", SINGLE_PREFIX))]
+    if unknown or not names:
+        raise ParameterError(f"unknown method(s) {unknown or spec!r}; valid methods: {', '.join(METHODS)}, "
+                             f"single_<backbone> (or 'all')")
+    return names
+
+
+def compare(baseline: Any, backbones: Sequence[str]) -> str:
+    """The ``--compare`` baseline: one method name."""
+    if not isinstance(baseline, str) or "," in baseline or baseline == "all":
+        raise ParameterError(f"--compare takes one method name, got {baseline!r}")
+    return methods(baseline, backbones)[0]
+
+
+def backbones(spec: Any) -> list[str]:
+    """Backbone names ("offline", timm names); unknown ones list the valid choices. Nothing is loaded."""
+    from .backbones import BackboneError, resolve_backbones
+
+    if not isinstance(spec, str) and not (isinstance(spec, Sequence) and all(isinstance(b, str) for b in spec)):
+        raise ParameterError(f"backbones must be a comma-separated string or a list of names, got {spec!r}")
+    try:
+        return resolve_backbones(spec)
+    except BackboneError as exc:
+        raise ParameterError(str(exc)) from None
+
+
+def feature_request(name: str, backbone_spec: Any, sizes: SplitSizes, size: Any, thumb: Any, dev: Any,
+                    cache: str | os.PathLike | None, online: bool) -> list[str]:
+    """Everything ``load_feature_set`` is asked for; returns the backbone names."""
+    dataset(name)
+    names = backbones(backbone_spec)
+    input_size(size, names)
+    thumbnail_size(thumb)
+    device(dev)
+    split_sizes(name, sizes, online)
+    cache_dir(cache)
+    return names
+
+
+def experiment_config(config: Any) -> None:
+    """An ``ExperimentConfig``'s values (its dataset and backbone names may be a given FeatureSet's own,
+    so they are checked where features are loaded)."""
+    seeds(list(config.seeds))
+    integer(config.data_seed, "data_seed", 0)
+    if config.dataset in KNOWN_POOLS:
+        split_sizes(config.dataset, SplitSizes(config.train, config.val, config.test))
+    else:
+        for split in ("train", "val", "test"):
+            integer(getattr(config, split), f"split size {split}", 1)
+    config.input_size = input_size(config.input_size)
+    thumbnail_size(config.thumbnail_size)
+    device(config.device)
+    methods(config.methods)
+    for k in config.top_k:
+        integer(k, "each top_k level", 1)
+    if not isinstance(config.lr, (int, float)) or not math.isfinite(config.lr):
+        raise ParameterError(f"lr must be a finite number > 0, got {config.lr!r}")
+    config.train_config()  # epochs, lr, batch size, patience, threads: TrainConfig's own checks
+    if config.out_dir is not None:
+        writable_dir(config.out_dir, "output folder (out_dir)")
+
+
+def profile(p: Any) -> None:
+    """A whole notebook profile, after its overrides are applied: sizes against each dataset, input size
+    against each backbone, and a device this machine has."""
+    input_size(p.input_size, p.backbones)
+    device(p.device)
+    for d in p.datasets:
+        split_sizes(d, p.split_sizes(d))
