@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+PROFILE ?= book
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup assets book test test-slow bench gpu-check clean
+.PHONY: setup assets book test test-slow bench gpu-check clean check-book browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,7 @@ book: assets
 	$(PY) -m fusion_lib.book build
 
 test: assets
+	$(VENV)/bin/ruff check fusion_lib tests
 	$(PY) -m pytest -q tests
 	FUSION_PROFILE=ci $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks
 
@@ -37,6 +40,17 @@ bench: assets
 # pipeline/raw ratio and one MoE trained on CUDA. Without a CUDA device it says so and fails.
 gpu-check: assets
 	$(PY) -m fusion_lib.bench gpu
+
+# A headless Chromium for check-book: the one found on the PATH, else Debian's `chromium` package.
+browser: setup
+	@$(PY) -c "from fusion_lib.browser_check import find_browser; print('browser:', find_browser())" 2>/dev/null \
+	  || { echo "installing Debian's chromium"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+# Build the book with PROFILE (unchanged notebooks are reused), then load every page in headless
+# Chromium, offline: no console errors, every image loaded, every formula typeset, search works.
+check-book: assets browser
+	$(PY) -m fusion_lib.book build --profile $(PROFILE)
+	$(PY) -m fusion_lib.browser_check _build/html
 
 clean:
 	rm -rf _build .pytest_cache

@@ -45,8 +45,13 @@ def bench_features(argv: list[str]) -> int:
     from .backbones import load_backbone, resolve_backbones
     from .data import SplitSizes, load_dataset
     from .device import resolve_device
-    from .features import (OFFLINE_INPUT_SIZE, FeatureExtractor, default_workers, extract_features,
-                           resolve_precision)
+    from .features import (
+        OFFLINE_INPUT_SIZE,
+        FeatureExtractor,
+        default_workers,
+        extract_features,
+        resolve_precision,
+    )
 
     p = argparse.ArgumentParser(prog="python -m fusion_lib.bench features",
                                 description="Raw forward vs whole-pipeline throughput, and cold vs warm cache.")

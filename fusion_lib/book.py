@@ -8,7 +8,7 @@ configured; the build refuses notebooks that disagree); ``python -m fusion_lib.b
 
 1. copy _config.yml, _toc.yml and book/ into the staging tree ``_build/src`` (it mirrors the
    repository, so the Colab/JupyterLab launch buttons point at real repository paths), and MathJax
-   (the ``mathjax`` asset) into its ``_static/mathjax``, so formulas typeset offline;
+   (the ``mathjax`` asset) into the book's static files, so formulas typeset offline;
 2. execute every notebook with the ``book`` profile into ``_build/src/notebooks`` — a notebook
    whose source, parameters and fusion_lib code are unchanged since its last successful execution
    is reused (``--force`` re-executes it); papermill's injected parameters cell is tagged
@@ -50,7 +50,10 @@ NOTEBOOK_DIR = "notebooks"
 STAGING = Path("_build") / "src"
 GENERATED = "_generated"  # under book/ in the staging tree; included by reproducibility.md
 STAMP_KEY = "fusion_book"
-MATHJAX_STATIC = Path("_static") / "mathjax"  # under the staging tree; _config.yml's mathjax_path
+# Under the staging tree; _config.yml lists _mathjax in html_static_path, so this lands in the HTML's
+# _static/mathjax (mathjax_path). Not in _static itself: Jupyter Book adds every .js found there to
+# every page, which would load MathJax twice.
+MATHJAX_STATIC = Path("_mathjax") / "mathjax"
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds
 # the pip requirement in each notebook's Colab install cell; its URL is _config.yml's repository.url
 COLAB_INSTALL = re.compile(r'"fusion-book @ git\+(?P<url>[^"]+)"')

@@ -10,8 +10,8 @@ Every choice here (the best subset of each size, a setting) is made on validatio
 """
 from __future__ import annotations
 
-from itertools import combinations
 import re
+from itertools import combinations
 from typing import Callable, Hashable, Mapping, Sequence, TypeVar
 
 import numpy as np

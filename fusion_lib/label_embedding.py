@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusion_lib.experts import Standardize, floored_std
 from fusion_lib.device import resolve_device
+from fusion_lib.experts import Standardize, floored_std
 from fusion_lib.feature_set import FeatureSet
 from fusion_lib.training import TrainConfig, TrainHistory, fit_module, to_tensors
 

@@ -29,9 +29,18 @@ from tqdm.auto import tqdm
 from fusion_lib import metrics as M
 from fusion_lib.experiment import METHODS, ExperimentConfig, SeedRun
 from fusion_lib.feature_set import FeatureSet
-from fusion_lib.label_embedding import (BLEND_GRID, ZERO_SHOT_RIDGE, ClassMoments, LabelSpaceModel,
-                                        blend, choose_blend_weight, class_words, cosine_scores,
-                                        fit_zero_shot_map, tokenize)
+from fusion_lib.label_embedding import (
+    BLEND_GRID,
+    ZERO_SHOT_RIDGE,
+    ClassMoments,
+    LabelSpaceModel,
+    blend,
+    choose_blend_weight,
+    class_words,
+    cosine_scores,
+    fit_zero_shot_map,
+    tokenize,
+)
 from fusion_lib.stats import bootstrap_mean_ci, bootstrap_means, paired_difference, percentile_interval
 from fusion_lib.training import deterministic, num_threads, to_tensors
 

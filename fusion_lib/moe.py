@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusion_lib.experts import EXPERT_KINDS, make_expert
 from fusion_lib.device import resolve_device
+from fusion_lib.experts import EXPERT_KINDS, make_expert
 from fusion_lib.feature_set import FeatureSet
 from fusion_lib.gates import GATES, Gate, gate_log_weights, make_gate, top_k_mask
 from fusion_lib.label_embedding import LabelSpaceHead

@@ -3,8 +3,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion_lib.ablations import (RESULT_COLUMNS, Variant, paired_deltas, run_ablation, subsample_train,
-                                  summarize, summary_table, verdicts)
+from fusion_lib.ablations import (
+    RESULT_COLUMNS,
+    Variant,
+    paired_deltas,
+    run_ablation,
+    subsample_train,
+    summarize,
+    summary_table,
+    verdicts,
+)
 from fusion_lib.feature_set import FeatureSet
 from fusion_lib.moe import MoE, MoEConfig
 from fusion_lib.training import TrainConfig

@@ -9,8 +9,15 @@ import pytest  # noqa: E402
 
 from fusion_lib.feature_set import FeatureSet  # noqa: E402
 from fusion_lib.frontier import (  # noqa: E402
-    best_subset_average, best_subsets, choose_on_validation, pareto_mask, plot_frontier, runner_points,
-    subset_points, subset_table)
+    best_subset_average,
+    best_subsets,
+    choose_on_validation,
+    pareto_mask,
+    plot_frontier,
+    runner_points,
+    subset_points,
+    subset_table,
+)
 
 C, N = 3, 60
 COST = {"a": 1.0, "b": 2.0, "c": 4.0}

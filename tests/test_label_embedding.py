@@ -5,9 +5,18 @@ from gensim.models import KeyedVectors
 
 from fusion_lib import assets
 from fusion_lib.feature_set import FeatureSet
-from fusion_lib.label_embedding import (ClassMoments, LabelSpaceModel, blend, choose_blend_weight, class_vectors,
-                                        cosine_scores, fit_label_head, fit_zero_shot_map, tokenize,
-                                        zero_shot_scores)
+from fusion_lib.label_embedding import (
+    ClassMoments,
+    LabelSpaceModel,
+    blend,
+    choose_blend_weight,
+    class_vectors,
+    cosine_scores,
+    fit_label_head,
+    fit_zero_shot_map,
+    tokenize,
+    zero_shot_scores,
+)
 from fusion_lib.training import TrainConfig
 
 WORDS = ["apple", "boat", "cloud", "drum", "eagle", "flute", "grape", "horse"]

@@ -8,10 +8,24 @@ from sklearn.decomposition import PCA
 from fusion_lib.experiment import ExperimentConfig
 from fusion_lib.feature_set import FeatureSet
 from fusion_lib.label_embedding import LabelSpaceModel, choose_blend_weight, class_vectors
-from fusion_lib.label_study import (BLEND_GRID, C3_COMPARISONS, ZERO_SHOT_MEASURES, aliases_for, best_head,
-                                    blend_curve, class_name_table, compare, cosine_matrix, held_out_splits,
-                                    label_embeddings, project_label_space, random_class_vectors, run_label_study,
-                                    run_zero_shot, spread_labels)
+from fusion_lib.label_study import (
+    BLEND_GRID,
+    C3_COMPARISONS,
+    ZERO_SHOT_MEASURES,
+    aliases_for,
+    best_head,
+    blend_curve,
+    class_name_table,
+    compare,
+    cosine_matrix,
+    held_out_splits,
+    label_embeddings,
+    project_label_space,
+    random_class_vectors,
+    run_label_study,
+    run_zero_shot,
+    spread_labels,
+)
 from fusion_lib.training import TrainConfig
 
 WORDS = ["apple", "boat", "cloud", "drum", "eagle", "flute"]
