@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,22 @@ PUBLISHED_TOP1: dict[str, float] = {
     "tf_efficientnet_lite2": 77.46,
     "squeezenet1_1": 58.18,
 }
+
+# Display names for plots and tables; any other backbone keeps its timm name.
+SHORT_NAMES: dict[str, str] = {
+    "tf_efficientnet_lite0": "lite0",
+    "tf_efficientnet_lite1": "lite1",
+    "tf_efficientnet_lite2": "lite2",
+    "squeezenet1_1": "squeezenet",
+}
+_SHORT_PATTERN = re.compile("|".join(sorted(map(re.escape, SHORT_NAMES), key=len, reverse=True)))
+
+
+def short_name(label: str) -> str:
+    """A backbone's display name (``"tf_efficientnet_lite0"`` -> ``"lite0"``). In a method or expert
+    label the backbone part is shortened and the rest kept (``"single:squeezenet1_1"`` ->
+    ``"single:squeezenet"``); labels without a known backbone come back unchanged."""
+    return _SHORT_PATTERN.sub(lambda m: SHORT_NAMES[m.group(0)], label)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,6 +71,11 @@ class Backbone:
     gflops: float = 0.0
     imagenet_top1: float | None = None
     native_input_size: int = 224  # the size the ImageNet classifier was trained at
+
+    @property
+    def short_name(self) -> str:
+        """The display name used in plots and tables (see ``short_name``)."""
+        return short_name(self.name)
 
     def describe(self) -> dict:
         """Metadata as a flat dict (one row of a backbone table)."""

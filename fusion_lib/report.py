@@ -1,0 +1,53 @@
+"""Numbers and tables as the book shows them: percentages, accuracy points, and tidy frames turned into
+rounded, labelled tables (no raw frames on the page)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from .backbones import short_name
+
+
+def percent(fraction: float, digits: int = 1) -> str:
+    """A fraction as a percentage: ``percent(0.9123)`` -> ``"91.2%"``."""
+    return f"{100 * fraction:.{digits}f}%"
+
+
+def points(fraction: float, digits: int = 1, sign: bool = True) -> str:
+    """A difference of two accuracies (fractions) in percentage points: ``points(0.0123)`` -> ``"+1.2"``."""
+    return f"{100 * fraction:{'+' if sign else ''}.{digits}f}"
+
+
+def interval(mean: float, low: float, high: float, digits: int = 1, sign: bool = False) -> str:
+    """An estimate with its interval, all in the same unit: ``"91.2 [90.1, 92.3]"``."""
+    f = f"{'+' if sign else ''}.{digits}f"
+    return f"{mean:{f}} [{low:{f}}, {high:{f}}]"
+
+
+def table(frame: pd.DataFrame, labels: Mapping[str, str] | None = None, *, index: str | Sequence[str] | None = None,
+          percent_columns: Sequence[str] = (), digits: int = 3, shorten: Sequence[str] = ()) -> pd.DataFrame:
+    """A tidy frame as the book shows it: the ``shorten`` columns' backbone names shortened
+    (``short_name``), ``percent_columns`` as percentages, other floats rounded to ``digits``, ``index``
+    set, and columns (and index names) renamed by ``labels``.
+
+    Only the named columns are transformed; an unknown name raises ``KeyError`` naming it.
+    """
+    named = [*percent_columns, *shorten, *([index] if isinstance(index, str) else (index or []))]
+    missing = [c for c in named if c not in frame.columns]
+    if missing:
+        raise KeyError(f"table: no column(s) {missing}; the frame has {list(frame.columns)}")
+    out = frame.copy()
+    for col in shorten:
+        out[col] = out[col].map(lambda v: short_name(v) if isinstance(v, str) else v)
+    for col in out.columns:
+        if col in percent_columns:
+            out[col] = out[col].map(lambda v: percent(v) if pd.notna(v) else "")
+        elif pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].round(digits)
+    if index is not None:
+        out = out.set_index(index)
+    labels = dict(labels or {})
+    out = out.rename(columns=labels)
+    out.index.names = [labels.get(n, n) for n in out.index.names]
+    return out
