@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .array_cache import ArrayCache, ChunkStore
 from .assets import cache_root
-from .backbones import Backbone, default_input_size, load_backbone, resolve_backbones, weights_identity
+from . import validation
+from .backbones import Backbone, default_input_size, load_backbone, weights_identity
 from .device import resolve_device
 from .data import SPLITS, DatasetSplits, SplitSizes, load_dataset
 from .feature_set import FeatureSet
@@ -237,15 +238,21 @@ def load_feature_set(dataset: str, backbones: str | Sequence[str] = "offline", s
                      seed: int = 0, input_size: int | None = OFFLINE_INPUT_SIZE, thumbnail_size: int = 32,
                      device: str = "auto", num_workers: int | None = None, progress: bool = True,
                      root: str | None = None, download: bool = False, weights: str = "auto",
-                     cache_dir: str | os.PathLike | None = None, precision: str = "auto") -> FeatureSet:
+                     cache_dir: str | os.PathLike | None = None, precision: str = "auto",
+                     skip_bad_images: bool = False, fast_identity: bool = False) -> FeatureSet:
     """Features of every backbone on every split of a dataset, with labels and thumbnails (all cached).
 
-    ``input_size=None`` uses each backbone's native size (the online, paper-scale setting).
+    ``input_size=None`` uses each backbone's native size (the online, paper-scale setting). Every
+    parameter is checked first (``fusion_lib.validation``); ``skip_bad_images`` and ``fast_identity``
+    go to ``load_dataset``.
     """
     from tqdm.auto import tqdm
 
-    names = resolve_backbones(backbones)
-    data = load_dataset(dataset, sizes or SplitSizes(), seed=seed, root=root, download=download)
+    sizes = sizes or SplitSizes()
+    names = validation.feature_request(dataset, backbones, sizes, input_size, thumbnail_size, device, cache_dir,
+                                       online=root is not None or download)
+    data = load_dataset(dataset, sizes, seed=seed, root=root, download=download,
+                        skip_bad_images=skip_bad_images, fast_identity=fast_identity)
     feats: dict[str, dict[str, np.ndarray]] = {s: {} for s in SPLITS}
     gflops: dict[str, float] = {}
     for b in tqdm(names, desc=f"features {dataset}", unit="backbone", disable=not progress):
