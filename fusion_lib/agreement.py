@@ -1,7 +1,7 @@
 """The agreement study: how accurate each backbone's probe is, and how often the probes agree."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -10,6 +10,8 @@ import pandas as pd
 from . import metrics as M
 from .baselines import best_single, fit_single_probes
 from .feature_set import FeatureSet
+from .report import interval
+from .stats import bootstrap_mean_ci, paired_difference
 from .training import TrainConfig
 
 PAIRWISE = ("agreement", "kappa", "double_fault")
@@ -21,12 +23,20 @@ class AgreementStudy:
 
     ``accuracy``: (dataset, backbone, seed, accuracy); ``pairs``: (dataset, seed, a, b, agreement, kappa,
     double_fault) for every ordered pair; ``bounds``: (dataset, seed, best_single, mean_single, oracle)
-    where best_single is the probe chosen on validation.
+    where best_single is the probe chosen on validation. ``correct`` holds, per (model, seed), whether each
+    of that seed's test images is classified right (models: every backbone, ``best_single``, ``oracle``);
+    ``agree`` per seed the share of backbone pairs that agree on each test image.
     """
 
     accuracy: pd.DataFrame
     pairs: pd.DataFrame
     bounds: pd.DataFrame
+    correct: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    agree: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def per_seed(self, model: str) -> list[np.ndarray]:
+        """``correct`` of ``model`` for every seed, in seed order."""
+        return [c for (m, _), c in sorted(self.correct.items(), key=lambda kv: kv[0][1]) if m == model]
 
     def matrix(self, what: str) -> pd.DataFrame:
         """A backbone x backbone matrix of ``what`` (one of PAIRWISE), averaged over seeds."""
@@ -39,14 +49,25 @@ class AgreementStudy:
 
 def run_agreement_study(fs: FeatureSet, seeds: Sequence[int], train: TrainConfig | None = None) -> AgreementStudy:
     """Fit one linear probe per backbone per seed and measure accuracy, agreement, kappa, double fault
-    and the oracle bound on the test split."""
+    and the oracle bound on the test split. Each seed draws its own split of the pool (``fs.draw``)."""
     if not seeds:
         raise ValueError("run_agreement_study needs at least one seed")
-    y = fs.labels["test"]
     acc_rows, pair_rows, bound_rows = [], [], []
+    correct: dict[tuple[str, int], np.ndarray] = {}
+    agree: dict[int, np.ndarray] = {}
     for seed in seeds:
-        probes = fit_single_probes(fs, seed, train)
+        split = fs.draw(seed)
+        y = split.labels["test"]
+        probes = fit_single_probes(split, seed, train)
         preds = {b: probes[b]["test"].argmax(1) for b in fs.backbones}
+        for b, p in preds.items():
+            correct[(b, seed)] = p == y
+        chosen = best_single(probes, split)
+        correct[("best_single", seed)] = correct[(chosen, seed)]
+        correct[("oracle", seed)] = np.any([correct[(b, seed)] for b in fs.backbones], axis=0)
+        distinct = [(a, b) for i, a in enumerate(fs.backbones) for b in fs.backbones[i + 1:]]
+        if distinct:
+            agree[seed] = np.mean([preds[a] == preds[b] for a, b in distinct], axis=0)
         for b, p in preds.items():
             acc_rows.append({"dataset": fs.dataset, "backbone": b, "seed": seed, "accuracy": M.accuracy(y, p)})
         for a in fs.backbones:
@@ -55,12 +76,54 @@ def run_agreement_study(fs: FeatureSet, seeds: Sequence[int], train: TrainConfig
                                   "agreement": M.agreement(preds[a], preds[b]),
                                   "kappa": M.cohen_kappa(preds[a], preds[b]),
                                   "double_fault": M.double_fault(preds[a], preds[b], y)})
-        chosen = best_single(probes, fs)
         bound_rows.append({"dataset": fs.dataset, "seed": seed, "best_single": M.accuracy(y, preds[chosen]),
                            "best_single_backbone": chosen,
                            "mean_single": float(np.mean([M.accuracy(y, p) for p in preds.values()])),
                            "oracle": M.oracle_accuracy(preds, y)})
-    return AgreementStudy(pd.DataFrame(acc_rows), pd.DataFrame(pair_rows), pd.DataFrame(bound_rows))
+    return AgreementStudy(pd.DataFrame(acc_rows), pd.DataFrame(pair_rows), pd.DataFrame(bound_rows),
+                          correct, agree)
+
+
+def variation_summary(studies: dict[str, AgreementStudy], n_boot: int = 2000) -> pd.DataFrame:
+    """Per dataset, with 95% bootstrap intervals over test images (stratified by seed), in percent or
+    points: the best single backbone's accuracy (chosen on validation), the share of backbone pairs
+    that agree on an image, and the oracle's gain over the best single backbone."""
+    rows = []
+    for name, study in studies.items():
+        acc = bootstrap_mean_ci([100 * c for c in study.per_seed("best_single")], n_boot=n_boot)
+        agree = bootstrap_mean_ci([100 * study.agree[s] for s in sorted(study.agree)], n_boot=n_boot)
+        gain = paired_difference(study.per_seed("oracle"), study.per_seed("best_single"), n_boot=n_boot)
+        best = study.bounds["best_single_backbone"].mode().iloc[0]
+        rows.append({"dataset": name, "best backbone": best,
+                     "accuracy": acc[0], "accuracy_low": acc[1], "accuracy_high": acc[2],
+                     "agreement": agree[0], "agreement_low": agree[1], "agreement_high": agree[2],
+                     "oracle_gain": gain.diff, "oracle_gain_low": gain.low, "oracle_gain_high": gain.high})
+    return pd.DataFrame(rows)
+
+
+def _extremes(summary: pd.DataFrame, measure: str) -> tuple[pd.Series, pd.Series, bool]:
+    """The datasets with the lowest and highest ``measure``, and whether their intervals are disjoint."""
+    lo, hi = summary.loc[summary[measure].idxmin()], summary.loc[summary[measure].idxmax()]
+    return lo, hi, bool(lo[f"{measure}_high"] < hi[f"{measure}_low"])
+
+
+def c1_verdict(summary: pd.DataFrame) -> tuple[bool, str]:
+    """Claim C1, "performance and agreement vary across datasets": supported when, for both the best
+    single accuracy and the pairwise agreement, the 95% intervals of the lowest and highest dataset do
+    not overlap. Returns (supported, one sentence with the numbers)."""
+    if len(summary) < 2:
+        return False, "C1 needs at least two datasets; this run has one."
+    parts, held = [], []
+    for measure, what in (("accuracy", "the best single backbone's accuracy"),
+                          ("agreement", "the share of backbone pairs that agree on an image")):
+        lo, hi, disjoint = _extremes(summary, measure)
+        held.append(disjoint)
+        parts.append(f"{what} ranges from {interval(*lo[[measure, f'{measure}_low', f'{measure}_high']])}% "
+                     f"on {lo['dataset']} to {interval(*hi[[measure, f'{measure}_low', f'{measure}_high']])}% "
+                     f"on {hi['dataset']} ({'disjoint' if disjoint else 'overlapping'} 95% intervals)")
+    supported = all(held)
+    head = "C1 supported" if supported else "C1 not supported at this size"
+    return supported, f"{head}: {parts[0]}; {parts[1]}."
 
 
 def mean_std(df: pd.DataFrame, by: Sequence[str], value: str, digits: int = 3) -> pd.DataFrame:

@@ -2,18 +2,18 @@
 import numpy as np
 import pytest
 
-from fusion_lib.agreement import AgreementStudy, mean_std, run_agreement_study
+from fusion_lib.agreement import AgreementStudy, c1_verdict, mean_std, run_agreement_study, variation_summary
 from fusion_lib.feature_set import FeatureSet
 from fusion_lib.training import TrainConfig
 
 
-def _planted(seed=0, n=300, classes=4):
+def _planted(seed=0, n=300, classes=4, signal=4.0):
     """Backbone 'a' sees the class on even-indexed images only, 'b' on odd ones, 'c' always."""
     rng = np.random.default_rng(seed)
     feats, labels = {}, {}
     for split in ("train", "val", "test"):
         y = rng.integers(0, classes, n)
-        onehot = np.eye(classes)[y] * 4
+        onehot = np.eye(classes)[y] * signal
         mask = (np.arange(n) % 2 == 0)[:, None]
         noise = lambda: rng.normal(size=(n, classes))  # noqa: E731
         feats[split] = {"a": np.where(mask, onehot, 0) + noise(), "b": np.where(~mask, onehot, 0) + noise(),
@@ -37,6 +37,33 @@ def test_agreement_study_recovers_planted_structure():
     bounds = study.bounds
     assert (bounds["oracle"] >= bounds["best_single"]).all() and (bounds["best_single_backbone"] == "c").all()
     assert set(study.pairs.columns) >= {"dataset", "seed", "a", "b", "agreement", "kappa", "double_fault"}
+
+
+def test_each_seed_draws_its_split_and_keeps_per_image_correctness():
+    fs = _planted(n=120)
+    study = run_agreement_study(fs, seeds=[0, 1], train=TrainConfig(epochs=20, lr=0.05, batch_size=None))
+    for seed in (0, 1):
+        y = fs.draw(seed).labels["test"]
+        assert study.correct[("c", seed)].shape == y.shape
+        acc = study.accuracy.query("seed == @seed and backbone == 'c'")["accuracy"].iloc[0]
+        assert study.correct[("c", seed)].mean() == pytest.approx(acc)
+        assert (study.correct[("oracle", seed)] >= study.correct[("best_single", seed)]).all()
+        assert study.agree[seed].shape == y.shape and 0 <= study.agree[seed].min() <= 1
+
+
+def test_c1_verdict_separates_an_easy_from_a_hard_dataset():
+    train = TrainConfig(epochs=40, lr=0.05, batch_size=None)
+    easy = run_agreement_study(_planted(signal=6.0), seeds=[0, 1], train=train)
+    hard = run_agreement_study(_planted(signal=1.0), seeds=[0, 1], train=train)
+    summary = variation_summary({"easy": easy, "hard": hard}, n_boot=300)
+    s = summary.set_index("dataset")
+    assert s.loc["easy", "accuracy"] > s.loc["hard", "accuracy_high"]
+    assert (summary["accuracy_low"] <= summary["accuracy"]).all() and (summary["oracle_gain"] >= 0).all()
+    supported, text = c1_verdict(summary)
+    assert supported and text.startswith("C1 supported") and "hard" in text and "easy" in text
+    same, text = c1_verdict(variation_summary({"a": easy, "b": easy}, n_boot=300))
+    assert not same and "overlapping" in text
+    assert c1_verdict(summary.iloc[:1])[0] is False
 
 
 def test_bad_arguments():
