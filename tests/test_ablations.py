@@ -260,3 +260,18 @@ def test_summarize_reports_accuracy_ci_deltas_and_costs():
         summarize(res.drop(columns="correct"))
     with pytest.raises(ValueError, match="pair them on the same seeds"):
         paired_deltas(res[~((res["setting"] == "better") & (res["seed"] == 1))])
+
+
+@pytest.mark.parametrize("size", [8, 16, 32])
+def test_thumbnail_sizes_of_the_ablation_are_valid_everywhere(size):
+    """The thumbnail-size ablation's 8, 16 and 32 px: accepted by the profiles and the gate, whose cost
+    grows with the pixel count."""
+    import torch
+
+    from fusion_lib.gates import ThumbnailGate
+    from fusion_lib.profiles import get_profile
+
+    assert get_profile("ci", thumbnail_size=size).thumbnail_size == size
+    gate = ThumbnailGate(3, thumbnail_size=size)
+    assert gate([], torch.zeros(5, 3, size, size)).shape == (5, 3)
+    assert gate.flops() < ThumbnailGate(3, thumbnail_size=2 * size).flops()
