@@ -107,9 +107,8 @@ def dataset(name: Any) -> str:
 
 def split_sizes(name: str, sizes: SplitSizes, online: bool = False) -> SplitSizes:
     """Positive sizes that the dataset can provide: no more images than it has, and at least one image
-    per class in every split (they are stratified). ``online``: a torchvision root or download is used."""
-    for split in ("train", "val", "test"):
-        integer(getattr(sizes, split), f"split size {split}", 1)
+    per class in every split (they are stratified). ``online``: a torchvision root or download is used.
+    (``SplitSizes`` itself ensures each size is a positive integer.)"""
     facts = KNOWN_POOLS.get(f"{name}:online" if online and f"{name}:online" in KNOWN_POOLS else name)
     if facts is None:  # an ImageFolder or an unknown root: load_dataset checks against the real pool
         return sizes
@@ -208,11 +207,7 @@ def experiment_config(config: Any) -> None:
     so they are checked where features are loaded)."""
     seeds(list(config.seeds))
     integer(config.data_seed, "data_seed", 0)
-    if config.dataset in KNOWN_POOLS:
-        split_sizes(config.dataset, SplitSizes(config.train, config.val, config.test))
-    else:
-        for split in ("train", "val", "test"):
-            integer(getattr(config, split), f"split size {split}", 1)
+    split_sizes(config.dataset, SplitSizes(config.train, config.val, config.test))
     config.input_size = input_size(config.input_size)
     thumbnail_size(config.thumbnail_size)
     device(config.device)
