@@ -2,7 +2,8 @@
 
 Modules: ``assets`` (offline weights, word vectors, datasets), ``backbones``, ``data``, ``features``
 (cached extraction), ``experts``, ``gates``, ``moe``, ``baselines``, ``label_embedding``, ``metrics``,
-``agreement``, ``gate_analysis``, ``ablations``, ``label_study``, ``experiment`` (runner and CLI),
+``agreement``, ``gate_analysis``, ``ablations``, ``frontier`` (accuracy against compute),
+``label_study``, ``experiment`` (runner and CLI),
 ``profiles`` and ``book`` (notebook execution and the book build), ``bench`` (benchmarks).
 """
 __version__ = "0.1.0"
