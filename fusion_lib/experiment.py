@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from fusion_lib import baselines
 from fusion_lib import metrics as M
+from fusion_lib import validation
 from fusion_lib.feature_set import FeatureSet
 from fusion_lib.features import OFFLINE_INPUT_SIZE
 from fusion_lib.agreement import mean_std
@@ -68,8 +69,10 @@ class ExperimentConfig:
     aliases: dict[str, str] = field(default_factory=dict)
     moe: dict[str, Any] = field(default_factory=dict)
     out_dir: str | None = None
+    skip_bad_images: bool = False  # leave unreadable image files out (listed) instead of stopping
 
     def __post_init__(self) -> None:
+        validation.experiment_config(self)  # every value, before any work
         valid = {f.name for f in fields(MoEConfig)} - {"gate", "label_experts", "thumbnail_size"}
         unknown = sorted(set(self.moe) - valid)
         if unknown:
@@ -278,7 +281,8 @@ def load_features(config: ExperimentConfig) -> FeatureSet:
 
     return load_feature_set(config.dataset, config.backbones, SplitSizes(config.train, config.val, config.test),
                             seed=config.data_seed, input_size=config.input_size,
-                            thumbnail_size=config.thumbnail_size, device=config.device)
+                            thumbnail_size=config.thumbnail_size, device=config.device,
+                            skip_bad_images=config.skip_bad_images)
 
 
 def run_experiment(config: ExperimentConfig, feature_set: FeatureSet | None = None, word_vectors: Any = None,
@@ -371,6 +375,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="backbone input size in px, or 'native' for each backbone's own")
     p.add_argument("--thumbnail-size", type=int, default=d.thumbnail_size)
     p.add_argument("--out", default=None, help="folder for config.json, results.csv and results.json")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave unreadable image files out (they are listed) instead of stopping")
     return p
 
 
@@ -386,6 +392,11 @@ def _default_sizes(dataset: str):
     return SplitSizes(d.train, d.val, d.test)
 
 
+def _given(value: int | None, default: int) -> int:
+    # not `value or default`: --train 0 must reach the checks, not silently become the default
+    return default if value is None else value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fusion_lib run ...``: run the experiment and print mean ± std per method."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -395,11 +406,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.seeds < 1:
         raise SystemExit("--seeds must be at least 1")
     sizes = _default_sizes(a.dataset)
-    config = ExperimentConfig(dataset=a.dataset, train=a.train or sizes.train, val=a.val or sizes.val,
-                              test=a.test or sizes.test, backbones=a.backbones, methods=a.methods,
-                              seeds=list(range(a.seeds)), thumbnail_size=a.thumbnail_size, epochs=a.epochs,
-                              lr=a.lr, device=a.device, input_size=a.input_size, out_dir=a.out)
     try:
+        validation.methods(a.methods, validation.backbones(a.backbones))
+        config = ExperimentConfig(dataset=a.dataset, train=_given(a.train, sizes.train),
+                                  val=_given(a.val, sizes.val), test=_given(a.test, sizes.test),
+                                  backbones=a.backbones, methods=a.methods,
+                                  seeds=list(range(a.seeds)), thumbnail_size=a.thumbnail_size, epochs=a.epochs,
+                                  lr=a.lr, device=a.device, input_size=a.input_size, out_dir=a.out,
+                                  skip_bad_images=a.skip_bad_images)
         df = run_experiment(config)
     except ValueError as exc:  # bad names, sizes or settings: the message says what to change
         print(f"error: {exc}", file=sys.stderr)
