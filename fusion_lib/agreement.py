@@ -101,6 +101,19 @@ def variation_summary(studies: dict[str, AgreementStudy], n_boot: int = 2000) ->
     return pd.DataFrame(rows)
 
 
+def variation_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """``variation_summary`` as the book shows it: one row per dataset, each estimate with its interval."""
+    from .backbones import short_name
+
+    shown = {"accuracy": "best single accuracy (%)", "agreement": "pairs that agree (%)",
+             "oracle_gain": "oracle gain (points)"}
+    out = pd.DataFrame({"best backbone": summary["best backbone"].map(short_name).to_numpy()},
+                       index=pd.Index(summary["dataset"], name="dataset"))
+    for m, label in shown.items():
+        out[label] = [interval(*r, sign=m == "oracle_gain") for r in summary[[m, f"{m}_low", f"{m}_high"]].values]
+    return out
+
+
 def _extremes(summary: pd.DataFrame, measure: str) -> tuple[pd.Series, pd.Series, bool]:
     """The datasets with the lowest and highest ``measure``, and whether their intervals are disjoint."""
     lo, hi = summary.loc[summary[measure].idxmin()], summary.loc[summary[measure].idxmax()]

@@ -2,7 +2,14 @@
 import numpy as np
 import pytest
 
-from fusion_lib.agreement import AgreementStudy, c1_verdict, mean_std, run_agreement_study, variation_summary
+from fusion_lib.agreement import (
+    AgreementStudy,
+    c1_verdict,
+    mean_std,
+    run_agreement_study,
+    variation_summary,
+    variation_table,
+)
 from fusion_lib.feature_set import FeatureSet
 from fusion_lib.training import TrainConfig
 
@@ -59,6 +66,8 @@ def test_c1_verdict_separates_an_easy_from_a_hard_dataset():
     s = summary.set_index("dataset")
     assert s.loc["easy", "accuracy"] > s.loc["hard", "accuracy_high"]
     assert (summary["accuracy_low"] <= summary["accuracy"]).all() and (summary["oracle_gain"] >= 0).all()
+    shown = variation_table(summary)
+    assert list(shown.index) == ["easy", "hard"] and shown.loc["easy", "oracle gain (points)"].startswith("+")
     supported, text = c1_verdict(summary)
     assert supported and text.startswith("C1 supported") and "hard" in text and "easy" in text
     same, text = c1_verdict(variation_summary({"a": easy, "b": easy}, n_boot=300))
