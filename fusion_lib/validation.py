@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +24,7 @@ BACKBONE_MIN_INPUT = {"inception_v3": 75, "legacy_xception": 71, "xception": 71}
 # no longer a thumbnail.
 THUMBNAIL_STEP, MAX_THUMBNAIL = 8, 128
 DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class ParameterError(ValueError):
@@ -81,19 +83,17 @@ def device(value: Any) -> str:
 
     from .device import resolve_device
 
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _DEVICE.match(value):
         raise ParameterError(f"device must be {DEVICE_HELP}, got {value!r}")
     try:
         dev = resolve_device(value)
-    except ValueError as exc:
-        raise ParameterError(f"{exc} (valid: {DEVICE_HELP})") from None
+    except ValueError as exc:  # CUDA asked for but absent
+        raise ParameterError(str(exc)) from None
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ParameterError(f"device {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                              f"numbered from 0")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ParameterError(f"device {value!r} asked for but MPS is not available; use 'auto' or 'cpu'")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ParameterError(f"device {value!r} is not supported; use {DEVICE_HELP}")
     return value
 
 

@@ -65,7 +65,7 @@ CASES = [
      config(dataset="cifar_cats_dogs", train=1000, val=1, test=500), r"val=1 is smaller than its 2 classes"),
     ("profile sizes beyond the dataset", "get_profile('ci', sizes=(5000, 100, 100))",
      profile(sizes=(5000, 100, 100)), r"digits: train \+ val \+ test = 5200"),
-    ("unknown device", "run --device gpu", cli("--device", "gpu"), r"bad device 'gpu'.*valid: 'auto', 'cpu'"),
+    ("unknown device", "run --device gpu", cli("--device", "gpu"), r"device must be 'auto', 'cpu', .*got 'gpu'"),
     ("a CUDA device this machine lacks", "get_profile('ci', device='cuda:99')", profile(device="cuda:99"),
      r"cuda:99"),
     ("device of the wrong type", "load_feature_set(..., device=0)", feats(device=0), r"device must be 'auto'"),
@@ -141,6 +141,7 @@ if __name__ == "__main__":  # the reproducibility chapter's table, from the real
     print("| bad input | as given | message |\n|---|---|---|")
     for what, shown, call, _ in CASES:
         msg = message(call, mp).replace("\n", " ").replace("|", "\\|")
+        msg = msg if len(msg) < 200 else msg[:170] + " … (list shortened here)"
         print(f"| {what} | `{shown}` | {msg} |")
     mp.undo()
     sys.exit(0)
