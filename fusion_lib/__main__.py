@@ -1,4 +1,4 @@
-"""Command line: `python -m fusion_lib assets list|fetch [NAME...]` and `python -m fusion_lib run ...`."""
+"""Command line: `python -m fusion_lib assets list|fetch [NAME...]`, `... run ...` and `... extract ...`."""
 from __future__ import annotations
 
 import argparse
@@ -36,13 +36,18 @@ def _assets(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"assets": "offline weights, word vectors and datasets",
-                "run": "run fusion methods over seeds and print mean ± std (see `run --help`)"}
+                "run": "run fusion methods over seeds and print mean ± std (see `run --help`)",
+                "extract": "extract and cache features; under torchrun, sharded across ranks (see `extract --help`)"}
     if not argv or argv[0] not in commands:
-        print("usage: python -m fusion_lib {assets,run} ...\n" +
+        print("usage: python -m fusion_lib {assets,run,extract} ...\n" +
               "\n".join(f"  {k:7s} {v}" for k, v in commands.items()), file=sys.stderr)
         return 2
     if argv[0] == "assets":
         return _assets(argv[1:])
+    if argv[0] == "extract":
+        from .extract import main as extract_main
+
+        return extract_main(argv[1:])
     from .experiment import main as run_main
 
     return run_main(argv[1:])

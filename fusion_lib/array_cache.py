@@ -77,11 +77,15 @@ class ArrayCache:
             hit = self.load(key)  # built by another process while this one waited
             if hit is not None:
                 return hit[0], hit[1], True
-            chunks = ChunkStore(self.root / f"{key}.partial")
+            chunks = self.chunk_store(key)
             arr = build(chunks)
             self.save(key, arr, spec, meta)
             chunks.clear()
         return arr, meta or {}, False
+
+    def chunk_store(self, key: str) -> "ChunkStore":
+        """Where the chunks of an entry under construction are kept (shared by every process that builds it)."""
+        return ChunkStore(self.root / f"{key}.partial")
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:

@@ -113,8 +113,8 @@ class FeatureExtractor:
         self.num_workers = default_workers(self.device) if num_workers is None else num_workers
         # channels_last: same features (max abs difference ~1e-5) and 1.8-2.4x faster on the CPU too
         self.model = backbone.model.to(self.device, memory_format=torch.channels_last)
-        if self.device.type == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
+        if self.device.type == "cpu":  # every core, unless the launcher (torchrun) shares them out
+            torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """A uint8 batch (n, 3, H, W) -> the normalised, channels_last model input on the device."""
@@ -162,6 +162,22 @@ class FeatureExtractor:
         return out
 
 
+    def fill_chunks(self, data: DatasetSplits, split: str, chunks: ChunkStore, rank: int = 0, world: int = 1,
+                    progress: bool = True) -> int:
+        """Compute the missing chunks of ``split`` that belong to ``rank`` (chunk c is rank c % world's) into
+        ``chunks``; returns how many it computed."""
+        from tqdm.auto import tqdm
+
+        mine = [(c, rows) for c, rows in enumerate(chunk_rows(len(data.indices[split]))) if c % world == rank]
+        done = 0
+        for c, rows in tqdm(mine, desc=f"{self.backbone.name} {data.name}/{split} rank {rank}", unit="chunk",
+                            disable=not progress, leave=False):
+            if chunks.get(c, len(rows)) is None:
+                chunks.put(c, self.features(data, split, rows))
+                done += 1
+        return done
+
+
 def chunk_rows(n: int) -> list[np.ndarray]:
     """The row ranges of a split's chunks (the unit of resumption and of sharding across ranks)."""
     return [np.arange(start, min(start + CHUNK_ROWS, n)) for start in range(0, n, CHUNK_ROWS)]
@@ -176,7 +192,8 @@ def feature_spec(backbone: str, data: DatasetSplits, split: str, input_size: int
             "transform": PREPROCESS_VERSION, "precision": precision}
 
 
-def _feature_cache(dataset: str, backbone: str, cache_dir: str | os.PathLike | None) -> ArrayCache:
+def feature_cache(dataset: str, backbone: str, cache_dir: str | os.PathLike | None) -> ArrayCache:
+    """The cache folder of one backbone's features on one dataset."""
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "features"
     return ArrayCache(root / dataset.replace("/", "_") / backbone)
 
@@ -202,7 +219,7 @@ def extract_splits(backbone: str, data: DatasetSplits, splits: Sequence[str], in
     is not cached yet."""
     size = int(input_size or default_input_size(backbone))
     precision = resolve_precision(precision, resolve_device(device))
-    cache = _feature_cache(data.name, backbone, cache_dir)
+    cache = feature_cache(data.name, backbone, cache_dir)
     loaded: list[Backbone] = []
     out: dict[str, np.ndarray] = {}
     gflops = 0.0
