@@ -233,6 +233,13 @@ def test_plumbing_is_off_the_page(path):
             assert "hide-input" in c.metadata.get("tags", []), f"plotting cell not folded:\n{c.source[:200]}"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_code_lines_fit_the_page(path):
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    long = [line for c in code for line in c.source.splitlines() if len(line) > 100]
+    assert not long, f"{len(long)} code line(s) over 100 characters are cut off on the page: {long[:3]}"
+
+
 def test_colab_cells_install_from_the_configured_repository(tmp_path):
     assert book.sync_colab_cells(ROOT, write=False) == []
     (tmp_path / "_config.yml").write_text("repository:\n  url: https://example.org/me/fork\n")
