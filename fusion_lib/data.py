@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import warnings
 from dataclasses import dataclass, replace
@@ -269,6 +270,15 @@ def _files_identity(name: str, files: list[Path], base: Path) -> str:
     return f"{name}:files:{files_digest([(f, '') for f in files], base)}"
 
 
+DATA_ROOT_ENV = "FUSION_DATA_ROOT"
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """Where torchvision-format datasets are read from and downloaded to: ``root`` if given, else
+    ``$FUSION_DATA_ROOT`` (machines that keep datasets elsewhere), else ``$FUSION_CACHE/datasets``."""
+    return Path(root or os.environ.get(DATA_ROOT_ENV) or cache_root() / "datasets").expanduser()
+
+
 # ---------------------------------------------------------------- loaders: -> (train pool, test pool | None, classes, identity)
 
 Loaded = tuple[Pool, "Pool | None", list[str], str]
@@ -281,7 +291,7 @@ def _fashion_mnist(root: Path | None, download: bool) -> Loaded:
         root = fetch("fashion_mnist")
         identity = "fashion_mnist:registry:" + ",".join(sorted(v for v in _pinned("fashion_mnist")))
     else:
-        root = Path(root or cache_root() / "datasets")
+        root = data_root(root)
         identity = None
     pools = []
     for train in (True, False):
@@ -319,7 +329,7 @@ def _mnist(root: Path | None, download: bool) -> Loaded:
     if download or (root is not None and (Path(root) / "MNIST" / "raw").is_dir()):
         from torchvision.datasets import MNIST
 
-        root = Path(root or cache_root() / "datasets")
+        root = data_root(root)
         pools = []
         for train in (True, False):
             try:
@@ -356,7 +366,7 @@ def _cifar(variant: str) -> Callable[[Path | None, bool], Loaded]:
     folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[variant]
 
     def load(root: Path | None, download: bool) -> Loaded:
-        root = Path(root or cache_root() / "datasets")
+        root = data_root(root)
         base = root / folder
         if not base.is_dir():
             if not download:
@@ -386,6 +396,31 @@ def _cifar(variant: str) -> Callable[[Path | None, bool], Loaded]:
     return load
 
 
+def _stl10(root: Path | None, download: bool) -> Loaded:
+    """STL-10's labelled splits read straight from torchvision's ``stl10_binary`` files (downloaded by
+    torchvision if asked); reading them directly needs no md5 pass over 2.6 GB on every load."""
+    base = data_root(root) / "stl10_binary"
+    if not base.is_dir():
+        if not download:
+            raise DatasetError(f"stl10 not found at {base}; pass download=True (needs the internet) "
+                               f"or place torchvision's stl10_binary folder under root")
+        from torchvision.datasets import STL10
+
+        STL10(str(data_root(root)), split="train", download=True)
+
+    def pool(split: str) -> Pool:
+        # column-major 96x96 planes, as in the dataset's own reader; labels are 1..10 on disk
+        images = np.fromfile(base / f"{split}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+        labels = np.fromfile(base / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1
+        if len(images) != len(labels):
+            raise DatasetError(f"{base}: {len(images)} images but {len(labels)} labels in the {split} files")
+        return Pool(ArraySource(images), labels)
+
+    files = [base / f for f in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt")]
+    classes = (base / "class_names.txt").read_text().split()
+    return pool("train"), pool("test"), classes, _files_identity("STL10", files, base)
+
+
 def _torchvision(cls_name: str, train_kw: dict, test_kw: dict | None, labels_attr: str,
                  classes_attr: str | None) -> Callable[[Path | None, bool], Loaded]:
     """A torchvision dataset class whose items are (PIL image, label)."""
@@ -393,7 +428,7 @@ def _torchvision(cls_name: str, train_kw: dict, test_kw: dict | None, labels_att
     def load(root: Path | None, download: bool) -> Loaded:
         import torchvision.datasets as tvd
 
-        root = Path(root or cache_root() / "datasets")
+        root = data_root(root)
         cls = getattr(tvd, cls_name)
 
         def make(kw: dict):
@@ -421,12 +456,13 @@ def _torchvision(cls_name: str, train_kw: dict, test_kw: dict | None, labels_att
 
 
 def _array_splits(cls_name: str, classes: list[str] | None = None) -> Callable[[Path | None, bool], Loaded]:
-    """A torchvision dataset with ``split="train"/"test"`` that holds uint8 images in ``.data`` and ``.labels``."""
+    """A torchvision dataset with ``split="train"/"test"`` that holds uint8 images in ``.data`` and ``.labels``
+    (SVHN)."""
 
     def load(root: Path | None, download: bool) -> Loaded:
         import torchvision.datasets as tvd
 
-        root = Path(root or cache_root() / "datasets")
+        root = data_root(root)
         pools = []
         for split in ("train", "test"):
             try:
@@ -434,11 +470,7 @@ def _array_splits(cls_name: str, classes: list[str] | None = None) -> Callable[[
             except RuntimeError as exc:
                 raise DatasetError(f"{cls_name} not found under {root} ({exc}); pass download=True") from None
             pools.append(Pool(ArraySource(ds.data), np.asarray(ds.labels, dtype=np.int64)))
-        if hasattr(ds, "filename"):  # SVHN: one .mat file per split
-            files = [root / ds.split_list[split][1] for split in ("train", "test")]
-        else:  # STL-10: the binaries in train_list/test_list and the class names
-            folder = root / ds.base_folder
-            files = [folder / f for f, _ in ds.train_list + ds.test_list] + [folder / ds.class_names_file]
+        files = [root / ds.split_list[split][1] for split in ("train", "test")]  # SVHN: one .mat file per split
         return pools[0], pools[1], list(classes or ds.classes), _files_identity(cls_name, files, root)
 
     return load
@@ -451,7 +483,7 @@ LOADERS: dict[str, Callable[[Path | None, bool], Loaded]] = {
     "cifar_cats_dogs": _cifar_cats_dogs,
     "cifar10": _cifar("cifar10"),
     "cifar100": _cifar("cifar100"),
-    "stl10": _array_splits("STL10"),
+    "stl10": _stl10,
     "svhn": _array_splits("SVHN", [str(d) for d in range(10)]),
     "flowers102": _torchvision("Flowers102", {"split": "train"}, {"split": "test"}, "_labels", None),
     "dtd": _torchvision("DTD", {"split": "train"}, {"split": "test"}, "_labels", "classes"),

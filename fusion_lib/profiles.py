@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from . import validation as V
 from .backbones import OFFLINE_BACKBONES
-from .data import OFFLINE_DATASETS, ONLINE_DATASETS, SplitSizes
+from .data import DATA_ROOT_ENV, OFFLINE_DATASETS, ONLINE_DATASETS, SplitSizes
 from .feature_set import FeatureSet
 from .features import OFFLINE_INPUT_SIZE, load_feature_set
 
@@ -60,6 +60,8 @@ class Profile:
     thumbnail_size: int
     device: str
     dataset_sizes: Mapping[str, SplitSizes] = field(default_factory=lambda: MappingProxyType({}))
+    download: bool = False
+    data_root: str | None = None
 
     def split_sizes(self, dataset: str) -> SplitSizes:
         """The train/val/test sizes this profile uses for ``dataset``."""
@@ -73,7 +75,7 @@ class Profile:
         book build's cache warm-up) loads them."""
         return load_feature_set(dataset, self.backbones, self.split_sizes(dataset), seed=DATA_SEED,
                                 input_size=self.input_size, thumbnail_size=self.thumbnail_size, device=self.device,
-                                progress=False)
+                                root=self.data_root, download=self.download, progress=False)
 
     def experiment_config(self, dataset: str, **settings: Any) -> "ExperimentConfig":
         """The ``ExperimentConfig`` of one of the profile's datasets; ``settings`` replace any field
@@ -102,6 +104,8 @@ class Profile:
             "input size": "backbone default" if self.input_size is None else f"{self.input_size} px",
             "thumbnail": f"{self.thumbnail_size} px",
             "device": self.device,
+            "datasets from": ("download (torchvision)" if self.download else "local files")
+            + f", {self.data_root or '$' + DATA_ROOT_ENV + ' or $FUSION_CACHE/datasets'}",
         }
 
 
@@ -133,6 +137,7 @@ PROFILES: dict[str, Profile] = {
         sizes=SplitSizes(10000, 2000, 5000), seeds=(0, 1, 2, 3, 4), epochs=100, input_size=None,
         thumbnail_size=32, device="auto", dataset_sizes=_frozen({"stl10": SplitSizes(4000, 1000, 8000),
                                                                  "oxford_pets": SplitSizes(3000, 680, 3669)}),
+        download=True,
     ),
 }
 
@@ -221,6 +226,19 @@ def _dataset_sizes(value: Any) -> Mapping[str, SplitSizes]:
     return _frozen({k: _split_sizes(v) for k, v in value.items()})
 
 
+def _bool(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def _data_root(value: Any) -> str | None:
+    # None: $FUSION_DATA_ROOT, else $FUSION_CACHE/datasets (fusion_lib.data.data_root)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError(f"data_root must be a folder path or None, got {value!r}")
+    return value
+
+
 _VALIDATORS = {
     "datasets": _datasets,
     "backbones": _backbones,
@@ -231,4 +249,6 @@ _VALIDATORS = {
     "input_size": V.input_size,
     "thumbnail_size": V.thumbnail_size,
     "device": V.device,
+    "download": lambda v: _bool(v, "download"),
+    "data_root": _data_root,
 }
