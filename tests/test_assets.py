@@ -14,6 +14,8 @@ import pytest
 from fusion_lib import assets
 from fusion_lib.assets import Asset, AssetChecksumError, AssetError, AssetUnavailableError
 
+pytestmark = pytest.mark.assets  # these tests read the fetched offline assets
+
 
 def test_registry_covers_the_offline_assets():
     for name in ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "squeezenet1_1",

@@ -6,6 +6,8 @@ from fusion_lib import backbones
 from fusion_lib.assets import AssetError
 from fusion_lib.backbones import OFFLINE_BACKBONES, BackboneError, load_backbone
 
+pytestmark = pytest.mark.assets  # these tests read the fetched offline assets
+
 
 @pytest.mark.parametrize("name,minimum", [("tf_efficientnet_lite0", 16), ("tf_efficientnet_lite1", 16),
                                           ("tf_efficientnet_lite2", 16), ("squeezenet1_1", 12)])

@@ -9,23 +9,11 @@ from fusion_lib.training import TrainConfig
 C, D = 3, 8
 
 
-def planted(seed: int = 0, sizes=(300, 150, 150)) -> FeatureSet:
-    """Backbone "good" sees the class clearly, "weak" faintly, "noise" not at all."""
-    rng = np.random.default_rng(seed)
-    means = {"good": 4.0 * rng.normal(size=(C, D)), "weak": 0.6 * rng.normal(size=(C, D)), "noise": np.zeros((C, D))}
-    feats, labels = {}, {}
-    for split, n in zip(("train", "val", "test"), sizes):
-        y = rng.integers(0, C, n)
-        feats[split] = {b: (m[y] + rng.normal(size=(n, D))).astype(np.float32) for b, m in means.items()}
-        labels[split] = y.astype(np.int64)
-    thumbs = {s: np.zeros((len(labels[s]), 3, 8, 8), np.float32) for s in labels}
-    return FeatureSet("planted", list(means), ["x", "y", "z"], feats, labels, thumbs,
-                      {"good": 1.0, "weak": 0.5, "noise": 0.1})
-
-
 @pytest.fixture(scope="module")
-def fs():
-    return planted()
+def fs(make_planted):
+    """Backbone "good" sees the class clearly, "weak" faintly, "noise" not at all."""
+    return make_planted({"good": 4.0, "weak": 0.6, "noise": 0.0}, n_classes=C, dim=D, class_names="xyz",
+                        costs={"good": 1.0, "weak": 0.5, "noise": 0.1})
 
 
 @pytest.fixture(scope="module")
