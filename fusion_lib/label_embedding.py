@@ -214,7 +214,10 @@ class ZeroShotMap:
 
     def seen_weights(self, features: np.ndarray) -> np.ndarray:
         """``(n, len(seen))`` weights of each image's embedding over the seen classes' vectors."""
-        return ((np.asarray(features, dtype=np.float64) - self.mean) / self.std) @ self.coef + self.intercept
+        # ((x - mean) / std) @ coef folded into one float32 product with the raw features
+        scaled = (self.coef / self.std[:, None]).astype(np.float32)
+        offset = self.intercept - (self.mean / self.std) @ self.coef
+        return np.asarray(features, dtype=np.float32) @ scaled + offset.astype(np.float32)
 
 
 def fit_zero_shot_map(moments: ClassMoments, seen: Sequence[int],
@@ -269,8 +272,9 @@ def cosine_scores(weights: np.ndarray, class_vecs: np.ndarray, seen: Sequence[in
     w = np.asarray(weights, dtype=np.float32)
     dots = w @ (vs @ np.swapaxes(v, 1, 2)).transpose(1, 0, 2).reshape(n_seen, -1)  # (n, P*C)
     gram = (vs @ np.swapaxes(vs, 1, 2)).transpose(1, 0, 2).reshape(n_seen, -1)  # (S, P*S)
-    sq = ((w @ gram).reshape(len(w), n_perm, n_seen) * w[:, None, :]).sum(-1)
-    out = dots.reshape(len(w), n_perm, n_classes) / np.sqrt(np.maximum(sq, 1e-24))[..., None]
+    sq = np.einsum("nps,ns->np", (w @ gram).reshape(len(w), n_perm, n_seen), w)  # squared norms
+    out = dots.reshape(len(w), n_perm, n_classes)
+    out /= np.sqrt(np.maximum(sq, 1e-24))[..., None]
     return out[:, 0] if single else out
 
 

@@ -428,11 +428,14 @@ def run_zero_shot(fs: FeatureSet, class_vecs: np.ndarray, seeds: Sequence[int], 
         for held in mine:
             seen = [k for k in range(c) if k not in held]
             vecs = np.stack([class_vecs] + [class_vecs[rng.permutation(c)] for _ in range(n_permutations)])
-            scores = {b: cosine_scores(fit_zero_shot_map(moments[b], seen, ridge).seen_weights(
-                split.features["test"][b]), vecs, seen) for b in fs.backbones}
-            mean = np.mean(list(scores.values()), axis=0)
-            for m in models:
-                _accumulate((mean if m == "mean" else scores[m])[:, 0], y, held, sums[m])
+            mean = None  # the backbones' mean cosine score, summed in place
+            for b in fs.backbones:
+                weights = fit_zero_shot_map(moments[b], seen, ridge).seen_weights(split.features["test"][b])
+                scores = cosine_scores(weights, vecs, seen)
+                _accumulate(scores[:, 0], y, held, sums[b])
+                mean = scores if mean is None else np.add(mean, scores, out=mean)
+            mean /= len(fs.backbones)
+            _accumulate(mean[:, 0], y, held, sums["mean"])
             _accumulate(mean[:, 1:], y, held, null)
             steps.update()
         held_out_count = np.zeros(c)
