@@ -101,7 +101,10 @@ def _stack_inputs(probes: Mapping[str, Probs], split: str, backbones: Sequence[s
     return np.concatenate([probes[b][split] for b in backbones], axis=1)
 
 
-def _oof_train_probs(fs: FeatureSet, seed: int, train: TrainConfig | None, kind: str, n_folds: int) -> dict[str, np.ndarray]:
+def oof_train_probs(fs: FeatureSet, seed: int = 0, train: TrainConfig | None = None, kind: str = "linear",
+                    n_folds: int = 5) -> dict[str, np.ndarray]:
+    """Each backbone's probe probabilities on the train split, out of fold: every train image is scored
+    by a probe fit on the other ``n_folds - 1`` folds, so no output is in-sample."""
     n = len(fs.labels["train"])
     if not 2 <= n_folds <= n:
         raise ValueError(f"n_folds must be in [2, {n}] (the train size), got {n_folds}")
@@ -115,14 +118,16 @@ def _oof_train_probs(fs: FeatureSet, seed: int, train: TrainConfig | None, kind:
     return out
 
 
-def fit_stacking(fs: FeatureSet, probes: Mapping[str, Probs], source: str = "val", seed: int = 0,
+def fit_stacking(fs: FeatureSet, probes: Mapping[str, Probs], source: str = "oof", seed: int = 0,
                  train: TrainConfig | None = None, kind: str = "linear", n_folds: int = 5,
-                 Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0)) -> Probs:
+                 Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+                 oof_train: Mapping[str, np.ndarray] | None = None) -> Probs:
     """Logistic regression on the probes' concatenated probabilities, never fit on test labels.
 
     ``source="val"`` fits it on validation-split probabilities (so its val output is in-sample);
     ``source="oof"`` fits it on out-of-fold train probabilities (probes retrained on ``n_folds``
-    folds) and leaves validation untouched. The inverse regularisation strength is chosen among
+    folds, or ``oof_train`` when given) and leaves validation untouched. Its inputs are the probes'
+    class probabilities, concatenated over backbones (K x C numbers per image). The inverse regularisation strength is chosen among
     ``Cs`` by stratified 5-fold cross-validated log-loss on the fitting split (plain ``C=1`` when
     some class has a single fitting example).
     """
@@ -132,7 +137,7 @@ def fit_stacking(fs: FeatureSet, probes: Mapping[str, Probs], source: str = "val
     if source == "val":
         x_fit, y_fit = _stack_inputs(probes, "val", backbones), fs.labels["val"]
     else:
-        oof = _oof_train_probs(fs.subset_backbones(backbones), seed, train, kind, n_folds)
+        oof = oof_train or oof_train_probs(fs.subset_backbones(backbones), seed, train, kind, n_folds)
         x_fit, y_fit = _stack_inputs({b: {"train": oof[b]} for b in backbones}, "train", backbones), fs.labels["train"]
     counts = np.bincount(y_fit)
     n_splits = min(5, int(counts[counts > 0].min()))

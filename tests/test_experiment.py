@@ -1,5 +1,6 @@
 """Experiment runner: method registry, tidy results, determinism, files, summary, CLI, end to end."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -38,15 +39,17 @@ def small_config(**kw) -> ExperimentConfig:
 @pytest.fixture(scope="module")
 def planted_run():
     fs, vectors = planted()
-    df = run_experiment(small_config(), feature_set=fs, word_vectors=vectors, progress=False)
-    return fs, vectors, df
+    result = run_experiment(small_config(), feature_set=fs, word_vectors=vectors, progress=False)
+    return fs, vectors, result.metrics, result
 
 
 def test_all_expands_to_every_registered_method():
     names = resolve_methods("all", ["a", "b"])
     assert names == ["single:a", "single:b"] + list(E.METHODS)
-    assert {"best_single", "concat", "prob_avg", "stacking", "oracle", "moe_uniform", "moe_static", "moe_feature",
-            "moe_thumbnail", "moe_thumbnail_label", "blend_label", "label_space"} <= set(names)
+    assert {"best_single", "concat", "prob_avg", "prob_avg_cal", "stacking", "stacking_val", "oracle", "moe_uniform",
+            "moe_static", "moe_feature", "moe_feature_joint", "moe_thumbnail", "moe_thumbnail_joint",
+            "moe_thumbnail_oof", "moe_thumbnail_noisy", "moe_confidence", "moe_thumbnail_conf",
+            "moe_thumbnail_label", "blend_label", "label_space"} <= set(names)
     assert resolve_methods("single_a, prob_avg,prob_avg", ["a", "b"]) == ["single:a", "prob_avg"]
     assert resolve_methods(["oracle", "all"], ["a"])[0] == "oracle"
 
@@ -62,7 +65,7 @@ def test_unknown_method_lists_the_valid_names():
 
 
 def test_results_are_tidy_and_complete(planted_run):
-    fs, _, df = planted_run
+    fs, _, df, _ = planted_run
     assert list(df.columns) == ["dataset", "method", "seed", "metric", "value"]
     assert df["value"].dtype == np.float64 and set(df["seed"]) == {0, 1} and set(df["dataset"]) == {"planted"}
     methods = resolve_methods("all", fs.backbones)
@@ -79,18 +82,38 @@ def test_results_are_tidy_and_complete(planted_run):
     # the planted problem needs per-image routing: the thumbnail gate beats either single backbone
     assert mean.loc["moe_thumbnail", "accuracy"] > mean.loc[["single:a", "single:b"], "accuracy"].max() + 0.1
     assert 0.0 <= mean.loc["blend_label", "blend_weight"] <= 1.0
+    assert mean.loc["moe_thumbnail_noisy", "active_experts"] == 2
+
+
+def test_paired_comparison_of_two_methods(planted_run):
+    fs, _, df, result = planted_run
+    d = result.compare("moe_thumbnail", "prob_avg")
+    assert d.n_seeds == 2 and d.n_images == 2 * len(fs.labels["test"])
+    acc = df[df["metric"] == "accuracy"].groupby("method")["value"].mean()
+    assert d.diff == pytest.approx(100 * (acc["moe_thumbnail"] - acc["prob_avg"]))
+    assert d.low > 0  # the planted routing gain is large enough to be told apart
+    table = result.comparisons("prob_avg")
+    assert "prob_avg" not in set(table["method"]) and table["vs baseline (points, 95% CI)"].str.contains(r"\[").all()
+    with pytest.raises(ValueError, match="was not run"):
+        result.compare("nope", "prob_avg")
+
+
+def test_each_seed_trains_on_its_own_split_of_the_pool(planted_run):
+    fs, _, _, result = planted_run
+    assert not np.array_equal(result.labels[0]["val"], result.labels[1]["val"])
+    np.testing.assert_array_equal(result.labels[0]["test"], fs.labels["test"])  # planted: a fixed test split
 
 
 def test_same_config_and_seeds_give_identical_numbers(planted_run):
-    fs, vectors, df = planted_run
-    again = run_experiment(small_config(), feature_set=fs, word_vectors=vectors, progress=False)
+    fs, vectors, df, _ = planted_run
+    again = run_experiment(small_config(), feature_set=fs, word_vectors=vectors, progress=False).metrics
     pd.testing.assert_frame_equal(df, again)
 
 
 def test_results_and_config_are_written(tmp_path):
     fs, _ = planted()
     cfg = small_config(seeds=[0], methods="prob_avg,oracle", out_dir=str(tmp_path / "run"))
-    df = run_experiment(cfg, feature_set=fs, progress=False)
+    df = run_experiment(cfg, feature_set=fs, progress=False).metrics
     assert ExperimentConfig.from_json(tmp_path / "run" / "config.json") == cfg
     pd.testing.assert_frame_equal(E.load_results(tmp_path / "run"), df)
     records = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -100,7 +123,7 @@ def test_results_and_config_are_written(tmp_path):
 def test_backbone_subset_of_a_given_feature_set():
     fs, _ = planted()
     df = run_experiment(small_config(seeds=[0], backbones=["b"], methods="all"), feature_set=fs,
-                        word_vectors=planted()[1], progress=False)
+                        word_vectors=planted()[1], progress=False).metrics
     assert "single:a" not in set(df["method"]) and "single:b" in set(df["method"])
 
 
@@ -125,13 +148,18 @@ def test_cli_runs_and_prints_a_table(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(E, "load_features", fake_load)
     out = tmp_path / "cli"
-    code = E.main(["run", "--dataset", "planted", "--methods", "prob_avg,moe_thumbnail", "--seeds", "2",
-                   "--epochs", "5", "--thumbnail-size", "8", "--train", "240", "--out", str(out)])
+    code = E.main(["run", "--dataset", "planted", "--methods", "moe_thumbnail,moe_thumbnail_joint", "--seeds", "2",
+                   "--epochs", "5", "--thumbnail-size", "8", "--train", "240", "--compare", "prob_avg",
+                   "--out", str(out)])
     assert code == 0
     cfg = seen["config"]
     assert cfg.seeds == [0, 1] and cfg.epochs == 5 and cfg.train == 240 and cfg.dataset == "planted"
+    assert cfg.methods.split(",")[0] == "prob_avg"  # the baseline is run even when not listed
     printed = capsys.readouterr().out
-    assert "prob_avg" in printed and "moe_thumbnail" in printed and "±" in printed
+    assert "vs prob_avg (points, 95% CI)" in printed
+    for line in printed.splitlines():
+        if line.startswith("moe_thumbnail"):
+            assert re.search(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", line), line
     assert (out / "results.csv").exists() and (out / "config.json").exists()
 
 
@@ -155,7 +183,7 @@ def test_end_to_end_on_real_cached_digits_features():
     from fusion_lib.gates import ThumbnailGate
 
     fs = load_feature_set("digits", "offline", SplitSizes(300, 100, 200), seed=0, progress=False)
-    df = run_experiment(ExperimentConfig(dataset="digits", seeds=[0]), feature_set=fs, progress=False)
+    df = run_experiment(ExperimentConfig(dataset="digits", seeds=[0]), feature_set=fs, progress=False).metrics
     assert list(df.columns) == E.RESULT_COLUMNS
     acc = df[df["metric"] == "accuracy"].set_index("method")["value"]
     assert list(acc.index) == resolve_methods("all", fs.backbones)

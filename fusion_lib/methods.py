@@ -1,0 +1,286 @@
+"""The method registry: every fusion method of the book, as a function of one seed's trained models.
+
+A ``SeedRun`` trains lazily, once per seed, what several methods share: the single-backbone probes,
+their out-of-fold train probabilities, the calibrated expert outputs, the jointly trained mixtures and
+the two-stage gates. ``METHODS`` maps each name to a function ``SeedRun -> MethodOutput``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from fusion_lib import baselines
+from fusion_lib import metrics as M
+from fusion_lib.feature_set import FeatureSet
+from fusion_lib.gate_analysis import gate_usage
+from fusion_lib.label_embedding import LabelSpaceModel, blend, choose_blend_weight
+from fusion_lib.moe import MoE, MoEConfig
+from fusion_lib.two_stage import ExpertOutputs, TwoStageConfig, TwoStageMoE, expert_outputs
+
+if TYPE_CHECKING:
+    from fusion_lib.experiment import ExperimentConfig
+
+SINGLE_PREFIX = "single:"
+EVAL_SPLITS = ("val", "test")
+# Thumbnail sizes the book's recipe chooses among on validation (capped at the stored thumbnail size).
+THUMBNAIL_CHOICES = (8, 16, 32)
+OOF_FOLDS = 5
+
+
+@dataclass
+class MethodOutput:
+    """What a method yields for one seed: class probabilities (or hard predictions) and its costs."""
+
+    probs: dict[str, np.ndarray] | None = None
+    preds: dict[str, np.ndarray] | None = None
+    gflops_per_image: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def predictions(self, split: str) -> np.ndarray:
+        """Predicted class per image of ``split``."""
+        return self.probs[split].argmax(1) if self.probs is not None else self.preds[split]
+
+
+class SeedRun:
+    """Lazily trained models shared between the methods of one seed (on that seed's split)."""
+
+    def __init__(self, fs: FeatureSet, seed: int, config: "ExperimentConfig", class_vecs: np.ndarray | None) -> None:
+        self.fs, self.seed, self.config, self._class_vecs = fs, seed, config, class_vecs
+        self.train = config.train_config()
+        self._moes: dict[str, MoE] = {}
+        self._two_stage: dict[TwoStageConfig, TwoStageMoE] = {}
+
+    @property
+    def class_vecs(self) -> np.ndarray:
+        if self._class_vecs is None:
+            raise ValueError("label-space methods need class vectors; pass word_vectors to run_experiment")
+        return self._class_vecs
+
+    @cached_property
+    def probes(self) -> dict[str, dict[str, np.ndarray]]:
+        return baselines.fit_single_probes(self.fs, self.seed, self.train, self.config.expert)
+
+    @cached_property
+    def oof_probes(self) -> dict[str, np.ndarray]:
+        """Each probe's out-of-fold probabilities on the train split."""
+        return baselines.oof_train_probs(self.fs, self.seed, self.train, self.config.expert, OOF_FOLDS)
+
+    @cached_property
+    def experts(self) -> ExpertOutputs:
+        """Calibrated expert outputs: out-of-fold on train, temperature-scaled on validation."""
+        return expert_outputs(self.fs, self.probes, self.oof_probes, calibrate=True)
+
+    @cached_property
+    def label_model(self) -> LabelSpaceModel:
+        return LabelSpaceModel(self.class_vecs, self.train).fit(self.fs, self.seed)
+
+    def moe(self, gate: str, label_experts: bool = False) -> MoE:
+        """A mixture trained jointly with its experts (the control recipe)."""
+        key = f"{gate}{'+label' if label_experts else ''}"
+        if key not in self._moes:
+            cfg = MoEConfig(gate=gate, label_experts=label_experts, thumbnail_size=self.config.thumbnail_size,
+                            expert=self.config.expert, **self.config.moe)
+            self._moes[key] = MoE(cfg, self.train, self.class_vecs if label_experts else None).fit(self.fs, self.seed)
+        return self._moes[key]
+
+    def two_stage(self, cfg: TwoStageConfig) -> TwoStageMoE:
+        """A gate trained on the calibrated out-of-fold expert outputs."""
+        if cfg not in self._two_stage:
+            self._two_stage[cfg] = TwoStageMoE(cfg, self.train).fit(self.fs, self.experts, self.seed)
+        return self._two_stage[cfg]
+
+    def total_gflops(self) -> float | None:
+        return gflops(self.fs, self.fs.backbones)
+
+
+def gflops(fs: FeatureSet, backbones: Sequence[str]) -> float | None:
+    """Summed backbone GFLOPs per image, or None when some backbone's cost is unknown."""
+    if not all(b in fs.backbone_gflops for b in backbones):
+        return None
+    return float(sum(fs.backbone_gflops[b] for b in backbones))
+
+
+# -- baselines -----------------------------------------------------------------------------------
+def _single(backbone: str) -> Callable[[SeedRun], MethodOutput]:
+    def run(r: SeedRun) -> MethodOutput:
+        return MethodOutput(probs=r.probes[backbone], gflops_per_image=gflops(r.fs, [backbone]))
+    return run
+
+
+def _best_single(r: SeedRun) -> MethodOutput:
+    best = baselines.best_single(r.probes, r.fs)
+    return MethodOutput(probs=r.probes[best], gflops_per_image=gflops(r.fs, [best]),
+                        extra={"chosen_backbone_index": float(r.fs.backbones.index(best))})
+
+
+def _concat(r: SeedRun) -> MethodOutput:
+    return MethodOutput(probs=baselines.fit_concat(r.fs, r.seed, r.train, r.config.expert),
+                        gflops_per_image=r.total_gflops())
+
+
+def _prob_avg(r: SeedRun) -> MethodOutput:
+    return MethodOutput(probs=baselines.prob_average(r.probes), gflops_per_image=r.total_gflops())
+
+
+def _prob_avg_calibrated(r: SeedRun) -> MethodOutput:
+    probs = {s: r.experts.probs(s).mean(axis=1) for s in EVAL_SPLITS}
+    return MethodOutput(probs=probs, gflops_per_image=r.total_gflops())
+
+
+def _stacking(source: str) -> Callable[[SeedRun], MethodOutput]:
+    def run(r: SeedRun) -> MethodOutput:
+        oof = r.oof_probes if source == "oof" else None
+        probs = baselines.fit_stacking(r.fs, r.probes, source, r.seed, r.train, r.config.expert, oof_train=oof)
+        return MethodOutput(probs=probs, gflops_per_image=r.total_gflops())
+    return run
+
+
+def _oracle(r: SeedRun) -> MethodOutput:
+    preds = {s: baselines.oracle_predictions({b: p[s].argmax(1) for b, p in r.probes.items()}, r.fs.labels[s])
+             for s in EVAL_SPLITS}
+    return MethodOutput(preds=preds, gflops_per_image=r.total_gflops())
+
+
+# -- jointly trained mixtures (the control) ------------------------------------------------------
+def _moe_output(r: SeedRun, moe: MoE) -> MethodOutput:
+    fs = r.fs
+    out = MethodOutput(probs={s: moe.predict_proba(fs, s) for s in EVAL_SPLITS},
+                       extra={"gate_params": float(moe.gate_params), "gate_mflops": moe.gate_flops / 1e6,
+                              "epochs_run": float(len(moe.history_.train_loss))})
+    if moe.config.gate != "uniform":
+        usage = gate_usage(moe.gate_weights(fs, "test"))
+        out.extra.update(gate_max_weight=usage["mean_max_weight"], gate_effective_experts=usage["effective_experts"])
+    if gflops(fs, fs.backbones) is None:
+        return out
+    out.gflops_per_image = moe.expected_gflops(fs, "test")
+    # top-k of the uniform gate would only drop a fixed, arbitrary set of experts: report learned gates
+    if moe.config.gate in ("thumbnail", "feature", "static"):
+        for k in r.config.top_k:
+            if k < len(moe.expert_names):
+                out.extra[f"accuracy_top{k}"] = M.accuracy(fs.labels["test"], moe.predict(fs, "test", top_k=k))
+                out.extra[f"gflops_per_image_top{k}"] = moe.expected_gflops(fs, "test", top_k=k)
+    return out
+
+
+def _moe(gate: str, label_experts: bool = False) -> Callable[[SeedRun], MethodOutput]:
+    return lambda r: _moe_output(r, r.moe(gate, label_experts))
+
+
+# -- two-stage mixtures (gates fit on out-of-fold expert outputs) --------------------------------
+def thumbnail_choices(stored: int) -> tuple[int, ...]:
+    """The book recipe's candidate thumbnail sizes: ``THUMBNAIL_CHOICES`` up to the stored size."""
+    return tuple(s for s in THUMBNAIL_CHOICES if s <= stored) or (stored,)
+
+
+def recipe(name: str, thumbnail_size: int, n_experts: int) -> TwoStageConfig:
+    """The two-stage configuration behind a method name (``thumbnail_size``: the stored thumbnails;
+    a noisy top-k gate keeps at most ``n_experts``)."""
+    if name == "moe_thumbnail":
+        return TwoStageConfig(gate="thumbnail", thumbnail_sizes=thumbnail_choices(thumbnail_size))
+    gate, noisy = TWO_STAGE[name]
+    return TwoStageConfig(gate=gate, thumbnail_sizes=(thumbnail_size,),
+                          noisy_top_k=None if noisy is None else min(noisy, n_experts), shrink=noisy is None)
+
+
+def _two_stage_output(r: SeedRun, name: str) -> MethodOutput:
+    fs, ex = r.fs, r.experts
+    m = r.two_stage(recipe(name, r.config.thumbnail_size, len(ex.names)))
+    usage = gate_usage(m.gate_weights(fs, ex, "test"))
+    out = MethodOutput(probs={s: m.predict_proba(fs, ex, s) for s in EVAL_SPLITS},
+                       extra={"alpha": m.alpha_, "gate_mflops": m.gate_flops / 1e6,
+                              "gate_max_weight": usage["mean_max_weight"],
+                              "gate_effective_experts": usage["effective_experts"],
+                              "active_experts": float(m.default_top_k(None) or len(ex.names))})
+    if "thumbnail" in m.config.gate:
+        out.extra["thumbnail_size"] = float(m.size_)
+    if gflops(fs, fs.backbones) is None:
+        return out
+    out.gflops_per_image = m.expected_gflops(fs, ex, "test")
+    if m.config.noisy_top_k is None and not m.needs_all_backbones:
+        for k in r.config.top_k:
+            if k < len(ex.names):
+                out.extra[f"accuracy_top{k}"] = M.accuracy(fs.labels["test"],
+                                                           m.predict_proba(fs, ex, "test", top_k=k).argmax(1))
+                out.extra[f"gflops_per_image_top{k}"] = m.expected_gflops(fs, ex, "test", top_k=k)
+    return out
+
+
+# name -> (gate inputs, noisy top-k); "moe_thumbnail" also chooses its thumbnail size on validation
+TWO_STAGE: dict[str, tuple[str, int | None]] = {
+    "moe_static": ("static", None),
+    "moe_thumbnail_oof": ("thumbnail", None),
+    "moe_thumbnail_noisy": ("thumbnail", 2),
+    "moe_thumbnail": ("thumbnail", None),
+    "moe_feature": ("feature", None),
+    "moe_confidence": ("confidence", None),
+    "moe_thumbnail_conf": ("thumbnail+confidence", None),
+}
+
+
+def _two_stage(name: str) -> Callable[[SeedRun], MethodOutput]:
+    return lambda r: _two_stage_output(r, name)
+
+
+# -- label space ---------------------------------------------------------------------------------
+def _label_space(r: SeedRun) -> MethodOutput:
+    probs = {s: r.label_model.predict_proba(r.fs, s) for s in EVAL_SPLITS}
+    return MethodOutput(probs=probs, gflops_per_image=r.total_gflops())
+
+
+def _blend_label(r: SeedRun) -> MethodOutput:
+    """The book's visual fusion (``moe_thumbnail``) blended with the label-space heads."""
+    visual = _two_stage_output(r, "moe_thumbnail")
+    p_lab = {s: r.label_model.predict_proba(r.fs, s) for s in EVAL_SPLITS}
+    w = choose_blend_weight(visual.probs["val"], p_lab["val"], r.fs.labels["val"])
+    return MethodOutput(probs={s: blend(visual.probs[s], p_lab[s], w) for s in EVAL_SPLITS},
+                        gflops_per_image=visual.gflops_per_image, extra={"blend_weight": w})
+
+
+METHODS: dict[str, Callable[[SeedRun], MethodOutput]] = {
+    "best_single": _best_single,
+    "concat": _concat,
+    "prob_avg": _prob_avg,
+    "prob_avg_cal": _prob_avg_calibrated,
+    "stacking": _stacking("oof"),
+    "stacking_val": _stacking("val"),
+    "oracle": _oracle,
+    "moe_uniform": _moe("uniform"),
+    "moe_thumbnail_joint": _moe("thumbnail"),
+    "moe_feature_joint": _moe("feature"),
+    **{name: _two_stage(name) for name in TWO_STAGE},
+    "moe_thumbnail_label": _moe("thumbnail", label_experts=True),
+    "label_space": _label_space,
+    "blend_label": _blend_label,
+}
+LABEL_METHODS = ("moe_thumbnail_label", "label_space", "blend_label")
+
+
+def method_names(backbones: Sequence[str]) -> list[str]:
+    """Every valid method name for these backbones, in report order (``"all"`` expands to this)."""
+    return [f"{SINGLE_PREFIX}{b}" for b in backbones] + list(METHODS)
+
+
+def resolve_methods(spec: str | Sequence[str], backbones: Sequence[str]) -> list[str]:
+    """Method names from a list or comma-separated string; ``"all"`` expands, ``single_<b>`` is accepted."""
+    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    valid = method_names(backbones)
+    out: list[str] = []
+    for name in filter(None, names):
+        expanded = valid if name == "all" else [name.replace("single_", SINGLE_PREFIX, 1)
+                                                if name.startswith("single_") else name]
+        for m in expanded:
+            if m not in valid:
+                raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(valid)} (or 'all')")
+            if m not in out:
+                out.append(m)
+    if not out:
+        raise ValueError(f"no methods given; valid methods: {', '.join(valid)} (or 'all')")
+    return out
+
+
+def method_fn(name: str) -> Callable[[SeedRun], MethodOutput]:
+    """The function behind a resolved method name."""
+    return _single(name[len(SINGLE_PREFIX):]) if name.startswith(SINGLE_PREFIX) else METHODS[name]

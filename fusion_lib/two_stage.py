@@ -1,0 +1,332 @@
+"""Two-stage mixtures: experts trained on their own, then a gate trained on their out-of-fold outputs.
+
+Trained jointly with its experts, a gate learns which expert has *memorised* a train image, not which
+one is right on unseen images, and collapses onto one expert. Here the experts are the single-backbone
+probes, temperature-scaled on validation (so no expert wins the gate by over-confidence). The gate is
+fit on the experts' out-of-fold probabilities on the train split, by the mixture likelihood
+``-log sum_k g_k(x) p_k(y | x)``, early-stopped on validation. Its weights are then shrunk towards
+uniform over the experts that run, ``g = (1 - alpha) / K + alpha * gate``, with ``alpha`` chosen on
+validation: ``alpha = 0`` is plain (calibrated) averaging. Several thumbnail sizes may be tried; the
+one with the best validation likelihood is kept. Nothing is chosen on test data.
+
+Gate inputs (``TwoStageConfig.gate``): ``static`` (one weight per expert), ``thumbnail`` (the paper's
+mini-CNN), ``feature`` (an MLP on the backbone features), ``confidence`` (each expert's max probability
+and entropy: the output-fuser idea of FoE) and ``thumbnail+confidence``. ``noisy_top_k=k`` trains the
+gate sparse with noisy top-k gating and the importance and load losses of Shazeer et al. (2017).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import minimize_scalar
+from torch import Tensor, nn
+
+from fusion_lib.device import resolve_device
+from fusion_lib.feature_set import SPLITS, FeatureSet
+from fusion_lib.gates import FeatureGate, StaticGate, ThumbnailGate, count_macs, top_k_mask
+from fusion_lib.training import TrainConfig, fit_module, predict_in_batches, to_tensors
+
+GATE_INPUTS = ("static", "thumbnail", "feature", "confidence", "thumbnail+confidence")
+ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 11))
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class TwoStageConfig:
+    """A two-stage mixture recipe.
+
+    ``thumbnail_sizes``: sizes tried for a thumbnail gate (the best on validation is kept);
+    ``calibrate``: temperature-scale every expert on validation first; ``shrink``: choose ``alpha``
+    among ``alphas`` on validation (else ``alpha = 1``, the raw gate); ``noisy_top_k``: train sparse
+    with noisy top-k gating (and run top-k at inference); ``balance_weight``: weight of each of the
+    importance and load losses of noisy gating; ``confidence_hidden``: width of the confidence MLP.
+    """
+
+    gate: str = "thumbnail"
+    thumbnail_sizes: tuple[int, ...] = (32,)
+    calibrate: bool = True
+    shrink: bool = True
+    alphas: tuple[float, ...] = ALPHAS
+    noisy_top_k: int | None = None
+    balance_weight: float = 0.1
+    confidence_hidden: int = 32
+
+    def __post_init__(self) -> None:
+        if self.gate not in GATE_INPUTS:
+            raise ValueError(f"unknown two-stage gate {self.gate!r}; valid gates: {list(GATE_INPUTS)}")
+        if not self.thumbnail_sizes or any(s < 8 or s % 8 for s in self.thumbnail_sizes):
+            raise ValueError(f"thumbnail_sizes must be multiples of 8 (at least 8), got {self.thumbnail_sizes}")
+        if not self.alphas or any(not 0.0 <= a <= 1.0 for a in self.alphas):
+            raise ValueError(f"alphas must lie in [0, 1], got {self.alphas}")
+        if self.noisy_top_k is not None and self.noisy_top_k < 1:
+            raise ValueError(f"noisy_top_k must be >= 1 or None, got {self.noisy_top_k}")
+
+
+# ---------------------------------------------------------------- experts: calibrated log-probabilities
+def fit_temperature(log_probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T minimising the NLL of ``softmax(log_probs / T)`` (temperature scaling)."""
+    logp = torch.as_tensor(log_probs, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.long)
+
+    def nll(log_t: float) -> float:
+        return float(F.cross_entropy(logp / np.exp(log_t), y))
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
+
+
+@dataclass
+class ExpertOutputs:
+    """Per-split expert log-probabilities ``(n, K, C)``; the train split holds out-of-fold outputs."""
+
+    names: list[str]
+    log_probs: dict[str, np.ndarray]
+    temperatures: np.ndarray = field(default_factory=lambda: np.ones(0))
+
+    def probs(self, split: str) -> np.ndarray:
+        return np.exp(self.log_probs[split])
+
+
+def expert_outputs(fs: FeatureSet, probes: Mapping[str, Mapping[str, np.ndarray]],
+                   oof_train: Mapping[str, np.ndarray], calibrate: bool = True) -> ExpertOutputs:
+    """Stack the probes' val/test probabilities and out-of-fold train probabilities, temperature-scaled
+    on validation when ``calibrate``."""
+    names = list(probes)
+    missing = sorted(set(names) - set(oof_train))
+    if missing:
+        raise ValueError(f"out-of-fold train probabilities missing for {missing}")
+    raw = {"train": {b: oof_train[b] for b in names}, **{s: {b: probes[b][s] for b in names} for s in ("val", "test")}}
+    temps = np.array([fit_temperature(np.log(raw["val"][b] + _EPS), fs.labels["val"]) if calibrate else 1.0
+                      for b in names])
+    out = {}
+    for s in SPLITS:
+        logp = np.stack([np.log(raw[s][b] + _EPS) / t for b, t in zip(names, temps)], axis=1)
+        out[s] = (logp - np.logaddexp.reduce(logp, axis=2, keepdims=True)).astype(np.float32)
+    return ExpertOutputs(names, out, temps)
+
+
+def confidence_inputs(log_probs: np.ndarray) -> np.ndarray:
+    """Per expert: max probability and normalised entropy, ``(n, 2K)``."""
+    p = np.exp(log_probs)
+    entropy = -(p * log_probs).sum(axis=2) / np.log(p.shape[2])
+    return np.concatenate([p.max(axis=2), entropy], axis=1).astype(np.float32)
+
+
+# ---------------------------------------------------------------- the gate network
+class _ConfidenceNet(nn.Module):
+    def __init__(self, n_experts: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * n_experts, hidden), nn.ReLU(), nn.Linear(hidden, n_experts))
+
+    def forward(self, conf: Tensor) -> Tensor:
+        return self.net(conf)
+
+
+class _GateNet(nn.Module):
+    """Sum of the logits of the chosen input branches."""
+
+    def __init__(self, kind: str, n_experts: int, train_features: list[np.ndarray], thumbnail_size: int,
+                 confidence_hidden: int) -> None:
+        super().__init__()
+        parts = kind.split("+")
+        self.thumb = ThumbnailGate(n_experts, thumbnail_size) if "thumbnail" in parts else None
+        self.feat = FeatureGate(train_features, n_experts) if "feature" in parts else None
+        self.conf = _ConfidenceNet(n_experts, confidence_hidden) if "confidence" in parts else None
+        self.static = StaticGate(n_experts) if kind == "static" else None
+        self.thumbnail_size = thumbnail_size
+
+    def forward(self, thumbs: Tensor, conf: Tensor, feats: list[Tensor]) -> Tensor:
+        logits = 0
+        if self.thumb is not None:
+            logits = logits + self.thumb([], thumbs)
+        if self.feat is not None:
+            logits = logits + self.feat(feats, None)
+        if self.conf is not None:
+            logits = logits + self.conf(conf)
+        if self.static is not None:
+            logits = logits + self.static(feats, thumbs)
+        return logits
+
+    def flops(self) -> int:
+        total = 0
+        if self.thumb is not None:
+            total += count_macs(self.thumb, torch.zeros(1, 3, self.thumbnail_size, self.thumbnail_size))
+        if self.feat is not None:
+            total += self.feat.flops()
+        if self.conf is not None:
+            total += sum(m.in_features * m.out_features for m in self.conf.modules() if isinstance(m, nn.Linear))
+        return total
+
+
+class _Noisy(nn.Module):
+    """Noisy top-k gating: a clean gate and a noise-scale gate of the same kind (Shazeer et al., 2017)."""
+
+    def __init__(self, clean: _GateNet, noise: _GateNet) -> None:
+        super().__init__()
+        self.clean, self.noise = clean, noise
+
+    def forward(self, thumbs: Tensor, conf: Tensor, feats: list[Tensor]) -> tuple[Tensor, Tensor]:
+        return self.clean(thumbs, conf, feats), F.softplus(self.noise(thumbs, conf, feats)) + 1e-2
+
+
+def _cv_squared(x: Tensor) -> Tensor:
+    return x.var() / (x.mean() ** 2 + 1e-10) if len(x) > 1 else x.new_zeros(())
+
+
+def _load(clean: Tensor, noisy: Tensor, std: Tensor, k: int) -> Tensor:
+    """Smooth estimate of how many images each expert receives (Shazeer et al., appendix A)."""
+    top = noisy.topk(min(k + 1, noisy.shape[1]), dim=1).values
+    in_top = noisy >= top[:, k - 1:k]
+    threshold = torch.where(in_top, top[:, -1:], top[:, k - 1:k])
+    return torch.distributions.Normal(0.0, 1.0).cdf((clean - threshold) / std).sum(0)
+
+
+# ---------------------------------------------------------------- the estimator
+class TwoStageMoE:
+    """``fit(fs, experts, seed)``, then mixed probabilities, gate weights and compute per split."""
+
+    def __init__(self, config: TwoStageConfig | None = None, train: TrainConfig | None = None) -> None:
+        self.config = config or TwoStageConfig()
+        self.train = train or TrainConfig()
+        self.device = resolve_device(self.train.device)
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def _inputs(self, fs: FeatureSet, experts: ExpertOutputs, split: str, size: int) -> tuple[Tensor, ...]:
+        thumbs = torch.as_tensor(fs.thumbnails[split]) if "thumbnail" in self.config.gate else torch.zeros(
+            len(fs.labels[split]), 0)
+        if "thumbnail" in self.config.gate and thumbs.shape[-1] != size:
+            thumbs = F.interpolate(thumbs, size=size, mode="bilinear", antialias=True, align_corners=False)
+        conf = confidence_inputs(experts.log_probs[split])
+        feats = [fs.features[split][b] for b in experts.names] if self.config.gate == "feature" else []
+        y = fs.labels[split]
+        target = experts.log_probs[split][np.arange(len(y)), :, y]  # log p_k(y | x): (n, K)
+        return (thumbs.to(self.device), *to_tensors([conf, target, *feats], self.device))
+
+    @staticmethod
+    def _unpack(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+        return batch[0], batch[1], batch[2], list(batch[3:])
+
+    # -- training -------------------------------------------------------------------------------
+    def _loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        thumbs, conf, target, feats = self._unpack(batch)
+        k = self.config.noisy_top_k
+        if k is None:
+            log_w = torch.log_softmax(model(thumbs, conf, feats), dim=1)
+            return -torch.logsumexp(log_w + target, dim=1).mean()
+        clean, std = model(thumbs, conf, feats)
+        noisy = clean + torch.randn_like(clean) * std if model.training else clean
+        log_w = torch.log_softmax(noisy.masked_fill(~top_k_mask(noisy, k), float("-inf")), dim=1)
+        loss = -torch.logsumexp(log_w + target, dim=1).mean()
+        if model.training and self.config.balance_weight:
+            importance = log_w.exp().sum(0)
+            load = _load(clean, noisy, std, k)
+            loss = loss + self.config.balance_weight * (_cv_squared(importance) + _cv_squared(load))
+        return loss
+
+    def _build(self, fs: FeatureSet, experts: ExpertOutputs, size: int) -> nn.Module:
+        cfg, n = self.config, len(experts.names)
+        feats = [fs.features["train"][b] for b in experts.names]
+
+        def net() -> _GateNet:
+            return _GateNet(cfg.gate, n, feats, size, cfg.confidence_hidden)
+
+        return (net() if cfg.noisy_top_k is None else _Noisy(net(), net())).to(self.device)
+
+    def fit(self, fs: FeatureSet, experts: ExpertOutputs, seed: int = 0) -> "TwoStageMoE":
+        """Fit the gate on out-of-fold train outputs for each thumbnail size; keep the best on validation."""
+        k = self.config.noisy_top_k
+        if k is not None and k > len(experts.names):
+            raise ValueError(f"noisy_top_k={k} exceeds the number of experts ({len(experts.names)})")
+        sizes = self.config.thumbnail_sizes if "thumbnail" in self.config.gate else self.config.thumbnail_sizes[:1]
+        best = None
+        for size in sizes:
+            torch.manual_seed(seed)
+            model = self._build(fs, experts, size)
+            train = self._inputs(fs, experts, "train", size)
+            val = self._inputs(fs, experts, "val", size)
+            fit_module(model, self._loss, train, val, self.train, seed)
+            self.model_, self.size_ = model, size
+            alpha, nll = self._choose_alpha(fs, experts)
+            if best is None or nll < best[0] - 1e-9:
+                best = (nll, model, size, alpha)
+        self.val_nll_, self.model_, self.size_, self.alpha_ = best
+        self.names_ = list(experts.names)
+        return self
+
+    def _choose_alpha(self, fs: FeatureSet, experts: ExpertOutputs) -> tuple[float, float]:
+        alphas = self.config.alphas if self.config.shrink else (1.0,)
+        y = fs.labels["val"]
+        scores = []
+        for a in alphas:
+            p = self._mix(fs, experts, "val", self.config.noisy_top_k, a)
+            scores.append(float(-np.log(p[np.arange(len(y)), y] + _EPS).mean()))
+        i = int(np.argmin(scores))  # ties: the first, i.e. the smaller alpha (closer to averaging)
+        return float(alphas[i]), scores[i]
+
+    # -- inference ------------------------------------------------------------------------------
+    def _logits(self, fs: FeatureSet, experts: ExpertOutputs, split: str) -> Tensor:
+        inputs = self._inputs(fs, experts, split, self.size_)
+
+        def fn(batch: tuple[Tensor, ...]) -> Tensor:
+            thumbs, conf, _, feats = self._unpack(batch)
+            out = self.model_(thumbs, conf, feats)
+            return out[0] if isinstance(out, tuple) else out
+
+        return predict_in_batches(fn, inputs)
+
+    def _weights(self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None,
+                 alpha: float) -> np.ndarray:
+        logits = self._logits(fs, experts, split)
+        mask = top_k_mask(logits, top_k)
+        w = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=1)
+        uniform = mask.float() / mask.sum(1, keepdim=True)
+        return ((1 - alpha) * uniform + alpha * w).cpu().numpy()
+
+    def _mix(self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None, alpha: float) -> np.ndarray:
+        w = self._weights(fs, experts, split, top_k, alpha)
+        return np.einsum("nk,nkc->nc", w, experts.probs(split))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("this TwoStageMoE is not fitted yet; call fit(feature_set, experts, seed) first")
+
+    def default_top_k(self, top_k: int | None) -> int | None:
+        """Top-k at inference: the one asked for, else the one a noisy gate was trained with."""
+        return self.config.noisy_top_k if top_k is None else top_k
+
+    def predict_proba(self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None) -> np.ndarray:
+        """Mixed class probabilities ``(n, C)`` with the chosen ``alpha``."""
+        self._check_fitted()
+        return self._mix(fs, experts, split, self.default_top_k(top_k), self.alpha_)
+
+    def gate_weights(self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None) -> np.ndarray:
+        """Per-image mixture weights ``(n, K)`` after shrinkage."""
+        self._check_fitted()
+        return self._weights(fs, experts, split, self.default_top_k(top_k), self.alpha_)
+
+    # -- cost -----------------------------------------------------------------------------------
+    @property
+    def gate_flops(self) -> int:
+        """Multiply-adds per image of the gate at inference (the noise branch does not run)."""
+        self._check_fitted()
+        clean = self.model_.clean if isinstance(self.model_, _Noisy) else self.model_
+        return clean.flops()
+
+    @property
+    def needs_all_backbones(self) -> bool:
+        """A gate that reads features or expert outputs needs every backbone to run first."""
+        return self.config.gate in ("feature", "confidence", "thumbnail+confidence")
+
+    def expected_gflops(self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None) -> float:
+        """Mean backbone GFLOPs per image that must run, plus the gate's."""
+        self._check_fitted()
+        cost = np.array([fs.backbone_gflops[b] for b in self.names_])
+        top_k = self.default_top_k(top_k)
+        gate = self.gate_flops / 1e9
+        if top_k is None or self.needs_all_backbones:
+            return float(cost.sum() + gate)
+        runs = top_k_mask(self._logits(fs, experts, split), top_k).cpu().numpy()
+        return float((runs @ cost).mean() + gate)
