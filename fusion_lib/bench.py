@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -126,7 +127,7 @@ def precision_check(name: str, dataset: str, sizes: tuple[int, int], input_size:
     data = load_dataset(dataset, SplitSizes(train=train, val=10, test=test), seed=0)
     bb = load_backbone(name, input_size=input_size)
     ref = FeatureExtractor(bb, "cpu", precision="fp32")
-    fast = FeatureExtractor(bb, device, precision=low)
+    fast = FeatureExtractor(copy.deepcopy(bb), device, precision=low)  # its own copy: it may move to a GPU
     feats: dict[str, dict[str, np.ndarray]] = {}
     for label, ex in (("fp32", ref), (low, fast)):
         feats[label] = {s: ex.features(data, s, np.arange(len(data.indices[s]))) for s in ("train", "test")}
