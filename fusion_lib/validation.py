@@ -227,4 +227,4 @@ def profile(p: Any) -> None:
     input_size(p.input_size, p.backbones)
     device(p.device)
     for d in p.datasets:
-        split_sizes(d, p.split_sizes(d))
+        split_sizes(d, p.split_sizes(d), online=p.download or p.data_root is not None)
