@@ -16,8 +16,15 @@ from typing import Sequence
 from . import validation
 from .backbones import BackboneError, resolve_backbones
 from .data import SPLITS, DatasetError, DatasetSplits, SplitSizes, load_dataset
-from .features import (OFFLINE_INPUT_SIZE, PRECISIONS, FeatureExtractor, feature_cache, feature_spec,
-                       load_feature_set, resolve_precision)
+from .features import (
+    OFFLINE_INPUT_SIZE,
+    PRECISIONS,
+    FeatureExtractor,
+    feature_cache,
+    feature_spec,
+    load_feature_set,
+    resolve_precision,
+)
 
 
 def _parser() -> argparse.ArgumentParser:

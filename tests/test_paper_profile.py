@@ -4,11 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paper_fixtures import N_CLASSES, build_paper_datasets, standin_weights
 
 from fusion_lib.data import data_root, load_dataset
 from fusion_lib.profiles import PAPER_BACKBONES, PAPER_DATASETS, get_profile
-
-from paper_fixtures import N_CLASSES, build_paper_datasets, standin_weights
 
 # the smallest stratified subsets: at least one image per class in every split
 TINY = {"cifar10": (20, 10, 10), "cifar100": (100, 100, 100), "stl10": (20, 10, 10), "oxford_pets": (37, 37, 37)}
