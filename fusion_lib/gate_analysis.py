@@ -1,11 +1,18 @@
-"""What a trained gate does: mean weight per class, each expert's favourite images, top-k trade-offs."""
+"""What a trained gate does, and whether any gate can win: mean weight per class, each expert's
+favourite images, top-k trade-offs, how predictable "expert k is right" is, and the share of the
+averaging-to-oracle gap a gate closes."""
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from fusion_lib.feature_set import FeatureSet
+    from fusion_lib.training import TrainConfig
+    from fusion_lib.two_stage import ExpertOutputs
 
 _TOPK = re.compile(r"^(accuracy|gflops_per_image)_top(\d+)$")
 
@@ -69,3 +76,67 @@ def gate_usage(weights: np.ndarray) -> dict[str, float]:
     mean_w = w.mean(0)
     nz = mean_w[mean_w > 0]
     return {"mean_max_weight": float(w.max(1).mean()), "effective_experts": float(np.exp(-(nz * np.log(nz)).sum()))}
+
+
+def routing_auc(fs: "FeatureSet", experts: "ExpertOutputs", seed: int = 0, train: "TrainConfig | None" = None,
+                thumbnail_size: int | None = None) -> pd.DataFrame:
+    """Can any gate win? How well the thumbnail alone, and the backbone features, predict "expert k is
+    right" on validation images.
+
+    Targets: on the train split, whether each expert's out-of-fold prediction is right; on validation,
+    whether its prediction is. Two multi-label models are fit on train and early-stopped on validation
+    binary cross-entropy: the thumbnail gate's mini-CNN and the feature gate's MLP, each with one
+    logit per expert. Returns the validation ROC AUC per expert and input (0.5: no signal), and the
+    expert's validation error rate (an AUC is undefined for an expert that is never wrong).
+    """
+    import torch
+    import torch.nn.functional as F
+    from sklearn.metrics import roc_auc_score
+
+    from fusion_lib.gates import FeatureGate, ThumbnailGate
+    from fusion_lib.training import TrainConfig, fit_module, predict_in_batches, to_tensors
+
+    train = train or TrainConfig()
+    right = {s: (experts.log_probs[s].argmax(2) == fs.labels[s][:, None]).astype(np.float32) for s in ("train", "val")}
+    size = thumbnail_size or fs.thumbnails["train"].shape[-1]
+
+    def thumbs(split: str) -> torch.Tensor:
+        t = torch.as_tensor(fs.thumbnails[split])
+        return F.interpolate(t, size=size, mode="bilinear", antialias=True) if t.shape[-1] != size else t
+
+    models = {
+        "thumbnail": (ThumbnailGate(len(experts.names), size), lambda s: [thumbs(s)],
+                      lambda m, x: m([], x[0])),
+        "features": (FeatureGate([fs.features["train"][b] for b in experts.names], len(experts.names)),
+                     lambda s: list(to_tensors([fs.features[s][b] for b in experts.names], torch.device("cpu"))),
+                     lambda m, x: m(list(x), None)),
+    }
+    rows = []
+    for name, (model, inputs, forward) in models.items():
+        torch.manual_seed(seed)
+        tr = (*inputs("train"), torch.as_tensor(right["train"]))
+        va = (*inputs("val"), torch.as_tensor(right["val"]))
+        fit_module(model, lambda m, b: F.binary_cross_entropy_with_logits(forward(m, b[:-1]), b[-1]), tr, va,
+                   train, seed)
+        scores = predict_in_batches(lambda b: forward(model, b), tuple(inputs("val"))).numpy()
+        for k, expert in enumerate(experts.names):
+            y = right["val"][:, k]
+            auc = roc_auc_score(y, scores[:, k]) if 0 < y.sum() < len(y) else float("nan")
+            rows.append({"expert": expert, "input": name, "auc": float(auc), "val_error": float(1 - y.mean())})
+    return pd.DataFrame(rows)
+
+
+def gap_closed(accuracy: pd.DataFrame, methods: Sequence[str], average: str = "prob_avg",
+               oracle: str = "oracle") -> pd.DataFrame:
+    """The fraction of the gap between averaging and the oracle that each method closes, per seed.
+
+    ``accuracy`` has columns ``method, seed, value`` (test accuracy); 0 is averaging, 1 the oracle,
+    negative values fall below averaging.
+    """
+    wide = accuracy.pivot_table(index="seed", columns="method", values="value")
+    missing = sorted({average, oracle, *methods} - set(wide.columns))
+    if missing:
+        raise ValueError(f"gap_closed needs the accuracy of {missing}; run those methods too")
+    gap = wide[oracle] - wide[average]
+    out = pd.DataFrame({m: (wide[m] - wide[average]) / gap.where(gap > 0) for m in methods})
+    return out.reset_index().melt(id_vars="seed", var_name="method", value_name="gap_closed")

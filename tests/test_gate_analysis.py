@@ -48,3 +48,37 @@ def test_gate_usage_detects_collapse_and_spread():
     assert spread["effective_experts"] == pytest.approx(4.0) and spread["mean_max_weight"] == 0.25
     hard_but_balanced = gate_usage(np.eye(4))  # each image one expert, every expert used
     assert hard_but_balanced["mean_max_weight"] == 1.0 and hard_but_balanced["effective_experts"] == pytest.approx(4.0)
+
+
+def test_routing_auc_sees_the_planted_signal_and_its_absence():
+    from fusion_lib import baselines
+    from fusion_lib.gate_analysis import routing_auc
+    from fusion_lib.training import TrainConfig
+    from fusion_lib.two_stage import expert_outputs
+    from test_experiment import planted
+
+    fs, _ = planted(sizes=(480, 240, 120))
+    train = TrainConfig(epochs=20, lr=0.01, batch_size=128)
+    probes = baselines.fit_single_probes(fs, 0, train)
+    ex = expert_outputs(fs, probes, baselines.oof_train_probs(fs, 0, train, n_folds=3))
+    auc = routing_auc(fs, ex, 0, train).set_index(["input", "expert"])["auc"]
+    assert (auc.loc["thumbnail"] > 0.75).all()  # brightness says which backbone sees the class
+    rng = np.random.default_rng(0)
+    for s in fs.thumbnails:  # shuffled thumbnails carry no routing signal
+        fs.thumbnails[s] = fs.thumbnails[s][rng.permutation(len(fs.thumbnails[s]))]
+    shuffled = routing_auc(fs, ex, 0, train).set_index(["input", "expert"])["auc"]
+    assert (shuffled.loc["thumbnail"] < 0.65).all()
+
+
+def test_gap_closed_scales_averaging_to_zero_and_oracle_to_one():
+    import pandas as pd
+
+    from fusion_lib.gate_analysis import gap_closed
+
+    acc = pd.DataFrame({"method": ["prob_avg", "oracle", "gate", "bad"] * 2, "seed": [0] * 4 + [1] * 4,
+                        "value": [0.8, 0.9, 0.85, 0.75, 0.7, 0.9, 0.9, 0.7]})
+    g = gap_closed(acc, ["gate", "bad"]).set_index(["seed", "method"])["gap_closed"]
+    assert g[(0, "gate")] == pytest.approx(0.5) and g[(1, "gate")] == pytest.approx(1.0)
+    assert g[(0, "bad")] == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="run those methods"):
+        gap_closed(acc, ["missing"])
