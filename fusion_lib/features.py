@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from contextlib import nullcontext
 from functools import partial
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -71,16 +71,16 @@ CPU_BF16_AUTO = False
 
 
 class _Decoded(Dataset):
-    """Rows of a split as uint8 (3, H, W) tensors: the decoding part of the pipeline, run in loader workers."""
+    """A split's images as uint8 (3, H, W) tensors: the decoding part of the pipeline, run in loader workers."""
 
-    def __init__(self, data: DatasetSplits, split: str, rows: np.ndarray):
-        self.data, self.split, self.rows = data, split, rows
+    def __init__(self, data: DatasetSplits, split: str):
+        self.data, self.split = data, split
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.data.indices[self.split])
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return self.data.tensor(self.split, int(self.rows[i]))
+        return self.data.tensor(self.split, int(i))
 
 
 def _stack_uint8(images: list[torch.Tensor], size: int) -> torch.Tensor:
@@ -130,52 +130,70 @@ class FeatureExtractor:
         with torch.inference_mode(), ctx:
             return self.model(batch).float().cpu()
 
-    def loader(self, data: DatasetSplits, split: str, rows: np.ndarray) -> DataLoader:
-        """uint8 batches of the given rows, decoded in workers (pinned memory on CUDA)."""
-        cuda = self.device.type == "cuda"
-        return DataLoader(_Decoded(data, split, rows), batch_size=self.batch_size, num_workers=self.num_workers,
-                          collate_fn=partial(_stack_uint8, size=self.backbone.input_size), pin_memory=cuda,
-                          persistent_workers=False)
+    def loader(self, data: DatasetSplits, split: str, rows: np.ndarray | list[np.ndarray]) -> DataLoader:
+        """uint8 batches of the given rows (or of each group of rows, no batch spanning two groups), decoded in
+        workers (pinned memory on CUDA). One loader serves a whole split, so workers start once."""
+        groups = [rows] if isinstance(rows, np.ndarray) else rows
+        batches = [g[i:i + self.batch_size].tolist() for g in groups for i in range(0, len(g), self.batch_size)]
+        return DataLoader(_Decoded(data, split), batch_sampler=batches, num_workers=self.num_workers,
+                          collate_fn=partial(_stack_uint8, size=self.backbone.input_size),
+                          pin_memory=self.device.type == "cuda")
+
+    def chunk_features(self, data: DatasetSplits, split: str,
+                       todo: Sequence[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+        """(chunk index, features) for each (index, rows) in ``todo``, in order, from one loader."""
+        ends = np.cumsum([-(-len(rows) // self.batch_size) for _, rows in todo])  # batches up to each chunk's end
+        k, parts = 0, []
+        for b, images in enumerate(self.loader(data, split, [rows for _, rows in todo])):
+            parts.append(self.forward(self.prepare(images)).numpy())
+            if b + 1 == ends[k]:
+                yield todo[k][0], np.concatenate(parts)
+                k, parts = k + 1, []
 
     def features(self, data: DatasetSplits, split: str, rows: np.ndarray) -> np.ndarray:
         """Features of some rows of a split (no cache)."""
-        return np.concatenate([self.forward(self.prepare(b)).numpy() for b in self.loader(data, split, rows)])
+        return next(self.chunk_features(data, split, [(0, rows)]))[1]
 
     def run(self, data: DatasetSplits, split: str, chunks: ChunkStore | None = None,
             progress: bool = True) -> np.ndarray:
         """Features for every image of ``split``; with ``chunks``, finished chunks are kept and reused."""
-        from tqdm.auto import tqdm
-
         n = len(data.indices[split])
         out = np.empty((n, self.backbone.feature_dim), dtype=np.float32)
-        bar = tqdm(total=n, desc=f"{self.backbone.name} {data.name}/{split}", unit="img", disable=not progress,
-                   leave=False)
+        todo = []
         for c, rows in enumerate(chunk_rows(n)):
             cached = chunks.get(c, len(rows)) if chunks is not None else None
             if cached is None:
-                cached = self.features(data, split, rows)
-                if chunks is not None:
-                    chunks.put(c, cached)
-            out[rows] = cached
-            bar.update(len(rows))
-        bar.close()
+                todo.append((c, rows))
+            else:
+                out[rows] = cached
+        rows_of = dict(todo)
+        for c, feats in self._compute(data, split, todo, f"{self.backbone.name} {data.name}/{split}", progress):
+            if chunks is not None:
+                chunks.put(c, feats)
+            out[rows_of[c]] = feats
         return out
-
 
     def fill_chunks(self, data: DatasetSplits, split: str, chunks: ChunkStore, rank: int = 0, world: int = 1,
                     progress: bool = True) -> int:
         """Compute the missing chunks of ``split`` that belong to ``rank`` (chunk c is rank c % world's) into
         ``chunks``; returns how many it computed."""
+        todo = [(c, rows) for c, rows in enumerate(chunk_rows(len(data.indices[split])))
+                if c % world == rank and chunks.get(c, len(rows)) is None]
+        for c, feats in self._compute(data, split, todo, f"{self.backbone.name} {data.name}/{split} rank {rank}",
+                                      progress):
+            chunks.put(c, feats)
+        return len(todo)
+
+    def _compute(self, data: DatasetSplits, split: str, todo: list[tuple[int, np.ndarray]], desc: str,
+                 progress: bool) -> Iterator[tuple[int, np.ndarray]]:
+        """chunk_features with a progress bar in images."""
         from tqdm.auto import tqdm
 
-        mine = [(c, rows) for c, rows in enumerate(chunk_rows(len(data.indices[split]))) if c % world == rank]
-        done = 0
-        for c, rows in tqdm(mine, desc=f"{self.backbone.name} {data.name}/{split} rank {rank}", unit="chunk",
-                            disable=not progress, leave=False):
-            if chunks.get(c, len(rows)) is None:
-                chunks.put(c, self.features(data, split, rows))
-                done += 1
-        return done
+        with tqdm(total=sum(len(r) for _, r in todo), desc=desc, unit="img", disable=not progress or not todo,
+                  leave=False) as bar:
+            for c, feats in (self.chunk_features(data, split, todo) if todo else ()):
+                bar.update(len(feats))
+                yield c, feats
 
 
 def chunk_rows(n: int) -> list[np.ndarray]:
