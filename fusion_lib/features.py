@@ -2,21 +2,21 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from contextlib import nullcontext
 from functools import partial
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from . import validation
 from .array_cache import ArrayCache, ChunkStore
 from .assets import cache_root
-from . import validation
 from .backbones import Backbone, default_input_size, load_backbone, weights_identity
-from .device import resolve_device
 from .data import SPLITS, DatasetSplits, SplitSizes, load_dataset
+from .device import resolve_device
 from .feature_set import FeatureSet
 
 # Chosen by measurement on the 2-core CPU (see `python -m fusion_lib.bench features` and the book's

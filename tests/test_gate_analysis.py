@@ -51,11 +51,12 @@ def test_gate_usage_detects_collapse_and_spread():
 
 
 def test_routing_auc_sees_the_planted_signal_and_its_absence():
+    from test_experiment import planted
+
     from fusion_lib import baselines
     from fusion_lib.gate_analysis import routing_auc
     from fusion_lib.training import TrainConfig
     from fusion_lib.two_stage import expert_outputs
-    from test_experiment import planted
 
     fs, _ = planted(sizes=(480, 240, 120))
     train = TrainConfig(epochs=20, lr=0.01, batch_size=128)

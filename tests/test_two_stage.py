@@ -1,12 +1,17 @@
 """Two-stage mixtures: calibration, out-of-fold gate training, shrinkage, noisy top-k, confidence inputs."""
 import numpy as np
 import pytest
+from test_experiment import planted
 
 from fusion_lib import baselines
 from fusion_lib.training import TrainConfig
-from fusion_lib.two_stage import (TwoStageConfig, TwoStageMoE, confidence_inputs, expert_outputs,
-                                  fit_temperature)
-from test_experiment import planted
+from fusion_lib.two_stage import (
+    TwoStageConfig,
+    TwoStageMoE,
+    confidence_inputs,
+    expert_outputs,
+    fit_temperature,
+)
 
 TRAIN = TrainConfig(epochs=20, lr=0.01, batch_size=128)
 
