@@ -27,11 +27,20 @@ from fusion_lib.experts import EXPERT_KINDS
 from fusion_lib.feature_set import FeatureSet
 from fusion_lib.features import OFFLINE_INPUT_SIZE
 from fusion_lib.label_embedding import OFFLINE_WORD_VECTORS, class_vectors, load_vectors
-from fusion_lib.methods import (EVAL_SPLITS, LABEL_METHODS, METHODS, MethodOutput, SeedRun, method_fn,
-                                method_names, resolve_methods)
+from fusion_lib.methods import (
+    EVAL_SPLITS,
+    LABEL_METHODS,
+    METHODS,
+    MethodOutput,
+    SeedRun,
+    method_fn,
+    method_names,
+    resolve_methods,
+)
 from fusion_lib.moe import MoEConfig
 from fusion_lib.stats import Difference, bootstrap_mean_ci, paired_difference
 from fusion_lib.training import TrainConfig, deterministic, num_threads
+from fusion_lib.two_stage import ExpertOutputs
 
 __all__ = ["METHODS", "ExperimentConfig", "ExperimentResult", "method_names", "resolve_methods", "run_experiment",
            "summarize", "summary_table"]
@@ -130,12 +139,14 @@ class ExperimentResult:
     """What ``run_experiment`` returns: tidy metrics plus every method's outputs, for paired comparisons.
 
     ``metrics`` has columns ``dataset, method, seed, metric, value``; ``outputs[(method, seed)]`` holds
-    the method's validation and test outputs; ``labels[seed]`` the labels of that seed's split.
+    the method's validation and test outputs; ``labels[seed]`` the labels of that seed's split;
+    ``experts[seed]`` the calibrated expert outputs the two-stage gates were fit on (where one ran).
     """
 
     metrics: pd.DataFrame
     outputs: dict[tuple[str, int], MethodOutput]
     labels: dict[int, dict[str, np.ndarray]]
+    experts: dict[int, ExpertOutputs] = field(default_factory=dict)
 
     @property
     def methods(self) -> list[str]:
@@ -210,13 +221,14 @@ def run_experiment(config: ExperimentConfig, feature_set: FeatureSet | None = No
     if any(m in LABEL_METHODS for m in methods):
         vectors = word_vectors if word_vectors is not None else load_vectors(config.word_vectors)
         class_vecs = class_vectors(pool.class_names, vectors, config.aliases)
-    rows, outputs, labels = [], {}, {}
+    rows, outputs, labels, experts = [], {}, {}, {}
     with deterministic(), num_threads(config.threads):
         steps = tqdm([(s, m) for s in config.seeds for m in methods], desc=f"{pool.dataset} methods",
                      disable=not progress)
         run = None
         for seed, method in steps:
             if run is None or run.seed != seed:
+                _keep_experts(run, experts)
                 fs = pool.draw(seed)
                 run = SeedRun(fs, seed, config, class_vecs)
                 labels[seed] = {s: fs.labels[s] for s in EVAL_SPLITS}
@@ -224,10 +236,17 @@ def run_experiment(config: ExperimentConfig, feature_set: FeatureSet | None = No
             out = outputs[(method, seed)] = method_fn(method)(run)
             for metric, value in _metrics(out, run.fs).items():
                 rows.append((pool.dataset, method, seed, metric, float(value)))
+        _keep_experts(run, experts)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     if config.out_dir:
         save_results(df, config)
-    return ExperimentResult(df, outputs, labels)
+    return ExperimentResult(df, outputs, labels, experts)
+
+
+def _keep_experts(run: SeedRun | None, experts: dict[int, ExpertOutputs]) -> None:
+    # only what a seed computed anyway: SeedRun.experts is a cached property
+    if run is not None and "experts" in vars(run):
+        experts[run.seed] = run.experts
 
 
 def save_results(df: pd.DataFrame, config: ExperimentConfig) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from itertools import combinations
-from typing import Callable, Hashable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Hashable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -20,11 +20,14 @@ import pandas as pd
 from fusion_lib import metrics as M
 from fusion_lib.baselines import prob_average
 from fusion_lib.feature_set import FeatureSet
+from fusion_lib.methods import SINGLE_PREFIX
+
+if TYPE_CHECKING:
+    from fusion_lib.experiment import ExperimentResult
 
 Probs = Mapping[str, np.ndarray]
 K = TypeVar("K", bound=Hashable)
 POINT_COLUMNS = ["label", "family", "k", "gflops", "accuracy"]
-SINGLE_PREFIX = "single:"  # the runner's method name for one backbone's probe (fusion_lib.methods)
 _TOP_K = re.compile(r"^accuracy_top(\d+)$")
 FAMILY_STYLE = {  # marker per family; families not listed get "o"
     "single backbone": "s", "subset average": "^", "gated mixture": "o", "other fusion": "D"}
@@ -94,6 +97,24 @@ def subset_points(best: pd.DataFrame, names: Mapping[str, str] | None = None) ->
         rows.append({"label": label, "family": "subset average", "k": int(size),
                      "gflops": float(group["gflops"].mean()), "accuracy": float(group["accuracy"].mean())})
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
+
+
+def experiment_points(result: "ExperimentResult", pool: FeatureSet,
+                      names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Every frontier point of one dataset's ``run_experiment`` result: the runner's methods
+    (``runner_points``, with 95% CIs) and the best subset average of each size, chosen on each seed's
+    validation split. ``pool`` is the FeatureSet the result was run on; the single-backbone methods
+    (``single:<b>``) must be among the result's methods."""
+    missing = [b for b in pool.backbones if f"{SINGLE_PREFIX}{b}" not in result.methods]
+    if missing:
+        raise ValueError(f"subset averages need the single-backbone methods of {missing}; add them to the run")
+    tables = []
+    for seed in result.seeds:
+        probes = {b: result.outputs[(f"{SINGLE_PREFIX}{b}", seed)].probs for b in pool.backbones}
+        tables.append(subset_table(probes, pool.draw(seed)).assign(seed=seed))
+    subsets = subset_points(best_subsets(pd.concat(tables, ignore_index=True)), names)
+    runner = runner_points(result.metrics, len(pool.backbones), result.accuracy_ci, names)
+    return pd.concat([runner, subsets], ignore_index=True)
 
 
 def runner_points(metrics: pd.DataFrame, n_backbones: int,

@@ -38,6 +38,7 @@ class MethodOutput:
     preds: dict[str, np.ndarray] | None = None
     gflops_per_image: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    gate_weights: np.ndarray | None = None  # a gated mixture's per-image weights on the test split
 
     def predictions(self, split: str) -> np.ndarray:
         """Predicted class per image of ``split``."""
@@ -151,7 +152,8 @@ def _moe_output(r: SeedRun, moe: MoE) -> MethodOutput:
                        extra={"gate_params": float(moe.gate_params), "gate_mflops": moe.gate_flops / 1e6,
                               "epochs_run": float(len(moe.history_.train_loss))})
     if moe.config.gate != "uniform":
-        usage = gate_usage(moe.gate_weights(fs, "test"))
+        out.gate_weights = moe.gate_weights(fs, "test")
+        usage = gate_usage(out.gate_weights)
         out.extra.update(gate_max_weight=usage["mean_max_weight"], gate_effective_experts=usage["effective_experts"])
     if gflops(fs, fs.backbones) is None:
         return out
@@ -188,8 +190,9 @@ def recipe(name: str, thumbnail_size: int, n_experts: int) -> TwoStageConfig:
 def _two_stage_output(r: SeedRun, name: str) -> MethodOutput:
     fs, ex = r.fs, r.experts
     m = r.two_stage(recipe(name, r.config.thumbnail_size, len(ex.names)))
-    usage = gate_usage(m.gate_weights(fs, ex, "test"))
-    out = MethodOutput(probs={s: m.predict_proba(fs, ex, s) for s in EVAL_SPLITS},
+    weights = m.gate_weights(fs, ex, "test")
+    usage = gate_usage(weights)
+    out = MethodOutput(probs={s: m.predict_proba(fs, ex, s) for s in EVAL_SPLITS}, gate_weights=weights,
                        extra={"alpha": m.alpha_, "gate_mflops": m.gate_flops / 1e6,
                               "gate_max_weight": usage["mean_max_weight"],
                               "gate_effective_experts": usage["effective_experts"],
