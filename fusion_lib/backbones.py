@@ -292,7 +292,8 @@ def load_backbone(name: str, input_size: int | None = None, weights: str | os.Pa
         features, dim = _SqueezeFeatures(net), 512
     else:
         net, source, meta = _build_timm(name, weights)
-        features, dim = _TimmFeatures(net), net.num_features
+        # pre-logit width: VGG's head adds a 4096-d MLP after its 512 conv channels (num_features)
+        features, dim = _TimmFeatures(net), getattr(net, "head_hidden_size", None) or net.num_features
     for module in (net, features):
         module.eval()
         for p in module.parameters():
