@@ -183,7 +183,8 @@ def test_end_to_end_on_real_cached_digits_features():
     from fusion_lib.gates import ThumbnailGate
 
     fs = load_feature_set("digits", "offline", SplitSizes(300, 100, 200), seed=0, progress=False)
-    df = run_experiment(ExperimentConfig(dataset="digits", seeds=[0]), feature_set=fs, progress=False).metrics
+    df = run_experiment(ExperimentConfig(dataset="digits", train=300, val=100, test=200, seeds=[0]), feature_set=fs,
+                        progress=False).metrics
     assert list(df.columns) == E.RESULT_COLUMNS
     acc = df[df["metric"] == "accuracy"].set_index("method")["value"]
     assert list(acc.index) == resolve_methods("all", fs.backbones)
