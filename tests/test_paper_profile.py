@@ -54,7 +54,7 @@ def test_missing_paper_dataset_says_how_to_get_it(tmp_path):
         load_dataset("cifar10", SplitSizes(20, 10, 10), root=tmp_path)
 
 
-@pytest.mark.slow
+@pytest.mark.paper
 def test_five_notebooks_run_with_the_paper_profile_offline(paper_root, tmp_path, monkeypatch):
     from fusion_lib.assets import cache_root
     from fusion_lib.book import run_notebooks
