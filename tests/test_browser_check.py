@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fusion_lib import browser_check as bc
+from fusion_lib.book import browser_check as bc
 
 try:
     BROWSER = bc.find_browser()

@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from fusion_lib.array_cache import ArrayCache, cache_key
+from fusion_lib.data.cache import ArrayCache, cache_key
 
 # A build that takes long enough for a second process to arrive while the first is still at it.
 BUILDER = textwrap.dedent("""
     import os, sys, time
     import numpy as np
-    from fusion_lib.array_cache import ArrayCache
+    from fusion_lib.data.cache import ArrayCache
 
     root, log = sys.argv[1], sys.argv[2]
 
@@ -58,8 +58,9 @@ def test_two_processes_building_one_entry_build_it_once(tmp_path):
 EXTRACTOR = textwrap.dedent("""
     import json, sys, time
     import numpy as np
-    from fusion_lib import array_cache, features
-    from fusion_lib.data import SplitSizes, load_dataset
+    from fusion_lib.data import cache as array_cache
+    from fusion_lib.data import extraction as features
+    from fusion_lib.data.datasets import SplitSizes, load_dataset
 
     cache, log, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
     features.CHUNK_ROWS = 16

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fusion_lib.data import DatasetError, SplitSizes, from_arrays, load_dataset
+from fusion_lib.data.datasets import DatasetError, SplitSizes, from_arrays, load_dataset
 
 SMALL = SplitSizes(train=40, val=20, test=30)
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fusion_lib import data as D
-from fusion_lib.data import BadImagesError, SkippedImagesWarning, SplitSizes, load_dataset
-from fusion_lib.features import extract_features
+from fusion_lib.data import datasets as D
+from fusion_lib.data.datasets import BadImagesError, SkippedImagesWarning, SplitSizes, load_dataset
+from fusion_lib.data.extraction import extract_features
 
 SIZES = SplitSizes(6, 2, 4)
 

@@ -7,10 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from fusion_lib import experiment as E
-from fusion_lib.experiment import ExperimentConfig, resolve_methods, run_experiment, summarize
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.training import TrainConfig, fit_module
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.training import TrainConfig, fit_module
+from fusion_lib.studies import cli
+from fusion_lib.studies import runner as E
+from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.methods import METHODS, SeedRun, resolve_methods
+from fusion_lib.studies.runner import run_experiment, summarize
 
 C, D, T = 3, 8, 8
 NAMES = ["cat", "dog", "fish"]
@@ -45,7 +48,7 @@ def planted_run():
 
 def test_all_expands_to_every_registered_method():
     names = resolve_methods("all", ["a", "b"])
-    assert names == ["single:a", "single:b"] + list(E.METHODS)
+    assert names == ["single:a", "single:b"] + list(METHODS)
     assert {"best_single", "concat", "prob_avg", "prob_avg_cal", "stacking", "stacking_val", "oracle", "moe_uniform",
             "moe_static", "moe_feature", "moe_feature_joint", "moe_thumbnail", "moe_thumbnail_joint",
             "moe_thumbnail_oof", "moe_thumbnail_noisy", "moe_confidence", "moe_thumbnail_conf",
@@ -148,7 +151,7 @@ def test_cli_runs_and_prints_a_table(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(E, "load_features", fake_load)
     out = tmp_path / "cli"
-    code = E.main(["run", "--dataset", "planted", "--methods", "moe_thumbnail,moe_thumbnail_joint", "--seeds", "2",
+    code = cli.main(["run", "--dataset", "planted", "--methods", "moe_thumbnail,moe_thumbnail_joint", "--seeds", "2",
                    "--epochs", "5", "--thumbnail-size", "8", "--train", "240", "--compare", "prob_avg",
                    "--out", str(out)])
     assert code == 0
@@ -165,7 +168,7 @@ def test_cli_runs_and_prints_a_table(tmp_path, monkeypatch, capsys):
 
 def test_moe_options_reach_every_mixture_and_are_validated():
     fs, _ = planted()
-    run = E.SeedRun(fs, 0, small_config(moe={"regularizer": "entropy", "reg_weight": -0.1}), None)
+    run = SeedRun(fs, 0, small_config(moe={"regularizer": "entropy", "reg_weight": -0.1}), None)
     assert run.moe("static").config.regularizer == "entropy" and run.moe("static").config.reg_weight == -0.1
     with pytest.raises(ValueError, match="unknown moe options.*valid options"):
         small_config(moe={"gates": "thumbnail"})
@@ -178,9 +181,9 @@ def test_mismatched_tensor_lengths_are_an_error():
 
 
 def test_end_to_end_on_real_cached_digits_features():
-    from fusion_lib.data import SplitSizes
-    from fusion_lib.features import load_feature_set
-    from fusion_lib.gates import ThumbnailGate
+    from fusion_lib.data.datasets import SplitSizes
+    from fusion_lib.data.extraction import load_feature_set
+    from fusion_lib.fusion.gates import ThumbnailGate
 
     fs = load_feature_set("digits", "offline", SplitSizes(300, 100, 200), seed=0, progress=False)
     df = run_experiment(ExperimentConfig(dataset="digits", train=300, val=100, test=200, seeds=[0]), feature_set=fs,

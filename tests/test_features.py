@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from fusion_lib import features
-from fusion_lib.array_cache import CorruptCacheWarning
-from fusion_lib.data import SplitSizes, load_dataset
+from fusion_lib.data import extraction as features
+from fusion_lib.data.cache import CorruptCacheWarning
+from fusion_lib.data.datasets import SplitSizes, load_dataset
 
 SIZE = 64
 
@@ -86,7 +86,7 @@ def test_load_feature_set(tmp_path):
 def test_bad_device_and_loader_settings():
     with pytest.raises(ValueError, match="device"):
         features.resolve_device("tpu")
-    from fusion_lib.backbones import load_backbone
+    from fusion_lib.data.backbones import load_backbone
     with pytest.raises(ValueError, match="batch_size"):
         features.FeatureExtractor(load_backbone("squeezenet1_1", input_size=SIZE), batch_size=0)
 
@@ -103,7 +103,7 @@ def test_backbone_loaded_once_for_all_splits_and_not_at_all_when_cached(digits, 
 
 
 def test_batched_preprocessing_matches_one_image_at_a_time():
-    from fusion_lib.backbones import IMAGENET_MEAN, IMAGENET_STD
+    from fusion_lib.data.backbones import IMAGENET_MEAN, IMAGENET_STD
 
     gen = torch.Generator().manual_seed(0)
     same = torch.randint(0, 256, (5, 3, 28, 28), dtype=torch.uint8, generator=gen)
@@ -119,7 +119,7 @@ def test_batched_preprocessing_matches_one_image_at_a_time():
 
 
 def test_channels_last_forward_keeps_the_features(digits):
-    from fusion_lib.backbones import load_backbone
+    from fusion_lib.data.backbones import load_backbone
 
     bb = load_backbone("squeezenet1_1", input_size=SIZE)
     ex = features.FeatureExtractor(bb, device="cpu", precision="fp32")

@@ -7,8 +7,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from fusion_lib.feature_set import FeatureSet  # noqa: E402
-from fusion_lib.frontier import (  # noqa: E402
+from fusion_lib.data.feature_set import FeatureSet  # noqa: E402
+from fusion_lib.studies.frontier import (  # noqa: E402
     best_subset_average,
     best_subsets,
     choose_on_validation,

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion_lib.gate_analysis import favourite_images, gate_by_class, topk_curve
+from fusion_lib.studies.gate_analysis import favourite_images, gate_by_class, topk_curve
 
 
 def test_gate_by_class_means_per_class():
@@ -40,7 +40,7 @@ def test_topk_curve_from_results():
 
 
 def test_gate_usage_detects_collapse_and_spread():
-    from fusion_lib.gate_analysis import gate_usage
+    from fusion_lib.studies.gate_analysis import gate_usage
 
     collapsed = gate_usage(np.tile([1.0, 0.0, 0.0, 0.0], (5, 1)))
     assert collapsed == {"mean_max_weight": 1.0, "effective_experts": 1.0}
@@ -53,10 +53,10 @@ def test_gate_usage_detects_collapse_and_spread():
 def test_routing_auc_sees_the_planted_signal_and_its_absence():
     from test_experiment import planted
 
-    from fusion_lib import baselines
-    from fusion_lib.gate_analysis import routing_auc
-    from fusion_lib.training import TrainConfig
-    from fusion_lib.two_stage import expert_outputs
+    from fusion_lib.fusion import baselines
+    from fusion_lib.fusion.training import TrainConfig
+    from fusion_lib.fusion.two_stage import expert_outputs
+    from fusion_lib.studies.gate_analysis import routing_auc
 
     fs, _ = planted(sizes=(480, 240, 120))
     train = TrainConfig(epochs=20, lr=0.01, batch_size=128)
@@ -74,7 +74,7 @@ def test_routing_auc_sees_the_planted_signal_and_its_absence():
 def test_gap_closed_scales_averaging_to_zero_and_oracle_to_one():
     import pandas as pd
 
-    from fusion_lib.gate_analysis import gap_closed
+    from fusion_lib.studies.gate_analysis import gap_closed
 
     acc = pd.DataFrame({"method": ["prob_avg", "oracle", "gate", "bad"] * 2, "seed": [0] * 4 + [1] * 4,
                         "value": [0.8, 0.9, 0.85, 0.75, 0.7, 0.9, 0.9, 0.7]})

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.gates import GATES, ThumbnailGate, count_macs, gate_weights, make_gate
-from fusion_lib.moe import MoE, MoEConfig
-from fusion_lib.training import TrainConfig
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.gates import GATES, ThumbnailGate, count_macs, gate_weights, make_gate
+from fusion_lib.fusion.moe import MoE, MoEConfig
+from fusion_lib.fusion.training import TrainConfig
 
 C, D, T = 4, 16, 16
 COST = {"a": 1.0, "b": 2.0}

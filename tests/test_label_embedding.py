@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from fusion_lib import assets
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.label_embedding import (
+from fusion_lib.data import assets
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.label_space import (
     ClassMoments,
     LabelSpaceModel,
     blend,
@@ -17,7 +17,7 @@ from fusion_lib.label_embedding import (
     tokenize,
     zero_shot_scores,
 )
-from fusion_lib.training import TrainConfig
+from fusion_lib.fusion.training import TrainConfig
 
 WORDS = ["apple", "boat", "cloud", "drum", "eagle", "flute", "grape", "horse"]
 DIM, LATENT, D = 20, 4, 16
@@ -182,8 +182,8 @@ def test_blend_weight_is_chosen_on_validation():
 
 @pytest.mark.skipif(not assets.is_fetched("glove-6b-50d"), reason="GloVe asset not fetched")
 def test_offline_glove_covers_the_fashion_mnist_and_digit_names():
-    from fusion_lib.data import DIGIT_CLASSES, FASHION_CLASSES
-    from fusion_lib.label_embedding import load_vectors
+    from fusion_lib.data.datasets import DIGIT_CLASSES, FASHION_CLASSES
+    from fusion_lib.fusion.label_space import load_vectors
 
     glove = load_vectors()
     assert class_vectors(FASHION_CLASSES, glove).shape == (10, 50)

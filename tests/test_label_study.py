@@ -5,11 +5,11 @@ import pytest
 from gensim.models import KeyedVectors
 from sklearn.decomposition import PCA
 
-from fusion_lib.experiment import ExperimentConfig
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.label_embedding import LabelSpaceModel, choose_blend_weight, class_vectors
-from fusion_lib.label_study import (
-    BLEND_GRID,
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.label_space import LabelSpaceModel, choose_blend_weight, class_vectors
+from fusion_lib.fusion.training import BLEND_GRID, TrainConfig
+from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.label_study import (
     C3_COMPARISONS,
     ZERO_SHOT_MEASURES,
     aliases_for,
@@ -26,7 +26,6 @@ from fusion_lib.label_study import (
     run_zero_shot,
     spread_labels,
 )
-from fusion_lib.training import TrainConfig
 
 WORDS = ["apple", "boat", "cloud", "drum", "eagle", "flute"]
 DIM, D = 12, 10

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import sklearn.metrics as skm
 
-from fusion_lib import metrics as M
+from fusion_lib.studies import metrics as M
 
 Y = np.array([0, 0, 1, 1, 2, 2])
 A = np.array([0, 1, 1, 1, 2, 0])  # right on 0, 2, 3, 4

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import nbformat
 
-from fusion_lib import book
+from fusion_lib.book import build as book
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from paper_fixtures import N_CLASSES, build_paper_datasets, standin_weights
 
-from fusion_lib.data import data_root, load_dataset
-from fusion_lib.profiles import PAPER_BACKBONES, PAPER_DATASETS, get_profile
+from fusion_lib.book.profiles import PAPER_BACKBONES, PAPER_DATASETS, get_profile
+from fusion_lib.data.datasets import data_root, load_dataset
 
 # the smallest stratified subsets: at least one image per class in every split
 TINY = {"cifar10": (20, 10, 10), "cifar100": (100, 100, 100), "stl10": (20, 10, 10), "oxford_pets": (37, 37, 37)}
@@ -36,7 +36,7 @@ def test_paper_profile_downloads_and_takes_a_data_root():
 def test_every_paper_dataset_loads_from_its_torchvision_folder(paper_root, monkeypatch, name):
     monkeypatch.setenv("FUSION_DATA_ROOT", str(paper_root))
     train, val, test = TINY[name]
-    from fusion_lib.data import SplitSizes
+    from fusion_lib.data.datasets import SplitSizes
 
     # download=True as the paper profile asks: the files are present, so nothing is fetched
     d = load_dataset(name, SplitSizes(train, val, test), download=True)
@@ -48,7 +48,7 @@ def test_every_paper_dataset_loads_from_its_torchvision_folder(paper_root, monke
 
 
 def test_missing_paper_dataset_says_how_to_get_it(tmp_path):
-    from fusion_lib.data import DatasetError, SplitSizes
+    from fusion_lib.data.datasets import DatasetError, SplitSizes
 
     with pytest.raises(DatasetError, match="download=True"):
         load_dataset("cifar10", SplitSizes(20, 10, 10), root=tmp_path)
@@ -56,8 +56,8 @@ def test_missing_paper_dataset_says_how_to_get_it(tmp_path):
 
 @pytest.mark.paper
 def test_five_notebooks_run_with_the_paper_profile_offline(paper_root, tmp_path, monkeypatch):
-    from fusion_lib.assets import cache_root
-    from fusion_lib.book import run_notebooks
+    from fusion_lib.book.build import run_notebooks
+    from fusion_lib.data.assets import cache_root
 
     # a fresh cache that still holds the offline assets (weights of the offline backbones, GloVe)
     cache = tmp_path / "cache"

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from fusion_lib.backbones import short_name
-from fusion_lib.report import interval, percent, points, table
+from fusion_lib.book.report import interval, percent, points, table
+from fusion_lib.data.backbones import short_name
 
 
 def test_short_name_shortens_backbones_inside_labels():
@@ -35,8 +35,8 @@ def test_table_rounds_labels_and_shortens():
 
 
 def test_class_grid_shows_every_class_of_every_dataset():
-    from fusion_lib.data import SplitSizes, load_dataset
-    from fusion_lib.report import class_grid
+    from fusion_lib.book.report import class_grid
+    from fusion_lib.data.datasets import SplitSizes, load_dataset
 
     digits = load_dataset("digits", SplitSizes(30, 10, 10), seed=0)
     fig = class_grid({"digits": digits, "again": digits}, size=8)

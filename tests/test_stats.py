@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fusion_lib.stats import bootstrap_mean_ci, paired_difference
+from fusion_lib.studies.stats import bootstrap_mean_ci, paired_difference
 
 
 def test_identical_methods_have_zero_difference():
@@ -53,7 +53,7 @@ def test_unpaired_input_is_rejected():
 
 
 def _pool(fixed_test: bool):
-    from fusion_lib.feature_set import FeatureSet
+    from fusion_lib.data.feature_set import FeatureSet
 
     rng = np.random.default_rng(0)
     sizes = {"train": 40, "val": 20, "test": 30}

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from test_experiment import planted
 
-from fusion_lib import baselines
-from fusion_lib.training import TrainConfig
-from fusion_lib.two_stage import (
+from fusion_lib.fusion import baselines
+from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.fusion.two_stage import (
     TwoStageConfig,
     TwoStageMoE,
     confidence_inputs,

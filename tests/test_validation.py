@@ -9,12 +9,13 @@ import sys
 
 import pytest
 
-from fusion_lib import backbones, features
-from fusion_lib import experiment as E
-from fusion_lib.data import SplitSizes
-from fusion_lib.experiment import ExperimentConfig
-from fusion_lib.features import load_feature_set
-from fusion_lib.profiles import get_profile
+from fusion_lib.book.profiles import get_profile
+from fusion_lib.data import backbones
+from fusion_lib.data import extraction as features
+from fusion_lib.data.datasets import SplitSizes
+from fusion_lib.data.extraction import load_feature_set
+from fusion_lib.studies import cli as E
+from fusion_lib.studies.config import ExperimentConfig
 
 
 def cli(*args):

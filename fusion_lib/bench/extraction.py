@@ -1,11 +1,11 @@
-"""Benchmarks that print ratios measured in one run: `python -m fusion_lib.bench features|precision|fusion|gpu`."""
+"""Feature-extraction benchmarks (`python -m fusion_lib.bench features|precision`): throughput of the
+extraction pipeline against raw forward passes, and low-precision speed and probe accuracy."""
 from __future__ import annotations
 
 import argparse
 import copy
 import os
 import statistics
-import sys
 import tempfile
 import time
 from typing import Callable
@@ -43,10 +43,10 @@ def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
 
 
 def bench_features(argv: list[str]) -> int:
-    from .backbones import load_backbone, resolve_backbones
-    from .data import SplitSizes, load_dataset
-    from .device import resolve_device
-    from .features import (
+    from fusion_lib.data.backbones import load_backbone, resolve_backbones
+    from fusion_lib.data.datasets import SplitSizes, load_dataset
+    from fusion_lib.data.device import resolve_device
+    from fusion_lib.data.extraction import (
         OFFLINE_INPUT_SIZE,
         FeatureExtractor,
         default_workers,
@@ -119,9 +119,9 @@ def precision_check(name: str, dataset: str, sizes: tuple[int, int], input_size:
                     low: str, repeats: int = REPEATS) -> dict:
     """fp32 against a lower precision (``low``: "bf16" or "fp16") for one backbone on real images: raw
     forward speed of both, max abs feature difference, and linear-probe test accuracy of both (%)."""
-    from .backbones import load_backbone
-    from .data import SplitSizes, load_dataset
-    from .features import FeatureExtractor
+    from fusion_lib.data.backbones import load_backbone
+    from fusion_lib.data.datasets import SplitSizes, load_dataset
+    from fusion_lib.data.extraction import FeatureExtractor
 
     train, test = sizes
     data = load_dataset(dataset, SplitSizes(train=train, val=10, test=test), seed=0)
@@ -144,7 +144,7 @@ def precision_check(name: str, dataset: str, sizes: tuple[int, int], input_size:
 
 
 def bench_precision(argv: list[str]) -> int:
-    from .features import OFFLINE_INPUT_SIZE, cpu_bf16_supported
+    from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE, cpu_bf16_supported
 
     p = argparse.ArgumentParser(prog="python -m fusion_lib.bench precision",
                                 description="bf16 autocast on the CPU against fp32: speed, feature difference and "
@@ -155,7 +155,7 @@ def bench_precision(argv: list[str]) -> int:
     p.add_argument("--test", type=int, default=1000)
     p.add_argument("--input-size", type=int, default=OFFLINE_INPUT_SIZE)
     args = p.parse_args(argv)
-    from .backbones import resolve_backbones
+    from fusion_lib.data.backbones import resolve_backbones
 
     print(f"CPU bf16 support (AVX-512 BF16 or AMX): {cpu_bf16_supported()}; {torch.get_num_threads()} threads; "
           f"{args.dataset}, {args.train} train / {args.test} test images, {args.input_size}px, channels_last")
@@ -165,28 +165,3 @@ def bench_precision(argv: list[str]) -> int:
               f"({r['speed-up']:.2f}x)  max abs diff {r['max abs diff']:.3f}  probe acc fp32 {r['fp32 acc']:.2f}% "
               f"bf16 {r['bf16 acc']:.2f}% ({r['acc diff']:+.2f} points)", flush=True)
     return 0
-
-
-COMMANDS = ("features", "precision", "fusion", "gpu")
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS:
-        print(f"usage: python -m fusion_lib.bench {{{','.join(COMMANDS)}}} [--help]", file=sys.stderr)
-        return 2
-    if argv[0] == "features":
-        return bench_features(argv[1:])
-    if argv[0] == "precision":
-        return bench_precision(argv[1:])
-    if argv[0] == "gpu":
-        from .gpu_check import main as gpu_main
-
-        return gpu_main(argv[1:])
-    from .bench_fusion import main as fusion_main
-
-    return fusion_main(argv[1:])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,13 +13,13 @@ from typing import Sequence
 
 import torch
 
-from fusion_lib.training import TrainConfig, num_threads
+from fusion_lib.fusion.training import TrainConfig, num_threads
 
 TARGET_SECONDS = 120.0
 
 
 def _parser() -> argparse.ArgumentParser:
-    from fusion_lib.experiment import ExperimentConfig
+    from fusion_lib.studies.config import ExperimentConfig
 
     d = ExperimentConfig()
     p = argparse.ArgumentParser(prog="python -m fusion_lib.bench fusion",
@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _throughput(fs, epochs: int, threads: int | None) -> dict[str, float]:
-    from fusion_lib import baselines
-    from fusion_lib.moe import MoE, MoEConfig
+    from fusion_lib.fusion import baselines
+    from fusion_lib.fusion.moe import MoE, MoEConfig
 
     # patience = epochs: every epoch runs, so samples/s is comparable across models
     fixed = TrainConfig(epochs=epochs, patience=epochs, threads=threads)
@@ -49,7 +49,8 @@ def _throughput(fs, epochs: int, threads: int | None) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print throughput (samples/s) and the wall time of every method over the seeds."""
-    from fusion_lib.experiment import ExperimentConfig, load_features, run_experiment, summary_table
+    from fusion_lib.studies.config import ExperimentConfig
+    from fusion_lib.studies.runner import load_features, run_experiment, summary_table
 
     a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     config = ExperimentConfig(dataset=a.dataset, backbones=a.backbones, methods=a.methods, seeds=list(range(a.seeds)),

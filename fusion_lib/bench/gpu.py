@@ -20,9 +20,9 @@ def main(argv: list[str]) -> int:
         print("gpu-check: no CUDA device is present (torch.cuda.is_available() is False); nothing was checked. "
               "Run it on a machine with an NVIDIA GPU and a CUDA build of torch.")
         return 1
-    from .backbones import imagenet_predictions, load_backbone
-    from .bench import precision_check
-    from .features import OFFLINE_INPUT_SIZE
+    from fusion_lib.bench.extraction import precision_check
+    from fusion_lib.data.backbones import imagenet_predictions, load_backbone
+    from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE
 
     start = time.perf_counter()
     lines = [f"gpu-check on {torch.cuda.get_device_name(0)} (torch {torch.__version__}, CUDA {torch.version.cuda})"]
@@ -57,10 +57,10 @@ def main(argv: list[str]) -> int:
 
 
 def _pipeline_ratio(name: str) -> float:
-    from .backbones import load_backbone
-    from .bench import median_rates
-    from .data import SplitSizes, load_dataset
-    from .features import OFFLINE_INPUT_SIZE, FeatureExtractor
+    from fusion_lib.bench.extraction import median_rates
+    from fusion_lib.data.backbones import load_backbone
+    from fusion_lib.data.datasets import SplitSizes, load_dataset
+    from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE, FeatureExtractor
 
     data = load_dataset("fashion_mnist", SplitSizes(100, 10, 1024))
     rows = np.arange(1024)
@@ -75,10 +75,10 @@ def _pipeline_ratio(name: str) -> float:
 def _moe_on_cuda() -> tuple[float, float]:
     import tempfile
 
-    from .data import SplitSizes
-    from .features import load_feature_set
-    from .moe import MoE, MoEConfig
-    from .training import TrainConfig
+    from fusion_lib.data.datasets import SplitSizes
+    from fusion_lib.data.extraction import load_feature_set
+    from fusion_lib.fusion.moe import MoE, MoEConfig
+    from fusion_lib.fusion.training import TrainConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         fs = load_feature_set("digits", ["squeezenet1_1", "tf_efficientnet_lite0"], SplitSizes(1000, 297, 500),

@@ -1,4 +1,4 @@
-"""Check the built book in a real browser: ``python -m fusion_lib.browser_check [_build/html]``.
+"""Check the built book in a real browser: ``python -m fusion_lib.book.browser_check [_build/html]``.
 
 Every page under the HTML folder is loaded in headless Chromium (the system binary, driven by
 Playwright) with the network cut off, and must show: no console errors, every image loaded, no raw
@@ -151,7 +151,7 @@ def search_hits(context, html: Path, word: str) -> int:  # noqa: ANN001 (a playw
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m fusion_lib.browser_check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m fusion_lib.book.browser_check", description=__doc__.split("\n")[0])
     parser.add_argument("html", nargs="?", type=Path, default=Path("_build") / "html", help="built book")
     parser.add_argument("--word", default="mixture", help="a word the search page must find")
     args = parser.parse_args(argv)

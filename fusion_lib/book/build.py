@@ -39,9 +39,9 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
-from .profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from fusion_lib.book.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 
-log = logging.getLogger("fusion_lib.book")
+log = logging.getLogger("fusion_lib.book.build")
 
 KERNEL = "python3"
 BOOK_FILES = ("_config.yml", "_toc.yml")
@@ -262,7 +262,7 @@ def timings_markdown(record: dict[str, Any]) -> str:
 
 
 def profiles_markdown() -> str:
-    """A markdown table of every profile's settings, generated from ``fusion_lib.profiles``."""
+    """A markdown table of every profile's settings, generated from ``fusion_lib.book.profiles``."""
     cols = {name: p.describe() for name, p in PROFILES.items()}
     settings = list(next(iter(cols.values())))
     lines = ["| setting | " + " | ".join(f"`{n}`" for n in cols) + " |",
@@ -272,8 +272,13 @@ def profiles_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+# the subpackages in the order of their layers, each depending only on those before it
+LAYERS = ("fusion_lib.data", "fusion_lib.fusion", "fusion_lib.studies", "fusion_lib.book", "fusion_lib.bench")
+
+
 def public_modules() -> list[str]:
-    """Every public module of fusion_lib (none of whose name parts starts with ``_``), sorted."""
+    """Every public package and module of fusion_lib (none of whose name parts starts with ``_``),
+    sorted, so that each subpackage comes just before its modules."""
     import pkgutil
 
     import fusion_lib
@@ -283,11 +288,23 @@ def public_modules() -> list[str]:
 
 
 def api_markdown(modules: Sequence[str]) -> str:
-    """The API chapter's body: a summary table, then each module's docstrings (sphinx autodoc)."""
-    table = "\n".join(f"   {m}" for m in modules)
-    parts = [f"```{{eval-rst}}\n.. autosummary::\n\n{table}\n```\n"]
-    for m in modules:
-        parts.append(f"## `{m}`\n\n```{{eval-rst}}\n.. automodule:: {m}\n   :members:\n```\n")
+    """The API chapter's body: one section per layer (subpackage) with its summary table, then each of
+    its modules' docstrings (sphinx autodoc). A package's own page shows its docstring only: the
+    names it re-exports are documented once, in their modules."""
+    import importlib
+
+    layers = sorted((m for m in modules if m.count(".") == 1),
+                    key=lambda m: LAYERS.index(m) if m in LAYERS else len(LAYERS))
+    parts = []
+    for layer in layers:
+        members = [m for m in modules if m.startswith(layer + ".")]
+        table = "\n".join(f"   {m}" for m in members)
+        parts.append(f"## `{layer}`\n\n```{{eval-rst}}\n.. automodule:: {layer}\n\n.. autosummary::\n\n"
+                     f"{table}\n```\n")
+        for m in members:
+            is_package = hasattr(importlib.import_module(m), "__path__")
+            options = "" if is_package else "   :members:\n"
+            parts.append(f"### `{m}`\n\n```{{eval-rst}}\n.. automodule:: {m}\n{options}```\n")
     return "\n".join(parts)
 
 
@@ -305,7 +322,7 @@ def stage_sources(root: Path, staging: Path) -> None:
 
 def stage_mathjax(staging: Path) -> Path:
     """Copy the fetched MathJax (``tex-chtml.js`` and its fonts) into the book's static files."""
-    from .assets import MARKER, fetch
+    from fusion_lib.data.assets import MARKER, fetch
 
     target = staging / MATHJAX_STATIC
     shutil.rmtree(target, ignore_errors=True)
@@ -455,6 +472,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("%-32s %8.1f s  %s", r.notebook, r.seconds, r.error or "ok")
     return 1 if any(r.error for r in runs) else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

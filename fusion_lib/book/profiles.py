@@ -20,14 +20,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from . import validation as V
-from .backbones import OFFLINE_BACKBONES
-from .data import DATA_ROOT_ENV, OFFLINE_DATASETS, ONLINE_DATASETS, SplitSizes
-from .feature_set import FeatureSet
-from .features import OFFLINE_INPUT_SIZE, load_feature_set
+from fusion_lib.data import validation as V
+from fusion_lib.data.backbones import OFFLINE_BACKBONES
+from fusion_lib.data.datasets import DATA_ROOT_ENV, OFFLINE_DATASETS, ONLINE_DATASETS, SplitSizes
+from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE, load_feature_set
+from fusion_lib.data.feature_set import FeatureSet
 
 if TYPE_CHECKING:
-    from .experiment import ExperimentConfig
+    from fusion_lib.studies.config import ExperimentConfig
 
 DEFAULT_PROFILE = "book"
 # The pool of images whose features are extracted is drawn once, with this seed; each of a profile's
@@ -80,7 +80,7 @@ class Profile:
     def experiment_config(self, dataset: str, **settings: Any) -> "ExperimentConfig":
         """The ``ExperimentConfig`` of one of the profile's datasets; ``settings`` replace any field
         (e.g. ``methods="prob_avg,moe_thumbnail"``)."""
-        from .experiment import ExperimentConfig
+        from fusion_lib.studies.config import ExperimentConfig
 
         sizes = self.split_sizes(dataset)
         base = dict(dataset=dataset, train=sizes.train, val=sizes.val, test=sizes.test, backbones=list(self.backbones),
@@ -151,7 +151,7 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     comma-separated string ("offline" expands to the offline set), ``sizes`` a ``SplitSizes`` or a
     (train, val, test) triple applied to every dataset, ``dataset_sizes`` a {dataset: sizes} dict,
     ``seeds`` a count n (seeds 0..n-1) or a list. Anything unknown or invalid raises ValueError
-    (the rules are ``fusion_lib.validation``'s, shared with the command line and ``ExperimentConfig``).
+    (the rules are ``fusion_lib.data.validation``'s, shared with the command line and ``ExperimentConfig``).
     """
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
@@ -174,7 +174,7 @@ def get_profile(name: str, **overrides: Any) -> Profile:
 
 def _names(value: Any, what: str) -> list[str]:
     if isinstance(value, str):
-        names = [s.strip() for s in value.split(",") if s.strip()]
+        names = V.split_names(value)
     elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
         names = list(value)
     else:

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .backbones import short_name
+from fusion_lib.data.backbones import short_name
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .data import DatasetSplits
+    from fusion_lib.data.datasets import DatasetSplits
 
 
 def percent(fraction: float, digits: int = 1) -> str:
@@ -64,7 +64,7 @@ def class_grid(datasets: Mapping[str, DatasetSplits], size: int) -> Figure:
     image as stored, and below it the ``size`` x ``size`` thumbnail the thumbnail gate sees."""
     import matplotlib.pyplot as plt
 
-    from .data import thumbnail
+    from fusion_lib.data.datasets import thumbnail
 
     width = max(len(d.class_names) for d in datasets.values())
     fig, axes = plt.subplots(2 * len(datasets), width, figsize=(1.25 * width, 2.9 * len(datasets)),

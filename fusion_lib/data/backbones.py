@@ -11,42 +11,50 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .assets import AssetError, asset_file
+from fusion_lib.data.assets import AssetError, asset_file
+from fusion_lib.data.validation import split_names
 
-OFFLINE_BACKBONES: tuple[str, ...] = (
-    "tf_efficientnet_lite0",
-    "tf_efficientnet_lite1",
-    "tf_efficientnet_lite2",
-    "squeezenet1_1",
-)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Published ImageNet top-1 (%) of these weights: timm's results table for the EfficientNet-Lite ports,
-# the SqueezeNet paper's repository for the Caffe model 1.1.
-PUBLISHED_TOP1: dict[str, float] = {
-    "tf_efficientnet_lite0": 74.83,
-    "tf_efficientnet_lite1": 76.64,
-    "tf_efficientnet_lite2": 77.46,
-    "squeezenet1_1": 58.18,
-}
 
-# Display names for plots and tables; any other backbone keeps its timm name.
-SHORT_NAMES: dict[str, str] = {
-    "tf_efficientnet_lite0": "lite0",
-    "tf_efficientnet_lite1": "lite1",
-    "tf_efficientnet_lite2": "lite2",
-    "squeezenet1_1": "squeezenet",
-}
-_SHORT_PATTERN = re.compile("|".join(sorted(map(re.escape, SHORT_NAMES), key=len, reverse=True)))
+@dataclass(frozen=True)
+class BackboneCfg:
+    """Everything known about one offline backbone before it is built, in the style of timm's
+    ``pretrained_cfg``: its display name, the asset and file holding its weights, their published
+    ImageNet top-1, which library builds it and, for torchvision models (timm models carry their
+    own in their ``pretrained_cfg``), how its images are prepared."""
+
+    name: str
+    short_name: str  # for plots and tables
+    asset: str  # the offline asset with the weights (``fusion_lib.data.assets``)
+    weights_file: str  # the weights file in that asset
+    imagenet_top1: float  # published ImageNet top-1 (%) of these weights
+    library: str = "timm"  # "timm" or "torchvision"
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+
+
+# Published top-1: timm's results table for the EfficientNet-Lite ports, the SqueezeNet paper's
+# repository for the Caffe model 1.1.
+BACKBONE_CFGS: dict[str, BackboneCfg] = {cfg.name: cfg for cfg in (
+    BackboneCfg("tf_efficientnet_lite0", "lite0", "efficientnet_lite0", "efficientnet-lite0-57934424.pth", 74.83),
+    BackboneCfg("tf_efficientnet_lite1", "lite1", "efficientnet_lite1", "efficientnet-lite1-77cc7160.pth", 76.64),
+    BackboneCfg("tf_efficientnet_lite2", "lite2", "efficientnet_lite2", "efficientnet-lite2-9656183e.pth", 77.46),
+    BackboneCfg("squeezenet1_1", "squeezenet", "squeezenet1_1", "squeezenet1_1.pt", 58.18, library="torchvision"),
+)}
+OFFLINE_BACKBONES: tuple[str, ...] = tuple(BACKBONE_CFGS)
+_SHORT_PATTERN = re.compile("|".join(sorted(map(re.escape, BACKBONE_CFGS), key=len, reverse=True)))
 
 
 def short_name(label: str) -> str:
     """A backbone's display name (``"tf_efficientnet_lite0"`` -> ``"lite0"``). In a method or expert
     label the backbone part is shortened and the rest kept (``"single:squeezenet1_1"`` ->
     ``"single:squeezenet"``); labels without a known backbone come back unchanged."""
-    return _SHORT_PATTERN.sub(lambda m: SHORT_NAMES[m.group(0)], label)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+    return _SHORT_PATTERN.sub(lambda m: BACKBONE_CFGS[m.group(0)].short_name, label)
 
 
 class BackboneError(ValueError):
@@ -135,12 +143,8 @@ class _SqueezeFeatures(nn.Module):
 
 def resolve_backbones(spec: str | Sequence[str]) -> list[str]:
     """Expand a backbone spec: "offline", a comma-separated string, or a list of names."""
-    if isinstance(spec, str):
-        names = [s.strip() for s in spec.split(",") if s.strip()]
-    else:
-        names = list(spec)
     out: list[str] = []
-    for n in names:
+    for n in split_names(spec):
         out.extend(OFFLINE_BACKBONES if n == "offline" else [n])
     if not out:
         raise BackboneError("no backbones given; use 'offline' or names such as " + ", ".join(OFFLINE_BACKBONES))
@@ -196,15 +200,15 @@ def _build_timm(name: str, weights: str | os.PathLike | None) -> tuple[nn.Module
     import timm
 
     override = _weights_override(name, weights)
-    if name.startswith("tf_efficientnet_lite") and name[-1] in "012" and override is None and weights != "hub":
+    cfg = BACKBONE_CFGS.get(name)
+    if cfg is not None and override is None and weights != "hub":
         model = timm.create_model(name, pretrained=False)
-        variant = name[-1]
         try:
-            path = asset_file(f"efficientnet_lite{variant}", _lite_file(variant))
+            path = asset_file(cfg.asset, cfg.weights_file)
         except AssetError as exc:
             raise BackboneError(
                 f"no offline weights for {name!r}: {exc}\nFix: run `python -m fusion_lib assets fetch "
-                f"efficientnet_lite{variant}`, pass weights='hub' when online, or weights=PATH."
+                f"{cfg.asset}`, pass weights='hub' when online, or weights=PATH."
             ) from None
         model.load_state_dict(_map_in_order(_load_state(path), model, name))
         source = f"registry: {path.name}"
@@ -226,20 +230,15 @@ def _build_timm(name: str, weights: str | os.PathLike | None) -> tuple[nn.Module
                 f"state dict (or set FUSION_WEIGHTS_{name.upper()}); offline backbones: {', '.join(OFFLINE_BACKBONES)}"
             ) from None
         source = "timm hub"
-    cfg = model.pretrained_cfg
+    pre = model.pretrained_cfg
     meta = {
-        "mean": tuple(cfg.get("mean", IMAGENET_MEAN)),
-        "std": tuple(cfg.get("std", IMAGENET_STD)),
-        "input_size": int(cfg.get("input_size", (3, 224, 224))[-1]),
-        "interpolation": cfg.get("interpolation", "bilinear"),
-        "crop_pct": float(cfg.get("crop_pct", 0.875)),
+        "mean": tuple(pre.get("mean", IMAGENET_MEAN)),
+        "std": tuple(pre.get("std", IMAGENET_STD)),
+        "input_size": int(pre.get("input_size", (3, 224, 224))[-1]),
+        "interpolation": pre.get("interpolation", "bilinear"),
+        "crop_pct": float(pre.get("crop_pct", 0.875)),
     }
     return model, source, meta
-
-
-def _lite_file(variant: str) -> str:
-    return {"0": "efficientnet-lite0-57934424.pth", "1": "efficientnet-lite1-77cc7160.pth",
-            "2": "efficientnet-lite2-9656183e.pth"}[variant]
 
 
 def _build_squeezenet(weights: str | os.PathLike | None) -> tuple[nn.Module, str]:
@@ -256,11 +255,12 @@ def _build_squeezenet(weights: str | os.PathLike | None) -> tuple[nn.Module, str
     if override is not None:
         model.load_state_dict(_load_state(override))
         return model, f"file: {override}"
+    cfg = BACKBONE_CFGS["squeezenet1_1"]
     try:
-        path = asset_file("squeezenet1_1", "squeezenet1_1.pt")
+        path = asset_file(cfg.asset, cfg.weights_file)
     except AssetError as exc:
         raise BackboneError(f"no offline weights for 'squeezenet1_1': {exc}\nFix: run "
-                            f"`python -m fusion_lib assets fetch squeezenet1_1`, or pass weights='hub' online.") from None
+                            f"`python -m fusion_lib assets fetch {cfg.asset}`, or pass weights='hub' online.") from None
     model.load_state_dict(_load_state(path))
     return model, f"registry: {path.name}"
 
@@ -285,10 +285,11 @@ def load_backbone(name: str, input_size: int | None = None, weights: str | os.Pa
     (default: the model's own); GFLOPs are counted at that size.
     """
     _check_name(name)
-    if name == "squeezenet1_1":
+    cfg = BACKBONE_CFGS.get(name)
+    if cfg is not None and cfg.library == "torchvision":
         net, source = _build_squeezenet(weights)
-        meta = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "input_size": 224,
-                "interpolation": "bilinear", "crop_pct": 0.875}
+        meta = {"mean": cfg.mean, "std": cfg.std, "input_size": cfg.input_size,
+                "interpolation": cfg.interpolation, "crop_pct": cfg.crop_pct}
         features, dim = _SqueezeFeatures(net), 512
     else:
         net, source, meta = _build_timm(name, weights)
@@ -305,7 +306,7 @@ def load_backbone(name: str, input_size: int | None = None, weights: str | os.Pa
         name=name, model=features, imagenet_model=net, feature_dim=int(dim), input_size=size,
         mean=meta["mean"], std=meta["std"], interpolation=meta["interpolation"], crop_pct=meta["crop_pct"],
         weights=source, n_params=sum(p.numel() for p in net.parameters()),
-        imagenet_top1=PUBLISHED_TOP1.get(name) if source.startswith("registry") else None,
+        imagenet_top1=cfg.imagenet_top1 if cfg is not None and source.startswith("registry") else None,
         native_input_size=int(meta["input_size"]),
     )
     backbone.gflops = count_gflops(features, size)
@@ -317,7 +318,7 @@ def imagenet_predictions(backbone: Backbone, device: str = "cpu") -> tuple[list[
     the classifier on ``device``."""
     from PIL import Image
 
-    from .assets import imagenet_samples
+    from fusion_lib.data.assets import imagenet_samples
 
     # the classifier's weights do not depend on the feature input size; only the transform does
     tf = backbone.eval_transform(backbone.native_input_size)
@@ -354,8 +355,9 @@ def backbone_table(names: str | Sequence[str] = "offline", input_size: int | Non
 def default_input_size(name: str) -> int:
     """The backbone's native input size, without building it."""
     _check_name(name)
-    if name == "squeezenet1_1":
-        return 224
+    cfg = BACKBONE_CFGS.get(name)
+    if cfg is not None and cfg.library == "torchvision":
+        return cfg.input_size
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(name)
@@ -364,16 +366,15 @@ def default_input_size(name: str) -> int:
 
 def weights_identity(name: str, weights: str | os.PathLike | None = "auto") -> str:
     """What the weights are, without building the model: a pinned or computed sha256, or the hub name."""
-    from .assets import get_asset
-    from .atomic import sha256_file
+    from fusion_lib.data.assets import get_asset
+    from fusion_lib.data.atomic import sha256_file
 
     override = _weights_override(name, weights)
     if override is not None:
         return "sha256:" + sha256_file(override)
     if weights == "hub":
         return f"hub:{name}"
-    if name == "squeezenet1_1":
-        return "sha256:" + next(iter(get_asset("squeezenet1_1").members.values()))
-    if name.startswith("tf_efficientnet_lite") and name[-1] in "012":
-        return "sha256:" + next(iter(get_asset(f"efficientnet_lite{name[-1]}").members.values()))
+    cfg = BACKBONE_CFGS.get(name)
+    if cfg is not None:
+        return "sha256:" + next(iter(get_asset(cfg.asset).members.values()))
     return f"hub:{name}"

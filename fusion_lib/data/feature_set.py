@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test")  # the one list of splits, in order
 
 
 @dataclass
@@ -77,7 +77,7 @@ class FeatureSet:
         when ``fixed_test`` is False (datasets without an official test split). Features are extracted
         once for the pool, so more seeds cost no extraction.
         """
-        from .data import _stratified
+        from fusion_lib.data.datasets import _stratified
 
         pooled = ("train", "val") if self.fixed_test else SPLITS
         labels = np.concatenate([self.labels[s] for s in pooled])

@@ -1,6 +1,6 @@
 """Every user-facing parameter, checked before any work: one place for the rules and their messages.
 
-The command line (``experiment.main``), ``ExperimentConfig``, ``features.load_feature_set`` and the
+The command line (``studies.cli.main``), ``ExperimentConfig``, ``extraction.load_feature_set`` and the
 notebook profiles (``profiles.get_profile``) all call these checks, so a bad value fails at once, with a
 message that names the value and the valid range, before weights load or features are extracted.
 Each check raises ``ValueError`` (``ParameterError``) and returns the value in its normal form.
@@ -14,13 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from .data import KNOWN_POOLS, LOADERS, SplitSizes
+from fusion_lib.data.datasets import KNOWN_POOLS, LOADERS, SplitSizes
 
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 1024
 # Stems that shrink the image more than the others: Inception-v3 needs 75 px (torchvision's minimum),
 # Xception 71 px (Keras's minimum).
 BACKBONE_MIN_INPUT = {"inception_v3": 75, "legacy_xception": 71, "xception": 71}
-# The thumbnail gate's strides divide the size by 8 (fusion_lib.gates.ThumbnailGate); above 128 px it is
+# The thumbnail gate's strides divide the size by 8 (fusion_lib.fusion.gates.ThumbnailGate); above 128 px it is
 # no longer a thumbnail.
 THUMBNAIL_STEP, MAX_THUMBNAIL = 8, 128
 DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
@@ -81,7 +81,7 @@ def device(value: Any) -> str:
     """A device this machine has: 'auto', 'cpu', 'cuda[:N]' (if CUDA is here) or 'mps' (if MPS is here)."""
     import torch
 
-    from .device import resolve_device
+    from fusion_lib.data.device import resolve_device
 
     if not isinstance(value, str) or not _DEVICE.match(value):
         raise ParameterError(f"device must be {DEVICE_HELP}, got {value!r}")
@@ -146,23 +146,29 @@ def writable_dir(path: str | os.PathLike, what: str) -> Path:
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
     """The feature cache folder (``path``, or ``$FUSION_CACHE/features``), writable."""
-    from .assets import cache_root
+    from fusion_lib.data.assets import cache_root
 
     if path is not None:
         return writable_dir(path, "cache_dir")
     return writable_dir(cache_root() / "features", "FUSION_CACHE (the cache folder)")
 
 
+def split_names(spec: str | Sequence[str]) -> list[str]:
+    """Names from a comma-separated string or a sequence of names: stripped, blanks dropped, in order."""
+    parts = spec.split(",") if isinstance(spec, str) else spec
+    return [name.strip() for name in parts if name.strip()]
+
+
 def methods(spec: Any, backbones: Sequence[str] | None = None) -> list[str]:
     """Method names. With ``backbones``, fully resolved (``single_<b>`` must name one of them); without,
     every name must be a known method, "all" or a ``single_<backbone>``."""
-    from .methods import METHODS, SINGLE_PREFIX, resolve_methods
+    from fusion_lib.studies.methods import METHODS, SINGLE_PREFIX, resolve_methods
 
     if not isinstance(spec, str) and not (isinstance(spec, Sequence) and all(isinstance(m, str) for m in spec)):
         raise ParameterError(f"methods must be a comma-separated string or a list of names, got {spec!r}")
     if backbones is not None:
         return resolve_methods(spec, backbones)
-    names = [m.strip() for m in (spec.split(",") if isinstance(spec, str) else spec) if m.strip()]
+    names = split_names(spec)
     unknown = [m for m in names if m != "all" and m not in METHODS and not m.startswith(("single_", SINGLE_PREFIX))]
     if unknown or not names:
         raise ParameterError(f"unknown method(s) {unknown or spec!r}; valid methods: {', '.join(METHODS)}, "
@@ -179,7 +185,7 @@ def compare(baseline: Any, backbones: Sequence[str]) -> str:
 
 def backbones(spec: Any) -> list[str]:
     """Backbone names ("offline", timm names); unknown ones list the valid choices. Nothing is loaded."""
-    from .backbones import BackboneError, resolve_backbones
+    from fusion_lib.data.backbones import BackboneError, resolve_backbones
 
     if not isinstance(spec, str) and not (isinstance(spec, Sequence) and all(isinstance(b, str) for b in spec)):
         raise ParameterError(f"backbones must be a comma-separated string or a list of names, got {spec!r}")

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
-from fusion_lib.device import resolve_device
-from fusion_lib.experts import ExpertHead, make_expert
-from fusion_lib.feature_set import SPLITS, FeatureSet
-from fusion_lib.training import TrainConfig, TrainHistory, fit_module, predict_in_batches, to_tensors
+from fusion_lib.data.device import resolve_device
+from fusion_lib.data.feature_set import SPLITS, FeatureSet
+from fusion_lib.fusion.experts import ExpertHead, make_expert
+from fusion_lib.fusion.training import TrainConfig, TrainHistory, fit_module, predict_in_batches, to_tensors
 
 Probs = dict[str, np.ndarray]
 STACKING_SOURCES = ("val", "oof")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fusion_lib.experts import Standardize
+from fusion_lib.fusion.experts import Standardize
 
 GATES = ("uniform", "static", "feature", "thumbnail")
 

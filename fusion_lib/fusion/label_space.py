@@ -22,13 +22,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusion_lib.device import resolve_device
-from fusion_lib.experts import Standardize, floored_std
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.training import TrainConfig, TrainHistory, fit_module, num_threads, to_tensors
+from fusion_lib.data.device import resolve_device
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.experts import Standardize, floored_std
+from fusion_lib.fusion.training import (
+    BLEND_GRID,
+    TrainConfig,
+    TrainHistory,
+    fit_module,
+    num_threads,
+    to_tensors,
+)
 
 OFFLINE_WORD_VECTORS = "glove-6b-50d"
-BLEND_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # Ridge penalty of the zero-shot map per train image, on standardised features (unit variance per
 # dimension): fixed in advance, since no held-out class may be used to choose it.
 ZERO_SHOT_RIDGE = 1.0
@@ -36,7 +42,7 @@ ZERO_SHOT_RIDGE = 1.0
 
 def load_vectors(name: str = OFFLINE_WORD_VECTORS) -> Any:
     """Gensim KeyedVectors: the offline GloVe 50-d asset, or any gensim-downloader model name (online)."""
-    from fusion_lib.assets import load_word_vectors
+    from fusion_lib.data.assets import load_word_vectors
 
     return load_word_vectors(name)
 

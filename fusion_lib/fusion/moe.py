@@ -16,12 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fusion_lib.device import resolve_device
-from fusion_lib.experts import EXPERT_KINDS, make_expert
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.gates import GATES, Gate, gate_log_weights, make_gate, top_k_mask
-from fusion_lib.label_embedding import LabelSpaceHead
-from fusion_lib.training import Batch, TrainConfig, TrainHistory, fit_module, predict_in_batches, to_tensors
+from fusion_lib.data.device import resolve_device
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.experts import EXPERT_KINDS, make_expert
+from fusion_lib.fusion.gates import GATES, Gate, gate_log_weights, make_gate, top_k_mask
+from fusion_lib.fusion.label_space import LabelSpaceHead
+from fusion_lib.fusion.training import (
+    Batch,
+    TrainConfig,
+    TrainHistory,
+    fit_module,
+    predict_in_batches,
+    to_tensors,
+)
 
 REGULARIZERS = (None, "entropy", "load_balance")
 
@@ -93,7 +100,7 @@ class MoE:
         self.config = config or MoEConfig()
         self.train = train or TrainConfig()
         if self.config.label_experts and class_vecs is None:
-            raise ValueError("label_experts=True needs class_vecs (see fusion_lib.label_embedding.class_vectors)")
+            raise ValueError("label_experts=True needs class_vecs (see fusion_lib.fusion.label_space.class_vectors)")
         self.class_vecs = class_vecs
         self.device = resolve_device(self.train.device)
 

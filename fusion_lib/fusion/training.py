@@ -20,6 +20,10 @@ from tqdm.auto import tqdm
 Batch = tuple[Tensor, ...]
 LossFn = Callable[[nn.Module, Batch], Tensor]
 
+# The one grid of mixing weights in [0, 1] chosen on validation: the label-space blend weight and the
+# two-stage gates' shrinkage towards uniform.
+BLEND_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
 
 @dataclass
 class TrainConfig:

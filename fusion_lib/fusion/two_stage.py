@@ -25,13 +25,12 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from torch import Tensor, nn
 
-from fusion_lib.device import resolve_device
-from fusion_lib.feature_set import SPLITS, FeatureSet
-from fusion_lib.gates import FeatureGate, StaticGate, ThumbnailGate, count_macs, top_k_mask
-from fusion_lib.training import TrainConfig, fit_module, predict_in_batches, to_tensors
+from fusion_lib.data.device import resolve_device
+from fusion_lib.data.feature_set import SPLITS, FeatureSet
+from fusion_lib.fusion.gates import FeatureGate, StaticGate, ThumbnailGate, count_macs, top_k_mask
+from fusion_lib.fusion.training import BLEND_GRID, TrainConfig, fit_module, predict_in_batches, to_tensors
 
 GATE_INPUTS = ("static", "thumbnail", "feature", "confidence", "thumbnail+confidence")
-ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 11))
 _EPS = 1e-12
 
 
@@ -50,7 +49,7 @@ class TwoStageConfig:
     thumbnail_sizes: tuple[int, ...] = (32,)
     calibrate: bool = True
     shrink: bool = True
-    alphas: tuple[float, ...] = ALPHAS
+    alphas: tuple[float, ...] = BLEND_GRID
     noisy_top_k: int | None = None
     balance_weight: float = 0.1
     confidence_hidden: int = 32

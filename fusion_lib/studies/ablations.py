@@ -5,7 +5,7 @@ subset of it), the share of the training rows it may use, and optionally top-k g
 ``run_ablation`` draws each seed's split inside the pool (``FeatureSet.draw``), so every variant of a
 seed is scored on the same test images, and returns one tidy row per variant and seed with the
 per-image correctness. ``paired_deltas`` compares each setting with its ablation's reference by
-``fusion_lib.stats.paired_difference`` (accuracy difference in points with a paired 95% bootstrap
+``fusion_lib.studies.stats.paired_difference`` (accuracy difference in points with a paired 95% bootstrap
 CI over test images and seeds); ``summarize`` adds each accuracy with its CI and the costs;
 ``summary_table``, ``verdicts``, ``plot_accuracy`` and ``plot_deltas`` present them.
 """
@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.moe import MoE, MoEConfig
-from fusion_lib.stats import bootstrap_mean_ci, paired_difference
-from fusion_lib.training import TrainConfig, deterministic, num_threads
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.moe import MoE, MoEConfig
+from fusion_lib.fusion.training import TrainConfig, deterministic, num_threads
+from fusion_lib.studies.stats import bootstrap_mean_ci, paired_difference
 
 RESULT_COLUMNS = ["ablation", "setting", "reference", "seed", "inference", "accuracy", "val_accuracy",
                   "gflops_per_image", "gate_params", "gate_mflops", "mean_max_gate_weight", "n_train",

@@ -7,12 +7,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import metrics as M
-from .baselines import best_single, fit_single_probes
-from .feature_set import FeatureSet
-from .report import interval
-from .stats import bootstrap_mean_ci, paired_difference
-from .training import TrainConfig
+from fusion_lib.book.report import interval
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.baselines import best_single, fit_single_probes
+from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.studies import metrics as M
+from fusion_lib.studies.stats import bootstrap_mean_ci, paired_difference
 
 PAIRWISE = ("agreement", "kappa", "double_fault")
 
@@ -103,7 +103,7 @@ def variation_summary(studies: dict[str, AgreementStudy], n_boot: int = 2000) ->
 
 def variation_table(summary: pd.DataFrame) -> pd.DataFrame:
     """``variation_summary`` as the book shows it: one row per dataset, each estimate with its interval."""
-    from .backbones import short_name
+    from fusion_lib.data.backbones import short_name
 
     shown = {"accuracy": "best single accuracy (%)", "agreement": "pairs that agree (%)",
              "oracle_gain": "oracle gain (points)"}

@@ -4,7 +4,7 @@ C1: performance and agreement vary across datasets (the agreement study).
 C2: a thumbnail mini-CNN gate is enough for a good per-image fusion (this module's default pairs).
 C3: label-space word vectors add to the blend (the multimodal study).
 
-Every verdict comes from ``fusion_lib.stats.paired_difference`` through ``ExperimentResult.compare``:
+Every verdict comes from ``fusion_lib.studies.stats.paired_difference`` through ``ExperimentResult.compare``:
 a method beats its baseline only when the paired 95% interval of the difference excludes zero.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from fusion_lib.experiment import ExperimentResult
+    from fusion_lib.studies.runner import ExperimentResult
 
 # (method, baseline): the book's recipe against plain and calibrated averaging, fixed weights, the best
 # single backbone, and the control recipes against the book's

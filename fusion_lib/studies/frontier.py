@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Callable, Hashable, Mapping, Sequence, TypeVar
 import numpy as np
 import pandas as pd
 
-from fusion_lib import metrics as M
-from fusion_lib.baselines import prob_average
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.methods import SINGLE_PREFIX
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.baselines import prob_average
+from fusion_lib.studies import metrics as M
+from fusion_lib.studies.methods import SINGLE_PREFIX
 
 if TYPE_CHECKING:
-    from fusion_lib.experiment import ExperimentResult
+    from fusion_lib.studies.runner import ExperimentResult
 
 Probs = Mapping[str, np.ndarray]
 K = TypeVar("K", bound=Hashable)

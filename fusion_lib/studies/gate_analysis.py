@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from fusion_lib.feature_set import FeatureSet
-    from fusion_lib.training import TrainConfig
-    from fusion_lib.two_stage import ExpertOutputs
+    from fusion_lib.data.feature_set import FeatureSet
+    from fusion_lib.fusion.training import TrainConfig
+    from fusion_lib.fusion.two_stage import ExpertOutputs
 
 _TOPK = re.compile(r"^(accuracy|gflops_per_image)_top(\d+)$")
 
@@ -93,8 +93,8 @@ def routing_auc(fs: "FeatureSet", experts: "ExpertOutputs", seed: int = 0, train
     import torch.nn.functional as F
     from sklearn.metrics import roc_auc_score
 
-    from fusion_lib.gates import FeatureGate, ThumbnailGate
-    from fusion_lib.training import TrainConfig, fit_module, predict_in_batches, to_tensors
+    from fusion_lib.fusion.gates import FeatureGate, ThumbnailGate
+    from fusion_lib.fusion.training import TrainConfig, fit_module, predict_in_batches, to_tensors
 
     train = train or TrainConfig()
     right = {s: (experts.log_probs[s].argmax(2) == fs.labels[s][:, None]).astype(np.float32) for s in ("train", "val")}

@@ -2,14 +2,14 @@
 with and combines with the visual mixture, how it does zero-shot, and where images land in word space.
 
 ``run_label_study`` trains, per seed and on that seed's split of the pool (``FeatureSet.draw``), the
-models of ``fusion_lib.experiment`` that involve the label space (sharing them exactly as
+models of ``fusion_lib.studies.methods`` that involve the label space (sharing them exactly as
 ``run_experiment`` does) and keeps what its summary tables do not show: per-backbone accuracies, the
 mixtures' gate weights, the chosen blend weights, the accuracy-versus-weight curves and every
 combined model's per-image correctness (for paired comparisons, ``compare``); a control replaces the
 word vectors with random unit vectors (as heads, and blended with the visual mixture like the
 label-space model).
 
-``run_zero_shot`` scores the closed-form zero-shot map of ``label_embedding`` over every way of
+``run_zero_shot`` scores the closed-form zero-shot map of ``fusion.label_space`` over every way of
 holding ``N_HELD_OUT`` classes out (``held_out_splits``), beside a permutation null that shuffles the
 class vectors among the classes; ``ZeroShotStudy.summary`` gives each measure with its 95% CI.
 """
@@ -26,11 +26,8 @@ import torch
 from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
 
-from fusion_lib import metrics as M
-from fusion_lib.experiment import METHODS, ExperimentConfig, SeedRun
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.label_embedding import (
-    BLEND_GRID,
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.label_space import (
     ZERO_SHOT_RIDGE,
     ClassMoments,
     LabelSpaceModel,
@@ -41,8 +38,16 @@ from fusion_lib.label_embedding import (
     fit_zero_shot_map,
     tokenize,
 )
-from fusion_lib.stats import bootstrap_mean_ci, bootstrap_means, paired_difference, percentile_interval
-from fusion_lib.training import deterministic, num_threads, to_tensors
+from fusion_lib.fusion.training import BLEND_GRID, deterministic, num_threads, to_tensors
+from fusion_lib.studies import metrics as M
+from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.methods import METHODS, SeedRun
+from fusion_lib.studies.stats import (
+    bootstrap_mean_ci,
+    bootstrap_means,
+    paired_difference,
+    percentile_interval,
+)
 
 # Class-name words that need replacing in GloVe 6B: a single letter ("T" of "T-shirt") is a letter's
 # vector, not a garment's, and two dog breeds of Oxford-IIIT Pets have no vector at all.
@@ -276,7 +281,7 @@ def run_label_study(fs: FeatureSet, class_vecs: np.ndarray, config: ExperimentCo
 
 def accuracy_ci(study: LabelStudy, models: Sequence[str], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Test accuracy in percent of each model, mean over seeds, with its 95% CI (seed-stratified
-    percentile bootstrap over test images, ``fusion_lib.stats``): columns model, accuracy, low, high,
+    percentile bootstrap over test images, ``fusion_lib.studies.stats``): columns model, accuracy, low, high,
     text (``"91.23 [90.61, 91.80]"``)."""
     seeds = sorted({s for _, s in study.correct})
     rows = []
@@ -291,7 +296,7 @@ def accuracy_ci(study: LabelStudy, models: Sequence[str], n_boot: int = 2000, se
 def compare(study: LabelStudy, pairs: Sequence[tuple[str, str]] = C3_COMPARISONS, n_boot: int = 2000,
             seed: int = 0) -> pd.DataFrame:
     """Accuracy difference A - B in points for each pair, with its paired 95% CI over test images and
-    seeds (``fusion_lib.stats.paired_difference``): columns dataset, a, b, diff, low, high, text, verdict."""
+    seeds (``fusion_lib.studies.stats.paired_difference``): columns dataset, a, b, diff, low, high, text, verdict."""
     seeds = sorted({s for _, s in study.correct})
     dataset = study.accuracy["dataset"].iloc[0]
     rows = []
@@ -349,7 +354,7 @@ class ZeroShotStudy:
 
     def summary(self, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
         """One row per measure of the ``"mean"`` model (in ``ZERO_SHOT_MEASURES`` order): estimate with
-        its 95% CI (seed-stratified percentile bootstrap over test images, ``fusion_lib.stats``),
+        its 95% CI (seed-stratified percentile bootstrap over test images, ``fusion_lib.studies.stats``),
         chance, the permutation null's mean and 95% range, and the one-sided permutation p-value."""
         rows = []
         reps = {}
@@ -399,7 +404,7 @@ def run_zero_shot(fs: FeatureSet, class_vecs: np.ndarray, seeds: Sequence[int], 
     """Zero-shot over ``held_out_splits(C, n_held, max_splits)``, each split scored under one seed
     (split i under ``seeds[i % len(seeds)]``, on ``fs.draw(seed)``), so the splits cover every seed's
     data draw at the cost of one fit per split and backbone. Per split and backbone the map of
-    ``label_embedding.fit_zero_shot_map`` is fitted on the seen classes' train images; the test images
+    ``label_space.fit_zero_shot_map`` is fitted on the seen classes' train images; the test images
     are scored against all classes with the true class vectors and with ``n_permutations`` random
     shuffles of them among the classes (drawn with ``default_rng(seed)``)."""
     if not seeds:

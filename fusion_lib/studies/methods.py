@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from fusion_lib import baselines
-from fusion_lib import metrics as M
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.gate_analysis import gate_usage
-from fusion_lib.label_embedding import LabelSpaceModel, blend, choose_blend_weight
-from fusion_lib.moe import MoE, MoEConfig
-from fusion_lib.two_stage import ExpertOutputs, TwoStageConfig, TwoStageMoE, expert_outputs
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.data.validation import split_names
+from fusion_lib.fusion import baselines
+from fusion_lib.fusion.label_space import LabelSpaceModel, blend, choose_blend_weight
+from fusion_lib.fusion.moe import MoE, MoEConfig
+from fusion_lib.fusion.two_stage import ExpertOutputs, TwoStageConfig, TwoStageMoE, expert_outputs
+from fusion_lib.studies import metrics as M
+from fusion_lib.studies.gate_analysis import gate_usage
 
 if TYPE_CHECKING:
-    from fusion_lib.experiment import ExperimentConfig
+    from fusion_lib.studies.config import ExperimentConfig
 
 SINGLE_PREFIX = "single:"
 EVAL_SPLITS = ("val", "test")
@@ -268,10 +269,9 @@ def method_names(backbones: Sequence[str]) -> list[str]:
 
 def resolve_methods(spec: str | Sequence[str], backbones: Sequence[str]) -> list[str]:
     """Method names from a list or comma-separated string; ``"all"`` expands, ``single_<b>`` is accepted."""
-    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     valid = method_names(backbones)
     out: list[str] = []
-    for name in filter(None, names):
+    for name in split_names(spec):
         expanded = valid if name == "all" else [name.replace("single_", SINGLE_PREFIX, 1)
                                                 if name.startswith("single_") else name]
         for m in expanded:

@@ -4,15 +4,12 @@
 ``dataset, method, seed, metric, value`` (test-split metrics unless the metric name says otherwise)
 and every method's outputs, so that any two methods can be compared with a paired 95% CI
 (``result.compare(a, b)``). Given ``config.out_dir`` it writes ``config.json``, ``results.csv`` and
-``results.json`` there. ``main(argv)`` is the ``python -m fusion_lib run`` command line. The methods
-themselves live in ``fusion_lib.methods``.
+``results.json`` there. The methods live in ``fusion_lib.studies.methods``, the configuration in
+``fusion_lib.studies.config`` and the command line in ``fusion_lib.studies.cli``.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,102 +17,33 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fusion_lib import metrics as M
-from fusion_lib import validation
-from fusion_lib.agreement import mean_std
-from fusion_lib.experts import EXPERT_KINDS
-from fusion_lib.feature_set import FeatureSet
-from fusion_lib.features import OFFLINE_INPUT_SIZE
-from fusion_lib.label_embedding import OFFLINE_WORD_VECTORS, class_vectors, load_vectors
-from fusion_lib.methods import (
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.data.validation import split_names
+from fusion_lib.fusion.label_space import class_vectors, load_vectors
+from fusion_lib.fusion.training import deterministic, num_threads
+from fusion_lib.fusion.two_stage import ExpertOutputs
+from fusion_lib.studies import metrics as M
+from fusion_lib.studies.agreement import mean_std
+from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.methods import (
     EVAL_SPLITS,
     LABEL_METHODS,
-    METHODS,
     MethodOutput,
     SeedRun,
     method_fn,
-    method_names,
     resolve_methods,
 )
-from fusion_lib.moe import MoEConfig
-from fusion_lib.stats import Difference, bootstrap_mean_ci, paired_difference
-from fusion_lib.training import TrainConfig, deterministic, num_threads
-from fusion_lib.two_stage import ExpertOutputs
+from fusion_lib.studies.stats import Difference, bootstrap_mean_ci, paired_difference
 
-__all__ = ["METHODS", "ExperimentConfig", "ExperimentResult", "method_names", "resolve_methods", "run_experiment",
-           "summarize", "summary_table"]
+__all__ = ["ExperimentResult", "load_features", "load_results", "run_experiment", "save_results", "summarize",
+           "summary_table"]
 RESULT_COLUMNS = ["dataset", "method", "seed", "metric", "value"]
 
 
-@dataclass
-class ExperimentConfig:
-    """One dataset, its subset sizes and backbones, the methods to run and the training settings.
-
-    ``methods`` and ``backbones`` take a list or a comma-separated string (``"all"`` / ``"offline"``
-    expand); ``seeds`` are the seeds of the models and of each seed's split of the pool, while
-    ``data_seed`` draws the pool of images (whose features are extracted once); ``expert`` is the kind
-    of expert head (``"linear"`` probe or ``"mlp"``); ``top_k`` lists the sparse-gating levels reported for the gated mixtures;
-    ``input_size=None`` extracts features at each backbone's native size; ``aliases`` maps class names
-    or tokens without a word vector to words (see ``label_embedding.class_vectors``); ``moe`` passes
-    extra ``MoEConfig`` settings (e.g. ``{"regularizer": "entropy", "reg_weight": -0.1}``) to every
-    mixture method.
-    """
-
-    dataset: str = "fashion_mnist"
-    train: int = 1500
-    val: int = 500
-    test: int = 1000
-    backbones: str | list[str] = "offline"
-    methods: str | list[str] = "all"
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    thumbnail_size: int = 32
-    epochs: int = 60
-    lr: float = 3e-3
-    batch_size: int | None = 256
-    patience: int = 8
-    device: str = "cpu"
-    threads: int | None = 1
-    input_size: int | None = OFFLINE_INPUT_SIZE
-    data_seed: int = 0
-    top_k: list[int] = field(default_factory=lambda: [1, 2])
-    expert: str = "linear"
-    word_vectors: str = OFFLINE_WORD_VECTORS
-    aliases: dict[str, str] = field(default_factory=dict)
-    moe: dict[str, Any] = field(default_factory=dict)
-    out_dir: str | None = None
-    skip_bad_images: bool = False  # leave unreadable image files out (listed) instead of stopping
-
-    def __post_init__(self) -> None:
-        validation.experiment_config(self)  # every value, before any work
-        if self.expert not in EXPERT_KINDS:
-            raise ValueError(f"unknown expert kind {self.expert!r}; valid kinds: {list(EXPERT_KINDS)}")
-        valid = {f.name for f in fields(MoEConfig)} - {"gate", "label_experts", "thumbnail_size", "expert"}
-        unknown = sorted(set(self.moe) - valid)
-        if unknown:
-            raise ValueError(f"unknown moe options {unknown}; valid options: {sorted(valid)}")
-
-    def train_config(self) -> TrainConfig:
-        """The shared optimisation settings."""
-        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, patience=self.patience,
-                           device=self.device, threads=self.threads)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> "ExperimentConfig":
-        """Read a config.json written by ``run_experiment``."""
-        data = json.loads(Path(path).read_text())
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"{path}: unknown config keys {unknown}")
-        return cls(**data)
-
-
 def load_features(config: ExperimentConfig) -> FeatureSet:
-    """The config's FeatureSet through ``fusion_lib.features.load_feature_set`` (cached on disk)."""
-    from fusion_lib.data import SplitSizes
-    from fusion_lib.features import load_feature_set
+    """The config's FeatureSet through ``fusion_lib.data.extraction.load_feature_set`` (cached on disk)."""
+    from fusion_lib.data.datasets import SplitSizes
+    from fusion_lib.data.extraction import load_feature_set
 
     return load_feature_set(config.dataset, config.backbones, SplitSizes(config.train, config.val, config.test),
                             seed=config.data_seed, input_size=config.input_size,
@@ -163,7 +91,7 @@ class ExperimentResult:
         return [self.outputs[(method, s)].predictions(split) == self.labels[s][split] for s in self.seeds]
 
     def compare(self, method: str, baseline: str, split: str = "test") -> Difference:
-        """``method`` minus ``baseline`` accuracy in points, with a paired 95% CI (``fusion_lib.stats``)."""
+        """``method`` minus ``baseline`` accuracy in points, with a paired 95% CI (``fusion_lib.studies.stats``)."""
         return paired_difference(self.correct(method, split), self.correct(baseline, split))
 
     def comparisons(self, baseline: str, methods: Sequence[str] | None = None) -> pd.DataFrame:
@@ -207,13 +135,12 @@ def run_experiment(config: ExperimentConfig, feature_set: FeatureSet | None = No
     ``config.word_vectors``.
     """
     if feature_set is None:  # bad method names fail before any extraction
-        from fusion_lib.backbones import resolve_backbones
+        from fusion_lib.data.backbones import resolve_backbones
 
         resolve_methods(config.methods, resolve_backbones(config.backbones))
     pool = feature_set if feature_set is not None else load_features(config)
     if feature_set is not None and config.backbones != "offline":
-        names = config.backbones.split(",") if isinstance(config.backbones, str) else config.backbones
-        pool = pool.subset_backbones([n.strip() for n in names])
+        pool = pool.subset_backbones(split_names(config.backbones))
     methods = resolve_methods(config.methods, pool.backbones)
     if not config.seeds:
         raise ValueError("config.seeds is empty; give at least one seed")
@@ -279,85 +206,3 @@ def summary_table(df: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "ece",
     table = s.pivot_table(index=["dataset", "method"], columns="metric", values="mean ± std", aggfunc="first",
                           sort=False)
     return table[[m for m in metrics if m in table.columns]].fillna("")
-
-
-def _input_size(text: str) -> int | None:
-    return None if text == "native" else int(text)
-
-
-def _parser() -> argparse.ArgumentParser:
-    d = ExperimentConfig()
-    p = argparse.ArgumentParser(prog="python -m fusion_lib run",
-                                description="Run fusion methods over seeds on cached backbone features.")
-    p.add_argument("--dataset", default=d.dataset)
-    p.add_argument("--backbones", default=d.backbones, help="comma-separated names or 'offline'")
-    p.add_argument("--methods", default=d.methods, help="comma-separated names or 'all'")
-    p.add_argument("--seeds", type=int, default=len(d.seeds), help="number of seeds (0..n-1)")
-    p.add_argument("--train", type=int, default=None, help="default: the book profile's size for the dataset")
-    p.add_argument("--val", type=int, default=None)
-    p.add_argument("--test", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--input-size", type=_input_size, default=d.input_size,
-                   help="backbone input size in px, or 'native' for each backbone's own")
-    p.add_argument("--thumbnail-size", type=int, default=d.thumbnail_size)
-    p.add_argument("--expert", default=d.expert, help="expert head: 'linear' or 'mlp'")
-    p.add_argument("--compare", default=None, metavar="BASELINE",
-                   help="print each method's accuracy difference to BASELINE with a paired 95%% CI")
-    p.add_argument("--out", default=None, help="folder for config.json, results.csv and results.json")
-    p.add_argument("--skip-bad-images", action="store_true",
-                   help="leave unreadable image files out (they are listed) instead of stopping")
-    return p
-
-
-def _default_sizes(dataset: str):
-    """The book profile's split sizes for its datasets (so the CLI reuses the book's feature cache)."""
-    from fusion_lib.data import SplitSizes
-    from fusion_lib.profiles import PROFILES
-
-    book = PROFILES["book"]
-    if dataset in book.datasets:
-        return book.split_sizes(dataset)
-    d = ExperimentConfig()
-    return SplitSizes(d.train, d.val, d.test)
-
-
-def _given(value: int | None, default: int) -> int:
-    # not `value or default`: --train 0 must reach the checks, not silently become the default
-    return default if value is None else value
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fusion_lib run ...``: run the experiment and print each method's accuracy with its
-    95% CI (and, with ``--compare``, its paired difference to the baseline)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["run"]:
-        argv = argv[1:]
-    a = _parser().parse_args(argv)
-    if a.seeds < 1:
-        raise SystemExit("--seeds must be at least 1")
-    sizes = _default_sizes(a.dataset)
-    methods = a.methods
-    if a.compare and a.methods != "all" and a.compare not in [m.strip() for m in a.methods.split(",")]:
-        methods = f"{a.compare},{a.methods}"  # the baseline must run to be compared with
-    try:
-        names = validation.backbones(a.backbones)
-        validation.methods(methods, names)
-        if a.compare:
-            validation.compare(a.compare, names)
-        config = ExperimentConfig(dataset=a.dataset, train=_given(a.train, sizes.train),
-                                  val=_given(a.val, sizes.val), test=_given(a.test, sizes.test),
-                                  backbones=a.backbones, methods=methods,
-                                  seeds=list(range(a.seeds)), thumbnail_size=a.thumbnail_size, epochs=a.epochs,
-                                  lr=a.lr, device=a.device, input_size=a.input_size, expert=a.expert,
-                                  out_dir=a.out, skip_bad_images=a.skip_bad_images)
-        result = run_experiment(config)
-    except ValueError as exc:  # bad names, sizes or settings: the message says what to change
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    with pd.option_context("display.width", 200, "display.max_rows", 200, "display.max_colwidth", 40):
-        print(result.table(a.compare).to_string())
-    if a.out:
-        print(f"results written to {Path(a.out).resolve()}")
-    return 0

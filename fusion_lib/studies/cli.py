@@ -1,0 +1,96 @@
+"""``python -m fusion_lib run ...``: run fusion methods over seeds on cached backbone features and print
+each method's accuracy with its 95% CI (and, with ``--compare``, its paired difference to a baseline)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from fusion_lib.data import validation
+from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.runner import run_experiment
+
+
+def _input_size(text: str) -> int | None:
+    return None if text == "native" else int(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = ExperimentConfig()
+    p = argparse.ArgumentParser(prog="python -m fusion_lib run",
+                                description="Run fusion methods over seeds on cached backbone features.")
+    p.add_argument("--dataset", default=d.dataset)
+    p.add_argument("--backbones", default=d.backbones, help="comma-separated names or 'offline'")
+    p.add_argument("--methods", default=d.methods, help="comma-separated names or 'all'")
+    p.add_argument("--seeds", type=int, default=len(d.seeds), help="number of seeds (0..n-1)")
+    p.add_argument("--train", type=int, default=None, help="default: the book profile's size for the dataset")
+    p.add_argument("--val", type=int, default=None)
+    p.add_argument("--test", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--input-size", type=_input_size, default=d.input_size,
+                   help="backbone input size in px, or 'native' for each backbone's own")
+    p.add_argument("--thumbnail-size", type=int, default=d.thumbnail_size)
+    p.add_argument("--expert", default=d.expert, help="expert head: 'linear' or 'mlp'")
+    p.add_argument("--compare", default=None, metavar="BASELINE",
+                   help="print each method's accuracy difference to BASELINE with a paired 95%% CI")
+    p.add_argument("--out", default=None, help="folder for config.json, results.csv and results.json")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave unreadable image files out (they are listed) instead of stopping")
+    return p
+
+
+def _default_sizes(dataset: str):
+    """The book profile's split sizes for its datasets (so the CLI reuses the book's feature cache)."""
+    from fusion_lib.book.profiles import PROFILES
+    from fusion_lib.data.datasets import SplitSizes
+
+    book = PROFILES["book"]
+    if dataset in book.datasets:
+        return book.split_sizes(dataset)
+    d = ExperimentConfig()
+    return SplitSizes(d.train, d.val, d.test)
+
+
+def _given(value: int | None, default: int) -> int:
+    # not `value or default`: --train 0 must reach the checks, not silently become the default
+    return default if value is None else value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fusion_lib run ...``: run the experiment and print each method's accuracy with its
+    95% CI (and, with ``--compare``, its paired difference to the baseline)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        argv = argv[1:]
+    a = _parser().parse_args(argv)
+    if a.seeds < 1:
+        raise SystemExit("--seeds must be at least 1")
+    sizes = _default_sizes(a.dataset)
+    methods = a.methods
+    if a.compare and a.methods != "all" and a.compare not in validation.split_names(a.methods):
+        methods = f"{a.compare},{a.methods}"  # the baseline must run to be compared with
+    try:
+        names = validation.backbones(a.backbones)
+        validation.methods(methods, names)
+        if a.compare:
+            validation.compare(a.compare, names)
+        config = ExperimentConfig(dataset=a.dataset, train=_given(a.train, sizes.train),
+                                  val=_given(a.val, sizes.val), test=_given(a.test, sizes.test),
+                                  backbones=a.backbones, methods=methods,
+                                  seeds=list(range(a.seeds)), thumbnail_size=a.thumbnail_size, epochs=a.epochs,
+                                  lr=a.lr, device=a.device, input_size=a.input_size, expert=a.expert,
+                                  out_dir=a.out, skip_bad_images=a.skip_bad_images)
+        result = run_experiment(config)
+    except ValueError as exc:  # bad names, sizes or settings: the message says what to change
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with pd.option_context("display.width", 200, "display.max_rows", 200, "display.max_colwidth", 40):
+        print(result.table(a.compare).to_string())
+    if a.out:
+        print(f"results written to {Path(a.out).resolve()}")
+    return 0
