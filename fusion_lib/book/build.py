@@ -114,7 +114,7 @@ def source_hash(notebook: Path, parameters: dict[str, Any]) -> str:
     h.update(notebook.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     h.update(KERNEL.encode())
-    lib = Path(__file__).resolve().parent
+    lib = Path(__file__).resolve().parents[1]  # the fusion_lib package, every layer
     for path in sorted(lib.rglob("*.py")):
         h.update(str(path.relative_to(lib)).encode())
         h.update(path.read_bytes())

@@ -233,7 +233,7 @@ def _bool(value: Any, what: str) -> bool:
 
 
 def _data_root(value: Any) -> str | None:
-    # None: $FUSION_DATA_ROOT, else $FUSION_CACHE/datasets (fusion_lib.data.data_root)
+    # None: $FUSION_DATA_ROOT, else $FUSION_CACHE/datasets (fusion_lib.data.datasets.data_root)
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise ValueError(f"data_root must be a folder path or None, got {value!r}")
     return value

@@ -83,7 +83,7 @@ class FeatureSet:
         labels = np.concatenate([self.labels[s] for s in pooled])
         rest = np.arange(len(labels))
         rows: dict[str, np.ndarray] = {}
-        # test first, then train, so that validation is what is left: the same order as data._split
+        # test first, then train, so that validation is what is left: the same order as datasets._split
         for offset, split in ((2, "test"), (1, "train")):
             if split in pooled:
                 rows[split] = _stratified(labels, rest, len(self.labels[split]), seed + offset,
