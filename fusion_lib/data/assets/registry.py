@@ -178,6 +178,7 @@ def get_asset(name: str) -> Asset:
 
 
 def asset_dir(name: str) -> Path:
+    """The cache folder of one asset (it may not be fetched yet)."""
     return cache_root() / "assets" / name
 
 
