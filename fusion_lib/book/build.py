@@ -298,7 +298,7 @@ def api_markdown(modules: Sequence[str]) -> str:
     parts = []
     for layer in layers:
         members = [m for m in modules if m.startswith(layer + ".")]
-        table = "\n".join(f"   {m}" for m in members)
+        table = "\n".join(f"   {m[len(layer) + 1:]}" for m in members)  # relative to the layer
         parts.append(f"## `{layer}`\n\n```{{eval-rst}}\n.. automodule:: {layer}\n\n.. autosummary::\n\n"
                      f"{table}\n```\n")
         for m in members:
