@@ -6,6 +6,7 @@
 import contextlib
 import io
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,9 @@ from fusion_lib.data.datasets import SplitSizes
 from fusion_lib.data.extraction import load_feature_set
 from fusion_lib.studies import cli as E
 from fusion_lib.studies.config import ExperimentConfig
+
+# a file, by absolute path: some tests run notebooks that change the working directory
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def cli(*args):
@@ -81,13 +85,13 @@ CASES = [
      r"--compare takes one method name"),
     ("unknown dataset", "load_feature_set('imagenet22k')", feats("imagenet22k"),
      r"unknown dataset 'imagenet22k'; valid datasets: fashion_mnist"),
-    ("output folder under a file", "run --out README.md/run", cli("--out", "README.md/run"),
-     r"output folder .* cannot be a folder: README.md is a file"),
+    ("output folder under a file", "run --out README.md/run", cli("--out", f"{README}/run"),
+     r"output folder .* cannot be a folder: \S*README.md is a file"),
     ("output folder not writable", "run --out /proc/run", cli("--out", "/proc/run"), r"is not writable"),
     ("cache folder not writable", "FUSION_CACHE=/proc/fusion", "FUSION_CACHE",
      r"FUSION_CACHE \(the cache folder\) '/proc/fusion/features' is not writable"),
-    ("cache_dir under a file", "load_feature_set(..., cache_dir='README.md/c')", feats(cache_dir="README.md/c"),
-     r"cache_dir 'README.md/c' cannot be a folder"),
+    ("cache_dir under a file", "load_feature_set(..., cache_dir='README.md/c')", feats(cache_dir=f"{README}/c"),
+     r"cache_dir '\S*README.md/c' cannot be a folder"),
     ("non-positive learning rate", "run --lr -1", cli("--lr", "-1"), r"lr must be > 0"),
     ("learning rate not finite", "ExperimentConfig(lr=float('nan'))", config(lr=float("nan")),
      r"lr must be a finite number"),
