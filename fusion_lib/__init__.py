@@ -11,6 +11,7 @@ One subpackage per layer, each depending only on those before it:
 The names below are importable from the top package, loaded on first use (so the command line
 ``python -m fusion_lib`` starts without importing torch).
 """
+
 from __future__ import annotations
 
 import importlib

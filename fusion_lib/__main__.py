@@ -1,4 +1,5 @@
 """Command line: `python -m fusion_lib assets list|fetch [NAME...]`, `... run ...` and `... extract ...`."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,12 +36,17 @@ def _assets(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"assets": "offline weights, word vectors and datasets",
-                "run": "run fusion methods over seeds and print mean ± std (see `run --help`)",
-                "extract": "extract and cache features; under torchrun, sharded across ranks (see `extract --help`)"}
+    commands = {
+        "assets": "offline weights, word vectors and datasets",
+        "run": "run fusion methods over seeds and print mean ± std (see `run --help`)",
+        "extract": "extract and cache features; under torchrun, sharded across ranks (see `extract --help`)",
+    }
     if not argv or argv[0] not in commands:
-        print("usage: python -m fusion_lib {assets,run,extract} ...\n" +
-              "\n".join(f"  {k:7s} {v}" for k, v in commands.items()), file=sys.stderr)
+        print(
+            "usage: python -m fusion_lib {assets,run,extract} ...\n"
+            + "\n".join(f"  {k:7s} {v}" for k, v in commands.items()),
+            file=sys.stderr,
+        )
         return 2
     if argv[0] == "assets":
         return _assets(argv[1:])

@@ -1,4 +1,5 @@
 """Shared test helpers: the planted feature-set factory and the ``assets`` marker."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -9,10 +10,18 @@ import pytest
 from fusion_lib.data.feature_set import FeatureSet
 
 
-def planted_feature_set(signal: Mapping[str, float], *, n_classes: int = 3, dim: int = 8,
-                        sizes: Sequence[int] = (300, 150, 150), seed: int = 0,
-                        costs: Mapping[str, float] | None = None, class_names: Sequence[str] | None = None,
-                        thumb_size: int = 8, fixed_test: bool = True) -> FeatureSet:
+def planted_feature_set(
+    signal: Mapping[str, float],
+    *,
+    n_classes: int = 3,
+    dim: int = 8,
+    sizes: Sequence[int] = (300, 150, 150),
+    seed: int = 0,
+    costs: Mapping[str, float] | None = None,
+    class_names: Sequence[str] | None = None,
+    thumb_size: int = 8,
+    fixed_test: bool = True,
+) -> FeatureSet:
     """A FeatureSet whose answers are known: backbone ``b``'s features are its class means, drawn with
     scale ``signal[b]`` (0: the backbone sees nothing), plus unit Gaussian noise; labels are uniform over
     ``n_classes``; thumbnails are black; each row's index is its position."""
@@ -25,9 +34,17 @@ def planted_feature_set(signal: Mapping[str, float], *, n_classes: int = 3, dim:
         labels[split] = y.astype(np.int64)
     thumbs = {s: np.zeros((len(y), 3, thumb_size, thumb_size), np.float32) for s, y in labels.items()}
     names = list(class_names) if class_names else [f"c{i}" for i in range(n_classes)]
-    return FeatureSet("planted", list(signal), names, feats, labels, thumbs,
-                      dict(costs) if costs else {b: 1.0 for b in signal},
-                      {s: np.arange(len(y)) for s, y in labels.items()}, fixed_test=fixed_test)
+    return FeatureSet(
+        "planted",
+        list(signal),
+        names,
+        feats,
+        labels,
+        thumbs,
+        dict(costs) if costs else {b: 1.0 for b in signal},
+        {s: np.arange(len(y)) for s, y in labels.items()},
+        fixed_test=fixed_test,
+    )
 
 
 @pytest.fixture(scope="session")

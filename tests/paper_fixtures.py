@@ -1,5 +1,6 @@
 """Tiny stand-ins, in torchvision's own on-disk formats, for every dataset of the paper profile, and stand-in
 weights for its hub backbones, so that the path users run online is the path the tests run offline."""
+
 from __future__ import annotations
 
 import pickle
@@ -35,7 +36,9 @@ def _cifar10(root: Path, rng: np.random.Generator) -> None:
     _pickle(base / "batches.meta", {"label_names": names})
     for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
         labels = _labels(10)
-        _pickle(base / name, {"data": _images(rng, labels, 32).reshape(len(labels), -1), "labels": list(labels)})
+        _pickle(
+            base / name, {"data": _images(rng, labels, 32).reshape(len(labels), -1), "labels": list(labels)}
+        )
 
 
 def _cifar100(root: Path, rng: np.random.Generator) -> None:
@@ -44,8 +47,14 @@ def _cifar100(root: Path, rng: np.random.Generator) -> None:
     _pickle(base / "meta", {"fine_label_names": [f"class_{i}" for i in range(100)]})
     for name in ("train", "test"):
         labels = _labels(100)
-        _pickle(base / name, {"data": _images(rng, labels, 32).reshape(len(labels), -1),
-                              "fine_labels": list(labels), "coarse_labels": list(labels // 5)})
+        _pickle(
+            base / name,
+            {
+                "data": _images(rng, labels, 32).reshape(len(labels), -1),
+                "fine_labels": list(labels),
+                "coarse_labels": list(labels // 5),
+            },
+        )
 
 
 def _stl10(root: Path, rng: np.random.Generator) -> None:
@@ -71,7 +80,9 @@ def _oxford_pets(root: Path, rng: np.random.Generator) -> None:
         for j, (label, img) in enumerate(zip(labels, _images(rng, labels, 48))):
             image_id = f"{breeds[label]}_{split}{j}"
             # photos come in many sizes: crop some so the loader's mixed-size batching is exercised
-            Image.fromarray(img.transpose(1, 2, 0)[: 48 - (j % 3) * 8]).save(base / "images" / f"{image_id}.jpg")
+            Image.fromarray(img.transpose(1, 2, 0)[: 48 - (j % 3) * 8]).save(
+                base / "images" / f"{image_id}.jpg"
+            )
             lines.append(f"{image_id} {label + 1} {1 + label % 2} {label + 1}")
         (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
 

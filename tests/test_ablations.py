@@ -1,4 +1,5 @@
 """The ablation runner, paired comparisons and the stratified train subsample, on tiny synthetic data."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,8 +38,17 @@ def tiny(sizes=(90, 30, 30), seed: int = 0, fixed_test: bool = True) -> FeatureS
         ramp = (np.arange(n) / n)[:, None, None, None]
         thumbs[split] = np.broadcast_to(ramp, (n, 3, T, T)).astype(np.float32)
         labels[split], indices[split] = y.astype(np.int64), 1000 + np.arange(n)
-    return FeatureSet("tiny", list(COST), [f"c{i}" for i in range(C)], feats, labels, thumbs, dict(COST),
-                      indices, fixed_test=fixed_test)
+    return FeatureSet(
+        "tiny",
+        list(COST),
+        [f"c{i}" for i in range(C)],
+        feats,
+        labels,
+        thumbs,
+        dict(COST),
+        indices,
+        fixed_test=fixed_test,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +57,7 @@ def fs():
 
 
 # ---------------------------------------------------------------- subsample_train
+
 
 def test_subsample_is_stratified_aligned_and_leaves_other_splits(fs):
     sub = subsample_train(fs, 0.2, seed=3)
@@ -81,6 +92,7 @@ def test_subsample_rejects_bad_fractions(fs, fraction):
 
 # ---------------------------------------------------------------- run_ablation
 
+
 @pytest.fixture(scope="module")
 def results(fs):
     cfg = MoEConfig(gate="thumbnail")
@@ -99,8 +111,14 @@ def test_run_ablation_rows_and_costs(results):
     assert list(results.columns) == RESULT_COLUMNS
     assert len(results) == 6 * 2 and set(results["seed"]) == {0, 1}
     by = results.groupby("setting")
-    assert by["reference"].all().to_dict() == {"8 px": False, "all": True, "all, top-1": False, "no c": False,
-                                               "wide gate": False, "half data": False}
+    assert by["reference"].all().to_dict() == {
+        "8 px": False,
+        "all": True,
+        "all, top-1": False,
+        "no c": False,
+        "wide gate": False,
+        "half data": False,
+    }
     assert results["accuracy"].between(0, 1).all() and results["val_accuracy"].between(0, 1).all()
     n_exp = by["n_experts"].first()
     assert (n_exp["all"], n_exp["no c"]) == (3, 2)
@@ -138,8 +156,13 @@ def test_each_seed_draws_its_own_split_shared_by_every_variant(fixed_test, monke
 
     monkeypatch.setattr(MoE, "fit", recording_fit)
     cfg = MoEConfig(gate="thumbnail")
-    run_ablation("draws", {"all": (cfg, pool), "no c": (cfg, pool.subset_backbones(["a", "b"]))}, [0, 1],
-                 TRAIN, progress=False)
+    run_ablation(
+        "draws",
+        {"all": (cfg, pool), "no c": (cfg, pool.subset_backbones(["a", "b"]))},
+        [0, 1],
+        TRAIN,
+        progress=False,
+    )
     (s0, tr0, te0), (_, tr0b, te0b), (s1, tr1, te1), _ = seen
     assert (s0, s1) == (0, 1)
     np.testing.assert_array_equal(tr0, tr0b)  # both variants of a seed train on the same rows ...
@@ -164,16 +187,21 @@ def test_soft_and_top1_share_one_fit_and_the_cache_spans_calls(fs, monkeypatch):
 
     monkeypatch.setattr(MoE, "fit", counting_fit)
     cfg, cache = MoEConfig(gate="thumbnail"), {}
-    first = run_ablation("a", {"soft": (cfg, fs), "top-1": (cfg, fs, 1)}, [0, 1], TRAIN, cache=cache,
-                         progress=False)
+    first = run_ablation(
+        "a", {"soft": (cfg, fs), "top-1": (cfg, fs, 1)}, [0, 1], TRAIN, cache=cache, progress=False
+    )
     assert sorted(fits) == [0, 1]
-    again = run_ablation("b", {"same": (MoEConfig(gate="thumbnail"), fs)}, [0], TRAIN, cache=cache,
-                         progress=False)
+    again = run_ablation(
+        "b", {"same": (MoEConfig(gate="thumbnail"), fs)}, [0], TRAIN, cache=cache, progress=False
+    )
     assert sorted(fits) == [0, 1], "an equal config on the same FeatureSet is not refit"
-    assert again["accuracy"].iloc[0] == first.loc[(first["setting"] == "soft") & (first["seed"] == 0),
-                                                  "accuracy"].iloc[0]
-    run_ablation("c", {"less data": Variant(cfg, fs, train_fraction=0.5)}, [0], TRAIN, cache=cache,
-                 progress=False)
+    assert (
+        again["accuracy"].iloc[0]
+        == first.loc[(first["setting"] == "soft") & (first["seed"] == 0), "accuracy"].iloc[0]
+    )
+    run_ablation(
+        "c", {"less data": Variant(cfg, fs, train_fraction=0.5)}, [0], TRAIN, cache=cache, progress=False
+    )
     assert len(fits) == 3
 
 
@@ -201,6 +229,7 @@ def test_run_ablation_rejects_bad_input(fs):
 
 # ---------------------------------------------------------------- paired comparisons
 
+
 def planted_results():
     """Two seeds of 400 test images. 'better' fixes 40 of the reference's errors per seed and breaks
     none (+10 points); 'same' flips 10 right and 10 wrong images (0 points); 'other' has no reference."""
@@ -213,14 +242,32 @@ def planted_results():
         same = ref.copy()
         same[np.flatnonzero(ref)[:10]] = False
         same[np.flatnonzero(~ref)[:10]] = True
-        settings = [("one", "ref", ref), ("one", "better", better), ("one", "same", same),
-                    ("two", "other", ref)]
+        settings = [
+            ("one", "ref", ref),
+            ("one", "better", better),
+            ("one", "same", same),
+            ("two", "other", ref),
+        ]
         for ablation, setting, correct in settings:
-            rows.append({"ablation": ablation, "setting": setting, "reference": setting == "ref",
-                         "seed": seed, "inference": "soft", "accuracy": correct.mean(), "val_accuracy": 0.5,
-                         "gflops_per_image": 1.0 + seed, "gate_params": 10, "gate_mflops": 0.1,
-                         "mean_max_gate_weight": 0.5, "n_train": 9, "n_test": 400, "n_experts": 2,
-                         "correct": correct})
+            rows.append(
+                {
+                    "ablation": ablation,
+                    "setting": setting,
+                    "reference": setting == "ref",
+                    "seed": seed,
+                    "inference": "soft",
+                    "accuracy": correct.mean(),
+                    "val_accuracy": 0.5,
+                    "gflops_per_image": 1.0 + seed,
+                    "gate_params": 10,
+                    "gate_mflops": 0.1,
+                    "mean_max_gate_weight": 0.5,
+                    "n_train": 9,
+                    "n_test": 400,
+                    "n_experts": 2,
+                    "correct": correct,
+                }
+            )
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
@@ -252,8 +299,13 @@ def test_summarize_reports_accuracy_ci_deltas_and_costs():
     assert text.splitlines()[0].startswith("better beats ref by +10.00 [")
     assert "same and ref are not distinguishable" in text and "other" not in text
     table = summary_table(s.reset_index(), costs=("gflops_per_image", "n_train"))
-    assert list(table.columns) == ["test accuracy, % (95% CI)", "Δ vs reference, points (95% CI)",
-                                   "val accuracy, %", "GFLOPs / image", "train images"]
+    assert list(table.columns) == [
+        "test accuracy, % (95% CI)",
+        "Δ vs reference, points (95% CI)",
+        "val accuracy, %",
+        "GFLOPs / image",
+        "train images",
+    ]
     with pytest.raises(ValueError, match="unknown cost columns"):
         summary_table(s.reset_index(), costs=("nope",))
     with pytest.raises(ValueError, match="lack columns.*correct"):

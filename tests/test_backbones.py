@@ -1,4 +1,5 @@
 """Backbones: real ImageNet weights pass the foolbox check; bad names and missing weights fail clearly."""
+
 import pytest
 import torch
 
@@ -9,8 +10,15 @@ from fusion_lib.data.backbones import OFFLINE_BACKBONES, BackboneError, load_bac
 pytestmark = pytest.mark.assets  # these tests read the fetched offline assets
 
 
-@pytest.mark.parametrize("name,minimum", [("tf_efficientnet_lite0", 16), ("tf_efficientnet_lite1", 16),
-                                          ("tf_efficientnet_lite2", 16), ("squeezenet1_1", 12)])
+@pytest.mark.parametrize(
+    "name,minimum",
+    [
+        ("tf_efficientnet_lite0", 16),
+        ("tf_efficientnet_lite1", 16),
+        ("tf_efficientnet_lite2", 16),
+        ("squeezenet1_1", 12),
+    ],
+)
 def test_imagenet_weights_classify_foolbox_samples(name, minimum):
     correct, total = backbones.imagenet_sanity_check(name)
     assert total == 20 and correct >= minimum
@@ -34,7 +42,10 @@ def test_efficientnet_preprocessing_comes_from_timm_cfg():
 
 def test_resolve_offline_and_unknown_names():
     assert backbones.resolve_backbones("offline") == list(OFFLINE_BACKBONES)
-    assert backbones.resolve_backbones("squeezenet1_1,tf_efficientnet_lite0") == ["squeezenet1_1", "tf_efficientnet_lite0"]
+    assert backbones.resolve_backbones("squeezenet1_1,tf_efficientnet_lite0") == [
+        "squeezenet1_1",
+        "tf_efficientnet_lite0",
+    ]
     with pytest.raises(BackboneError, match="unknown backbone 'resnet5000'.*squeezenet1_1"):
         backbones.resolve_backbones(["resnet5000"])
 
@@ -70,4 +81,11 @@ def test_weights_from_a_local_file(tmp_path):
 
 def test_backbone_table():
     table = backbones.backbone_table(["squeezenet1_1"], input_size=64)
-    assert list(table.columns[:6]) == ["backbone", "params_m", "gflops", "input_size", "feature_dim", "imagenet_top1"]
+    assert list(table.columns[:6]) == [
+        "backbone",
+        "params_m",
+        "gflops",
+        "input_size",
+        "feature_dim",
+        "imagenet_top1",
+    ]

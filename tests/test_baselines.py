@@ -1,4 +1,5 @@
 """Baselines on planted problems: probes, best single, concat, averaging, stacking, oracle."""
+
 import numpy as np
 import pytest
 
@@ -12,8 +13,13 @@ C, D = 3, 8
 @pytest.fixture(scope="module")
 def fs(make_planted):
     """Backbone "good" sees the class clearly, "weak" faintly, "noise" not at all."""
-    return make_planted({"good": 4.0, "weak": 0.6, "noise": 0.0}, n_classes=C, dim=D, class_names="xyz",
-                        costs={"good": 1.0, "weak": 0.5, "noise": 0.1})
+    return make_planted(
+        {"good": 4.0, "weak": 0.6, "noise": 0.0},
+        n_classes=C,
+        dim=D,
+        class_names="xyz",
+        costs={"good": 1.0, "weak": 0.5, "noise": 0.1},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +52,9 @@ def test_concat_and_prob_average(fs, probes):
     y = fs.labels["test"]
     assert acc(B.fit_concat(fs, seed=0)["test"], y) > 0.9
     avg = B.prob_average(probes)
-    np.testing.assert_allclose(avg["val"], (probes["good"]["val"] + probes["weak"]["val"] + probes["noise"]["val"]) / 3)
+    np.testing.assert_allclose(
+        avg["val"], (probes["good"]["val"] + probes["weak"]["val"] + probes["noise"]["val"]) / 3
+    )
 
 
 @pytest.mark.parametrize("source", ["val", "oof"])
@@ -62,10 +70,12 @@ def test_stacking_never_sees_test_labels(fs, probes, source):
     train = TrainConfig(epochs=10)
     base = B.fit_stacking(fs, probes, source=source, seed=0, train=train, n_folds=3)["test"]
     labels = dict(fs.labels, test=np.random.default_rng(5).permutation(fs.labels["test"]))
-    shuffled = FeatureSet(fs.dataset, fs.backbones, fs.class_names, fs.features, labels, fs.thumbnails,
-                          fs.backbone_gflops)
-    np.testing.assert_array_equal(B.fit_stacking(shuffled, probes, source=source, seed=0, train=train,
-                                                 n_folds=3)["test"], base)
+    shuffled = FeatureSet(
+        fs.dataset, fs.backbones, fs.class_names, fs.features, labels, fs.thumbnails, fs.backbone_gflops
+    )
+    np.testing.assert_array_equal(
+        B.fit_stacking(shuffled, probes, source=source, seed=0, train=train, n_folds=3)["test"], base
+    )
 
 
 def test_oracle_predictions_by_hand():

@@ -1,4 +1,5 @@
 """The benchmarks run end to end and print the ratios they promise (the end-to-end runs are slow)."""
+
 import re
 import subprocess
 import sys
@@ -12,7 +13,9 @@ from fusion_lib.bench import extraction as bench
 
 def test_median_rates_interleaves_runs_and_takes_the_median():
     order = []
-    rates = bench.median_rates({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, n=10, repeats=3)
+    rates = bench.median_rates(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, n=10, repeats=3
+    )
     assert order == ["a", "b"] * 3 and set(rates) == {"a", "b"} and all(r > 0 for r in rates.values())
 
 
@@ -33,9 +36,25 @@ def test_gpu_check_says_no_cuda_and_fails():
 
 @pytest.mark.slow
 def test_feature_benchmark_prints_ratios():
-    out = subprocess.run([sys.executable, "-m", "fusion_lib.bench", "features", "--backbones", "squeezenet1_1",
-                          "--images", "64", "--repeats", "1", "--sweep", "64,96"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fusion_lib.bench",
+            "features",
+            "--backbones",
+            "squeezenet1_1",
+            "--images",
+            "64",
+            "--repeats",
+            "1",
+            "--sweep",
+            "64,96",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     row = next(line for line in out.splitlines() if line.startswith("squeezenet1_1"))
     raw, pipe, ratio = (float(x) for x in row.split()[1:4])
     assert raw > 0 and pipe > 0 and ratio == pytest.approx(pipe / raw, abs=0.01)
@@ -45,10 +64,33 @@ def test_feature_benchmark_prints_ratios():
 
 @pytest.mark.slow
 def test_fusion_benchmark_prints_throughput_and_wall_time():
-    out = subprocess.run([sys.executable, "-m", "fusion_lib.bench", "fusion", "--dataset", "digits", "--train", "300",
-                          "--val", "100", "--test", "200", "--seeds", "1", "--methods", "best_single,moe_thumbnail",
-                          "--backbones", "squeezenet1_1,tf_efficientnet_lite0", "--epochs", "3"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fusion_lib.bench",
+            "fusion",
+            "--dataset",
+            "digits",
+            "--train",
+            "300",
+            "--val",
+            "100",
+            "--test",
+            "200",
+            "--seeds",
+            "1",
+            "--methods",
+            "best_single,moe_thumbnail",
+            "--backbones",
+            "squeezenet1_1,tf_efficientnet_lite0",
+            "--epochs",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert re.search(r"MoE, thumbnail gate, 2 experts: [\d,]+ samples/s", out)
     assert re.search(r"wall time: 2 methods x 1 seeds on digits: [\d.]+s", out)
     assert "moe_thumbnail" in out

@@ -1,4 +1,5 @@
 """Notebook profiles, the book runner's argument handling, and the book's sources."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- profiles
+
 
 @pytest.mark.parametrize("name", list(PROFILES))
 def test_profiles_are_valid(name):
@@ -50,8 +52,9 @@ def test_profile_sizes_and_overrides():
     assert q.datasets == ("fashion_mnist", "digits", "mnist", "cifar_cats_dogs")
     assert (q.input_size, q.device) == (None, "cpu")
     assert get_profile("ci", seeds=[3, 7]).seeds == (3, 7)
-    assert get_profile("ci", datasets=["digits", "mnist"], dataset_sizes={"mnist": (10, 10, 10)}
-                       ).split_sizes("mnist") == SplitSizes(10, 10, 10)
+    assert get_profile("ci", datasets=["digits", "mnist"], dataset_sizes={"mnist": (10, 10, 10)}).split_sizes(
+        "mnist"
+    ) == SplitSizes(10, 10, 10)
     assert get_profile("ci", backbones="offline").backbones == PROFILES["book"].backbones
 
 
@@ -73,25 +76,28 @@ def test_unknown_override_lists_the_valid_settings():
         get_profile("ci", epoch=3)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("seeds", 0, "seeds"),
-    ("seeds", [1, 1], "distinct"),
-    ("seeds", "3", "seeds"),
-    ("epochs", 0, "epochs must be an integer >= 1"),
-    ("epochs", True, "epochs"),
-    ("input_size", 16, "input_size"),
-    ("input_size", "112", "input_size"),
-    ("thumbnail_size", 4, "thumbnail_size"),
-    ("thumbnail_size", 20, "multiple of 8"),
-    ("device", "gpu", "'auto', 'cpu', 'cuda'"),
-    ("datasets", "imagenet", "valid datasets: fashion_mnist"),
-    ("datasets", [], "at least one"),
-    ("backbones", "resnet_nope", "unknown backbone"),
-    ("sizes", (100, 50), "triple"),
-    ("sizes", (100, 0, 10), "split size val"),
-    ("dataset_sizes", {"nope": (1, 1, 1)}, "unknown dataset"),
-    ("dataset_sizes", {"mnist": (1, 1, 1)}, "not among the profile's datasets"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("seeds", 0, "seeds"),
+        ("seeds", [1, 1], "distinct"),
+        ("seeds", "3", "seeds"),
+        ("epochs", 0, "epochs must be an integer >= 1"),
+        ("epochs", True, "epochs"),
+        ("input_size", 16, "input_size"),
+        ("input_size", "112", "input_size"),
+        ("thumbnail_size", 4, "thumbnail_size"),
+        ("thumbnail_size", 20, "multiple of 8"),
+        ("device", "gpu", "'auto', 'cpu', 'cuda'"),
+        ("datasets", "imagenet", "valid datasets: fashion_mnist"),
+        ("datasets", [], "at least one"),
+        ("backbones", "resnet_nope", "unknown backbone"),
+        ("sizes", (100, 50), "triple"),
+        ("sizes", (100, 0, 10), "split size val"),
+        ("dataset_sizes", {"nope": (1, 1, 1)}, "unknown dataset"),
+        ("dataset_sizes", {"mnist": (1, 1, 1)}, "not among the profile's datasets"),
+    ],
+)
 def test_bad_values_are_rejected(key, value, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         get_profile("ci", **{key: value})
@@ -99,9 +105,11 @@ def test_bad_values_are_rejected(key, value, message):
 
 # ---------------------------------------------------------------- runner
 
+
 def test_parse_overrides_reads_yaml_values():
-    got = book.parse_overrides([["seeds", "1"], ["datasets", "[digits, mnist]"], ["input_size", "null"],
-                                ["device", "cpu"]])
+    got = book.parse_overrides(
+        [["seeds", "1"], ["datasets", "[digits, mnist]"], ["input_size", "null"], ["device", "cpu"]]
+    )
     assert got == {"seeds": 1, "datasets": ["digits", "mnist"], "input_size": None, "device": "cpu"}
     with pytest.raises(ValueError, match="--profile"):
         book.parse_overrides([["profile", "ci"]])
@@ -118,8 +126,10 @@ def test_notebook_parameters_are_validated_first():
 def _write_notebook(path: Path, *sources: str) -> Path:
     params = new_code_cell('profile = "book"\noverrides = {}')
     params.metadata["tags"] = ["parameters"]
-    nb = new_notebook(cells=[params, *(new_code_cell(s) for s in sources)],
-                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb = new_notebook(
+        cells=[params, *(new_code_cell(s) for s in sources)],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
@@ -165,8 +175,10 @@ def test_source_hash_tracks_notebook_and_parameters(tmp_path):
 
 
 def test_execute_notebook_injects_parameters_reuses_and_reports_errors(tmp_path):
-    src = _write_notebook(tmp_path / "notebooks" / "01_a.ipynb",
-                          'assert "fail" not in overrides, "asked to fail"\nprint(profile, overrides)')
+    src = _write_notebook(
+        tmp_path / "notebooks" / "01_a.ipynb",
+        'assert "fail" not in overrides, "asked to fail"\nprint(profile, overrides)',
+    )
     out = tmp_path / "out" / "01_a.ipynb"
     params = {"profile": "ci", "overrides": {"seeds": 1}}
     first = book.execute_notebook(src, out, params, reuse=True, progress=False)
@@ -178,8 +190,9 @@ def test_execute_notebook_injects_parameters_reuses_and_reports_errors(tmp_path)
     assert len(injected) == 1 and "remove-cell" in injected[0].metadata.tags
     again = book.execute_notebook(src, out, params, reuse=True, progress=False)
     assert again.reused and again.seconds == executed.metadata[book.STAMP_KEY]["seconds"]
-    failed = book.execute_notebook(src, out, {"profile": "ci", "overrides": {"fail": 1}}, reuse=True,
-                                   progress=False)
+    failed = book.execute_notebook(
+        src, out, {"profile": "ci", "overrides": {"fail": 1}}, reuse=True, progress=False
+    )
     assert failed.error and "asked to fail" in failed.error
     assert book.STAMP_KEY not in nbformat.read(out, as_version=4).metadata  # so it is re-executed next time
 
@@ -189,9 +202,15 @@ def test_generated_markdown_tables():
     assert table.splitlines()[0] == "| setting | `ci` | `book` | `paper` |"
     for setting in get_profile("ci").describe():
         assert f"| {setting} |" in table
-    record = {"profile": "ci", "built": "now", "environment": {"python": "3.11"},
-              "notebooks": [{"notebook": "01_a", "seconds": 30.0, "reused": False, "error": None},
-                            {"notebook": "02_b", "seconds": 600.0, "reused": True, "error": None}]}
+    record = {
+        "profile": "ci",
+        "built": "now",
+        "environment": {"python": "3.11"},
+        "notebooks": [
+            {"notebook": "01_a", "seconds": 30.0, "reused": False, "error": None},
+            {"notebook": "02_b", "seconds": 600.0, "reused": True, "error": None},
+        ],
+    }
     md = book.timings_markdown(record)
     assert "| `01_a` | 30 s | executed in this build |" in md
     assert "| `02_b` | 10.0 min | reused" in md
@@ -243,12 +262,13 @@ def test_code_lines_fit_the_page(path):
 def test_colab_cells_install_from_the_configured_repository(tmp_path):
     assert book.sync_colab_cells(ROOT, write=False) == []
     (tmp_path / "_config.yml").write_text("repository:\n  url: https://example.org/me/fork\n")
-    nb = _write_notebook(tmp_path / "notebooks" / "01_a.ipynb",
-                         'pip("fusion-book @ git+https://github.com/old/place")')
+    nb = _write_notebook(
+        tmp_path / "notebooks" / "01_a.ipynb", 'pip("fusion-book @ git+https://github.com/old/place")'
+    )
     with pytest.raises(ValueError, match="sync-colab"):
         book.check_colab_cells(tmp_path)
     assert book.main(["sync-colab", "--root", str(tmp_path)]) == 0
-    assert "git+https://example.org/me/fork\"" in nbformat.read(nb, as_version=4).cells[-1].source
+    assert 'git+https://example.org/me/fork"' in nbformat.read(nb, as_version=4).cells[-1].source
     book.check_colab_cells(tmp_path)
 
 
@@ -262,7 +282,9 @@ def test_mathjax_is_staged_where_mathjax_path_points(tmp_path, monkeypatch):
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     static = tmp_path / "src" / config["sphinx"]["config"]["html_static_path"][0]
     assert (static / config["sphinx"]["config"]["mathjax_path"]).is_file()
-    assert (target / "output" / "chtml" / "fonts" / "woff-v2").is_dir() and not (target / "asset.json").exists()
+    assert (target / "output" / "chtml" / "fonts" / "woff-v2").is_dir() and not (
+        target / "asset.json"
+    ).exists()
 
 
 def test_toc_lists_every_notebook_and_chapter():
@@ -286,9 +308,13 @@ def test_every_citation_is_in_the_bibliography_and_every_entry_cited():
 
 
 def test_run_notebooks_side_by_side_keeps_order_and_reports_each(tmp_path):
-    srcs = [_write_notebook(tmp_path / "notebooks" / f"0{i}_n.ipynb", f"assert {i} != 2, 'number two fails'")
-            for i in (1, 2, 3)]
-    runs = book.run_notebooks(srcs, tmp_path / "out", {"profile": "ci", "overrides": {}}, progress=False, jobs=2)
+    srcs = [
+        _write_notebook(tmp_path / "notebooks" / f"0{i}_n.ipynb", f"assert {i} != 2, 'number two fails'")
+        for i in (1, 2, 3)
+    ]
+    runs = book.run_notebooks(
+        srcs, tmp_path / "out", {"profile": "ci", "overrides": {}}, progress=False, jobs=2
+    )
     assert [r.notebook for r in runs] == ["01_n", "02_n", "03_n"]
     assert [bool(r.error) for r in runs] == [False, True, False]
     with pytest.raises(ValueError, match="jobs"):
@@ -297,7 +323,9 @@ def test_run_notebooks_side_by_side_keeps_order_and_reports_each(tmp_path):
 
 def test_api_chapter_covers_every_public_module():
     modules = book.public_modules()
-    assert {"fusion_lib.book.build", "fusion_lib.studies.stats", "fusion_lib.data.assets.fetch"} <= set(modules)
+    assert {"fusion_lib.book.build", "fusion_lib.studies.stats", "fusion_lib.data.assets.fetch"} <= set(
+        modules
+    )
     assert not any(part.startswith("_") for m in modules for part in m.split("."))
     md = book.api_markdown(modules)
     assert all(f".. automodule:: {m}\n" in md for m in modules)

@@ -1,4 +1,5 @@
 """The feature cache under real concurrency and real interruption: two processes, and a SIGKILL."""
+
 import json
 import os
 import signal
@@ -33,8 +34,9 @@ BUILDER = textwrap.dedent("""
 
 def _python(*args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, **kw)
+    return subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw
+    )
 
 
 def test_two_processes_building_one_entry_build_it_once(tmp_path):
@@ -109,11 +111,17 @@ def test_sigkill_mid_extraction_resumes_without_recomputing_finished_chunks(tmp_
     out, err = rerun.communicate(timeout=240)
     assert rerun.returncode == 0, err
     redone = [json.loads(line) for line in log.read_text().splitlines()]
-    assert not [c for c in redone if c in done[:len(partial)]]  # finished chunks are read, not recomputed
+    assert not [c for c in redone if c in done[: len(partial)]]  # finished chunks are read, not recomputed
     assert len(redone) == 6 - len(partial)
 
-    fresh = _python("-c", EXTRACTOR, str(tmp_path / "fresh"), str(tmp_path / "fresh.log"), "0",
-                    str(tmp_path / "uninterrupted.npy"))
+    fresh = _python(
+        "-c",
+        EXTRACTOR,
+        str(tmp_path / "fresh"),
+        str(tmp_path / "fresh.log"),
+        "0",
+        str(tmp_path / "uninterrupted.npy"),
+    )
     assert fresh.wait(timeout=240) == 0
     resumed, whole = np.load(tmp_path / "resumed.npy"), np.load(tmp_path / "uninterrupted.npy")
     assert resumed.shape == (96, 512)

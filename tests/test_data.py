@@ -1,4 +1,5 @@
 """Datasets: offline sets, torchvision's on-disk formats made small here, ImageFolders and bad input."""
+
 import pickle
 import struct
 
@@ -59,7 +60,10 @@ def test_cifar10_from_torchvision_pickles(tmp_path):
     base.mkdir()
     rng = np.random.default_rng(0)
     for name, n in [(f"data_batch_{i}", 20) for i in range(1, 6)] + [("test_batch", 30)]:
-        batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": [i % 10 for i in range(n)]}
+        batch = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "labels": [i % 10 for i in range(n)],
+        }
         (base / name).write_bytes(pickle.dumps(batch))
     (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
     d = load_dataset("cifar10", SMALL, root=tmp_path)

@@ -1,4 +1,5 @@
 """Content-addressed dataset identities and the pre-flight of unreadable images."""
+
 import os
 import pickle
 import shutil
@@ -36,12 +37,16 @@ def _rewrite_in_place(path, seed=99):
 def test_rewritten_image_with_same_size_and_mtime_gets_new_features(tmp_path):
     folder = _folder(tmp_path / "imgs")
     d = load_dataset(str(folder), SIZES)
-    before, _ = extract_features("squeezenet1_1", d, "train", 32, progress=False, cache_dir=tmp_path / "cache")
+    before, _ = extract_features(
+        "squeezenet1_1", d, "train", 32, progress=False, cache_dir=tmp_path / "cache"
+    )
     row = 0
     _rewrite_in_place(D.PILSource.where(d.pools["train"].source, int(d.indices["train"][row])))
     d2 = load_dataset(str(folder), SIZES)
     assert d2.identity != d.identity
-    after, _ = extract_features("squeezenet1_1", d2, "train", 32, progress=False, cache_dir=tmp_path / "cache")
+    after, _ = extract_features(
+        "squeezenet1_1", d2, "train", 32, progress=False, cache_dir=tmp_path / "cache"
+    )
     assert not np.allclose(after[row], before[row])
     np.testing.assert_array_equal(np.delete(after, row, 0), np.delete(before, row, 0))  # only it changed
 
@@ -60,11 +65,16 @@ def test_fast_identity_is_keyed_on_size_and_mtime_and_warns_once(tmp_path, monke
     folder = _folder(tmp_path / "imgs")
     with pytest.warns(D.FastIdentityWarning, match="same size and mtime"):
         fast = load_dataset(str(folder), SIZES, fast_identity=True)
-    assert fast.identity.startswith("folder:stat:") and fast.identity != load_dataset(str(folder), SIZES).identity
+    assert (
+        fast.identity.startswith("folder:stat:")
+        and fast.identity != load_dataset(str(folder), SIZES).identity
+    )
     _rewrite_in_place(folder / "ant" / "3.bmp")
     with warnings.catch_warnings():
         warnings.simplefilter("error", D.FastIdentityWarning)  # once per process
-        assert load_dataset(str(folder), SIZES, fast_identity=True).identity == fast.identity  # the documented miss
+        assert (
+            load_dataset(str(folder), SIZES, fast_identity=True).identity == fast.identity
+        )  # the documented miss
     os.utime(folder / "ant" / "3.bmp")
     assert load_dataset(str(folder), SIZES, fast_identity=True).identity != fast.identity
 
@@ -74,7 +84,10 @@ def test_torchvision_root_identity_hashes_the_files_read(tmp_path):
     base.mkdir()
     rng = np.random.default_rng(0)
     for name, n in [(f"data_batch_{i}", 20) for i in range(1, 6)] + [("test_batch", 30)]:
-        batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": [i % 10 for i in range(n)]}
+        batch = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "labels": [i % 10 for i in range(n)],
+        }
         (base / name).write_bytes(pickle.dumps(batch))
     (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
     small = SplitSizes(20, 10, 20)

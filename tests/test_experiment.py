@@ -1,4 +1,5 @@
 """Experiment runner: method registry, tidy results, determinism, files, summary, CLI, end to end."""
+
 import json
 import re
 
@@ -26,9 +27,13 @@ def planted(seed: int = 0, sizes=(240, 120, 120)) -> tuple[FeatureSet, dict[str,
     feats, labels, thumbs = {}, {}, {}
     for split, n in zip(("train", "val", "test"), sizes):
         y, c = rng.integers(0, C, n), rng.integers(0, 2, n)
-        feats[split] = {b: (np.where(c[:, None] == k, m[y], 0.0) + rng.normal(size=(n, D))).astype(np.float32)
-                        for k, (b, m) in enumerate(means.items())}
-        thumbs[split] = np.broadcast_to(np.where(c == 0, 0.2, 0.8)[:, None, None, None], (n, 3, T, T)).astype(np.float32)
+        feats[split] = {
+            b: (np.where(c[:, None] == k, m[y], 0.0) + rng.normal(size=(n, D))).astype(np.float32)
+            for k, (b, m) in enumerate(means.items())
+        }
+        thumbs[split] = np.broadcast_to(np.where(c == 0, 0.2, 0.8)[:, None, None, None], (n, 3, T, T)).astype(
+            np.float32
+        )
         labels[split] = y.astype(np.int64)
     fs = FeatureSet("planted", ["a", "b"], list(NAMES), feats, labels, thumbs, {"a": 0.1, "b": 0.3})
     vectors = {w: v for w, v in zip(NAMES, rng.normal(size=(C, 10)))}
@@ -49,10 +54,28 @@ def planted_run():
 def test_all_expands_to_every_registered_method():
     names = resolve_methods("all", ["a", "b"])
     assert names == ["single:a", "single:b"] + list(METHODS)
-    assert {"best_single", "concat", "prob_avg", "prob_avg_cal", "stacking", "stacking_val", "oracle", "moe_uniform",
-            "moe_static", "moe_feature", "moe_feature_joint", "moe_thumbnail", "moe_thumbnail_joint",
-            "moe_thumbnail_oof", "moe_thumbnail_noisy", "moe_confidence", "moe_thumbnail_conf",
-            "moe_thumbnail_label", "blend_label", "label_space"} <= set(names)
+    assert {
+        "best_single",
+        "concat",
+        "prob_avg",
+        "prob_avg_cal",
+        "stacking",
+        "stacking_val",
+        "oracle",
+        "moe_uniform",
+        "moe_static",
+        "moe_feature",
+        "moe_feature_joint",
+        "moe_thumbnail",
+        "moe_thumbnail_joint",
+        "moe_thumbnail_oof",
+        "moe_thumbnail_noisy",
+        "moe_confidence",
+        "moe_thumbnail_conf",
+        "moe_thumbnail_label",
+        "blend_label",
+        "label_space",
+    } <= set(names)
     assert resolve_methods("single_a, prob_avg,prob_avg", ["a", "b"]) == ["single:a", "prob_avg"]
     assert resolve_methods(["oracle", "all"], ["a"])[0] == "oracle"
 
@@ -96,7 +119,10 @@ def test_paired_comparison_of_two_methods(planted_run):
     assert d.diff == pytest.approx(100 * (acc["moe_thumbnail"] - acc["prob_avg"]))
     assert d.low > 0  # the planted routing gain is large enough to be told apart
     table = result.comparisons("prob_avg")
-    assert "prob_avg" not in set(table["method"]) and table["vs baseline (points, 95% CI)"].str.contains(r"\[").all()
+    assert (
+        "prob_avg" not in set(table["method"])
+        and table["vs baseline (points, 95% CI)"].str.contains(r"\[").all()
+    )
     with pytest.raises(ValueError, match="was not run"):
         result.compare("nope", "prob_avg")
 
@@ -125,14 +151,25 @@ def test_results_and_config_are_written(tmp_path):
 
 def test_backbone_subset_of_a_given_feature_set():
     fs, _ = planted()
-    df = run_experiment(small_config(seeds=[0], backbones=["b"], methods="all"), feature_set=fs,
-                        word_vectors=planted()[1], progress=False).metrics
+    df = run_experiment(
+        small_config(seeds=[0], backbones=["b"], methods="all"),
+        feature_set=fs,
+        word_vectors=planted()[1],
+        progress=False,
+    ).metrics
     assert "single:a" not in set(df["method"]) and "single:b" in set(df["method"])
 
 
 def test_summarize_gives_mean_and_std_per_method_and_metric():
-    df = pd.DataFrame({"dataset": "d", "method": ["m", "m", "m", "n"], "seed": [0, 1, 2, 0],
-                       "metric": "accuracy", "value": [0.5, 0.7, 0.9, 0.4]})
+    df = pd.DataFrame(
+        {
+            "dataset": "d",
+            "method": ["m", "m", "m", "n"],
+            "seed": [0, 1, 2, 0],
+            "metric": "accuracy",
+            "value": [0.5, 0.7, 0.9, 0.4],
+        }
+    )
     s = summarize(df).set_index("method")
     assert s.loc["m", "mean"] == pytest.approx(0.7) and s.loc["m", "std"] == pytest.approx(0.2)
     assert s.loc["m", "n"] == 3 and s.loc["n", "std"] == 0.0
@@ -151,9 +188,27 @@ def test_cli_runs_and_prints_a_table(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(E, "load_features", fake_load)
     out = tmp_path / "cli"
-    code = cli.main(["run", "--dataset", "planted", "--methods", "moe_thumbnail,moe_thumbnail_joint", "--seeds", "2",
-                   "--epochs", "5", "--thumbnail-size", "8", "--train", "240", "--compare", "prob_avg",
-                   "--out", str(out)])
+    code = cli.main(
+        [
+            "run",
+            "--dataset",
+            "planted",
+            "--methods",
+            "moe_thumbnail,moe_thumbnail_joint",
+            "--seeds",
+            "2",
+            "--epochs",
+            "5",
+            "--thumbnail-size",
+            "8",
+            "--train",
+            "240",
+            "--compare",
+            "prob_avg",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     cfg = seen["config"]
     assert cfg.seeds == [0, 1] and cfg.epochs == 5 and cfg.train == 240 and cfg.dataset == "planted"
@@ -177,7 +232,9 @@ def test_moe_options_reach_every_mixture_and_are_validated():
 def test_mismatched_tensor_lengths_are_an_error():
     model = torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="share their first dimension"):
-        fit_module(model, lambda m, b: m(b[0]).sum(), (torch.zeros(5, 2), torch.zeros(4)), None, TrainConfig())
+        fit_module(
+            model, lambda m, b: m(b[0]).sum(), (torch.zeros(5, 2), torch.zeros(4)), None, TrainConfig()
+        )
 
 
 def test_end_to_end_on_real_cached_digits_features():
@@ -186,8 +243,11 @@ def test_end_to_end_on_real_cached_digits_features():
     from fusion_lib.fusion.gates import ThumbnailGate
 
     fs = load_feature_set("digits", "offline", SplitSizes(300, 100, 200), seed=0, progress=False)
-    df = run_experiment(ExperimentConfig(dataset="digits", train=300, val=100, test=200, seeds=[0]), feature_set=fs,
-                        progress=False).metrics
+    df = run_experiment(
+        ExperimentConfig(dataset="digits", train=300, val=100, test=200, seeds=[0]),
+        feature_set=fs,
+        progress=False,
+    ).metrics
     assert list(df.columns) == E.RESULT_COLUMNS
     acc = df[df["metric"] == "accuracy"].set_index("method")["value"]
     assert list(acc.index) == resolve_methods("all", fs.backbones)

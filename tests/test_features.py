@@ -1,4 +1,5 @@
 """Feature extraction and its cache: hits, corruption, resumption, and keys."""
+
 import numpy as np
 import pytest
 import torch
@@ -16,17 +17,27 @@ def digits():
 
 
 def test_cold_then_warm_gives_identical_features(digits, tmp_path):
-    cold, gflops = features.extract_features("squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path)
+    cold, gflops = features.extract_features(
+        "squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path
+    )
     assert cold.shape == (60, 512) and cold.dtype == np.float32 and gflops > 0
     assert np.isfinite(cold).all() and cold.std() > 0
-    assert list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.partial"))
-    warm, gflops2 = features.extract_features("squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path)
+    assert (
+        list(tmp_path.rglob("*.json"))
+        and not list(tmp_path.rglob("*.tmp"))
+        and not list(tmp_path.rglob("*.partial"))
+    )
+    warm, gflops2 = features.extract_features(
+        "squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path
+    )
     assert np.array_equal(cold, warm) and gflops2 == gflops
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "sidecar"])
 def test_corrupt_cache_is_detected_and_recomputed(digits, tmp_path, damage):
-    ref, _ = features.extract_features("squeezenet1_1", digits, "val", SIZE, progress=False, cache_dir=tmp_path)
+    ref, _ = features.extract_features(
+        "squeezenet1_1", digits, "val", SIZE, progress=False, cache_dir=tmp_path
+    )
     npy = next(tmp_path.rglob("*.npy"))
     if damage == "truncate":
         npy.write_bytes(npy.read_bytes()[:200])
@@ -37,7 +48,9 @@ def test_corrupt_cache_is_detected_and_recomputed(digits, tmp_path, damage):
     else:
         npy.with_suffix(".json").write_text("{not json")
     with pytest.warns(CorruptCacheWarning):
-        again, _ = features.extract_features("squeezenet1_1", digits, "val", SIZE, progress=False, cache_dir=tmp_path)
+        again, _ = features.extract_features(
+            "squeezenet1_1", digits, "val", SIZE, progress=False, cache_dir=tmp_path
+        )
     assert np.allclose(again, ref)
 
 
@@ -57,11 +70,14 @@ def test_interrupted_run_resumes_from_finished_chunks(digits, tmp_path, monkeypa
         features.extract_features("squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path)
     assert len(list(tmp_path.rglob("chunk_*.npy"))) == 2
     calls["n"] = 100
-    resumed, _ = features.extract_features("squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path)
+    resumed, _ = features.extract_features(
+        "squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path
+    )
     assert calls["n"] == 100 + 2  # only the two unfinished chunks (rows 32..59) ran
     monkeypatch.setattr(features.FeatureExtractor, "forward", real_forward)
-    fresh, _ = features.extract_features("squeezenet1_1", digits, "train", SIZE, progress=False,
-                                         cache_dir=tmp_path / "fresh")
+    fresh, _ = features.extract_features(
+        "squeezenet1_1", digits, "train", SIZE, progress=False, cache_dir=tmp_path / "fresh"
+    )
     assert np.allclose(resumed, fresh, atol=1e-5)
     assert not list(tmp_path.rglob("*.partial"))
 
@@ -75,8 +91,15 @@ def test_cache_key_covers_images_size_and_weights(digits):
 
 
 def test_load_feature_set(tmp_path):
-    fs = features.load_feature_set("digits", ["squeezenet1_1", "tf_efficientnet_lite0"], SplitSizes(60, 20, 40),
-                                   input_size=SIZE, thumbnail_size=16, progress=False, cache_dir=tmp_path)
+    fs = features.load_feature_set(
+        "digits",
+        ["squeezenet1_1", "tf_efficientnet_lite0"],
+        SplitSizes(60, 20, 40),
+        input_size=SIZE,
+        thumbnail_size=16,
+        progress=False,
+        cache_dir=tmp_path,
+    )
     assert fs.dims() == {"squeezenet1_1": 512, "tf_efficientnet_lite0": 1280}
     assert fs.thumbnails["test"].shape == (40, 3, 16, 16)
     assert set(fs.backbone_gflops) == set(fs.backbones)
@@ -87,6 +110,7 @@ def test_bad_device_and_loader_settings():
     with pytest.raises(ValueError, match="device"):
         features.resolve_device("tpu")
     from fusion_lib.data.backbones import load_backbone
+
     with pytest.raises(ValueError, match="batch_size"):
         features.FeatureExtractor(load_backbone("squeezenet1_1", input_size=SIZE), batch_size=0)
 
@@ -95,10 +119,13 @@ def test_backbone_loaded_once_for_all_splits_and_not_at_all_when_cached(digits, 
     calls = []
     real = features.load_backbone
     monkeypatch.setattr(features, "load_backbone", lambda *a, **k: calls.append(a) or real(*a, **k))
-    feats, _ = features.extract_splits("squeezenet1_1", digits, ["train", "val", "test"], SIZE, progress=False,
-                                       cache_dir=tmp_path)
+    feats, _ = features.extract_splits(
+        "squeezenet1_1", digits, ["train", "val", "test"], SIZE, progress=False, cache_dir=tmp_path
+    )
     assert len(calls) == 1 and {k: len(v) for k, v in feats.items()} == {"train": 60, "val": 20, "test": 40}
-    features.extract_splits("squeezenet1_1", digits, ["train", "val", "test"], SIZE, progress=False, cache_dir=tmp_path)
+    features.extract_splits(
+        "squeezenet1_1", digits, ["train", "val", "test"], SIZE, progress=False, cache_dir=tmp_path
+    )
     assert len(calls) == 1
 
 
@@ -111,7 +138,9 @@ def test_batched_preprocessing_matches_one_image_at_a_time():
     singles = torch.stack([features.preprocess(img, SIZE, IMAGENET_MEAN, IMAGENET_STD) for img in same])
     assert batch.shape == (5, 3, SIZE, SIZE) and torch.equal(batch, singles)
     # mixed sizes (folders of photos) are resized in the loader's collate, with the same numbers
-    mixed = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen) for h, w in [(40, 70), (90, 50)]]
+    mixed = [
+        torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen) for h, w in [(40, 70), (90, 50)]
+    ]
     stacked = features._stack_uint8(mixed, SIZE)
     got = features.preprocess_batch(stacked, SIZE, IMAGENET_MEAN, IMAGENET_STD)
     want = torch.stack([features.preprocess(img, SIZE, IMAGENET_MEAN, IMAGENET_STD) for img in mixed])

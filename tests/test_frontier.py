@@ -1,4 +1,5 @@
 """Subset averages chosen on validation, the Pareto frontier and its plot, on planted probabilities."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -85,8 +86,12 @@ def test_best_subsets_are_chosen_on_validation_not_test(setup):
 def test_best_subsets_per_seed_and_points(setup):
     fs, probes = setup
     t = subset_table(probes, fs)
-    two = pd.concat([t.assign(seed=0), t.assign(seed=1, val_accuracy=np.where(t["subset"] == ("b",), 1.0,
-                                                                               t["val_accuracy"]))])
+    two = pd.concat(
+        [
+            t.assign(seed=0),
+            t.assign(seed=1, val_accuracy=np.where(t["subset"] == ("b",), 1.0, t["val_accuracy"])),
+        ]
+    )
     best = best_subsets(two)
     assert len(best) == 6
     assert best.set_index(["seed", "size"]).loc[(1, 1), "subset"] == ("b",)
@@ -98,8 +103,16 @@ def test_best_subsets_per_seed_and_points(setup):
 
 
 def test_ties_in_validation_go_to_lower_nll_then_cheaper():
-    t = pd.DataFrame({"subset": [("x",), ("y",), ("z",)], "size": 1, "val_accuracy": [0.9, 0.9, 0.9],
-                      "val_nll": [0.5, 0.4, 0.4], "gflops": [1.0, 3.0, 2.0], "accuracy": [0.1, 0.2, 0.3]})
+    t = pd.DataFrame(
+        {
+            "subset": [("x",), ("y",), ("z",)],
+            "size": 1,
+            "val_accuracy": [0.9, 0.9, 0.9],
+            "val_nll": [0.5, 0.4, 0.4],
+            "gflops": [1.0, 3.0, 2.0],
+            "accuracy": [0.1, 0.2, 0.3],
+        }
+    )
     assert best_subsets(t)["subset"].item() == ("z",)
     with pytest.raises(ValueError, match=r"lacks columns \[.val_nll.\]"):
         best_subsets(t.drop(columns="val_nll"))
@@ -129,11 +142,23 @@ def test_pareto_mask():
 
 
 def test_plot_frontier_draws_points_frontier_and_k_labels():
-    pts = pd.DataFrame({
-        "label": ["a", "b", "avg a+b", "moe top-1", "moe soft"],
-        "family": ["single backbone", "single backbone", "subset average", "gated mixture", "gated mixture"],
-        "k": [1, 1, 2, 1, 2], "gflops": [1.0, 2.0, 3.0, 1.5, 3.1], "accuracy": [0.6, 0.7, 0.75, 0.72, 0.74],
-        "low": [0.55, 0.65, 0.7, 0.7, 0.7], "high": [0.65, 0.75, 0.8, 0.74, 0.78]})
+    pts = pd.DataFrame(
+        {
+            "label": ["a", "b", "avg a+b", "moe top-1", "moe soft"],
+            "family": [
+                "single backbone",
+                "single backbone",
+                "subset average",
+                "gated mixture",
+                "gated mixture",
+            ],
+            "k": [1, 1, 2, 1, 2],
+            "gflops": [1.0, 2.0, 3.0, 1.5, 3.1],
+            "accuracy": [0.6, 0.7, 0.75, 0.72, 0.74],
+            "low": [0.55, 0.65, 0.7, 0.7, 0.7],
+            "high": [0.65, 0.75, 0.8, 0.74, 0.78],
+        }
+    )
     fig, ax = plt.subplots()
     out = plot_frontier(ax, pts)
     assert out["on_frontier"].tolist() == [True, False, True, True, False]
@@ -146,7 +171,11 @@ def test_plot_frontier_draws_points_frontier_and_k_labels():
     assert {(1.0, 0.6), (1.5, 0.72), (3.0, 0.75)} <= set(zip(np.round(x, 3), np.round(y, 3)))
     assert ax.get_xscale() == "log"
     assert {t.get_text() for t in ax.get_legend().get_texts()} == {
-        "single backbone", "subset average", "gated mixture", "Pareto frontier"}
+        "single backbone",
+        "subset average",
+        "gated mixture",
+        "Pareto frontier",
+    }
     plt.close(fig)
     with pytest.raises(ValueError, match=r"points lack columns \[.k.\]"):
         plot_frontier(ax, pts.drop(columns="k"))
@@ -156,18 +185,36 @@ def test_runner_points_read_singles_mixtures_top_k_and_skip_the_oracle():
     rows = []
     for seed, shift in ((0, 0.0), (1, 0.02)):
         for method, metric, value in [
-                ("single:tf_efficientnet_lite0", "accuracy", 0.80),
-                ("single:tf_efficientnet_lite0", "gflops_per_image", 0.1),
-                ("prob_avg", "accuracy", 0.85), ("prob_avg", "gflops_per_image", 0.3),
-                ("oracle", "accuracy", 0.95), ("oracle", "gflops_per_image", 0.3),
-                ("moe_thumbnail", "accuracy", 0.84), ("moe_thumbnail", "gflops_per_image", 0.31),
-                ("moe_thumbnail", "accuracy_top1", 0.82), ("moe_thumbnail", "gflops_per_image_top1", 0.12),
-                ("moe_noisy", "accuracy", 0.83), ("moe_noisy", "gflops_per_image", 0.2),
-                ("moe_noisy", "active_experts", 2.0), ("label_space", "accuracy", 0.7)]:
-            rows.append({"dataset": "d", "method": method, "seed": seed, "metric": metric,
-                         "value": value + (shift if metric.startswith("accuracy") else 0.0)})
-    pts = runner_points(pd.DataFrame(rows), n_backbones=3, names={"tf_efficientnet_lite0": "lite0"},
-                        accuracy_ci=lambda m: (0.0, 50.0, 90.0)).set_index("label")
+            ("single:tf_efficientnet_lite0", "accuracy", 0.80),
+            ("single:tf_efficientnet_lite0", "gflops_per_image", 0.1),
+            ("prob_avg", "accuracy", 0.85),
+            ("prob_avg", "gflops_per_image", 0.3),
+            ("oracle", "accuracy", 0.95),
+            ("oracle", "gflops_per_image", 0.3),
+            ("moe_thumbnail", "accuracy", 0.84),
+            ("moe_thumbnail", "gflops_per_image", 0.31),
+            ("moe_thumbnail", "accuracy_top1", 0.82),
+            ("moe_thumbnail", "gflops_per_image_top1", 0.12),
+            ("moe_noisy", "accuracy", 0.83),
+            ("moe_noisy", "gflops_per_image", 0.2),
+            ("moe_noisy", "active_experts", 2.0),
+            ("label_space", "accuracy", 0.7),
+        ]:
+            rows.append(
+                {
+                    "dataset": "d",
+                    "method": method,
+                    "seed": seed,
+                    "metric": metric,
+                    "value": value + (shift if metric.startswith("accuracy") else 0.0),
+                }
+            )
+    pts = runner_points(
+        pd.DataFrame(rows),
+        n_backbones=3,
+        names={"tf_efficientnet_lite0": "lite0"},
+        accuracy_ci=lambda m: (0.0, 50.0, 90.0),
+    ).set_index("label")
     assert list(pts.index) == ["lite0", "prob_avg", "moe_thumbnail", "moe_thumbnail top-1", "moe_noisy"]
     assert pts.loc["lite0", "family"] == "single backbone" and pts.loc["lite0", "k"] == 1
     assert pts.loc["lite0", "accuracy"] == pytest.approx(0.81)  # mean over seeds

@@ -1,4 +1,5 @@
 """Gate analysis on weights whose answers are known by construction."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,9 +30,14 @@ def test_favourite_images_best_first_and_stable():
 def test_topk_curve_from_results():
     rows = []
     for seed in (0, 1):
-        rows += [("d", "moe_thumbnail", seed, "accuracy", 0.9), ("d", "moe_thumbnail", seed, "gflops_per_image", 3.0),
-                 ("d", "moe_thumbnail", seed, "accuracy_top1", 0.8), ("d", "moe_thumbnail", seed, "gflops_per_image_top1", 1.0),
-                 ("d", "prob_avg", seed, "accuracy", 0.85), ("d", "prob_avg", seed, "gflops_per_image", 3.0)]
+        rows += [
+            ("d", "moe_thumbnail", seed, "accuracy", 0.9),
+            ("d", "moe_thumbnail", seed, "gflops_per_image", 3.0),
+            ("d", "moe_thumbnail", seed, "accuracy_top1", 0.8),
+            ("d", "moe_thumbnail", seed, "gflops_per_image_top1", 1.0),
+            ("d", "prob_avg", seed, "accuracy", 0.85),
+            ("d", "prob_avg", seed, "gflops_per_image", 3.0),
+        ]
     df = pd.DataFrame(rows, columns=["dataset", "method", "seed", "metric", "value"])
     curve = topk_curve(df, n_experts=3)
     assert set(curve["method"]) == {"moe_thumbnail"}  # prob_avg reports no top-k, so it is no curve
@@ -47,7 +53,9 @@ def test_gate_usage_detects_collapse_and_spread():
     spread = gate_usage(np.full((5, 4), 0.25))
     assert spread["effective_experts"] == pytest.approx(4.0) and spread["mean_max_weight"] == 0.25
     hard_but_balanced = gate_usage(np.eye(4))  # each image one expert, every expert used
-    assert hard_but_balanced["mean_max_weight"] == 1.0 and hard_but_balanced["effective_experts"] == pytest.approx(4.0)
+    assert hard_but_balanced["mean_max_weight"] == 1.0 and hard_but_balanced[
+        "effective_experts"
+    ] == pytest.approx(4.0)
 
 
 def test_routing_auc_sees_the_planted_signal_and_its_absence():
@@ -76,8 +84,13 @@ def test_gap_closed_scales_averaging_to_zero_and_oracle_to_one():
 
     from fusion_lib.studies.gate_analysis import gap_closed
 
-    acc = pd.DataFrame({"method": ["prob_avg", "oracle", "gate", "bad"] * 2, "seed": [0] * 4 + [1] * 4,
-                        "value": [0.8, 0.9, 0.85, 0.75, 0.7, 0.9, 0.9, 0.7]})
+    acc = pd.DataFrame(
+        {
+            "method": ["prob_avg", "oracle", "gate", "bad"] * 2,
+            "seed": [0] * 4 + [1] * 4,
+            "value": [0.8, 0.9, 0.85, 0.75, 0.7, 0.9, 0.9, 0.7],
+        }
+    )
     g = gap_closed(acc, ["gate", "bad"]).set_index(["seed", "method"])["gap_closed"]
     assert g[(0, "gate")] == pytest.approx(0.5) and g[(1, "gate")] == pytest.approx(1.0)
     assert g[(0, "bad")] == pytest.approx(-0.5)

@@ -1,4 +1,5 @@
 """Gates and the mixture of experts on planted problems with known answers."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,8 +20,10 @@ def planted(seed: int = 0, sizes=(400, 200, 200)) -> tuple[FeatureSet, dict[str,
     feats, labels, thumbs, clusters = {}, {}, {}, {}
     for split, n in zip(("train", "val", "test"), sizes):
         y, c = rng.integers(0, C, n), rng.integers(0, 2, n)
-        feats[split] = {b: (np.where(c[:, None] == k, means[b][y], 0.0) + rng.normal(size=(n, D))).astype(np.float32)
-                        for k, b in enumerate(COST)}
+        feats[split] = {
+            b: (np.where(c[:, None] == k, means[b][y], 0.0) + rng.normal(size=(n, D))).astype(np.float32)
+            for k, b in enumerate(COST)
+        }
         level = np.where(c == 0, 0.2, 0.8)[:, None, None, None]
         thumbs[split] = np.clip(level + 0.05 * rng.normal(size=(n, 3, T, T)), 0, 1).astype(np.float32)
         labels[split], clusters[split] = y.astype(np.int64), c
@@ -77,7 +80,9 @@ def test_static_gate_prefers_the_informative_expert():
     fs, _ = planted(1)
     # make backbone b pure noise everywhere: the static gate should put its weight on a
     for split in fs.features:
-        fs.features[split]["b"] = np.random.default_rng(2).normal(size=fs.features[split]["b"].shape).astype(np.float32)
+        fs.features[split]["b"] = (
+            np.random.default_rng(2).normal(size=fs.features[split]["b"].shape).astype(np.float32)
+        )
     moe = MoE(MoEConfig(gate="static", aux_weight=0.0), TrainConfig(lr=1e-2)).fit(fs)
     w = moe.gate_weights(fs, "test")
     assert np.allclose(w, w[0]) and w[0, 0] > 0.6

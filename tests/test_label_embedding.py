@@ -1,4 +1,5 @@
 """Label-space embedding with planted word vectors: class vectors, DeViSE heads, blending, zero-shot."""
+
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
@@ -41,7 +42,9 @@ def planted_feature_set(kv: KeyedVectors, seed: int = 0, sizes=(400, 200, 300)) 
     feats, labels = {}, {}
     for split, n in zip(("train", "val", "test"), sizes):
         y = rng.integers(0, len(WORDS), n)
-        feats[split] = {b: (vecs[y] @ m + 0.3 * rng.normal(size=(n, D))).astype(np.float32) for b, m in maps.items()}
+        feats[split] = {
+            b: (vecs[y] @ m + 0.3 * rng.normal(size=(n, D))).astype(np.float32) for b, m in maps.items()
+        }
         labels[split] = y.astype(np.int64)
     thumbs = {s: np.zeros((len(labels[s]), 3, 8, 8), np.float32) for s in labels}
     return FeatureSet("planted", ["a", "b"], list(WORDS), feats, labels, thumbs, {"a": 1.0, "b": 1.0})
@@ -142,8 +145,9 @@ def test_zero_shot_map_is_ridge_regression_on_the_seen_classes(kv, fs):
     onehot = (y[rows, None] == np.asarray(seen)).astype(np.float64)
     coef = np.linalg.solve(z.T @ z + 0.5 * len(z) * np.eye(D), z.T @ (onehot - onehot.mean(0)))
     np.testing.assert_allclose(zmap.coef, coef, rtol=1e-3, atol=1e-6)
-    np.testing.assert_allclose(zmap.seen_weights(x[:5]), ((x[:5] - xs.mean(0)) / std) @ coef + onehot.mean(0),
-                               rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(
+        zmap.seen_weights(x[:5]), ((x[:5] - xs.mean(0)) / std) @ coef + onehot.mean(0), rtol=1e-3, atol=1e-5
+    )
     with pytest.raises(ValueError, match="at least 2"):
         fit_zero_shot_map(ClassMoments.of(x, y, len(WORDS)), [1])
 

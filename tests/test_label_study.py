@@ -1,5 +1,6 @@
 """The label-space study on planted word vectors and features: tables, C3 comparisons, held-out splits,
 zero-shot with its permutation null, blend curve, projection."""
+
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
@@ -53,7 +54,9 @@ def fs(vecs):
     feats, labels, thumbs = {}, {}, {}
     for split, n in zip(("train", "val", "test"), (240, 120, 120)):
         y = rng.integers(0, len(WORDS), n)
-        feats[split] = {b: (vecs[y] @ m + 0.5 * rng.normal(size=(n, D))).astype(np.float32) for b, m in maps.items()}
+        feats[split] = {
+            b: (vecs[y] @ m + 0.5 * rng.normal(size=(n, D))).astype(np.float32) for b, m in maps.items()
+        }
         labels[split] = y.astype(np.int64)
         thumbs[split] = rng.random((n, 3, 16, 16)).astype(np.float32)
     return FeatureSet("planted", ["a", "b"], list(WORDS), feats, labels, thumbs, {"a": 1.0, "b": 2.0})
@@ -86,7 +89,9 @@ def test_cosine_matrix_is_symmetric_with_unit_diagonal(vecs):
     m = cosine_matrix(3 * vecs, WORDS)
     np.testing.assert_allclose(np.diag(m), 1.0, atol=1e-6)
     np.testing.assert_allclose(m.to_numpy(), m.to_numpy().T)
-    assert list(m.index) == WORDS and m.loc["apple", "boat"] == pytest.approx(float(vecs[0] @ vecs[1]), abs=1e-6)
+    assert list(m.index) == WORDS and m.loc["apple", "boat"] == pytest.approx(
+        float(vecs[0] @ vecs[1]), abs=1e-6
+    )
 
 
 def test_random_class_vectors_are_seeded_unit_vectors():
@@ -164,9 +169,22 @@ def test_projection_is_pca_of_the_class_vectors(vecs):
 def test_run_label_study_tables(fs, vecs, config):
     study = run_label_study(fs, vecs, config, progress=False)
     acc = study.accuracy
-    expected = {"probe:a", "probe:b", "label:a", "label:b", "random:a", "random:b", "prob_avg", "random_space",
-                "label_space", "moe_thumbnail", "moe_thumbnail_joint", "moe_thumbnail_label", "blend_label",
-                "blend_random"}
+    expected = {
+        "probe:a",
+        "probe:b",
+        "label:a",
+        "label:b",
+        "random:a",
+        "random:b",
+        "prob_avg",
+        "random_space",
+        "label_space",
+        "moe_thumbnail",
+        "moe_thumbnail_joint",
+        "moe_thumbnail_label",
+        "blend_label",
+        "blend_random",
+    }
     assert set(acc["model"]) == expected and len(acc) == 2 * len(expected)
     assert acc["accuracy"].between(0, 1).all()
     # the planted features are linearly separable in word space, so the label heads learn them
@@ -175,10 +193,16 @@ def test_run_label_study_tables(fs, vecs, config):
     combined = acc[~acc["model"].str.contains(":")]
     assert set(combined["backbone"]) == {"average", "thumbnail MoE", "joint thumbnail MoE", "blend"}
     per_model = study.gates.groupby(["seed", "model"])
-    assert set(per_model.groups) == {(s, m) for s in (0, 1) for m in ("moe_thumbnail_joint", "moe_thumbnail_label")}
+    assert set(per_model.groups) == {
+        (s, m) for s in (0, 1) for m in ("moe_thumbnail_joint", "moe_thumbnail_label")
+    }
     np.testing.assert_allclose(per_model["weight"].sum(), 1.0, atol=1e-5)  # gate weights sum to one per image
-    assert set(study.gates.loc[study.gates["model"] == "moe_thumbnail_label", "expert"]) == {"a", "b", "label:a",
-                                                                                              "label:b"}
+    assert set(study.gates.loc[study.gates["model"] == "moe_thumbnail_label", "expert"]) == {
+        "a",
+        "b",
+        "label:a",
+        "label:b",
+    }
     assert set(study.label_models) == {0, 1}
     for seed, w in zip(study.blend["seed"], study.blend["weight"]):
         c = study.curves[(study.curves["seed"] == seed) & (study.curves["split"] == "val")]
@@ -192,9 +216,13 @@ def test_run_label_study_tables(fs, vecs, config):
     # the control is the documented one: label-space heads on random_class_vectors(C, dim, seed), trained
     # on the seed's split of the pool
     drawn = fs.draw(1)
-    control = LabelSpaceModel(random_class_vectors(*vecs.shape, seed=1), config.train_config()).fit(drawn, seed=1)
+    control = LabelSpaceModel(random_class_vectors(*vecs.shape, seed=1), config.train_config()).fit(
+        drawn, seed=1
+    )
     got = acc[(acc["seed"] == 1) & (acc["model"] == "random_space")]["accuracy"].item()
-    assert got == pytest.approx(np.mean(control.predict_proba(drawn, "test").argmax(1) == drawn.labels["test"]))
+    assert got == pytest.approx(
+        np.mean(control.predict_proba(drawn, "test").argmax(1) == drawn.labels["test"])
+    )
     # per-image correctness behind every combined model's accuracy, and the paired C3 comparisons
     for (model, seed), hits in study.correct.items():
         assert hits.dtype == bool and hits.mean() == pytest.approx(s_acc(acc, seed, model))
@@ -225,7 +253,9 @@ def test_run_zero_shot_beats_its_permutation_null():
     feats, labels = {}, {}
     for split, n in zip(("train", "val", "test"), (300, 60, 240)):
         y = np.repeat(np.arange(6), n // 6)
-        feats[split] = {b: (vecs[y] @ m + 0.1 * rng.normal(size=(n, D))).astype(np.float32) for b, m in maps.items()}
+        feats[split] = {
+            b: (vecs[y] @ m + 0.1 * rng.normal(size=(n, D))).astype(np.float32) for b, m in maps.items()
+        }
         labels[split] = y
     thumbs = {s: np.zeros((len(labels[s]), 3, 4, 4), np.float32) for s in labels}
     planted = FeatureSet("planted", ["a", "b"], list(WORDS), feats, labels, thumbs, fixed_test=False)

@@ -1,5 +1,6 @@
 """The package layout: the command lines of the README start, the top package stays light, and facts
 shared across layers are defined once."""
+
 import subprocess
 import sys
 
@@ -17,9 +18,16 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("args", [["-m", "fusion_lib", "run", "--help"], ["-m", "fusion_lib", "extract", "--help"],
-                                  ["-m", "fusion_lib.bench", "--help"], ["-m", "fusion_lib.book", "--help"],
-                                  ["-m", "fusion_lib.book.browser_check", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-m", "fusion_lib", "run", "--help"],
+        ["-m", "fusion_lib", "extract", "--help"],
+        ["-m", "fusion_lib.bench", "--help"],
+        ["-m", "fusion_lib.book", "--help"],
+        ["-m", "fusion_lib.book.browser_check", "--help"],
+    ],
+)
 def test_readme_command_lines_start(args):
     run = _run(*args)
     assert run.returncode == 0, run.stderr
@@ -27,8 +35,10 @@ def test_readme_command_lines_start(args):
 
 
 def test_top_package_is_light_and_exports_lazily():
-    code = ("import sys, fusion_lib; assert 'torch' not in sys.modules; "
-            "from fusion_lib import ExperimentConfig, load_feature_set; print(load_feature_set.__module__)")
+    code = (
+        "import sys, fusion_lib; assert 'torch' not in sys.modules; "
+        "from fusion_lib import ExperimentConfig, load_feature_set; print(load_feature_set.__module__)"
+    )
     run = _run("-c", code)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "fusion_lib.data.extraction"

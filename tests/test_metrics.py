@@ -1,4 +1,5 @@
 """Metrics against hand-computed cases and scikit-learn."""
+
 import numpy as np
 import pytest
 import sklearn.metrics as skm

@@ -1,5 +1,6 @@
 """Re-running a notebook gives the same numbers: every text output of the mixture notebook, executed
 twice under the ci profile, is identical (the strict counterpart of nbval's lax run in `make test`)."""
+
 from pathlib import Path
 
 import nbformat

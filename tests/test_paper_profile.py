@@ -1,5 +1,6 @@
 """The paper profile offline: its datasets from tiny torchvision-format fixtures under a data root, its hub
 backbones from stand-in weights, and all five notebooks under papermill with the profile at tiny sizes."""
+
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,12 @@ from fusion_lib.book.profiles import PAPER_BACKBONES, PAPER_DATASETS, get_profil
 from fusion_lib.data.datasets import data_root, load_dataset
 
 # the smallest stratified subsets: at least one image per class in every split
-TINY = {"cifar10": (20, 10, 10), "cifar100": (100, 100, 100), "stl10": (20, 10, 10), "oxford_pets": (37, 37, 37)}
+TINY = {
+    "cifar10": (20, 10, 10),
+    "cifar100": (100, 100, 100),
+    "stl10": (20, 10, 10),
+    "oxford_pets": (37, 37, 37),
+}
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +73,16 @@ def test_five_notebooks_run_with_the_paper_profile_offline(paper_root, tmp_path,
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("FUSION_CACHE", str(cache))
     monkeypatch.setenv("FUSION_DATA_ROOT", str(paper_root))
-    overrides = {"dataset_sizes": {k: list(v) for k, v in TINY.items()}, "seeds": 1, "epochs": 2,
-                 "input_size": 75, "device": "cpu"}  # 75 px: the smallest Inception-v3 and Xception take
+    overrides = {
+        "dataset_sizes": {k: list(v) for k, v in TINY.items()},
+        "seeds": 1,
+        "epochs": 2,
+        "input_size": 75,
+        "device": "cpu",
+    }  # 75 px: the smallest Inception-v3 and Xception take
     notebooks = sorted(Path(__file__).parents[1].joinpath("notebooks").glob("0*.ipynb"))
-    runs = run_notebooks(notebooks, tmp_path / "out", {"profile": "paper", "overrides": overrides}, progress=False)
+    runs = run_notebooks(
+        notebooks, tmp_path / "out", {"profile": "paper", "overrides": overrides}, progress=False
+    )
     assert len(runs) == 5
     assert [r.error for r in runs] == [None] * 5

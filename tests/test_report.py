@@ -16,16 +16,31 @@ def test_short_name_shortens_backbones_inside_labels():
 
 def test_number_formats():
     assert percent(0.91234) == "91.2%" and percent(1.0, digits=0) == "100%"
-    assert points(0.0123) == "+1.2" and points(-0.0123, digits=2) == "-1.23" and points(0.02, sign=False) == "2.0"
+    assert (
+        points(0.0123) == "+1.2"
+        and points(-0.0123, digits=2) == "-1.23"
+        and points(0.02, sign=False) == "2.0"
+    )
     assert interval(91.234, 90.1, 92.35) == "91.2 [90.1, 92.3]"
     assert interval(1.5, -0.25, 3.0, sign=True) == "+1.5 [-0.2, +3.0]"
 
 
 def test_table_rounds_labels_and_shortens():
-    tidy = pd.DataFrame({"backbone": ["tf_efficientnet_lite0", "squeezenet1_1"], "accuracy": [0.91234, 0.8],
-                         "gflops": [0.123456, 0.2], "n": [3, 3]})
-    out = table(tidy, {"backbone": "backbone (short)", "accuracy": "test accuracy"}, index="backbone",
-                percent_columns=["accuracy"], shorten=["backbone"])
+    tidy = pd.DataFrame(
+        {
+            "backbone": ["tf_efficientnet_lite0", "squeezenet1_1"],
+            "accuracy": [0.91234, 0.8],
+            "gflops": [0.123456, 0.2],
+            "n": [3, 3],
+        }
+    )
+    out = table(
+        tidy,
+        {"backbone": "backbone (short)", "accuracy": "test accuracy"},
+        index="backbone",
+        percent_columns=["accuracy"],
+        shorten=["backbone"],
+    )
     assert out.index.name == "backbone (short)" and list(out.index) == ["lite0", "squeezenet"]
     assert list(out.columns) == ["test accuracy", "gflops", "n"]
     assert out["test accuracy"].tolist() == ["91.2%", "80.0%"]

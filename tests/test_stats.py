@@ -72,7 +72,11 @@ def test_draw_redraws_splits_within_the_pool(fixed_test):
     for fs in (one, two):
         ids = {s: set(fs.features[s]["b"][:, 0].astype(int)) for s in ("train", "val", "test")}
         assert {s: len(v) for s, v in ids.items()} == {"train": 40, "val": 20, "test": 30}
-        assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
+        assert (
+            not (ids["train"] & ids["val"])
+            and not (ids["train"] & ids["test"])
+            and not (ids["val"] & ids["test"])
+        )
         for s in ("train", "val", "test"):  # labels and thumbnails follow their rows
             np.testing.assert_array_equal(fs.features[s]["b"][:, 1], fs.labels[s])
             assert len(fs.thumbnails[s]) == len(fs.labels[s])

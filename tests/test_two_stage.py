@@ -1,4 +1,5 @@
 """Two-stage mixtures: calibration, out-of-fold gate training, shrinkage, noisy top-k, confidence inputs."""
+
 import numpy as np
 import pytest
 from test_experiment import planted
@@ -66,8 +67,9 @@ def test_thumbnail_gate_learns_the_planted_routing(setup):
 
 def test_noisy_top_k_runs_exactly_k_experts(setup):
     fs, _, _, ex = setup
-    m = TwoStageMoE(TwoStageConfig(gate="thumbnail", thumbnail_sizes=(8,), noisy_top_k=1, shrink=False),
-                    TRAIN).fit(fs, ex)
+    m = TwoStageMoE(
+        TwoStageConfig(gate="thumbnail", thumbnail_sizes=(8,), noisy_top_k=1, shrink=False), TRAIN
+    ).fit(fs, ex)
     w = m.gate_weights(fs, ex, "test")
     assert ((w > 0).sum(1) == 1).all()
     assert m.expected_gflops(fs, ex, "test") < sum(fs.backbone_gflops.values())
@@ -79,8 +81,9 @@ def test_confidence_gate_reads_expert_outputs(setup):
     assert conf.shape == (len(fs.labels["val"]), 4) and (conf >= 0).all() and (conf <= 1 + 1e-6).all()
     m = TwoStageMoE(TwoStageConfig(gate="thumbnail+confidence", thumbnail_sizes=(8,)), TRAIN).fit(fs, ex)
     assert m.needs_all_backbones
-    assert m.expected_gflops(fs, ex, "test", top_k=1) == pytest.approx(sum(fs.backbone_gflops.values())
-                                                                       + m.gate_flops / 1e9)
+    assert m.expected_gflops(fs, ex, "test", top_k=1) == pytest.approx(
+        sum(fs.backbone_gflops.values()) + m.gate_flops / 1e9
+    )
 
 
 def test_thumbnail_size_is_chosen_on_validation(setup):

@@ -3,6 +3,7 @@
 ``CASES`` is also the source of the "what bad input gets" table in book/reproducibility.md
 (``python tests/test_validation.py`` prints it from the real messages).
 """
+
 import contextlib
 import io
 import sys
@@ -30,6 +31,7 @@ def cli(*args):
         if code != 2:
             raise AssertionError(f"exit code {code}, expected 2")
         raise ValueError(err.getvalue().strip().removeprefix("error: "))
+
     return run
 
 
@@ -47,59 +49,161 @@ def profile(name="ci", **kw):
 
 # (what, input as a user writes it, the call, a pattern the message must match)
 CASES = [
-    ("input size 0", "run --input-size 0", cli("--input-size", "0"), r"input_size .* 32 to 1024, got 0.*native"),
+    (
+        "input size 0",
+        "run --input-size 0",
+        cli("--input-size", "0"),
+        r"input_size .* 32 to 1024, got 0.*native",
+    ),
     ("negative input size", "run --input-size -5", cli("--input-size", "-5"), r"got -5"),
-    ("input size too small for a backbone", "load_feature_set(..., backbones='inception_v3', input_size=64)",
-     feats(backbones="inception_v3", input_size=64), r"too small for inception_v3: it needs at least 75"),
+    (
+        "input size too small for a backbone",
+        "load_feature_set(..., backbones='inception_v3', input_size=64)",
+        feats(backbones="inception_v3", input_size=64),
+        r"too small for inception_v3: it needs at least 75",
+    ),
     ("input size far too large", "ExperimentConfig(input_size=5000)", config(input_size=5000), r"got 5000"),
     ("input size not a number", "ExperimentConfig(input_size='96')", config(input_size="96"), r"got '96'"),
-    ("thumbnail not a multiple of 8", "run --thumbnail-size 12", cli("--thumbnail-size", "12"), r"multiple of 8"),
-    ("thumbnail too small", "get_profile('ci', thumbnail_size=4)", profile(thumbnail_size=4), r"from 8 to 128"),
+    (
+        "thumbnail not a multiple of 8",
+        "run --thumbnail-size 12",
+        cli("--thumbnail-size", "12"),
+        r"multiple of 8",
+    ),
+    (
+        "thumbnail too small",
+        "get_profile('ci', thumbnail_size=4)",
+        profile(thumbnail_size=4),
+        r"from 8 to 128",
+    ),
     ("no seeds", "ExperimentConfig(seeds=[])", config(seeds=[]), r"seeds must be a count n >= 1"),
     ("repeated seeds", "ExperimentConfig(seeds=[0, 0])", config(seeds=[0, 0]), r"seeds must be distinct"),
-    ("negative seed", "ExperimentConfig(seeds=[-1])", config(seeds=[-1]), r"each seed must be an integer >= 0"),
-    ("zero seeds in a profile", "get_profile('book', seeds=0)", profile("book", seeds=0), r"seeds \(a count\)"),
-    ("split size 0", "run --dataset digits --train 0", cli("--dataset", "digits", "--train", "0"),
-     r"split size train=0 must be a positive integer"),
-    ("more images than the dataset has", "run --dataset digits --train 1500 --val 500 --test 100",
-     cli("--dataset", "digits", "--train", "1500", "--val", "500", "--test", "100"),
-     r"digits: train \+ val \+ test = 2100 images, but all of it has only 1797"),
-    ("more test images than the official test split", "ExperimentConfig(dataset='fashion_mnist', test=20000)",
-     config(dataset="fashion_mnist", test=20000), r"official test split has only 10000"),
-    ("fewer images than classes", "ExperimentConfig(dataset='cifar_cats_dogs', train=1000, val=1, test=500)",
-     config(dataset="cifar_cats_dogs", train=1000, val=1, test=500), r"val=1 is smaller than its 2 classes"),
-    ("profile sizes beyond the dataset", "get_profile('ci', sizes=(5000, 100, 100))",
-     profile(sizes=(5000, 100, 100)), r"digits: train \+ val \+ test = 5200"),
-    ("unknown device", "run --device gpu", cli("--device", "gpu"), r"device must be 'auto', 'cpu', .*got 'gpu'"),
-    ("a CUDA device this machine lacks", "get_profile('ci', device='cuda:99')", profile(device="cuda:99"),
-     r"cuda:99"),
-    ("device of the wrong type", "load_feature_set(..., device=0)", feats(device=0), r"device must be 'auto'"),
-    ("unknown method", "run --methods prob_avg,nope", cli("--methods", "prob_avg,nope"),
-     r"unknown method 'nope'.*valid methods"),
-    ("single-backbone method of a backbone not used", "run --methods single_resnet50",
-     cli("--methods", "single_resnet50"), r"unknown method 'single_resnet50'"),
-    ("unknown backbone", "run --backbones resnet9000", cli("--backbones", "resnet9000"),
-     r"unknown backbone 'resnet9000'.*offline backbones"),
+    (
+        "negative seed",
+        "ExperimentConfig(seeds=[-1])",
+        config(seeds=[-1]),
+        r"each seed must be an integer >= 0",
+    ),
+    (
+        "zero seeds in a profile",
+        "get_profile('book', seeds=0)",
+        profile("book", seeds=0),
+        r"seeds \(a count\)",
+    ),
+    (
+        "split size 0",
+        "run --dataset digits --train 0",
+        cli("--dataset", "digits", "--train", "0"),
+        r"split size train=0 must be a positive integer",
+    ),
+    (
+        "more images than the dataset has",
+        "run --dataset digits --train 1500 --val 500 --test 100",
+        cli("--dataset", "digits", "--train", "1500", "--val", "500", "--test", "100"),
+        r"digits: train \+ val \+ test = 2100 images, but all of it has only 1797",
+    ),
+    (
+        "more test images than the official test split",
+        "ExperimentConfig(dataset='fashion_mnist', test=20000)",
+        config(dataset="fashion_mnist", test=20000),
+        r"official test split has only 10000",
+    ),
+    (
+        "fewer images than classes",
+        "ExperimentConfig(dataset='cifar_cats_dogs', train=1000, val=1, test=500)",
+        config(dataset="cifar_cats_dogs", train=1000, val=1, test=500),
+        r"val=1 is smaller than its 2 classes",
+    ),
+    (
+        "profile sizes beyond the dataset",
+        "get_profile('ci', sizes=(5000, 100, 100))",
+        profile(sizes=(5000, 100, 100)),
+        r"digits: train \+ val \+ test = 5200",
+    ),
+    (
+        "unknown device",
+        "run --device gpu",
+        cli("--device", "gpu"),
+        r"device must be 'auto', 'cpu', .*got 'gpu'",
+    ),
+    (
+        "a CUDA device this machine lacks",
+        "get_profile('ci', device='cuda:99')",
+        profile(device="cuda:99"),
+        r"cuda:99",
+    ),
+    (
+        "device of the wrong type",
+        "load_feature_set(..., device=0)",
+        feats(device=0),
+        r"device must be 'auto'",
+    ),
+    (
+        "unknown method",
+        "run --methods prob_avg,nope",
+        cli("--methods", "prob_avg,nope"),
+        r"unknown method 'nope'.*valid methods",
+    ),
+    (
+        "single-backbone method of a backbone not used",
+        "run --methods single_resnet50",
+        cli("--methods", "single_resnet50"),
+        r"unknown method 'single_resnet50'",
+    ),
+    (
+        "unknown backbone",
+        "run --backbones resnet9000",
+        cli("--backbones", "resnet9000"),
+        r"unknown backbone 'resnet9000'.*offline backbones",
+    ),
     ("unknown compare baseline", "run --compare nope", cli("--compare", "nope"), r"unknown method 'nope'"),
-    ("compare with several baselines", "run --compare prob_avg,oracle", cli("--compare", "prob_avg,oracle"),
-     r"--compare takes one method name"),
-    ("unknown dataset", "load_feature_set('imagenet22k')", feats("imagenet22k"),
-     r"unknown dataset 'imagenet22k'; valid datasets: fashion_mnist"),
-    ("output folder under a file", "run --out README.md/run", cli("--out", f"{README}/run"),
-     r"output folder .* cannot be a folder: \S*README.md is a file"),
+    (
+        "compare with several baselines",
+        "run --compare prob_avg,oracle",
+        cli("--compare", "prob_avg,oracle"),
+        r"--compare takes one method name",
+    ),
+    (
+        "unknown dataset",
+        "load_feature_set('imagenet22k')",
+        feats("imagenet22k"),
+        r"unknown dataset 'imagenet22k'; valid datasets: fashion_mnist",
+    ),
+    (
+        "output folder under a file",
+        "run --out README.md/run",
+        cli("--out", f"{README}/run"),
+        r"output folder .* cannot be a folder: \S*README.md is a file",
+    ),
     ("output folder not writable", "run --out /proc/run", cli("--out", "/proc/run"), r"is not writable"),
-    ("cache folder not writable", "FUSION_CACHE=/proc/fusion", "FUSION_CACHE",
-     r"FUSION_CACHE \(the cache folder\) '/proc/fusion/features' is not writable"),
-    ("cache_dir under a file", "load_feature_set(..., cache_dir='README.md/c')", feats(cache_dir=f"{README}/c"),
-     r"cache_dir '\S*README.md/c' cannot be a folder"),
+    (
+        "cache folder not writable",
+        "FUSION_CACHE=/proc/fusion",
+        "FUSION_CACHE",
+        r"FUSION_CACHE \(the cache folder\) '/proc/fusion/features' is not writable",
+    ),
+    (
+        "cache_dir under a file",
+        "load_feature_set(..., cache_dir='README.md/c')",
+        feats(cache_dir=f"{README}/c"),
+        r"cache_dir '\S*README.md/c' cannot be a folder",
+    ),
     ("non-positive learning rate", "run --lr -1", cli("--lr", "-1"), r"lr must be > 0"),
-    ("learning rate not finite", "ExperimentConfig(lr=float('nan'))", config(lr=float("nan")),
-     r"lr must be a finite number"),
+    (
+        "learning rate not finite",
+        "ExperimentConfig(lr=float('nan'))",
+        config(lr=float("nan")),
+        r"lr must be a finite number",
+    ),
     ("zero epochs", "run --epochs 0", cli("--epochs", "0"), r"epochs must be >= 1"),
     ("top-k level 0", "ExperimentConfig(top_k=[0])", config(top_k=[0]), r"each top_k level must be"),
     ("unknown profile", "get_profile('nope')", profile("nope"), r"unknown profile 'nope'; valid profiles"),
-    ("unknown profile key", "get_profile('ci', epoch=3)", profile(epoch=3),
-     r"unknown profile setting\(s\) 'epoch'; valid settings"),
+    (
+        "unknown profile key",
+        "get_profile('ci', epoch=3)",
+        profile(epoch=3),
+        r"unknown profile setting\(s\) 'epoch'; valid settings",
+    ),
     ("input size 0 in a profile", "get_profile('ci', input_size=0)", profile(input_size=0), r"got 0"),
 ]
 
@@ -107,6 +211,7 @@ CASES = [
 @pytest.fixture
 def no_work(monkeypatch):
     """Any image, weight or feature loaded means a check came too late."""
+
     def work(*a, **k):
         raise AssertionError("work started before the parameters were checked")
 
@@ -126,7 +231,9 @@ def message(call, monkeypatch) -> str:
 
 
 @pytest.mark.parametrize("what, shown, call, pattern", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_rejected_up_front_with_a_clear_message(what, shown, call, pattern, no_work, monkeypatch):
+def test_bad_input_is_rejected_up_front_with_a_clear_message(
+    what, shown, call, pattern, no_work, monkeypatch
+):
     assert len(CASES) >= 25
     msg = message(call, monkeypatch)
     assert "Traceback" not in msg

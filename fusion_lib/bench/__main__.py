@@ -1,4 +1,5 @@
 """``python -m fusion_lib.bench features|precision|fusion|gpu [--help]``."""
+
 from __future__ import annotations
 
 import sys
@@ -16,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
         usage = f"usage: python -m fusion_lib.bench {{{','.join(COMMANDS)}}} [--help]\n" + "\n".join(
-            f"  {k:10s} {v}" for k, v in COMMANDS.items())
+            f"  {k:10s} {v}" for k, v in COMMANDS.items()
+        )
         asked = argv[:1] in (["-h"], ["--help"])
         print(usage, file=sys.stdout if asked else sys.stderr)
         return 0 if asked else 2

@@ -1,5 +1,6 @@
 """Feature-extraction benchmarks (`python -m fusion_lib.bench features|precision`): throughput of the
 extraction pipeline against raw forward passes, and low-precision speed and probe accuracy."""
+
 from __future__ import annotations
 
 import argparse
@@ -54,29 +55,43 @@ def bench_features(argv: list[str]) -> int:
         resolve_precision,
     )
 
-    p = argparse.ArgumentParser(prog="python -m fusion_lib.bench features",
-                                description="Raw forward vs whole-pipeline throughput, and cold vs warm cache.")
+    p = argparse.ArgumentParser(
+        prog="python -m fusion_lib.bench features",
+        description="Raw forward vs whole-pipeline throughput, and cold vs warm cache.",
+    )
     p.add_argument("--backbones", default="offline")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--images", type=int, default=1024, help="images per measurement (the test split's size)")
-    p.add_argument("--repeats", type=int, default=REPEATS, help="each measurement's repeats; the median is shown")
+    p.add_argument(
+        "--repeats", type=int, default=REPEATS, help="each measurement's repeats; the median is shown"
+    )
     p.add_argument("--input-size", type=int, default=OFFLINE_INPUT_SIZE)
     p.add_argument("--device", default="auto")
-    p.add_argument("--sweep", default="64,96,128", help="input sizes whose raw speed is measured for the first backbone")
+    p.add_argument(
+        "--sweep", default="64,96,128", help="input sizes whose raw speed is measured for the first backbone"
+    )
     args = p.parse_args(argv)
     if args.images < 1 or args.repeats < 1:
         p.error("--images and --repeats must be >= 1")
     names = resolve_backbones(args.backbones)
-    data = load_dataset(args.dataset, SplitSizes(train=100, val=10, test=args.images))  # only test is measured
+    data = load_dataset(
+        args.dataset, SplitSizes(train=100, val=10, test=args.images)
+    )  # only test is measured
     n, rows = args.images, np.arange(args.images)
     device = resolve_device(args.device)
-    print(f"dataset {args.dataset}, {n} images, input {args.input_size}px, median of {args.repeats}, "
-          f"{os.cpu_count()} CPU cores, device {device}, precision {resolve_precision('auto', device)}, "
-          f"channels_last, {default_workers(device)} loader workers")
-    print("raw = the forward pass alone on ready model inputs (the fastest correct forward on this machine); "
-          "pipeline = decode + batched resize/normalise + forward")
-    print(f"{'backbone':24s} {'raw img/s':>10s} {'pipeline img/s':>15s} {'ratio':>6s} {'cold s':>7s} {'warm s':>7s} "
-          f"{'warm speed-up':>14s}")
+    print(
+        f"dataset {args.dataset}, {n} images, input {args.input_size}px, median of {args.repeats}, "
+        f"{os.cpu_count()} CPU cores, device {device}, precision {resolve_precision('auto', device)}, "
+        f"channels_last, {default_workers(device)} loader workers"
+    )
+    print(
+        "raw = the forward pass alone on ready model inputs (the fastest correct forward on this machine); "
+        "pipeline = decode + batched resize/normalise + forward"
+    )
+    print(
+        f"{'backbone':24s} {'raw img/s':>10s} {'pipeline img/s':>15s} {'ratio':>6s} {'cold s':>7s} {'warm s':>7s} "
+        f"{'warm speed-up':>14s}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             ex = FeatureExtractor(load_backbone(name, input_size=args.input_size), args.device)
@@ -87,18 +102,25 @@ def bench_features(argv: list[str]) -> int:
                 for b in ready:
                     ex.forward(b)
 
-            rates = median_rates({"raw": raw, "pipeline": lambda: ex.features(data, "test", rows)}, n, args.repeats)
+            rates = median_rates(
+                {"raw": raw, "pipeline": lambda: ex.features(data, "test", rows)}, n, args.repeats
+            )
             cold_dir = os.path.join(tmp, f"cache-{name}")
             t = time.perf_counter()
-            extract_features(name, data, "test", args.input_size, device=args.device, progress=False,
-                             cache_dir=cold_dir)
+            extract_features(
+                name, data, "test", args.input_size, device=args.device, progress=False, cache_dir=cold_dir
+            )
             cold = time.perf_counter() - t
             t = time.perf_counter()
-            extract_features(name, data, "test", args.input_size, device=args.device, progress=False,
-                             cache_dir=cold_dir)
+            extract_features(
+                name, data, "test", args.input_size, device=args.device, progress=False, cache_dir=cold_dir
+            )
             warm = time.perf_counter() - t
-            print(f"{name:24s} {rates['raw']:10.1f} {rates['pipeline']:15.1f} {rates['pipeline'] / rates['raw']:6.2f} "
-                  f"{cold:7.2f} {warm:7.3f} {cold / warm:13.0f}x", flush=True)
+            print(
+                f"{name:24s} {rates['raw']:10.1f} {rates['pipeline']:15.1f} {rates['pipeline'] / rates['raw']:6.2f} "
+                f"{cold:7.2f} {warm:7.3f} {cold / warm:13.0f}x",
+                flush=True,
+            )
     sizes = [int(s) for s in args.sweep.split(",") if s]
     if sizes:
         print(f"\ninput-size sweep, {names[0]}, raw forward, batches of 64:")
@@ -108,15 +130,23 @@ def bench_features(argv: list[str]) -> int:
             x = torch.randn(64, 3, s, s).contiguous(memory_format=torch.channels_last)
             ex.forward(x)
             batches = max(1, n // 64)
-            rate = median_rates({"raw": lambda: [ex.forward(x) for _ in range(batches)]}, 64 * batches,
-                                args.repeats)["raw"]
+            rate = median_rates(
+                {"raw": lambda: [ex.forward(x) for _ in range(batches)]}, 64 * batches, args.repeats
+            )["raw"]
             base = base or rate
             print(f"  {s:4d}px {rate:8.1f} img/s  ({rate / base:.2f}x the {sizes[0]}px speed)")
     return 0
 
 
-def precision_check(name: str, dataset: str, sizes: tuple[int, int], input_size: int, device: str,
-                    low: str, repeats: int = REPEATS) -> dict:
+def precision_check(
+    name: str,
+    dataset: str,
+    sizes: tuple[int, int],
+    input_size: int,
+    device: str,
+    low: str,
+    repeats: int = REPEATS,
+) -> dict:
     """fp32 against a lower precision (``low``: "bf16" or "fp16") for one backbone on real images: raw
     forward speed of both, max abs feature difference, and linear-probe test accuracy of both (%)."""
     from fusion_lib.data.backbones import load_backbone
@@ -135,20 +165,31 @@ def precision_check(name: str, dataset: str, sizes: tuple[int, int], input_size:
     for ex in (ref, fast):
         ex.forward(x)  # warm-up
     speed = median_rates({"fp32": lambda: ref.forward(x), low: lambda: fast.forward(x)}, len(x), repeats)
-    acc = {k: probe_accuracy(v["train"], data.labels["train"], v["test"], data.labels["test"])
-           for k, v in feats.items()}
-    return {"backbone": name, "images": train + test, "fp32 img/s": speed["fp32"], f"{low} img/s": speed[low],
-            "speed-up": speed[low] / speed["fp32"],
-            "max abs diff": float(np.abs(feats["fp32"]["test"] - feats[low]["test"]).max()),
-            "fp32 acc": acc["fp32"], f"{low} acc": acc[low], "acc diff": acc[low] - acc["fp32"]}
+    acc = {
+        k: probe_accuracy(v["train"], data.labels["train"], v["test"], data.labels["test"])
+        for k, v in feats.items()
+    }
+    return {
+        "backbone": name,
+        "images": train + test,
+        "fp32 img/s": speed["fp32"],
+        f"{low} img/s": speed[low],
+        "speed-up": speed[low] / speed["fp32"],
+        "max abs diff": float(np.abs(feats["fp32"]["test"] - feats[low]["test"]).max()),
+        "fp32 acc": acc["fp32"],
+        f"{low} acc": acc[low],
+        "acc diff": acc[low] - acc["fp32"],
+    }
 
 
 def bench_precision(argv: list[str]) -> int:
     from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE, cpu_bf16_supported
 
-    p = argparse.ArgumentParser(prog="python -m fusion_lib.bench precision",
-                                description="bf16 autocast on the CPU against fp32: speed, feature difference and "
-                                            "linear-probe accuracy on real images.")
+    p = argparse.ArgumentParser(
+        prog="python -m fusion_lib.bench precision",
+        description="bf16 autocast on the CPU against fp32: speed, feature difference and "
+        "linear-probe accuracy on real images.",
+    )
     p.add_argument("--backbones", default="squeezenet1_1,tf_efficientnet_lite0")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--train", type=int, default=1000)
@@ -157,11 +198,16 @@ def bench_precision(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from fusion_lib.data.backbones import resolve_backbones
 
-    print(f"CPU bf16 support (AVX-512 BF16 or AMX): {cpu_bf16_supported()}; {torch.get_num_threads()} threads; "
-          f"{args.dataset}, {args.train} train / {args.test} test images, {args.input_size}px, channels_last")
+    print(
+        f"CPU bf16 support (AVX-512 BF16 or AMX): {cpu_bf16_supported()}; {torch.get_num_threads()} threads; "
+        f"{args.dataset}, {args.train} train / {args.test} test images, {args.input_size}px, channels_last"
+    )
     for name in resolve_backbones(args.backbones):
         r = precision_check(name, args.dataset, (args.train, args.test), args.input_size, "cpu", "bf16")
-        print(f"{name:24s} fp32 {r['fp32 img/s']:7.1f} img/s  bf16 {r['bf16 img/s']:7.1f} img/s "
-              f"({r['speed-up']:.2f}x)  max abs diff {r['max abs diff']:.3f}  probe acc fp32 {r['fp32 acc']:.2f}% "
-              f"bf16 {r['bf16 acc']:.2f}% ({r['acc diff']:+.2f} points)", flush=True)
+        print(
+            f"{name:24s} fp32 {r['fp32 img/s']:7.1f} img/s  bf16 {r['bf16 img/s']:7.1f} img/s "
+            f"({r['speed-up']:.2f}x)  max abs diff {r['max abs diff']:.3f}  probe acc fp32 {r['fp32 acc']:.2f}% "
+            f"bf16 {r['bf16 acc']:.2f}% ({r['acc diff']:+.2f} points)",
+            flush=True,
+        )
     return 0

@@ -4,6 +4,7 @@ Features are loaded (and cached on first use) before anything is timed, so the n
 fusion methods alone: samples/s of the training loop for a linear probe and for the thumbnail-gated
 mixture, then one dataset x every method x the seeds at the default sizes, against a 2-minute target.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,10 @@ def _parser() -> argparse.ArgumentParser:
     from fusion_lib.studies.config import ExperimentConfig
 
     d = ExperimentConfig()
-    p = argparse.ArgumentParser(prog="python -m fusion_lib.bench fusion",
-                                description="Training throughput and wall time of all fusion methods on cached features.")
+    p = argparse.ArgumentParser(
+        prog="python -m fusion_lib.bench fusion",
+        description="Training throughput and wall time of all fusion methods on cached features.",
+    )
     p.add_argument("--dataset", default=d.dataset)
     p.add_argument("--backbones", default=d.backbones)
     p.add_argument("--methods", default=d.methods)
@@ -43,8 +46,10 @@ def _throughput(fs, epochs: int, threads: int | None) -> dict[str, float]:
     fixed = TrainConfig(epochs=epochs, patience=epochs, threads=threads)
     _, probe = baselines.fit_probe(fs, fs.backbones[0], train=fixed)
     moe = MoE(MoEConfig(gate="thumbnail"), fixed).fit(fs)
-    return {f"linear probe ({fs.backbones[0]})": probe.samples_per_s,
-            f"MoE, thumbnail gate, {len(fs.backbones)} experts": moe.history_.samples_per_s}
+    return {
+        f"linear probe ({fs.backbones[0]})": probe.samples_per_s,
+        f"MoE, thumbnail gate, {len(fs.backbones)} experts": moe.history_.samples_per_s,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,13 +58,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fusion_lib.studies.runner import load_features, run_experiment, summary_table
 
     a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    config = ExperimentConfig(dataset=a.dataset, backbones=a.backbones, methods=a.methods, seeds=list(range(a.seeds)),
-                              train=a.train, val=a.val, test=a.test)
+    config = ExperimentConfig(
+        dataset=a.dataset,
+        backbones=a.backbones,
+        methods=a.methods,
+        seeds=list(range(a.seeds)),
+        train=a.train,
+        val=a.val,
+        test=a.test,
+    )
     t = time.perf_counter()
     fs = load_features(config)
-    print(f"features: {fs.dataset}, backbones {', '.join(fs.backbones)}, train/val/test "
-          f"{len(fs.labels['train'])}/{len(fs.labels['val'])}/{len(fs.labels['test'])}, "
-          f"loaded in {time.perf_counter() - t:.1f}s")
+    print(
+        f"features: {fs.dataset}, backbones {', '.join(fs.backbones)}, train/val/test "
+        f"{len(fs.labels['train'])}/{len(fs.labels['val'])}/{len(fs.labels['test'])}, "
+        f"loaded in {time.perf_counter() - t:.1f}s"
+    )
     print(f"torch threads while training: {config.threads} (of {torch.get_num_threads()} available)")
     with num_threads(config.threads):
         rates = _throughput(fs, a.epochs, config.threads)
@@ -69,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     df = run_experiment(config, feature_set=fs, progress=False)
     wall = time.perf_counter() - t
     n_methods = df["method"].nunique()
-    print(f"wall time: {n_methods} methods x {len(config.seeds)} seeds on {fs.dataset}: {wall:.1f}s "
-          f"({'within' if wall <= TARGET_SECONDS else 'OVER'} the {TARGET_SECONDS:.0f}s target)")
+    print(
+        f"wall time: {n_methods} methods x {len(config.seeds)} seeds on {fs.dataset}: {wall:.1f}s "
+        f"({'within' if wall <= TARGET_SECONDS else 'OVER'} the {TARGET_SECONDS:.0f}s target)"
+    )
     print(summary_table(df).to_string())
     return 0

@@ -5,6 +5,7 @@ Playwright) with the network cut off, and must show: no console errors, every im
 formula left (MathJax typeset every ``\\(`` and ``$$``). The search page must find a word. Exit code
 0 only when every check passed; 2 when no browser could be found (it never pretends to pass).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,9 +62,11 @@ class PageReport:
 
     def problems(self) -> list[str]:
         """One line per problem, naming the page."""
-        return ([f"{self.page}: console error: {e}" for e in self.console_errors]
-                + [f"{self.page}: image did not load: {s}" for s in self.broken_images]
-                + [f"{self.page}: formula not typeset: {t!r}" for t in self.raw_math])
+        return (
+            [f"{self.page}: console error: {e}" for e in self.console_errors]
+            + [f"{self.page}: image did not load: {s}" for s in self.broken_images]
+            + [f"{self.page}: formula not typeset: {t!r}" for t in self.raw_math]
+        )
 
 
 def find_browser() -> str:
@@ -80,14 +83,17 @@ def find_browser() -> str:
     raise BrowserNotFoundError(
         f"no Chromium-family browser found (looked for {', '.join(BROWSER_NAMES)} on the PATH and "
         f"${BROWSER_ENV}). Install one (Debian/Ubuntu: `apt-get install -y chromium`) or set "
-        f"{BROWSER_ENV} to its binary; the book was NOT checked.")
+        f"{BROWSER_ENV} to its binary; the book was NOT checked."
+    )
 
 
 def book_pages(html: Path) -> list[Path]:
     """Every built HTML page under ``html``, without the theme's and Sphinx's support folders."""
     if not (html / "index.html").is_file():
-        raise FileNotFoundError(f"{html} holds no built book (no index.html); build it first, "
-                                f"e.g. `python -m fusion_lib.book build --profile ci`")
+        raise FileNotFoundError(
+            f"{html} holds no built book (no index.html); build it first, "
+            f"e.g. `python -m fusion_lib.book build --profile ci`"
+        )
     pages = (p for p in html.rglob("*.html") if not SKIP_DIRS & set(p.relative_to(html).parts))
     # Jupyter Book's index.html only redirects to the root chapter, which is checked itself
     return sorted(p for p in pages if 'http-equiv="refresh"' not in p.read_text(errors="replace").lower())
@@ -119,7 +125,9 @@ def check_book(html: Path, word: str = "mixture", browser: str | None = None) ->
         for path in tqdm(pages, desc="pages", unit="page"):
             report = PageReport(str(path.relative_to(html)))
             page = context.new_page()
-            page.on("console", lambda m, r=report: r.console_errors.append(m.text) if m.type == "error" else None)
+            page.on(
+                "console", lambda m, r=report: r.console_errors.append(m.text) if m.type == "error" else None
+            )
             page.on("pageerror", lambda e, r=report: r.console_errors.append(str(e)))
             page.goto(path.resolve().as_uri(), wait_until="load", timeout=TIMEOUT_MS)
             found = page.evaluate(_INSPECT.replace("RAW", repr(list(RAW_MATH))))
@@ -151,7 +159,9 @@ def search_hits(context, html: Path, word: str) -> int:  # noqa: ANN001 (a playw
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m fusion_lib.book.browser_check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fusion_lib.book.browser_check", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("html", nargs="?", type=Path, default=Path("_build") / "html", help="built book")
     parser.add_argument("--word", default="mixture", help="a word the search page must find")
     args = parser.parse_args(argv)
@@ -165,7 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems.append(f"search.html: searching for {args.word!r} found nothing")
     for line in problems:
         print(line, file=sys.stderr)
-    print(f"check-book: {len(reports)} pages, {len(problems)} problem(s); search for {args.word!r}: {hits} page(s)")
+    print(
+        f"check-book: {len(reports)} pages, {len(problems)} problem(s); search for {args.word!r}: {hits} page(s)"
+    )
     return 1 if problems else 0
 
 

@@ -18,6 +18,7 @@ configured; the build refuses notebooks that disagree); ``python -m fusion_lib.b
 4. ``jupyter-book build _build/src --path-output . --all -W -n --keep-going``, which never executes
    notebooks (``execute_notebooks: off``) and writes ``_build/html/index.html``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -144,8 +145,9 @@ def _kernel_can_import(root: Path) -> Iterator[None]:
             os.environ["PYTHONPATH"] = old
 
 
-def execute_notebook(source: Path, out: Path, parameters: dict[str, Any], reuse: bool = False,
-                     progress: bool = True) -> NotebookRun:
+def execute_notebook(
+    source: Path, out: Path, parameters: dict[str, Any], reuse: bool = False, progress: bool = True
+) -> NotebookRun:
     """Execute ``source`` with papermill into ``out`` (kernel python3, cwd = the source's folder).
 
     With ``reuse``, an ``out`` stamped by a successful execution with the same ``source_hash`` is
@@ -163,13 +165,24 @@ def execute_notebook(source: Path, out: Path, parameters: dict[str, Any], reuse:
     log.info("%s: executing with %s", source.stem, parameters)
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(source), str(out), parameters=parameters, kernel_name=KERNEL,
-                            cwd=str(source.parent), progress_bar=progress)
+        pm.execute_notebook(
+            str(source),
+            str(out),
+            parameters=parameters,
+            kernel_name=KERNEL,
+            cwd=str(source.parent),
+            progress_bar=progress,
+        )
     except Exception as exc:  # papermill raises several types; the report must cover each notebook
         seconds = time.perf_counter() - start
         first = str(exc).strip().splitlines()
-        log.error("%s: FAILED after %.1f s (%s); the partial output is in %s", source.stem, seconds,
-                  type(exc).__name__, out)
+        log.error(
+            "%s: FAILED after %.1f s (%s); the partial output is in %s",
+            source.stem,
+            seconds,
+            type(exc).__name__,
+            out,
+        )
         return NotebookRun(source.stem, seconds, error=f"{type(exc).__name__}: {first[-1] if first else ''}")
     seconds = time.perf_counter() - start
     nb = nbformat.read(out, as_version=4)
@@ -189,8 +202,14 @@ def hide_injected_parameters(nb: Any) -> None:
             cell.metadata["tags"] = [*tags, "remove-cell"]
 
 
-def run_notebooks(notebooks: Sequence[Path], out_dir: Path, parameters: dict[str, Any], reuse: bool = False,
-                  progress: bool = True, jobs: int = 1) -> list[NotebookRun]:
+def run_notebooks(
+    notebooks: Sequence[Path],
+    out_dir: Path,
+    parameters: dict[str, Any],
+    reuse: bool = False,
+    progress: bool = True,
+    jobs: int = 1,
+) -> list[NotebookRun]:
     """Execute each notebook into ``out_dir`` under its own name; every notebook runs even if one fails.
 
     ``jobs`` notebooks run at once (each in its own kernel process); results keep the notebooks' order.
@@ -203,8 +222,14 @@ def run_notebooks(notebooks: Sequence[Path], out_dir: Path, parameters: dict[str
         return []
     # set once for every kernel: concurrent executions must not restore the variable under each other
     with _kernel_can_import(notebooks[0].parent.parent), ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(lambda nb: execute_notebook(nb, out_dir / nb.name, parameters, reuse=reuse,
-                                                         progress=progress and jobs == 1), notebooks))
+        return list(
+            pool.map(
+                lambda nb: execute_notebook(
+                    nb, out_dir / nb.name, parameters, reuse=reuse, progress=progress and jobs == 1
+                ),
+                notebooks,
+            )
+        )
 
 
 def warm_feature_cache(profile: str, overrides: dict[str, Any]) -> None:
@@ -256,17 +281,22 @@ def timings_markdown(record: dict[str, Any]) -> str:
     lines.append(f"| **sum** | **{_duration(total)}** | |")
     env = "; ".join(f"{k} {v}" for k, v in record["environment"].items())
     jobs = record.get("jobs", 1)
-    side = (f" Notebooks ran {jobs} at a time, after feature extraction, so each time includes sharing the "
-            f"machine and the sum exceeds the wall time." if jobs > 1 else "")
-    return (f"Profile `{record['profile']}`, built {record['built']} ({env}).{side}\n\n" + "\n".join(lines) + "\n")
+    side = (
+        f" Notebooks ran {jobs} at a time, after feature extraction, so each time includes sharing the "
+        f"machine and the sum exceeds the wall time."
+        if jobs > 1
+        else ""
+    )
+    return (
+        f"Profile `{record['profile']}`, built {record['built']} ({env}).{side}\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def profiles_markdown() -> str:
     """A markdown table of every profile's settings, generated from ``fusion_lib.book.profiles``."""
     cols = {name: p.describe() for name, p in PROFILES.items()}
     settings = list(next(iter(cols.values())))
-    lines = ["| setting | " + " | ".join(f"`{n}`" for n in cols) + " |",
-             "|---|" + "---|" * len(cols)]
+    lines = ["| setting | " + " | ".join(f"`{n}`" for n in cols) + " |", "|---|" + "---|" * len(cols)]
     for s in settings:
         lines.append(f"| {s} | " + " | ".join(cols[n][s] for n in cols) + " |")
     return "\n".join(lines) + "\n"
@@ -293,14 +323,17 @@ def api_markdown(modules: Sequence[str]) -> str:
     names it re-exports are documented once, in their modules."""
     import importlib
 
-    layers = sorted((m for m in modules if m.count(".") == 1),
-                    key=lambda m: LAYERS.index(m) if m in LAYERS else len(LAYERS))
+    layers = sorted(
+        (m for m in modules if m.count(".") == 1),
+        key=lambda m: LAYERS.index(m) if m in LAYERS else len(LAYERS),
+    )
     parts = []
     for layer in layers:
         members = [m for m in modules if m.startswith(layer + ".")]
-        table = "\n".join(f"   {m[len(layer) + 1:]}" for m in members)  # relative to the layer
-        parts.append(f"## `{layer}`\n\n```{{eval-rst}}\n.. automodule:: {layer}\n\n.. autosummary::\n\n"
-                     f"{table}\n```\n")
+        table = "\n".join(f"   {m[len(layer) + 1 :]}" for m in members)  # relative to the layer
+        parts.append(
+            f"## `{layer}`\n\n```{{eval-rst}}\n.. automodule:: {layer}\n\n.. autosummary::\n\n{table}\n```\n"
+        )
         for m in members:
             is_package = hasattr(importlib.import_module(m), "__path__")
             options = "" if is_package else "   :members:\n"
@@ -356,7 +389,9 @@ def sync_colab_cells(root: Path, write: bool = True) -> list[Path]:
         nb = nbformat.read(path, as_version=4)
         cell = _colab_cell(nb)
         if cell is None:
-            raise ValueError(f"{path} needs exactly one Colab install cell (pip install 'fusion-book @ git+URL')")
+            raise ValueError(
+                f"{path} needs exactly one Colab install cell (pip install 'fusion-book @ git+URL')"
+            )
         new = COLAB_INSTALL.sub(f'"fusion-book @ git+{url}"', cell.source)
         if new != cell.source:
             stale.append(path)
@@ -370,9 +405,11 @@ def check_colab_cells(root: Path) -> None:
     """Fail when a notebook's Colab cell installs from another URL than ``_config.yml`` names."""
     stale = sync_colab_cells(root, write=False)
     if stale:
-        raise ValueError(f"the Colab install cell of {', '.join(p.name for p in stale)} does not use "
-                         f"repository.url of _config.yml ({repository_url(root)}); run "
-                         f"`python -m fusion_lib.book sync-colab` and commit the notebooks")
+        raise ValueError(
+            f"the Colab install cell of {', '.join(p.name for p in stale)} does not use "
+            f"repository.url of _config.yml ({repository_url(root)}); run "
+            f"`python -m fusion_lib.book sync-colab` and commit the notebooks"
+        )
 
 
 def _drop_stale_notebooks(staging: Path, notebooks: Sequence[Path]) -> None:
@@ -384,14 +421,31 @@ def _drop_stale_notebooks(staging: Path, notebooks: Sequence[Path]) -> None:
 
 def jupyter_book_build(staging: Path, output: Path) -> int:
     """``jupyter-book build`` with warnings as errors; the HTML lands in ``output/_build/html``."""
-    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
-           "build", str(staging), "--path-output", str(output), "--all", "-W", "-n", "--keep-going"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+        "build",
+        str(staging),
+        "--path-output",
+        str(output),
+        "--all",
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     log.info("jupyter-book build %s --path-output %s --all -W -n --keep-going", staging, output)
     return subprocess.call(cmd)
 
 
-def build(root: Path, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None,
-          force: bool = False, progress: bool = True, jobs: int = 2) -> int:
+def build(
+    root: Path,
+    profile: str = DEFAULT_PROFILE,
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    progress: bool = True,
+    jobs: int = 2,
+) -> int:
     """The whole ``make book`` job (see the module docstring); returns a process exit code.
 
     Features are extracted first; then ``jobs`` notebooks execute side by side. Their models train on
@@ -406,14 +460,18 @@ def build(root: Path, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] 
     _drop_stale_notebooks(staging, notebooks)
     log.info("extracting (or reading cached) features for profile %s", profile)
     warm_feature_cache(profile, overrides or {})
-    runs = run_notebooks(notebooks, staging / NOTEBOOK_DIR, parameters, reuse=not force, progress=progress,
-                         jobs=jobs)
+    runs = run_notebooks(
+        notebooks, staging / NOTEBOOK_DIR, parameters, reuse=not force, progress=progress, jobs=jobs
+    )
     failed = [r for r in runs if r.error]
     if failed:
         for r in failed:
             log.error("notebook %s failed: %s", r.notebook, r.error)
-        log.error("not building the book: %d notebook(s) failed (executed copies in %s)", len(failed),
-                  staging / NOTEBOOK_DIR)
+        log.error(
+            "not building the book: %d notebook(s) failed (executed copies in %s)",
+            len(failed),
+            staging / NOTEBOOK_DIR,
+        )
         return 1
     generated = staging / BOOK_DIR / GENERATED
     record = write_timings(runs, profile, generated / "timings.json", jobs=jobs)
@@ -431,10 +489,21 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fusion_lib.book", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILES),
-                        help=f"notebook parameter profile (default {DEFAULT_PROFILE})")
-    common.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                        help="override one profile setting, e.g. -p seeds 1 -p datasets digits")
+    common.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        choices=list(PROFILES),
+        help=f"notebook parameter profile (default {DEFAULT_PROFILE})",
+    )
+    common.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help="override one profile setting, e.g. -p seeds 1 -p datasets digits",
+    )
     common.add_argument("--root", type=Path, default=Path("."), help="repository root (default: .)")
     common.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
     run = sub.add_parser("run", parents=[common], help="execute notebooks into a folder")
@@ -443,8 +512,9 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", parents=[common], help="execute the notebooks and build _build/html")
     b.add_argument("--force", action="store_true", help="re-execute notebooks even if unchanged")
     b.add_argument("--jobs", type=int, default=2, help="notebooks executed at once (default 2)")
-    sync = sub.add_parser("sync-colab", help="point every notebook's Colab install cell at _config.yml's "
-                                             "repository.url")
+    sync = sub.add_parser(
+        "sync-colab", help="point every notebook's Colab install cell at _config.yml's repository.url"
+    )
     sync.add_argument("--root", type=Path, default=Path("."), help="repository root (default: .)")
     return parser
 
@@ -460,8 +530,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         overrides = parse_overrides(args.param)
         if args.command == "build":
-            return build(args.root, args.profile, overrides, force=args.force, progress=not args.no_progress,
-                         jobs=args.jobs)
+            return build(
+                args.root,
+                args.profile,
+                overrides,
+                force=args.force,
+                progress=not args.no_progress,
+                jobs=args.jobs,
+            )
         notebooks = find_notebooks(args.root.resolve(), args.notebooks)
         parameters = notebook_parameters(args.profile, overrides)
     except (ValueError, FileNotFoundError) as exc:
@@ -471,4 +547,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in runs:
         log.info("%-32s %8.1f s  %s", r.notebook, r.seconds, r.error or "ok")
     return 1 if any(r.error for r in runs) else 0
-

@@ -13,6 +13,7 @@ Every notebook follows one convention, so papermill, nbval and readers drive it 
 papermill (``-p profile paper``) overrides the parameters cell, ``FUSION_PROFILE=ci`` picks a profile
 for runs without papermill (nbval), and a bad name or value fails in that first cell.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
@@ -66,16 +67,27 @@ class Profile:
     def split_sizes(self, dataset: str) -> SplitSizes:
         """The train/val/test sizes this profile uses for ``dataset``."""
         if dataset not in self.datasets:
-            raise ValueError(f"dataset {dataset!r} is not in profile {self.name!r}; "
-                             f"its datasets are {', '.join(self.datasets)}")
+            raise ValueError(
+                f"dataset {dataset!r} is not in profile {self.name!r}; "
+                f"its datasets are {', '.join(self.datasets)}"
+            )
         return self.dataset_sizes.get(dataset, self.sizes)
 
     def feature_set(self, dataset: str) -> FeatureSet:
         """The cached features of one of the profile's datasets, loaded the one way every notebook (and the
         book build's cache warm-up) loads them."""
-        return load_feature_set(dataset, self.backbones, self.split_sizes(dataset), seed=DATA_SEED,
-                                input_size=self.input_size, thumbnail_size=self.thumbnail_size, device=self.device,
-                                root=self.data_root, download=self.download, progress=False)
+        return load_feature_set(
+            dataset,
+            self.backbones,
+            self.split_sizes(dataset),
+            seed=DATA_SEED,
+            input_size=self.input_size,
+            thumbnail_size=self.thumbnail_size,
+            device=self.device,
+            root=self.data_root,
+            download=self.download,
+            progress=False,
+        )
 
     def experiment_config(self, dataset: str, **settings: Any) -> "ExperimentConfig":
         """The ``ExperimentConfig`` of one of the profile's datasets; ``settings`` replace any field
@@ -83,9 +95,19 @@ class Profile:
         from fusion_lib.studies.config import ExperimentConfig
 
         sizes = self.split_sizes(dataset)
-        base = dict(dataset=dataset, train=sizes.train, val=sizes.val, test=sizes.test, backbones=list(self.backbones),
-                    seeds=list(self.seeds), epochs=self.epochs, input_size=self.input_size,
-                    thumbnail_size=self.thumbnail_size, device=self.device, data_seed=DATA_SEED)
+        base = dict(
+            dataset=dataset,
+            train=sizes.train,
+            val=sizes.val,
+            test=sizes.test,
+            backbones=list(self.backbones),
+            seeds=list(self.seeds),
+            epochs=self.epochs,
+            input_size=self.input_size,
+            thumbnail_size=self.thumbnail_size,
+            device=self.device,
+            data_seed=DATA_SEED,
+        )
         return ExperimentConfig(**{**base, **settings})
 
     def describe(self) -> dict[str, str]:
@@ -115,28 +137,50 @@ def _frozen(mapping: Mapping[str, SplitSizes]) -> Mapping[str, SplitSizes]:
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
-        name="ci", datasets=("digits",), backbones=("tf_efficientnet_lite0", "squeezenet1_1"),
-        sizes=SplitSizes(200, 100, 150), seeds=(0, 1), epochs=5, input_size=64, thumbnail_size=32,
+        name="ci",
+        datasets=("digits",),
+        backbones=("tf_efficientnet_lite0", "squeezenet1_1"),
+        sizes=SplitSizes(200, 100, 150),
+        seeds=(0, 1),
+        epochs=5,
+        input_size=64,
+        thumbnail_size=32,
         device="cpu",
     ),
     # Fashion-MNIST: the full official test set (10,000 images) and 12,000 official train images, of
     # which each seed draws its own 10,000 train / 2,000 validation. The other datasets have no
     # official test split: each seed draws all three splits from the pool.
     "book": Profile(
-        name="book", datasets=("fashion_mnist", "cifar_cats_dogs", "digits", "mnist"),
+        name="book",
+        datasets=("fashion_mnist", "cifar_cats_dogs", "digits", "mnist"),
         backbones=OFFLINE_BACKBONES,
-        sizes=SplitSizes(1500, 500, 1000), seeds=(0, 1, 2), epochs=60, input_size=OFFLINE_INPUT_SIZE,
+        sizes=SplitSizes(1500, 500, 1000),
+        seeds=(0, 1, 2),
+        epochs=60,
+        input_size=OFFLINE_INPUT_SIZE,
         thumbnail_size=32,
-        device="cpu", dataset_sizes=_frozen({"fashion_mnist": SplitSizes(10000, 2000, 10000),
-                                             "cifar_cats_dogs": SplitSizes(1200, 300, 500),
-                                             "digits": SplitSizes(1000, 297, 500)}),
+        device="cpu",
+        dataset_sizes=_frozen(
+            {
+                "fashion_mnist": SplitSizes(10000, 2000, 10000),
+                "cifar_cats_dogs": SplitSizes(1200, 300, 500),
+                "digits": SplitSizes(1000, 297, 500),
+            }
+        ),
     ),
     "paper": Profile(
-        name="paper", datasets=PAPER_DATASETS,
+        name="paper",
+        datasets=PAPER_DATASETS,
         backbones=PAPER_BACKBONES + OFFLINE_BACKBONES,
-        sizes=SplitSizes(10000, 2000, 5000), seeds=(0, 1, 2, 3, 4), epochs=100, input_size=None,
-        thumbnail_size=32, device="auto", dataset_sizes=_frozen({"stl10": SplitSizes(4000, 1000, 8000),
-                                                                 "oxford_pets": SplitSizes(3000, 680, 3669)}),
+        sizes=SplitSizes(10000, 2000, 5000),
+        seeds=(0, 1, 2, 3, 4),
+        epochs=100,
+        input_size=None,
+        thumbnail_size=32,
+        device="auto",
+        dataset_sizes=_frozen(
+            {"stl10": SplitSizes(4000, 1000, 8000), "oxford_pets": SplitSizes(3000, 680, 3669)}
+        ),
         download=True,
     ),
 }
@@ -157,8 +201,10 @@ def get_profile(name: str, **overrides: Any) -> Profile:
         raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:
-        raise ValueError(f"unknown profile setting(s) {', '.join(map(repr, unknown))}; "
-                         f"valid settings: {', '.join(OVERRIDABLE)}")
+        raise ValueError(
+            f"unknown profile setting(s) {', '.join(map(repr, unknown))}; "
+            f"valid settings: {', '.join(OVERRIDABLE)}"
+        )
     base = PROFILES[name]
     changes = {key: _VALIDATORS[key](value) for key, value in overrides.items()}
     if "sizes" in changes and "dataset_sizes" not in changes:
@@ -166,8 +212,10 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     profile = replace(base, **changes)
     missing = sorted(set(profile.dataset_sizes) - set(profile.datasets))
     if "dataset_sizes" in overrides and missing:
-        raise ValueError(f"dataset_sizes names {missing}, which are not among the profile's datasets "
-                         f"{list(profile.datasets)}; add them to `datasets` or drop them")
+        raise ValueError(
+            f"dataset_sizes names {missing}, which are not among the profile's datasets "
+            f"{list(profile.datasets)}; add them to `datasets` or drop them"
+        )
     V.profile(profile)
     return profile
 
@@ -190,8 +238,10 @@ def _datasets(value: Any) -> tuple[str, ...]:
         names.extend(OFFLINE_DATASETS if n == "offline" else [n])
     unknown = [n for n in names if not _is_dataset(n)]
     if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; valid datasets: {', '.join(KNOWN_DATASETS)} "
-                         f"('offline' for {', '.join(OFFLINE_DATASETS)}), or an ImageFolder directory")
+        raise ValueError(
+            f"unknown dataset(s) {unknown}; valid datasets: {', '.join(KNOWN_DATASETS)} "
+            f"('offline' for {', '.join(OFFLINE_DATASETS)}), or an ImageFolder directory"
+        )
     return tuple(dict.fromkeys(names))
 
 
@@ -211,8 +261,10 @@ def _split_sizes(value: Any) -> SplitSizes:
     elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3:
         triple = tuple(value)
     else:
-        raise ValueError(f"split sizes must be SplitSizes, a (train, val, test) triple or a dict with keys "
-                         f"train/val/test, got {value!r}")
+        raise ValueError(
+            f"split sizes must be SplitSizes, a (train, val, test) triple or a dict with keys "
+            f"train/val/test, got {value!r}"
+        )
     train, val, test = (V.integer(v, f"split size {k}", 1) for k, v in zip(("train", "val", "test"), triple))
     return SplitSizes(train, val, test)
 
@@ -222,7 +274,9 @@ def _dataset_sizes(value: Any) -> Mapping[str, SplitSizes]:
         raise ValueError(f"dataset_sizes must be a dict {{dataset: (train, val, test)}}, got {value!r}")
     unknown = [k for k in value if not _is_dataset(k)]
     if unknown:
-        raise ValueError(f"dataset_sizes: unknown dataset(s) {unknown}; valid datasets: {', '.join(KNOWN_DATASETS)}")
+        raise ValueError(
+            f"dataset_sizes: unknown dataset(s) {unknown}; valid datasets: {', '.join(KNOWN_DATASETS)}"
+        )
     return _frozen({k: _split_sizes(v) for k, v in value.items()})
 
 

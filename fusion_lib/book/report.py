@@ -1,5 +1,6 @@
 """Numbers, tables and figures as the book shows them: percentages, accuracy points, tidy frames turned
 into rounded, labelled tables (no raw frames on the page), and the datasets' example grid."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -31,8 +32,15 @@ def interval(mean: float, low: float, high: float, digits: int = 1, sign: bool =
     return f"{mean:{f}} [{low:{f}}, {high:{f}}]"
 
 
-def table(frame: pd.DataFrame, labels: Mapping[str, str] | None = None, *, index: str | Sequence[str] | None = None,
-          percent_columns: Sequence[str] = (), digits: int = 3, shorten: Sequence[str] = ()) -> pd.DataFrame:
+def table(
+    frame: pd.DataFrame,
+    labels: Mapping[str, str] | None = None,
+    *,
+    index: str | Sequence[str] | None = None,
+    percent_columns: Sequence[str] = (),
+    digits: int = 3,
+    shorten: Sequence[str] = (),
+) -> pd.DataFrame:
     """A tidy frame as the book shows it: the ``shorten`` columns' backbone names shortened
     (``short_name``), ``percent_columns`` as percentages, other floats rounded to ``digits``, ``index``
     set, and columns (and index names) renamed by ``labels``.
@@ -67,8 +75,9 @@ def class_grid(datasets: Mapping[str, DatasetSplits], size: int) -> Figure:
     from fusion_lib.data.datasets import thumbnail
 
     width = max(len(d.class_names) for d in datasets.values())
-    fig, axes = plt.subplots(2 * len(datasets), width, figsize=(1.25 * width, 2.9 * len(datasets)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        2 * len(datasets), width, figsize=(1.25 * width, 2.9 * len(datasets)), squeeze=False
+    )
     for ax in axes.flat:
         ax.set_axis_off()
     for row, (name, splits) in enumerate(datasets.items()):
@@ -78,7 +87,9 @@ def class_grid(datasets: Mapping[str, DatasetSplits], size: int) -> Figure:
             top, bottom = axes[2 * row, col], axes[2 * row + 1, col]
             top.imshow(splits.image("train", i))
             bottom.imshow(thumbnail(splits.tensor("train", i), size).permute(1, 2, 0).numpy())
-            top.set_title(f"{name}: {splits.class_names[c]}" if col == 0 else splits.class_names[c], fontsize=8)
+            top.set_title(
+                f"{name}: {splits.class_names[c]}" if col == 0 else splits.class_names[c], fontsize=8
+            )
             for ax in (top, bottom):
                 ax.set_axis_on()
                 ax.set(xticks=[], yticks=[])

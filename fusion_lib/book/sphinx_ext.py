@@ -4,13 +4,15 @@ sphinx-thebe registers its inline configuration script twice under Sphinx 7 (onc
 once with an empty one), so every page declared ``const THEBE_JS_URL`` twice and the browser logged a
 SyntaxError. This drops repeated scripts from each page, keeping the first.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 
-def drop_repeated_scripts(app: Any, pagename: str, templatename: str, context: dict[str, Any],
-                          doctree: Any) -> None:
+def drop_repeated_scripts(
+    app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any
+) -> None:
     """``html-page-context`` handler: keep one copy of scripts equal but for ``None`` vs ``""`` file name."""
     seen, unique = set(), []
     for js in context.get("script_files", []):

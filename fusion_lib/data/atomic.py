@@ -1,4 +1,5 @@
 """Atomic file writes and checksums: nothing half-written is ever left where a reader looks."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Frozen ImageNet backbones by name: the four offline ones, or any timm model."""
+
 from __future__ import annotations
 
 import os
@@ -40,12 +41,23 @@ class BackboneCfg:
 
 # Published top-1: timm's results table for the EfficientNet-Lite ports, the SqueezeNet paper's
 # repository for the Caffe model 1.1.
-BACKBONE_CFGS: dict[str, BackboneCfg] = {cfg.name: cfg for cfg in (
-    BackboneCfg("tf_efficientnet_lite0", "lite0", "efficientnet_lite0", "efficientnet-lite0-57934424.pth", 74.83),
-    BackboneCfg("tf_efficientnet_lite1", "lite1", "efficientnet_lite1", "efficientnet-lite1-77cc7160.pth", 76.64),
-    BackboneCfg("tf_efficientnet_lite2", "lite2", "efficientnet_lite2", "efficientnet-lite2-9656183e.pth", 77.46),
-    BackboneCfg("squeezenet1_1", "squeezenet", "squeezenet1_1", "squeezenet1_1.pt", 58.18, library="torchvision"),
-)}
+BACKBONE_CFGS: dict[str, BackboneCfg] = {
+    cfg.name: cfg
+    for cfg in (
+        BackboneCfg(
+            "tf_efficientnet_lite0", "lite0", "efficientnet_lite0", "efficientnet-lite0-57934424.pth", 74.83
+        ),
+        BackboneCfg(
+            "tf_efficientnet_lite1", "lite1", "efficientnet_lite1", "efficientnet-lite1-77cc7160.pth", 76.64
+        ),
+        BackboneCfg(
+            "tf_efficientnet_lite2", "lite2", "efficientnet_lite2", "efficientnet-lite2-9656183e.pth", 77.46
+        ),
+        BackboneCfg(
+            "squeezenet1_1", "squeezenet", "squeezenet1_1", "squeezenet1_1.pt", 58.18, library="torchvision"
+        ),
+    )
+}
 OFFLINE_BACKBONES: tuple[str, ...] = tuple(BACKBONE_CFGS)
 _SHORT_PATTERN = re.compile("|".join(sorted(map(re.escape, BACKBONE_CFGS), key=len, reverse=True)))
 
@@ -104,19 +116,24 @@ class Backbone:
 
         size = size or self.input_size
         scaled = int(round(size / self.crop_pct))
-        return T.Compose([
-            T.Resize(scaled, interpolation=_interp(self.interpolation)),
-            T.CenterCrop(size),
-            T.ToTensor(),
-            T.Normalize(self.mean, self.std),
-        ])
+        return T.Compose(
+            [
+                T.Resize(scaled, interpolation=_interp(self.interpolation)),
+                T.CenterCrop(size),
+                T.ToTensor(),
+                T.Normalize(self.mean, self.std),
+            ]
+        )
 
 
 def _interp(name: str):
     from torchvision.transforms import InterpolationMode
 
-    return {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
-            "nearest": InterpolationMode.NEAREST}.get(name, InterpolationMode.BILINEAR)
+    return {
+        "bilinear": InterpolationMode.BILINEAR,
+        "bicubic": InterpolationMode.BICUBIC,
+        "nearest": InterpolationMode.NEAREST,
+    }.get(name, InterpolationMode.BILINEAR)
 
 
 class _TimmFeatures(nn.Module):
@@ -147,7 +164,9 @@ def resolve_backbones(spec: str | Sequence[str]) -> list[str]:
     for n in split_names(spec):
         out.extend(OFFLINE_BACKBONES if n == "offline" else [n])
     if not out:
-        raise BackboneError("no backbones given; use 'offline' or names such as " + ", ".join(OFFLINE_BACKBONES))
+        raise BackboneError(
+            "no backbones given; use 'offline' or names such as " + ", ".join(OFFLINE_BACKBONES)
+        )
     for n in out:
         _check_name(n)
     return list(dict.fromkeys(out))
@@ -187,7 +206,9 @@ def _map_in_order(source: dict[str, torch.Tensor], target: nn.Module, what: str)
     """Map a state dict onto a model's parameters by position, checking every shape."""
     tgt = target.state_dict()
     if len(source) != len(tgt):
-        raise BackboneError(f"{what}: {len(source)} tensors but the model has {len(tgt)}; wrong weights file?")
+        raise BackboneError(
+            f"{what}: {len(source)} tensors but the model has {len(tgt)}; wrong weights file?"
+        )
     out = OrderedDict()
     for (sk, sv), (tk, tv) in zip(source.items(), tgt.items()):
         if tuple(sv.shape) != tuple(tv.shape):
@@ -249,8 +270,10 @@ def _build_squeezenet(weights: str | os.PathLike | None) -> tuple[nn.Module, str
         try:
             return squeezenet1_1(weights="DEFAULT"), "torchvision hub"
         except Exception as exc:
-            raise BackboneError(f"could not download torchvision squeezenet1_1 weights: {exc}. "
-                                f"Offline, use the default registry weights.") from None
+            raise BackboneError(
+                f"could not download torchvision squeezenet1_1 weights: {exc}. "
+                f"Offline, use the default registry weights."
+            ) from None
     model = squeezenet1_1(weights=None)
     if override is not None:
         model.load_state_dict(_load_state(override))
@@ -259,8 +282,10 @@ def _build_squeezenet(weights: str | os.PathLike | None) -> tuple[nn.Module, str
     try:
         path = asset_file(cfg.asset, cfg.weights_file)
     except AssetError as exc:
-        raise BackboneError(f"no offline weights for 'squeezenet1_1': {exc}\nFix: run "
-                            f"`python -m fusion_lib assets fetch {cfg.asset}`, or pass weights='hub' online.") from None
+        raise BackboneError(
+            f"no offline weights for 'squeezenet1_1': {exc}\nFix: run "
+            f"`python -m fusion_lib assets fetch {cfg.asset}`, or pass weights='hub' online."
+        ) from None
     model.load_state_dict(_load_state(path))
     return model, f"registry: {path.name}"
 
@@ -277,7 +302,9 @@ def count_gflops(model: nn.Module, input_size: int) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
-def load_backbone(name: str, input_size: int | None = None, weights: str | os.PathLike | None = "auto") -> Backbone:
+def load_backbone(
+    name: str, input_size: int | None = None, weights: str | os.PathLike | None = "auto"
+) -> Backbone:
     """A frozen backbone by name.
 
     ``weights``: "auto" (registry copy for the offline four, hub for other timm models), "hub",
@@ -288,8 +315,13 @@ def load_backbone(name: str, input_size: int | None = None, weights: str | os.Pa
     cfg = BACKBONE_CFGS.get(name)
     if cfg is not None and cfg.library == "torchvision":
         net, source = _build_squeezenet(weights)
-        meta = {"mean": cfg.mean, "std": cfg.std, "input_size": cfg.input_size,
-                "interpolation": cfg.interpolation, "crop_pct": cfg.crop_pct}
+        meta = {
+            "mean": cfg.mean,
+            "std": cfg.std,
+            "input_size": cfg.input_size,
+            "interpolation": cfg.interpolation,
+            "crop_pct": cfg.crop_pct,
+        }
         features, dim = _SqueezeFeatures(net), 512
     else:
         net, source, meta = _build_timm(name, weights)
@@ -303,9 +335,17 @@ def load_backbone(name: str, input_size: int | None = None, weights: str | os.Pa
     if size < 32:
         raise BackboneError(f"input_size {size} is too small for {name!r}; use at least 32 pixels")
     backbone = Backbone(
-        name=name, model=features, imagenet_model=net, feature_dim=int(dim), input_size=size,
-        mean=meta["mean"], std=meta["std"], interpolation=meta["interpolation"], crop_pct=meta["crop_pct"],
-        weights=source, n_params=sum(p.numel() for p in net.parameters()),
+        name=name,
+        model=features,
+        imagenet_model=net,
+        feature_dim=int(dim),
+        input_size=size,
+        mean=meta["mean"],
+        std=meta["std"],
+        interpolation=meta["interpolation"],
+        crop_pct=meta["crop_pct"],
+        weights=source,
+        n_params=sum(p.numel() for p in net.parameters()),
         imagenet_top1=cfg.imagenet_top1 if cfg is not None and source.startswith("registry") else None,
         native_input_size=int(meta["input_size"]),
     )
@@ -336,8 +376,9 @@ def imagenet_sanity_check(name: str | Backbone) -> tuple[int, int]:
     return sum(int(p == t) for p, t in zip(pred, true)), len(true)
 
 
-def backbone_table(names: str | Sequence[str] = "offline", input_size: int | None = None,
-                   sanity_check: bool = False):
+def backbone_table(
+    names: str | Sequence[str] = "offline", input_size: int | None = None, sanity_check: bool = False
+):
     """A pandas table of backbone metadata (and, optionally, the ImageNet sample check)."""
     import pandas as pd
 

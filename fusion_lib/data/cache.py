@@ -1,4 +1,5 @@
 """A disk cache of numpy arrays with checksummed sidecars, atomic writes and resumable chunked builds."""
+
 from __future__ import annotations
 
 import hashlib
@@ -47,7 +48,9 @@ class ArrayCache:
             if list(arr.shape) != meta["shape"] or str(arr.dtype) != meta["dtype"]:
                 raise ValueError(f"shape/dtype {arr.shape}/{arr.dtype} differ from the sidecar's")
         except (ValueError, KeyError, OSError, EOFError) as exc:
-            warnings.warn(f"cache entry {npy} is corrupt ({exc}); recomputing it", CorruptCacheWarning, stacklevel=2)
+            warnings.warn(
+                f"cache entry {npy} is corrupt ({exc}); recomputing it", CorruptCacheWarning, stacklevel=2
+            )
             npy.unlink(missing_ok=True)
             side.unlink(missing_ok=True)
             return None
@@ -59,11 +62,24 @@ class ArrayCache:
             with open(tmp, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)
             digest = sha256_file(tmp)
-        write_text_atomic(side, json.dumps({"spec": spec, "shape": list(arr.shape), "dtype": str(arr.dtype),
-                                            "sha256": digest, "meta": meta or {}}, indent=1, default=str))
+        write_text_atomic(
+            side,
+            json.dumps(
+                {
+                    "spec": spec,
+                    "shape": list(arr.shape),
+                    "dtype": str(arr.dtype),
+                    "sha256": digest,
+                    "meta": meta or {},
+                },
+                indent=1,
+                default=str,
+            ),
+        )
 
-    def get_or_build(self, spec: dict, build: Callable[["ChunkStore"], np.ndarray],
-                     meta: dict | None = None) -> tuple[np.ndarray, dict, bool]:
+    def get_or_build(
+        self, spec: dict, build: Callable[["ChunkStore"], np.ndarray], meta: dict | None = None
+    ) -> tuple[np.ndarray, dict, bool]:
         """(array, metadata, was_cached). ``build`` gets a ChunkStore so an interrupted build resumes;
         ``meta`` is saved after ``build`` runs, so ``build`` may fill it in.
 

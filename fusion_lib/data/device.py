@@ -1,11 +1,12 @@
 """Choosing the torch device: one rule for feature extraction and for training."""
+
 from __future__ import annotations
 
 import torch
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" picks CUDA when present; anything else is passed to torch.device (with a clear error)."""
+    """ "auto" picks CUDA when present; anything else is passed to torch.device (with a clear error)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

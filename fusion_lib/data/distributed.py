@@ -6,6 +6,7 @@ of ``$FUSION_CACHE`` (or ``--cache-dir``); then rank 0 assembles, checks and pub
 exactly as a one-process run would have written it. Ranks talk through torch.distributed: gloo on the
 CPU, nccl on GPUs (one per local rank).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,26 +29,48 @@ from fusion_lib.data.extraction import (
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fusion_lib extract", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, help="a dataset name (see fusion_lib.data.LOADERS) or a folder")
+    p = argparse.ArgumentParser(
+        prog="python -m fusion_lib extract",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--dataset", required=True, help="a dataset name (see fusion_lib.data.LOADERS) or a folder"
+    )
     p.add_argument("--backbones", default="offline", help="comma-separated names, or 'offline'")
     for split, n in zip(SPLITS, (SplitSizes.train, SplitSizes.val, SplitSizes.test)):
         p.add_argument(f"--{split}", type=int, default=n, help=f"{split} images (default {n})")
     p.add_argument("--seed", type=int, default=0, help="the data seed of the stratified subsets")
-    p.add_argument("--input-size", default=str(OFFLINE_INPUT_SIZE),
-                   help=f"pixels, or 'native' for each backbone's own size (default {OFFLINE_INPUT_SIZE})")
+    p.add_argument(
+        "--input-size",
+        default=str(OFFLINE_INPUT_SIZE),
+        help=f"pixels, or 'native' for each backbone's own size (default {OFFLINE_INPUT_SIZE})",
+    )
     p.add_argument("--thumbnail-size", type=int, default=32)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda; under torchrun each rank takes its local GPU")
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu or cuda; under torchrun each rank takes its local GPU"
+    )
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--cache-dir", default=None, help="features cache (default $FUSION_CACHE/features)")
-    p.add_argument("--root", default=None, help="dataset root (default $FUSION_DATA_ROOT or $FUSION_CACHE/datasets)")
-    p.add_argument("--download", action="store_true", help="let torchvision download the dataset (needs internet)")
+    p.add_argument(
+        "--root", default=None, help="dataset root (default $FUSION_DATA_ROOT or $FUSION_CACHE/datasets)"
+    )
+    p.add_argument(
+        "--download", action="store_true", help="let torchvision download the dataset (needs internet)"
+    )
     return p
 
 
-def fill_shards(names: Sequence[str], data: DatasetSplits, input_size: int | None, device: str, precision: str,
-                cache_dir: str | None, rank: int, world: int) -> int:
+def fill_shards(
+    names: Sequence[str],
+    data: DatasetSplits,
+    input_size: int | None,
+    device: str,
+    precision: str,
+    cache_dir: str | None,
+    rank: int,
+    world: int,
+) -> int:
     """This rank's share of every missing chunk of every backbone and split; returns how many it computed."""
     from fusion_lib.data.backbones import default_input_size, load_backbone
     from fusion_lib.data.cache import cache_key
@@ -77,8 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:  # every parameter, before any rank loads data or weights
         sizes = SplitSizes(args.train, args.val, args.test)
-        validation.feature_request(args.dataset, args.backbones, sizes, input_size, args.thumbnail_size,
-                                   args.device, args.cache_dir, online=args.root is not None or args.download)
+        validation.feature_request(
+            args.dataset,
+            args.backbones,
+            sizes,
+            input_size,
+            args.thumbnail_size,
+            args.device,
+            args.cache_dir,
+            online=args.root is not None or args.download,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -108,11 +139,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rank {rank}/{world}: computed {done} chunk(s)", flush=True)
             dist.barrier()  # every chunk is in the store
         if rank == 0:
-            fs = load_feature_set(args.dataset, names, sizes, seed=args.seed, input_size=input_size,
-                                  thumbnail_size=args.thumbnail_size, device=device, root=args.root,
-                                  cache_dir=args.cache_dir, precision=args.precision)
-            print(f"cached features of {', '.join(names)} on {args.dataset}: "
-                  + ", ".join(f"{s} {len(fs.labels[s])}" for s in SPLITS), flush=True)
+            fs = load_feature_set(
+                args.dataset,
+                names,
+                sizes,
+                seed=args.seed,
+                input_size=input_size,
+                thumbnail_size=args.thumbnail_size,
+                device=device,
+                root=args.root,
+                cache_dir=args.cache_dir,
+                precision=args.precision,
+            )
+            print(
+                f"cached features of {', '.join(names)} on {args.dataset}: "
+                + ", ".join(f"{s} {len(fs.labels[s])}" for s in SPLITS),
+                flush=True,
+            )
         if world > 1:
             dist.barrier()  # the entries are published before any rank exits
     except (DatasetError, BackboneError) as exc:

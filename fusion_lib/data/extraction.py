@@ -1,4 +1,5 @@
 """Batched frozen feature extraction with a checksummed, resumable disk cache."""
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,9 @@ PREPROCESS_VERSION = "resize-shorter+center-crop+normalize/v2-batched-channels-l
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def preprocess_batch(images: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def preprocess_batch(
+    images: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
     """uint8 (n, 3, H, W) -> normalised float (n, 3, size, size): resize the shorter side, centre-crop.
 
     One tensor operation per step for the whole batch, on whatever device ``images`` is on."""
@@ -52,7 +55,7 @@ def cpu_bf16_supported() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """"auto" -> fp16 autocast on CUDA, bf16 on CPUs with native bf16, else fp32 (see the reproducibility
+    """ "auto" -> fp16 autocast on CUDA, bf16 on CPUs with native bf16, else fp32 (see the reproducibility
     chapter for the measured speed and linear-probe accuracy behind this rule)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -102,10 +105,18 @@ class FeatureExtractor:
     """Runs a frozen backbone over a dataset split in batches: decode in loader workers, batched resize and
     normalisation on the device, channels_last forward (autocast in ``precision``)."""
 
-    def __init__(self, backbone: Backbone, device: str = "auto", batch_size: int = 64, num_workers: int | None = None,
-                 precision: str = "auto"):
+    def __init__(
+        self,
+        backbone: Backbone,
+        device: str = "auto",
+        batch_size: int = 64,
+        num_workers: int | None = None,
+        precision: str = "auto",
+    ):
         if batch_size <= 0 or (num_workers is not None and num_workers < 0):
-            raise ValueError(f"batch_size must be > 0 and num_workers >= 0 (or None), got {batch_size}, {num_workers}")
+            raise ValueError(
+                f"batch_size must be > 0 and num_workers >= 0 (or None), got {batch_size}, {num_workers}"
+            )
         self.backbone = backbone
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -120,7 +131,9 @@ class FeatureExtractor:
         """A uint8 batch (n, 3, H, W) -> the normalised, channels_last model input on the device."""
         bb = self.backbone
         x = images.to(self.device, non_blocking=True)
-        return preprocess_batch(x, bb.input_size, bb.mean, bb.std).contiguous(memory_format=torch.channels_last)
+        return preprocess_batch(x, bb.input_size, bb.mean, bb.std).contiguous(
+            memory_format=torch.channels_last
+        )
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Features of a ready (normalised) batch, as float32 on the CPU."""
@@ -134,15 +147,24 @@ class FeatureExtractor:
         """uint8 batches of the given rows (or of each group of rows, no batch spanning two groups), decoded in
         workers (pinned memory on CUDA). One loader serves a whole split, so workers start once."""
         groups = [rows] if isinstance(rows, np.ndarray) else rows
-        batches = [g[i:i + self.batch_size].tolist() for g in groups for i in range(0, len(g), self.batch_size)]
-        return DataLoader(_Decoded(data, split), batch_sampler=batches, num_workers=self.num_workers,
-                          collate_fn=partial(_stack_uint8, size=self.backbone.input_size),
-                          pin_memory=self.device.type == "cuda")
+        batches = [
+            g[i : i + self.batch_size].tolist() for g in groups for i in range(0, len(g), self.batch_size)
+        ]
+        return DataLoader(
+            _Decoded(data, split),
+            batch_sampler=batches,
+            num_workers=self.num_workers,
+            collate_fn=partial(_stack_uint8, size=self.backbone.input_size),
+            pin_memory=self.device.type == "cuda",
+        )
 
-    def chunk_features(self, data: DatasetSplits, split: str,
-                       todo: Sequence[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+    def chunk_features(
+        self, data: DatasetSplits, split: str, todo: Sequence[tuple[int, np.ndarray]]
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """(chunk index, features) for each (index, rows) in ``todo``, in order, from one loader."""
-        ends = np.cumsum([-(-len(rows) // self.batch_size) for _, rows in todo])  # batches up to each chunk's end
+        ends = np.cumsum(
+            [-(-len(rows) // self.batch_size) for _, rows in todo]
+        )  # batches up to each chunk's end
         k, parts = 0, []
         for b, images in enumerate(self.loader(data, split, [rows for _, rows in todo])):
             parts.append(self.forward(self.prepare(images)).numpy())
@@ -154,8 +176,9 @@ class FeatureExtractor:
         """Features of some rows of a split (no cache)."""
         return next(self.chunk_features(data, split, [(0, rows)]))[1]
 
-    def run(self, data: DatasetSplits, split: str, chunks: ChunkStore | None = None,
-            progress: bool = True) -> np.ndarray:
+    def run(
+        self, data: DatasetSplits, split: str, chunks: ChunkStore | None = None, progress: bool = True
+    ) -> np.ndarray:
         """Features for every image of ``split``; with ``chunks``, finished chunks are kept and reused."""
         n = len(data.indices[split])
         out = np.empty((n, self.backbone.feature_dim), dtype=np.float32)
@@ -167,31 +190,50 @@ class FeatureExtractor:
             else:
                 out[rows] = cached
         rows_of = dict(todo)
-        for c, feats in self._compute(data, split, todo, f"{self.backbone.name} {data.name}/{split}", progress):
+        for c, feats in self._compute(
+            data, split, todo, f"{self.backbone.name} {data.name}/{split}", progress
+        ):
             if chunks is not None:
                 chunks.put(c, feats)
             out[rows_of[c]] = feats
         return out
 
-    def fill_chunks(self, data: DatasetSplits, split: str, chunks: ChunkStore, rank: int = 0, world: int = 1,
-                    progress: bool = True) -> int:
+    def fill_chunks(
+        self,
+        data: DatasetSplits,
+        split: str,
+        chunks: ChunkStore,
+        rank: int = 0,
+        world: int = 1,
+        progress: bool = True,
+    ) -> int:
         """Compute the missing chunks of ``split`` that belong to ``rank`` (chunk c is rank c % world's) into
         ``chunks``; returns how many it computed."""
-        todo = [(c, rows) for c, rows in enumerate(chunk_rows(len(data.indices[split])))
-                if c % world == rank and chunks.get(c, len(rows)) is None]
-        for c, feats in self._compute(data, split, todo, f"{self.backbone.name} {data.name}/{split} rank {rank}",
-                                      progress):
+        todo = [
+            (c, rows)
+            for c, rows in enumerate(chunk_rows(len(data.indices[split])))
+            if c % world == rank and chunks.get(c, len(rows)) is None
+        ]
+        for c, feats in self._compute(
+            data, split, todo, f"{self.backbone.name} {data.name}/{split} rank {rank}", progress
+        ):
             chunks.put(c, feats)
         return len(todo)
 
-    def _compute(self, data: DatasetSplits, split: str, todo: list[tuple[int, np.ndarray]], desc: str,
-                 progress: bool) -> Iterator[tuple[int, np.ndarray]]:
+    def _compute(
+        self, data: DatasetSplits, split: str, todo: list[tuple[int, np.ndarray]], desc: str, progress: bool
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """chunk_features with a progress bar in images."""
         from tqdm.auto import tqdm
 
-        with tqdm(total=sum(len(r) for _, r in todo), desc=desc, unit="img", disable=not progress or not todo,
-                  leave=False) as bar:
-            for c, feats in (self.chunk_features(data, split, todo) if todo else ()):
+        with tqdm(
+            total=sum(len(r) for _, r in todo),
+            desc=desc,
+            unit="img",
+            disable=not progress or not todo,
+            leave=False,
+        ) as bar:
+            for c, feats in self.chunk_features(data, split, todo) if todo else ():
                 bar.update(len(feats))
                 yield c, feats
 
@@ -201,13 +243,26 @@ def chunk_rows(n: int) -> list[np.ndarray]:
     return [np.arange(start, min(start + CHUNK_ROWS, n)) for start in range(0, n, CHUNK_ROWS)]
 
 
-def feature_spec(backbone: str, data: DatasetSplits, split: str, input_size: int, weights: str = "auto",
-                 precision: str = "fp32") -> dict:
+def feature_spec(
+    backbone: str,
+    data: DatasetSplits,
+    split: str,
+    input_size: int,
+    weights: str = "auto",
+    precision: str = "fp32",
+) -> dict:
     """Everything that determines a features array: weights, images (dataset + indices), transform and the
     forward pass's precision (a resolved one: "fp32", "bf16" or "fp16")."""
-    return {"kind": "features", "backbone": backbone, "weights": weights_identity(backbone, weights),
-            "dataset": data.name, "images": data.fingerprint(split), "input_size": input_size,
-            "transform": PREPROCESS_VERSION, "precision": precision}
+    return {
+        "kind": "features",
+        "backbone": backbone,
+        "weights": weights_identity(backbone, weights),
+        "dataset": data.name,
+        "images": data.fingerprint(split),
+        "input_size": input_size,
+        "transform": PREPROCESS_VERSION,
+        "precision": precision,
+    }
 
 
 def feature_cache(dataset: str, backbone: str, cache_dir: str | os.PathLike | None) -> ArrayCache:
@@ -216,23 +271,51 @@ def feature_cache(dataset: str, backbone: str, cache_dir: str | os.PathLike | No
     return ArrayCache(root / dataset.replace("/", "_") / backbone)
 
 
-def extract_features(backbone: str, data: DatasetSplits, split: str, input_size: int | None = None,
-                     weights: str = "auto", device: str = "auto", batch_size: int = 64,
-                     num_workers: int | None = None, progress: bool = True,
-                     cache_dir: str | os.PathLike | None = None, precision: str = "auto") -> tuple[np.ndarray, float]:
+def extract_features(
+    backbone: str,
+    data: DatasetSplits,
+    split: str,
+    input_size: int | None = None,
+    weights: str = "auto",
+    device: str = "auto",
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    precision: str = "auto",
+) -> tuple[np.ndarray, float]:
     """(features, backbone GFLOPs per image) for one split, from the cache or computed and cached.
 
     ``cache_dir`` defaults to ``$FUSION_CACHE/features``."""
-    feats, gflops = extract_splits(backbone, data, [split], input_size, weights, device, batch_size, num_workers,
-                                   progress, cache_dir, precision)
+    feats, gflops = extract_splits(
+        backbone,
+        data,
+        [split],
+        input_size,
+        weights,
+        device,
+        batch_size,
+        num_workers,
+        progress,
+        cache_dir,
+        precision,
+    )
     return feats[split], gflops
 
 
-def extract_splits(backbone: str, data: DatasetSplits, splits: Sequence[str], input_size: int | None = None,
-                   weights: str = "auto", device: str = "auto", batch_size: int = 64,
-                   num_workers: int | None = None, progress: bool = True,
-                   cache_dir: str | os.PathLike | None = None, precision: str = "auto"
-                   ) -> tuple[dict[str, np.ndarray], float]:
+def extract_splits(
+    backbone: str,
+    data: DatasetSplits,
+    splits: Sequence[str],
+    input_size: int | None = None,
+    weights: str = "auto",
+    device: str = "auto",
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    precision: str = "auto",
+) -> tuple[dict[str, np.ndarray], float]:
     """Features of several splits for one backbone; the backbone is loaded once, and only if a split
     is not cached yet."""
     size = int(input_size or default_input_size(backbone))
@@ -257,8 +340,9 @@ def extract_splits(backbone: str, data: DatasetSplits, splits: Sequence[str], in
     return out, gflops
 
 
-def cached_thumbnails(data: DatasetSplits, split: str, size: int,
-                      cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+def cached_thumbnails(
+    data: DatasetSplits, split: str, size: int, cache_dir: str | os.PathLike | None = None
+) -> np.ndarray:
     """Thumbnails of a split, cached like features."""
     spec = {"kind": "thumbnails", "dataset": data.name, "images": data.fingerprint(split), "size": size}
 
@@ -269,12 +353,24 @@ def cached_thumbnails(data: DatasetSplits, split: str, size: int,
     return ArrayCache(root / data.name.replace("/", "_") / "thumbnails").get_or_build(spec, build)[0]
 
 
-def load_feature_set(dataset: str, backbones: str | Sequence[str] = "offline", sizes: SplitSizes | None = None,
-                     seed: int = 0, input_size: int | None = OFFLINE_INPUT_SIZE, thumbnail_size: int = 32,
-                     device: str = "auto", num_workers: int | None = None, progress: bool = True,
-                     root: str | None = None, download: bool = False, weights: str = "auto",
-                     cache_dir: str | os.PathLike | None = None, precision: str = "auto",
-                     skip_bad_images: bool = False, fast_identity: bool = False) -> FeatureSet:
+def load_feature_set(
+    dataset: str,
+    backbones: str | Sequence[str] = "offline",
+    sizes: SplitSizes | None = None,
+    seed: int = 0,
+    input_size: int | None = OFFLINE_INPUT_SIZE,
+    thumbnail_size: int = 32,
+    device: str = "auto",
+    num_workers: int | None = None,
+    progress: bool = True,
+    root: str | None = None,
+    download: bool = False,
+    weights: str = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    precision: str = "auto",
+    skip_bad_images: bool = False,
+    fast_identity: bool = False,
+) -> FeatureSet:
     """Features of every backbone on every split of a dataset, with labels and thumbnails (all cached).
 
     ``input_size=None`` uses each backbone's native size (the online, paper-scale setting). Every
@@ -284,19 +380,50 @@ def load_feature_set(dataset: str, backbones: str | Sequence[str] = "offline", s
     from tqdm.auto import tqdm
 
     sizes = sizes or SplitSizes()
-    names = validation.feature_request(dataset, backbones, sizes, input_size, thumbnail_size, device, cache_dir,
-                                       online=root is not None or download)
-    data = load_dataset(dataset, sizes, seed=seed, root=root, download=download,
-                        skip_bad_images=skip_bad_images, fast_identity=fast_identity)
+    names = validation.feature_request(
+        dataset,
+        backbones,
+        sizes,
+        input_size,
+        thumbnail_size,
+        device,
+        cache_dir,
+        online=root is not None or download,
+    )
+    data = load_dataset(
+        dataset,
+        sizes,
+        seed=seed,
+        root=root,
+        download=download,
+        skip_bad_images=skip_bad_images,
+        fast_identity=fast_identity,
+    )
     feats: dict[str, dict[str, np.ndarray]] = {s: {} for s in SPLITS}
     gflops: dict[str, float] = {}
     for b in tqdm(names, desc=f"features {dataset}", unit="backbone", disable=not progress):
-        per_split, gflops[b] = extract_splits(b, data, SPLITS, input_size, weights, device, num_workers=num_workers,
-                                              progress=progress, cache_dir=cache_dir, precision=precision)
+        per_split, gflops[b] = extract_splits(
+            b,
+            data,
+            SPLITS,
+            input_size,
+            weights,
+            device,
+            num_workers=num_workers,
+            progress=progress,
+            cache_dir=cache_dir,
+            precision=precision,
+        )
         for s, arr in per_split.items():
             feats[s][b] = arr
     return FeatureSet(
-        dataset=dataset, backbones=names, class_names=data.class_names, features=feats,
-        labels=dict(data.labels), thumbnails={s: cached_thumbnails(data, s, thumbnail_size, cache_dir) for s in SPLITS},
-        backbone_gflops=gflops, indices=dict(data.indices), fixed_test=data.official_test,
+        dataset=dataset,
+        backbones=names,
+        class_names=data.class_names,
+        features=feats,
+        labels=dict(data.labels),
+        thumbnails={s: cached_thumbnails(data, s, thumbnail_size, cache_dir) for s in SPLITS},
+        backbone_gflops=gflops,
+        indices=dict(data.indices),
+        fixed_test=data.official_test,
     )

@@ -1,4 +1,5 @@
 """The in-memory result of feature extraction: what every fusion method consumes."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -86,8 +87,13 @@ class FeatureSet:
         # test first, then train, so that validation is what is left: the same order as datasets._split
         for offset, split in ((2, "test"), (1, "train")):
             if split in pooled:
-                rows[split] = _stratified(labels, rest, len(self.labels[split]), seed + offset,
-                                          f"{self.dataset} {split} (seed {seed})")
+                rows[split] = _stratified(
+                    labels,
+                    rest,
+                    len(self.labels[split]),
+                    seed + offset,
+                    f"{self.dataset} {split} (seed {seed})",
+                )
                 rest = np.setdiff1d(rest, rows[split])
         rows["val"] = rest
 
@@ -96,10 +102,14 @@ class FeatureSet:
             return {**by_split, **{s: whole[rows[s]] for s in pooled}}
 
         return FeatureSet(
-            dataset=self.dataset, backbones=list(self.backbones), class_names=self.class_names,
+            dataset=self.dataset,
+            backbones=list(self.backbones),
+            class_names=self.class_names,
             features=_transpose({b: take({s: self.features[s][b] for s in SPLITS}) for b in self.backbones}),
             labels=take(self.labels),
-            thumbnails=take(self.thumbnails) if all(s in self.thumbnails for s in pooled) else self.thumbnails,
+            thumbnails=take(self.thumbnails)
+            if all(s in self.thumbnails for s in pooled)
+            else self.thumbnails,
             backbone_gflops=dict(self.backbone_gflops),
             indices=take(self.indices) if all(s in self.indices for s in pooled) else {},
             fixed_test=self.fixed_test,

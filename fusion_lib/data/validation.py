@@ -5,6 +5,7 @@ notebook profiles (``profiles.get_profile``) all call these checks, so a bad val
 message that names the value and the valid range, before weights load or features are extracted.
 Each check raises ``ValueError`` (``ParameterError``) and returns the value in its normal form.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,12 @@ class ParameterError(ValueError):
 
 def integer(value: Any, what: str, low: int, high: int | None = None) -> int:
     """An int in [low, high]; bools and floats are mistakes, not numbers."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
         bound = f">= {low}" if high is None else f"from {low} to {high}"
         raise ParameterError(f"{what} must be an integer {bound}, got {value!r}")
     return value
@@ -48,8 +54,9 @@ def seeds(value: Any) -> tuple[int, ...]:
         if len(set(out)) != len(out):
             raise ParameterError(f"seeds must be distinct, got {list(out)}")
         return out
-    raise ParameterError(f"seeds must be a count n >= 1 (seeds 0..n-1) or a non-empty list of integers >= 0, "
-                         f"got {value!r}")
+    raise ParameterError(
+        f"seeds must be a count n >= 1 (seeds 0..n-1) or a non-empty list of integers >= 0, got {value!r}"
+    )
 
 
 def input_size(value: Any, backbones: Sequence[str] = ()) -> int | None:
@@ -60,8 +67,10 @@ def input_size(value: Any, backbones: Sequence[str] = ()) -> int | None:
     low = max([MIN_INPUT_SIZE] + [BACKBONE_MIN_INPUT.get(b, MIN_INPUT_SIZE) for b in backbones])
     if isinstance(value, int) and not isinstance(value, bool) and MIN_INPUT_SIZE <= value < low:
         needy = [b for b in backbones if BACKBONE_MIN_INPUT.get(b, 0) > value]
-        raise ParameterError(f"input_size {value} is too small for {', '.join(needy)}: it needs at least {low} px; "
-                             f"use {low} to {MAX_INPUT_SIZE}, or 'native'")
+        raise ParameterError(
+            f"input_size {value} is too small for {', '.join(needy)}: it needs at least {low} px; "
+            f"use {low} to {MAX_INPUT_SIZE}, or 'native'"
+        )
     try:
         return integer(value, "input_size (pixels)", low, MAX_INPUT_SIZE)
     except ParameterError as exc:
@@ -72,8 +81,10 @@ def thumbnail_size(value: Any) -> int:
     """The gate's thumbnail side: a multiple of 8 from 8 to 128."""
     integer(value, "thumbnail_size", THUMBNAIL_STEP, MAX_THUMBNAIL)
     if value % THUMBNAIL_STEP:
-        raise ParameterError(f"thumbnail_size must be a multiple of {THUMBNAIL_STEP} (8, 16, 32, 64, ...) for the "
-                             f"thumbnail gate's strides, got {value}")
+        raise ParameterError(
+            f"thumbnail_size must be a multiple of {THUMBNAIL_STEP} (8, 16, 32, 64, ...) for the "
+            f"thumbnail gate's strides, got {value}"
+        )
     return value
 
 
@@ -90,8 +101,9 @@ def device(value: Any) -> str:
     except ValueError as exc:  # CUDA asked for but absent
         raise ParameterError(str(exc)) from None
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ParameterError(f"device {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                             f"numbered from 0")
+        raise ParameterError(
+            f"device {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+        )
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ParameterError(f"device {value!r} asked for but MPS is not available; use 'auto' or 'cpu'")
     return value
@@ -101,8 +113,10 @@ def dataset(name: Any) -> str:
     """A registered dataset name or an ImageFolder directory."""
     if isinstance(name, str) and (name in LOADERS or Path(name).expanduser().is_dir()):
         return name
-    raise ParameterError(f"unknown dataset {name!r}; valid datasets: {', '.join(LOADERS)}, "
-                         f"or a path to an ImageFolder directory")
+    raise ParameterError(
+        f"unknown dataset {name!r}; valid datasets: {', '.join(LOADERS)}, "
+        f"or a path to an ImageFolder directory"
+    )
 
 
 def split_sizes(name: str, sizes: SplitSizes, online: bool = False) -> SplitSizes:
@@ -117,13 +131,19 @@ def split_sizes(name: str, sizes: SplitSizes, online: bool = False) -> SplitSize
     where = "its official training split" if test_pool else "all of it"
     if want > pool:
         parts = "train + val" if test_pool else "train + val + test"
-        raise ParameterError(f"{name}: {parts} = {want} images, but {where} has only {pool}; use smaller sizes")
+        raise ParameterError(
+            f"{name}: {parts} = {want} images, but {where} has only {pool}; use smaller sizes"
+        )
     if test_pool and sizes.test > test_pool:
-        raise ParameterError(f"{name}: test = {sizes.test}, but its official test split has only {test_pool} images")
+        raise ParameterError(
+            f"{name}: test = {sizes.test}, but its official test split has only {test_pool} images"
+        )
     small = [f"{s}={getattr(sizes, s)}" for s in ("train", "val", "test") if getattr(sizes, s) < classes]
     if small:
-        raise ParameterError(f"{name}: {', '.join(small)} is smaller than its {classes} classes; every split is "
-                             f"stratified, so give each at least {classes} images")
+        raise ParameterError(
+            f"{name}: {', '.join(small)} is smaller than its {classes} classes; every split is "
+            f"stratified, so give each at least {classes} images"
+        )
     return sizes
 
 
@@ -134,13 +154,17 @@ def writable_dir(path: str | os.PathLike, what: str) -> Path:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        raise ParameterError(f"{what} {str(path)!r} cannot be a folder: {probe} is a file; choose another path")
+        raise ParameterError(
+            f"{what} {str(path)!r} cannot be a folder: {probe} is a file; choose another path"
+        )
     try:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as exc:
-        raise ParameterError(f"{what} {str(path)!r} is not writable ({exc.strerror} in {probe}); "
-                             f"choose a folder you can write to") from None
+        raise ParameterError(
+            f"{what} {str(path)!r} is not writable ({exc.strerror} in {probe}); "
+            f"choose a folder you can write to"
+        ) from None
     return p
 
 
@@ -164,15 +188,21 @@ def methods(spec: Any, backbones: Sequence[str] | None = None) -> list[str]:
     every name must be a known method, "all" or a ``single_<backbone>``."""
     from fusion_lib.studies.methods import METHODS, SINGLE_PREFIX, resolve_methods
 
-    if not isinstance(spec, str) and not (isinstance(spec, Sequence) and all(isinstance(m, str) for m in spec)):
+    if not isinstance(spec, str) and not (
+        isinstance(spec, Sequence) and all(isinstance(m, str) for m in spec)
+    ):
         raise ParameterError(f"methods must be a comma-separated string or a list of names, got {spec!r}")
     if backbones is not None:
         return resolve_methods(spec, backbones)
     names = split_names(spec)
-    unknown = [m for m in names if m != "all" and m not in METHODS and not m.startswith(("single_", SINGLE_PREFIX))]
+    unknown = [
+        m for m in names if m != "all" and m not in METHODS and not m.startswith(("single_", SINGLE_PREFIX))
+    ]
     if unknown or not names:
-        raise ParameterError(f"unknown method(s) {unknown or spec!r}; valid methods: {', '.join(METHODS)}, "
-                             f"single_<backbone> (or 'all')")
+        raise ParameterError(
+            f"unknown method(s) {unknown or spec!r}; valid methods: {', '.join(METHODS)}, "
+            f"single_<backbone> (or 'all')"
+        )
     return names
 
 
@@ -187,7 +217,9 @@ def backbones(spec: Any) -> list[str]:
     """Backbone names ("offline", timm names); unknown ones list the valid choices. Nothing is loaded."""
     from fusion_lib.data.backbones import BackboneError, resolve_backbones
 
-    if not isinstance(spec, str) and not (isinstance(spec, Sequence) and all(isinstance(b, str) for b in spec)):
+    if not isinstance(spec, str) and not (
+        isinstance(spec, Sequence) and all(isinstance(b, str) for b in spec)
+    ):
         raise ParameterError(f"backbones must be a comma-separated string or a list of names, got {spec!r}")
     try:
         return resolve_backbones(spec)
@@ -195,8 +227,16 @@ def backbones(spec: Any) -> list[str]:
         raise ParameterError(str(exc)) from None
 
 
-def feature_request(name: str, backbone_spec: Any, sizes: SplitSizes, size: Any, thumb: Any, dev: Any,
-                    cache: str | os.PathLike | None, online: bool) -> list[str]:
+def feature_request(
+    name: str,
+    backbone_spec: Any,
+    sizes: SplitSizes,
+    size: Any,
+    thumb: Any,
+    dev: Any,
+    cache: str | os.PathLike | None,
+    online: bool,
+) -> list[str]:
     """Everything ``load_feature_set`` is asked for; returns the backbone names."""
     dataset(name)
     names = backbones(backbone_spec)

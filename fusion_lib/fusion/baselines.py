@@ -4,6 +4,7 @@ Single-backbone linear probes, the best probe chosen on validation, feature conc
 probability averaging, stacking, and the oracle bound. Probe outputs are ``probes[backbone][split]``
 probability arrays ``(n, C)`` so the agreement study and every fusion baseline share them.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -28,8 +29,14 @@ def _features(fs: FeatureSet, split: str, backbones: Sequence[str]) -> np.ndarra
     return feats[0] if len(feats) == 1 else np.concatenate(feats, axis=1)
 
 
-def fit_probe(fs: FeatureSet, backbones: str | Sequence[str], seed: int = 0, train: TrainConfig | None = None,
-              kind: str = "linear", rows: np.ndarray | None = None) -> tuple[ExpertHead, TrainHistory]:
+def fit_probe(
+    fs: FeatureSet,
+    backbones: str | Sequence[str],
+    seed: int = 0,
+    train: TrainConfig | None = None,
+    kind: str = "linear",
+    rows: np.ndarray | None = None,
+) -> tuple[ExpertHead, TrainHistory]:
     """Train a head on one backbone's features (or several, concatenated) with early stopping on val.
 
     ``rows`` restricts training to those train-split rows (used for out-of-fold predictions).
@@ -45,13 +52,20 @@ def fit_probe(fs: FeatureSet, backbones: str | Sequence[str], seed: int = 0, tra
     torch.manual_seed(seed)
     head = make_expert(x_train, fs.n_classes, kind).to(device)
     train_data = to_tensors([x_train, fs.labels["train"][rows]], device)
-    val_data = to_tensors([_features(fs, "val", names), fs.labels["val"]], device) if len(fs.labels["val"]) else None
+    val_data = (
+        to_tensors([_features(fs, "val", names), fs.labels["val"]], device) if len(fs.labels["val"]) else None
+    )
     history = fit_module(head, lambda m, b: F.cross_entropy(m(b[0]), b[1]), train_data, val_data, train, seed)
     return head, history
 
 
-def probe_proba(head: ExpertHead, fs: FeatureSet, split: str, backbones: str | Sequence[str],
-                rows: np.ndarray | None = None) -> np.ndarray:
+def probe_proba(
+    head: ExpertHead,
+    fs: FeatureSet,
+    split: str,
+    backbones: str | Sequence[str],
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
     """Class probabilities of a trained probe on one split (optionally some rows only)."""
     names = [backbones] if isinstance(backbones, str) else list(backbones)
     x = _features(fs, split, names)
@@ -60,8 +74,9 @@ def probe_proba(head: ExpertHead, fs: FeatureSet, split: str, backbones: str | S
     return predict_in_batches(lambda b: torch.softmax(head(b[0]), dim=1), inputs).cpu().numpy()
 
 
-def fit_single_probes(fs: FeatureSet, seed: int = 0, train: TrainConfig | None = None,
-                      kind: str = "linear") -> dict[str, Probs]:
+def fit_single_probes(
+    fs: FeatureSet, seed: int = 0, train: TrainConfig | None = None, kind: str = "linear"
+) -> dict[str, Probs]:
     """A probe per backbone: ``{backbone: {split: probabilities (n, C)}}`` for every split."""
     out = {}
     for b in fs.backbones:
@@ -81,7 +96,9 @@ def best_single(probes: Mapping[str, Probs], fs: FeatureSet) -> str:
     return min(probes, key=lambda b: _val_key(probes[b]["val"], fs.labels["val"]))
 
 
-def fit_concat(fs: FeatureSet, seed: int = 0, train: TrainConfig | None = None, kind: str = "linear") -> Probs:
+def fit_concat(
+    fs: FeatureSet, seed: int = 0, train: TrainConfig | None = None, kind: str = "linear"
+) -> Probs:
     """One probe on the concatenation of every backbone's features."""
     head, _ = fit_probe(fs, fs.backbones, seed, train, kind)
     return {s: probe_proba(head, fs, s, fs.backbones) for s in SPLITS if s in fs.labels}
@@ -101,8 +118,9 @@ def _stack_inputs(probes: Mapping[str, Probs], split: str, backbones: Sequence[s
     return np.concatenate([probes[b][split] for b in backbones], axis=1)
 
 
-def oof_train_probs(fs: FeatureSet, seed: int = 0, train: TrainConfig | None = None, kind: str = "linear",
-                    n_folds: int = 5) -> dict[str, np.ndarray]:
+def oof_train_probs(
+    fs: FeatureSet, seed: int = 0, train: TrainConfig | None = None, kind: str = "linear", n_folds: int = 5
+) -> dict[str, np.ndarray]:
     """Each backbone's probe probabilities on the train split, out of fold: every train image is scored
     by a probe fit on the other ``n_folds - 1`` folds, so no output is in-sample."""
     n = len(fs.labels["train"])
@@ -118,10 +136,17 @@ def oof_train_probs(fs: FeatureSet, seed: int = 0, train: TrainConfig | None = N
     return out
 
 
-def fit_stacking(fs: FeatureSet, probes: Mapping[str, Probs], source: str = "oof", seed: int = 0,
-                 train: TrainConfig | None = None, kind: str = "linear", n_folds: int = 5,
-                 Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
-                 oof_train: Mapping[str, np.ndarray] | None = None) -> Probs:
+def fit_stacking(
+    fs: FeatureSet,
+    probes: Mapping[str, Probs],
+    source: str = "oof",
+    seed: int = 0,
+    train: TrainConfig | None = None,
+    kind: str = "linear",
+    n_folds: int = 5,
+    Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0),
+    oof_train: Mapping[str, np.ndarray] | None = None,
+) -> Probs:
     """Logistic regression on the probes' concatenated probabilities, never fit on test labels.
 
     ``source="val"`` fits it on validation-split probabilities (so its val output is in-sample);
@@ -138,13 +163,25 @@ def fit_stacking(fs: FeatureSet, probes: Mapping[str, Probs], source: str = "oof
         x_fit, y_fit = _stack_inputs(probes, "val", backbones), fs.labels["val"]
     else:
         oof = oof_train or oof_train_probs(fs.subset_backbones(backbones), seed, train, kind, n_folds)
-        x_fit, y_fit = _stack_inputs({b: {"train": oof[b]} for b in backbones}, "train", backbones), fs.labels["train"]
+        x_fit, y_fit = (
+            _stack_inputs({b: {"train": oof[b]} for b in backbones}, "train", backbones),
+            fs.labels["train"],
+        )
     counts = np.bincount(y_fit)
     n_splits = min(5, int(counts[counts > 0].min()))
     cv = StratifiedKFold(n_splits, shuffle=True, random_state=seed) if n_splits >= 2 else None
-    model = (LogisticRegressionCV(Cs=list(Cs), cv=cv, scoring="neg_log_loss", max_iter=1000,
-                                  l1_ratios=(0.0,), use_legacy_attributes=False) if cv
-             else LogisticRegression(max_iter=1000)).fit(x_fit, y_fit)
+    model = (
+        LogisticRegressionCV(
+            Cs=list(Cs),
+            cv=cv,
+            scoring="neg_log_loss",
+            max_iter=1000,
+            l1_ratios=(0.0,),
+            use_legacy_attributes=False,
+        )
+        if cv
+        else LogisticRegression(max_iter=1000)
+    ).fit(x_fit, y_fit)
     out = {}
     for s in SPLITS:
         if s not in fs.labels:

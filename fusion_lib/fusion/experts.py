@@ -1,4 +1,5 @@
 """Expert heads: one classifier per backbone on its cached features (linear probe or small MLP)."""
+
 from __future__ import annotations
 
 from typing import TypeVar
@@ -41,8 +42,14 @@ class Standardize(nn.Module):
 class ExpertHead(nn.Module):
     """Standardise -> linear (or Linear-ReLU-Dropout-Linear) -> class logits."""
 
-    def __init__(self, train_features: np.ndarray | Tensor, n_classes: int, kind: str = "linear",
-                 hidden: int = 256, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        train_features: np.ndarray | Tensor,
+        n_classes: int,
+        kind: str = "linear",
+        hidden: int = 256,
+        dropout: float = 0.2,
+    ) -> None:
         super().__init__()
         if kind not in EXPERT_KINDS:
             raise ValueError(f"unknown expert kind {kind!r}; valid kinds: {list(EXPERT_KINDS)}")
@@ -54,7 +61,9 @@ class ExpertHead(nn.Module):
         if kind == "linear":
             self.net: nn.Module = nn.Linear(dim, n_classes)
         else:
-            self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+            self.net = nn.Sequential(
+                nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+            )
 
     @property
     def in_features(self) -> int:
@@ -64,7 +73,8 @@ class ExpertHead(nn.Module):
         return self.net(self.norm(x))
 
 
-def make_expert(train_features: np.ndarray, n_classes: int, kind: str = "linear", hidden: int = 256,
-                dropout: float = 0.2) -> ExpertHead:
+def make_expert(
+    train_features: np.ndarray, n_classes: int, kind: str = "linear", hidden: int = 256, dropout: float = 0.2
+) -> ExpertHead:
     """Factory by name: ``kind`` is ``"linear"`` (a probe) or ``"mlp"`` (one hidden layer)."""
     return ExpertHead(train_features, n_classes, kind=kind, hidden=hidden, dropout=dropout)

@@ -5,6 +5,7 @@ into mixture weights with a softmax temperature and optional top-k sparsity. Cos
 multiply-adds (MACs), the convention under which backbone GFLOPs are quoted (e.g. SqueezeNet 1.1 at
 224px is 0.35 "GFLOPs"), so gate and backbone costs are directly comparable.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -75,17 +76,21 @@ class FeatureGate(Gate):
 
     needs_features = True
 
-    def __init__(self, train_features: Sequence[np.ndarray], n_experts: int, proj_dim: int = 16,
-                 hidden: int = 64) -> None:
+    def __init__(
+        self, train_features: Sequence[np.ndarray], n_experts: int, proj_dim: int = 16, hidden: int = 64
+    ) -> None:
         super().__init__(n_experts)
         self.norms = nn.ModuleList(Standardize(f) for f in train_features)
         self.projections = nn.ModuleList(nn.Linear(n.mean.numel(), proj_dim) for n in self.norms)
-        self.mlp = nn.Sequential(nn.ReLU(), nn.Linear(proj_dim * len(self.norms), hidden), nn.ReLU(),
-                                 nn.Linear(hidden, n_experts))
+        self.mlp = nn.Sequential(
+            nn.ReLU(), nn.Linear(proj_dim * len(self.norms), hidden), nn.ReLU(), nn.Linear(hidden, n_experts)
+        )
 
     def forward(self, features: Sequence[Tensor], thumbnails: Tensor | None) -> Tensor:
         if len(features) != len(self.projections):
-            raise ValueError(f"FeatureGate was built for {len(self.projections)} backbones, got {len(features)}")
+            raise ValueError(
+                f"FeatureGate was built for {len(self.projections)} backbones, got {len(features)}"
+            )
         z = torch.cat([p(n(f)) for f, n, p in zip(features, self.norms, self.projections)], dim=1)
         return self.mlp(z)
 
@@ -107,7 +112,11 @@ class ThumbnailGate(Gate):
 
     def __init__(self, n_experts: int, thumbnail_size: int = 32, channels: Sequence[int] = (16, 32)) -> None:
         super().__init__(n_experts)
-        if not isinstance(thumbnail_size, (int, np.integer)) or thumbnail_size < self.STRIDE or thumbnail_size % self.STRIDE:
+        if (
+            not isinstance(thumbnail_size, (int, np.integer))
+            or thumbnail_size < self.STRIDE
+            or thumbnail_size % self.STRIDE
+        ):
             raise ValueError(
                 f"thumbnail_size {thumbnail_size!r} does not fit the thumbnail gate: its strides (4, then 2) need "
                 f"a size that is a multiple of {self.STRIDE} and at least {self.STRIDE} (e.g. 16, 32, 64)"
@@ -116,8 +125,11 @@ class ThumbnailGate(Gate):
             raise ValueError(f"channels must list 2 widths (patch stem, second conv), got {list(channels)}")
         self.thumbnail_size = int(thumbnail_size)
         self.features = nn.Sequential(
-            nn.Conv2d(3, channels[0], kernel_size=4, stride=4), nn.ReLU(),
-            nn.Conv2d(channels[0], channels[1], kernel_size=3, stride=2, padding=1), nn.ReLU())
+            nn.Conv2d(3, channels[0], kernel_size=4, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(channels[0], channels[1], kernel_size=3, stride=2, padding=1),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(channels[1], n_experts)
 
     def forward(self, features: Sequence[Tensor], thumbnails: Tensor | None) -> Tensor:
@@ -160,8 +172,9 @@ def count_macs(gate: Gate, thumbnail: Tensor | None = None, features: Sequence[T
     return total
 
 
-def make_gate(kind: str, n_experts: int, train_features: Sequence[np.ndarray] = (), thumbnail_size: int = 32,
-              **kwargs) -> Gate:
+def make_gate(
+    kind: str, n_experts: int, train_features: Sequence[np.ndarray] = (), thumbnail_size: int = 32, **kwargs
+) -> Gate:
     """Factory by name: one of ``GATES``. The feature gate needs the train features of each backbone."""
     if kind == "uniform":
         return UniformGate(n_experts)

@@ -11,6 +11,7 @@ seen classes onto their class vectors (``fit_zero_shot_map``), scored by cosine 
 every class vector (``zero_shot_scores``). It is computed from per-class moments of the train split
 (``ClassMoments``), so a held-out class's images never enter it.
 """
+
 from __future__ import annotations
 
 import re
@@ -58,7 +59,9 @@ def class_words(name: str, aliases: Mapping[str, str]) -> list[str]:
     return [t for token in tokens for t in (tokenize(aliases[token]) if token in aliases else [token])]
 
 
-def class_vectors(class_names: Sequence[str], vectors: Any, aliases: Mapping[str, str] | None = None) -> np.ndarray:
+def class_vectors(
+    class_names: Sequence[str], vectors: Any, aliases: Mapping[str, str] | None = None
+) -> np.ndarray:
     """Unit-norm word vector per class ``(n_classes, dim)``: the mean of its tokens' vectors.
 
     ``vectors`` is gensim KeyedVectors (or any mapping word -> vector). A class whose name yields a
@@ -110,8 +113,9 @@ class LabelSpaceHead(nn.Module):
         return self.log_scale.exp() * self.embed(x) @ self.class_vecs.T
 
 
-def fit_label_head(fs: FeatureSet, backbone: str, class_vecs: np.ndarray, seed: int = 0,
-                   train: TrainConfig | None = None) -> tuple[LabelSpaceHead, TrainHistory]:
+def fit_label_head(
+    fs: FeatureSet, backbone: str, class_vecs: np.ndarray, seed: int = 0, train: TrainConfig | None = None
+) -> tuple[LabelSpaceHead, TrainHistory]:
     """Train one backbone's projection into word space on the train split (early-stopped on val)."""
     train = train or TrainConfig()
     if len(class_vecs) != fs.n_classes:
@@ -120,8 +124,9 @@ def fit_label_head(fs: FeatureSet, backbone: str, class_vecs: np.ndarray, seed: 
     torch.manual_seed(seed)
     head = LabelSpaceHead(fs.features["train"][backbone], class_vecs).to(device)
     data = {s: to_tensors([fs.features[s][backbone], fs.labels[s]], device) for s in ("train", "val")}
-    history = fit_module(head, lambda m, b: F.cross_entropy(m(b[0]), b[1]), data["train"], data["val"], train,
-                         seed=seed)
+    history = fit_module(
+        head, lambda m, b: F.cross_entropy(m(b[0]), b[1]), data["train"], data["val"], train, seed=seed
+    )
     return head, history
 
 
@@ -164,12 +169,15 @@ def blend(p_visual: np.ndarray, p_label: np.ndarray, weight: float) -> np.ndarra
     return (1.0 - weight) * p_visual + weight * p_label
 
 
-def choose_blend_weight(p_visual_val: np.ndarray, p_label_val: np.ndarray, y_val: np.ndarray,
-                        grid: Sequence[float] = BLEND_GRID) -> float:
+def choose_blend_weight(
+    p_visual_val: np.ndarray, p_label_val: np.ndarray, y_val: np.ndarray, grid: Sequence[float] = BLEND_GRID
+) -> float:
     """The grid weight with the best validation accuracy; ties go to the lower validation NLL."""
     if len(p_visual_val) != len(y_val) or len(p_label_val) != len(y_val):
-        raise ValueError(f"validation probabilities ({len(p_visual_val)}, {len(p_label_val)}) and labels "
-                         f"({len(y_val)}) must have the same length")
+        raise ValueError(
+            f"validation probabilities ({len(p_visual_val)}, {len(p_label_val)}) and labels "
+            f"({len(y_val)}) must have the same length"
+        )
     idx = np.arange(len(y_val))
 
     def key(w: float) -> tuple[float, float]:
@@ -228,8 +236,9 @@ class ZeroShotMap:
         return np.asarray(features, dtype=np.float32) @ scaled + offset.astype(np.float32)
 
 
-def fit_zero_shot_map(moments: ClassMoments, seen: Sequence[int],
-                      ridge: float = ZERO_SHOT_RIDGE) -> ZeroShotMap:
+def fit_zero_shot_map(
+    moments: ClassMoments, seen: Sequence[int], ridge: float = ZERO_SHOT_RIDGE
+) -> ZeroShotMap:
     """Ridge regression of the seen classes' standardised train features onto their class vectors.
 
     Only the ``seen`` classes' moments enter (standardisation included), so images of any other
@@ -237,8 +246,9 @@ def fit_zero_shot_map(moments: ClassMoments, seen: Sequence[int],
     """
     seen = np.asarray(sorted(set(int(c) for c in seen)))
     if len(seen) < 2 or seen.min() < 0 or seen.max() >= len(moments.counts):
-        raise ValueError(f"seen must name at least 2 of the {len(moments.counts)} classes, "
-                         f"got {seen.tolist()}")
+        raise ValueError(
+            f"seen must name at least 2 of the {len(moments.counts)} classes, got {seen.tolist()}"
+        )
     if ridge <= 0:
         raise ValueError(f"ridge must be > 0, got {ridge}")
     counts, sums = moments.counts[seen], moments.sums[seen]
@@ -286,14 +296,20 @@ def cosine_scores(weights: np.ndarray, class_vecs: np.ndarray, seen: Sequence[in
     return out[:, 0] if single else out
 
 
-def zero_shot_scores(fs: FeatureSet, class_vecs: np.ndarray, held_out: Sequence[int | str],
-                     split: str = "test", ridge: float = ZERO_SHOT_RIDGE) -> dict[str, np.ndarray]:
+def zero_shot_scores(
+    fs: FeatureSet,
+    class_vecs: np.ndarray,
+    held_out: Sequence[int | str],
+    split: str = "test",
+    ridge: float = ZERO_SHOT_RIDGE,
+) -> dict[str, np.ndarray]:
     """Cosine scores ``(n, C)`` of one split's images against every class vector, per backbone and
     their ``"mean"``, by maps fitted on the train images of the classes not in ``held_out``."""
     held = [fs.class_names.index(c) if isinstance(c, str) else int(c) for c in held_out]
     if not held or len(set(held)) >= fs.n_classes - 1 or any(not 0 <= c < fs.n_classes for c in held):
-        raise ValueError(f"held_out must name some of the {fs.n_classes} classes {fs.class_names}, "
-                         f"leaving at least 2 seen")
+        raise ValueError(
+            f"held_out must name some of the {fs.n_classes} classes {fs.class_names}, leaving at least 2 seen"
+        )
     if len(class_vecs) != fs.n_classes:
         raise ValueError(f"got {len(class_vecs)} class vectors for {fs.n_classes} classes")
     seen = [c for c in range(fs.n_classes) if c not in held]

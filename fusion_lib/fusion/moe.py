@@ -6,6 +6,7 @@ auxiliary cross-entropy per expert and an optional gate regulariser. At inferenc
 made top-k sparse: only the backbones of the chosen experts need to run, which is where compute is
 saved, provided the gate itself does not read backbone features.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -72,35 +73,46 @@ class MoEConfig:
 class MixtureOfExperts(nn.Module):
     """Experts (each reading one backbone's features) mixed by a gate's per-image weights."""
 
-    def __init__(self, experts: Sequence[nn.Module], expert_inputs: Sequence[int], gate: Gate,
-                 temperature: float = 1.0) -> None:
+    def __init__(
+        self, experts: Sequence[nn.Module], expert_inputs: Sequence[int], gate: Gate, temperature: float = 1.0
+    ) -> None:
         super().__init__()
         if len(experts) != len(expert_inputs) or len(experts) != gate.n_experts:
-            raise ValueError(f"got {len(experts)} experts, {len(expert_inputs)} expert inputs and a gate "
-                             f"for {gate.n_experts} experts; all three must match")
+            raise ValueError(
+                f"got {len(experts)} experts, {len(expert_inputs)} expert inputs and a gate "
+                f"for {gate.n_experts} experts; all three must match"
+            )
         self.experts = nn.ModuleList(experts)
         self.expert_inputs = list(expert_inputs)
         self.gate = gate
         self.temperature = temperature
 
-    def forward(self, features: Sequence[Tensor], thumbnails: Tensor | None,
-                top_k: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, features: Sequence[Tensor], thumbnails: Tensor | None, top_k: int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Returns (log mixed probabilities (n, C), log gate weights (n, K), expert log-probabilities (n, K, C))."""
         log_w = gate_log_weights(self.gate(features, thumbnails), self.temperature, top_k)
         expert_logp = torch.stack(
-            [F.log_softmax(e(features[i]), dim=1) for e, i in zip(self.experts, self.expert_inputs)], dim=1)
+            [F.log_softmax(e(features[i]), dim=1) for e, i in zip(self.experts, self.expert_inputs)], dim=1
+        )
         return torch.logsumexp(log_w.unsqueeze(2) + expert_logp, dim=1), log_w, expert_logp
 
 
 class MoE:
     """Estimator wrapper: ``fit(fs, seed)`` then per-split probabilities, gate weights and compute."""
 
-    def __init__(self, config: MoEConfig | None = None, train: TrainConfig | None = None,
-                 class_vecs: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        config: MoEConfig | None = None,
+        train: TrainConfig | None = None,
+        class_vecs: np.ndarray | None = None,
+    ) -> None:
         self.config = config or MoEConfig()
         self.train = train or TrainConfig()
         if self.config.label_experts and class_vecs is None:
-            raise ValueError("label_experts=True needs class_vecs (see fusion_lib.fusion.label_space.class_vectors)")
+            raise ValueError(
+                "label_experts=True needs class_vecs (see fusion_lib.fusion.label_space.class_vectors)"
+            )
         self.class_vecs = class_vecs
         self.device = resolve_device(self.train.device)
 
@@ -109,13 +121,17 @@ class MoE:
         if not self.model_.gate.needs_thumbnails:
             return None
         if split not in fs.thumbnails:
-            raise ValueError(f"the thumbnail gate needs thumbnails, but the FeatureSet has none for split {split!r}")
+            raise ValueError(
+                f"the thumbnail gate needs thumbnails, but the FeatureSet has none for split {split!r}"
+            )
         return fs.thumbnails[split]
 
     def _inputs(self, fs: FeatureSet, split: str, with_labels: bool) -> Batch:
         missing = sorted(set(self.backbones_) - set(fs.backbones))
         if missing:
-            raise ValueError(f"this MoE was fit on backbones {self.backbones_}; the FeatureSet lacks {missing}")
+            raise ValueError(
+                f"this MoE was fit on backbones {self.backbones_}; the FeatureSet lacks {missing}"
+            )
         arrays = [fs.features[split][b] for b in self.backbones_]
         thumbs = self._thumbnails(fs, split)
         if thumbs is not None:
@@ -125,9 +141,10 @@ class MoE:
         tensors = to_tensors(arrays, self.device)
         if thumbs is not None and self._resize_to is not None:
             b = len(self.backbones_)
-            resized = F.interpolate(tensors[b], size=self._resize_to, mode="bilinear", antialias=True,
-                                    align_corners=False)
-            tensors = tensors[:b] + (resized,) + tensors[b + 1:]
+            resized = F.interpolate(
+                tensors[b], size=self._resize_to, mode="bilinear", antialias=True, align_corners=False
+            )
+            tensors = tensors[:b] + (resized,) + tensors[b + 1 :]
         return tensors
 
     def _split_batch(self, batch: Batch) -> tuple[list[Tensor], Tensor | None]:
@@ -138,7 +155,9 @@ class MoE:
     def _build(self, fs: FeatureSet) -> MixtureOfExperts:
         cfg = self.config
         train_feats = [fs.features["train"][b] for b in self.backbones_]
-        experts: list[nn.Module] = [make_expert(f, fs.n_classes, cfg.expert, cfg.expert_hidden) for f in train_feats]
+        experts: list[nn.Module] = [
+            make_expert(f, fs.n_classes, cfg.expert, cfg.expert_hidden) for f in train_feats
+        ]
         inputs = list(range(len(train_feats)))
         self.expert_names = list(self.backbones_)
         if cfg.label_experts:
@@ -178,8 +197,9 @@ class MoE:
         self.model_ = self._build(fs)
         train = self._inputs(fs, "train", with_labels=True)
         val = self._inputs(fs, "val", with_labels=True) if len(fs.labels.get("val", ())) else None
-        self.history_: TrainHistory = fit_module(self.model_, self._loss, train, val, self.train, seed,
-                                                 val_fn=self._val_nll)
+        self.history_: TrainHistory = fit_module(
+            self.model_, self._loss, train, val, self.train, seed, val_fn=self._val_nll
+        )
         return self
 
     # -- inference --------------------------------------------------------------------------
@@ -236,8 +256,11 @@ class MoE:
         if top_k is None or self.model_.gate.needs_features:
             return float(cost.sum() + gate_gflops)
         inputs = self._inputs(fs, split, with_labels=False)
-        chosen = predict_in_batches(
-            lambda b: top_k_mask(self.model_.gate(*self._split_batch(b)), top_k), inputs).cpu().numpy()
+        chosen = (
+            predict_in_batches(lambda b: top_k_mask(self.model_.gate(*self._split_batch(b)), top_k), inputs)
+            .cpu()
+            .numpy()
+        )
         runs = np.zeros((len(chosen), len(self.backbones_)), dtype=bool)
         for k, i in enumerate(self.model_.expert_inputs):
             runs[:, i] |= chosen[:, k]

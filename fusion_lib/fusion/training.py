@@ -4,6 +4,7 @@ Every trainable piece (expert probes, the mixture of experts, label-space projec
 ``nn.Module`` trained on precomputed features, so the loop keeps whole tensors in memory, draws
 mini-batches by index (or uses the full batch), and restores the best validation state at the end.
 """
+
 from __future__ import annotations
 
 import copy
@@ -77,7 +78,10 @@ class TrainHistory:
 @contextmanager
 def deterministic() -> Iterator[None]:
     """Within the block torch uses deterministic kernels (warning where it has none); restored after."""
-    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
@@ -139,8 +143,16 @@ def fit_module(
         return _fit(model, loss_fn, train, val, config, seed, val_fn, n)
 
 
-def _fit(model: nn.Module, loss_fn: LossFn, train: Batch, val: Batch | None, config: TrainConfig, seed: int,
-         val_fn: Callable[[nn.Module, Batch], float] | None, n: int) -> TrainHistory:
+def _fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train: Batch,
+    val: Batch | None,
+    config: TrainConfig,
+    seed: int,
+    val_fn: Callable[[nn.Module, Batch], float] | None,
+    n: int,
+) -> TrainHistory:
     score = val_fn or (lambda m, b: float(loss_fn(m, b)))
     batch_size = n if config.batch_size is None else min(config.batch_size, n)
     generator = torch.Generator().manual_seed(seed)
@@ -154,7 +166,9 @@ def _fit(model: nn.Module, loss_fn: LossFn, train: Batch, val: Batch | None, con
         order = torch.randperm(n, generator=generator) if batch_size < n else None
         total = 0.0
         for lo in range(0, n, batch_size):
-            batch = train if order is None else tuple(t[order[lo:lo + batch_size].to(t.device)] for t in train)
+            batch = (
+                train if order is None else tuple(t[order[lo : lo + batch_size].to(t.device)] for t in train)
+            )
             loss = loss_fn(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -185,14 +199,15 @@ def _fit(model: nn.Module, loss_fn: LossFn, train: Batch, val: Batch | None, con
 
 
 @torch.no_grad()
-def predict_in_batches(fn: Callable[[Batch], Tensor | tuple[Tensor, ...]], inputs: Batch,
-                       batch_size: int = 4096) -> Tensor | tuple[Tensor, ...]:
+def predict_in_batches(
+    fn: Callable[[Batch], Tensor | tuple[Tensor, ...]], inputs: Batch, batch_size: int = 4096
+) -> Tensor | tuple[Tensor, ...]:
     """Apply ``fn`` to slices of ``inputs`` and concatenate (each output, if ``fn`` returns a tuple).
 
     Bounds memory on large evaluation splits.
     """
     n = _check_batch(inputs, "inputs")
-    parts = [fn(tuple(t[lo:lo + batch_size] for t in inputs)) for lo in range(0, n, batch_size)]
+    parts = [fn(tuple(t[lo : lo + batch_size] for t in inputs)) for lo in range(0, n, batch_size)]
     if isinstance(parts[0], tuple):
         return tuple(torch.cat(p) for p in zip(*parts))
     return torch.cat(parts)

@@ -14,6 +14,7 @@ mini-CNN), ``feature`` (an MLP on the backbone features), ``confidence`` (each e
 and entropy: the output-fuser idea of FoE) and ``thumbnail+confidence``. ``noisy_top_k=k`` trains the
 gate sparse with noisy top-k gating and the importance and load losses of Shazeer et al. (2017).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,7 +59,9 @@ class TwoStageConfig:
         if self.gate not in GATE_INPUTS:
             raise ValueError(f"unknown two-stage gate {self.gate!r}; valid gates: {list(GATE_INPUTS)}")
         if not self.thumbnail_sizes or any(s < 8 or s % 8 for s in self.thumbnail_sizes):
-            raise ValueError(f"thumbnail_sizes must be multiples of 8 (at least 8), got {self.thumbnail_sizes}")
+            raise ValueError(
+                f"thumbnail_sizes must be multiples of 8 (at least 8), got {self.thumbnail_sizes}"
+            )
         if not self.alphas or any(not 0.0 <= a <= 1.0 for a in self.alphas):
             raise ValueError(f"alphas must lie in [0, 1], got {self.alphas}")
         if self.noisy_top_k is not None and self.noisy_top_k < 1:
@@ -89,17 +92,25 @@ class ExpertOutputs:
         return np.exp(self.log_probs[split])
 
 
-def expert_outputs(fs: FeatureSet, probes: Mapping[str, Mapping[str, np.ndarray]],
-                   oof_train: Mapping[str, np.ndarray], calibrate: bool = True) -> ExpertOutputs:
+def expert_outputs(
+    fs: FeatureSet,
+    probes: Mapping[str, Mapping[str, np.ndarray]],
+    oof_train: Mapping[str, np.ndarray],
+    calibrate: bool = True,
+) -> ExpertOutputs:
     """Stack the probes' val/test probabilities and out-of-fold train probabilities, temperature-scaled
     on validation when ``calibrate``."""
     names = list(probes)
     missing = sorted(set(names) - set(oof_train))
     if missing:
         raise ValueError(f"out-of-fold train probabilities missing for {missing}")
-    raw = {"train": {b: oof_train[b] for b in names}, **{s: {b: probes[b][s] for b in names} for s in ("val", "test")}}
-    temps = np.array([fit_temperature(np.log(raw["val"][b] + _EPS), fs.labels["val"]) if calibrate else 1.0
-                      for b in names])
+    raw = {
+        "train": {b: oof_train[b] for b in names},
+        **{s: {b: probes[b][s] for b in names} for s in ("val", "test")},
+    }
+    temps = np.array(
+        [fit_temperature(np.log(raw["val"][b] + _EPS), fs.labels["val"]) if calibrate else 1.0 for b in names]
+    )
     out = {}
     for s in SPLITS:
         logp = np.stack([np.log(raw[s][b] + _EPS) / t for b, t in zip(names, temps)], axis=1)
@@ -127,8 +138,14 @@ class _ConfidenceNet(nn.Module):
 class _GateNet(nn.Module):
     """Sum of the logits of the chosen input branches."""
 
-    def __init__(self, kind: str, n_experts: int, train_features: list[np.ndarray], thumbnail_size: int,
-                 confidence_hidden: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        n_experts: int,
+        train_features: list[np.ndarray],
+        thumbnail_size: int,
+        confidence_hidden: int,
+    ) -> None:
         super().__init__()
         parts = kind.split("+")
         self.thumb = ThumbnailGate(n_experts, thumbnail_size) if "thumbnail" in parts else None
@@ -156,7 +173,9 @@ class _GateNet(nn.Module):
         if self.feat is not None:
             total += self.feat.flops()
         if self.conf is not None:
-            total += sum(m.in_features * m.out_features for m in self.conf.modules() if isinstance(m, nn.Linear))
+            total += sum(
+                m.in_features * m.out_features for m in self.conf.modules() if isinstance(m, nn.Linear)
+            )
         return total
 
 
@@ -178,8 +197,8 @@ def _cv_squared(x: Tensor) -> Tensor:
 def _load(clean: Tensor, noisy: Tensor, std: Tensor, k: int) -> Tensor:
     """Smooth estimate of how many images each expert receives (Shazeer et al., appendix A)."""
     top = noisy.topk(min(k + 1, noisy.shape[1]), dim=1).values
-    in_top = noisy >= top[:, k - 1:k]
-    threshold = torch.where(in_top, top[:, -1:], top[:, k - 1:k])
+    in_top = noisy >= top[:, k - 1 : k]
+    threshold = torch.where(in_top, top[:, -1:], top[:, k - 1 : k])
     return torch.distributions.Normal(0.0, 1.0).cdf((clean - threshold) / std).sum(0)
 
 
@@ -194,8 +213,11 @@ class TwoStageMoE:
 
     # -- inputs ---------------------------------------------------------------------------------
     def _inputs(self, fs: FeatureSet, experts: ExpertOutputs, split: str, size: int) -> tuple[Tensor, ...]:
-        thumbs = torch.as_tensor(fs.thumbnails[split]) if "thumbnail" in self.config.gate else torch.zeros(
-            len(fs.labels[split]), 0)
+        thumbs = (
+            torch.as_tensor(fs.thumbnails[split])
+            if "thumbnail" in self.config.gate
+            else torch.zeros(len(fs.labels[split]), 0)
+        )
         if "thumbnail" in self.config.gate and thumbs.shape[-1] != size:
             thumbs = F.interpolate(thumbs, size=size, mode="bilinear", antialias=True, align_corners=False)
         conf = confidence_inputs(experts.log_probs[split])
@@ -239,7 +261,11 @@ class TwoStageMoE:
         k = self.config.noisy_top_k
         if k is not None and k > len(experts.names):
             raise ValueError(f"noisy_top_k={k} exceeds the number of experts ({len(experts.names)})")
-        sizes = self.config.thumbnail_sizes if "thumbnail" in self.config.gate else self.config.thumbnail_sizes[:1]
+        sizes = (
+            self.config.thumbnail_sizes
+            if "thumbnail" in self.config.gate
+            else self.config.thumbnail_sizes[:1]
+        )
         best = None
         for size in sizes:
             torch.manual_seed(seed)
@@ -276,32 +302,41 @@ class TwoStageMoE:
 
         return predict_in_batches(fn, inputs)
 
-    def _weights(self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None,
-                 alpha: float) -> np.ndarray:
+    def _weights(
+        self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None, alpha: float
+    ) -> np.ndarray:
         logits = self._logits(fs, experts, split)
         mask = top_k_mask(logits, top_k)
         w = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=1)
         uniform = mask.float() / mask.sum(1, keepdim=True)
         return ((1 - alpha) * uniform + alpha * w).cpu().numpy()
 
-    def _mix(self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None, alpha: float) -> np.ndarray:
+    def _mix(
+        self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None, alpha: float
+    ) -> np.ndarray:
         w = self._weights(fs, experts, split, top_k, alpha)
         return np.einsum("nk,nkc->nc", w, experts.probs(split))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise RuntimeError("this TwoStageMoE is not fitted yet; call fit(feature_set, experts, seed) first")
+            raise RuntimeError(
+                "this TwoStageMoE is not fitted yet; call fit(feature_set, experts, seed) first"
+            )
 
     def default_top_k(self, top_k: int | None) -> int | None:
         """Top-k at inference: the one asked for, else the one a noisy gate was trained with."""
         return self.config.noisy_top_k if top_k is None else top_k
 
-    def predict_proba(self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None) -> np.ndarray:
+    def predict_proba(
+        self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None
+    ) -> np.ndarray:
         """Mixed class probabilities ``(n, C)`` with the chosen ``alpha``."""
         self._check_fitted()
         return self._mix(fs, experts, split, self.default_top_k(top_k), self.alpha_)
 
-    def gate_weights(self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None) -> np.ndarray:
+    def gate_weights(
+        self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None
+    ) -> np.ndarray:
         """Per-image mixture weights ``(n, K)`` after shrinkage."""
         self._check_fitted()
         return self._weights(fs, experts, split, self.default_top_k(top_k), self.alpha_)
@@ -319,7 +354,9 @@ class TwoStageMoE:
         """A gate that reads features or expert outputs needs every backbone to run first."""
         return self.config.gate in ("feature", "confidence", "thumbnail+confidence")
 
-    def expected_gflops(self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None) -> float:
+    def expected_gflops(
+        self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None
+    ) -> float:
         """Mean backbone GFLOPs per image that must run, plus the gate's."""
         self._check_fitted()
         cost = np.array([fs.backbone_gflops[b] for b in self.names_])

@@ -9,6 +9,7 @@ per-image correctness. ``paired_deltas`` compares each setting with its ablation
 CI over test images and seeds); ``summarize`` adds each accuracy with its CI and the costs;
 ``summary_table``, ``verdicts``, ``plot_accuracy`` and ``plot_deltas`` present them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,16 +24,42 @@ from fusion_lib.fusion.moe import MoE, MoEConfig
 from fusion_lib.fusion.training import TrainConfig, deterministic, num_threads
 from fusion_lib.studies.stats import bootstrap_mean_ci, paired_difference
 
-RESULT_COLUMNS = ["ablation", "setting", "reference", "seed", "inference", "accuracy", "val_accuracy",
-                  "gflops_per_image", "gate_params", "gate_mflops", "mean_max_gate_weight", "n_train",
-                  "n_test", "n_experts", "correct"]
-COST_COLUMNS = ["gflops_per_image", "gate_params", "gate_mflops", "mean_max_gate_weight", "n_train",
-                "n_experts"]
+RESULT_COLUMNS = [
+    "ablation",
+    "setting",
+    "reference",
+    "seed",
+    "inference",
+    "accuracy",
+    "val_accuracy",
+    "gflops_per_image",
+    "gate_params",
+    "gate_mflops",
+    "mean_max_gate_weight",
+    "n_train",
+    "n_test",
+    "n_experts",
+    "correct",
+]
+COST_COLUMNS = [
+    "gflops_per_image",
+    "gate_params",
+    "gate_mflops",
+    "mean_max_gate_weight",
+    "n_train",
+    "n_experts",
+]
 COLUMN_TITLES = {  # display names of summary_table's columns
-    "accuracy (95% CI)": "test accuracy, % (95% CI)", "Δ vs reference": "Δ vs reference, points (95% CI)",
-    "val_accuracy": "val accuracy, %", "gflops_per_image": "GFLOPs / image", "gate_params": "gate params",
-    "gate_mflops": "gate MFLOPs / image", "mean_max_gate_weight": "mean largest gate weight",
-    "n_train": "train images", "n_experts": "experts"}
+    "accuracy (95% CI)": "test accuracy, % (95% CI)",
+    "Δ vs reference": "Δ vs reference, points (95% CI)",
+    "val_accuracy": "val accuracy, %",
+    "gflops_per_image": "GFLOPs / image",
+    "gate_params": "gate params",
+    "gate_mflops": "gate MFLOPs / image",
+    "mean_max_gate_weight": "mean largest gate weight",
+    "n_train": "train images",
+    "n_experts": "experts",
+}
 
 # Fitted mixtures shared between variants and calls, keyed by (config repr, id(pool), seed, train
 # fraction, train repr); the pool is kept in the value so its id cannot be reused by another object.
@@ -64,8 +91,10 @@ def _as_variant(name: str, value: Variant | tuple) -> Variant:
         return value
     if isinstance(value, tuple) and len(value) in (2, 3):
         return Variant(*value)
-    raise ValueError(f"variant {name!r} must be a Variant or a (MoEConfig, FeatureSet[, top_k]) tuple, "
-                     f"got {type(value).__name__}")
+    raise ValueError(
+        f"variant {name!r} must be a Variant or a (MoEConfig, FeatureSet[, top_k]) tuple, "
+        f"got {type(value).__name__}"
+    )
 
 
 def _seed_split(v: Variant, seed: int, draws: dict) -> FeatureSet:
@@ -86,16 +115,25 @@ def _fit(v: Variant, fs: FeatureSet, seed: int, train: TrainConfig, cache: FitCa
 def _same_test_images(name: str, first: str, fs: FeatureSet, ref: FeatureSet, seed: int) -> None:
     ids = [x.indices.get("test") for x in (fs, ref)]
     same = np.array_equal(fs.labels["test"], ref.labels["test"]) and (
-        any(i is None for i in ids) or np.array_equal(*ids))
+        any(i is None for i in ids) or np.array_equal(*ids)
+    )
     if not same:
-        raise ValueError(f"variants {first!r} and {name!r} are scored on different test images for seed "
-                         f"{seed}; build every variant from one FeatureSet pool (subset_backbones, "
-                         "train_fraction) so their accuracies can be compared image by image")
+        raise ValueError(
+            f"variants {first!r} and {name!r} are scored on different test images for seed "
+            f"{seed}; build every variant from one FeatureSet pool (subset_backbones, "
+            "train_fraction) so their accuracies can be compared image by image"
+        )
 
 
-def run_ablation(ablation: str, variants: Mapping[str, Variant | tuple], seeds: Sequence[int],
-                 train: TrainConfig | None = None, reference: str | None = None,
-                 cache: FitCache | None = None, progress: bool = True) -> pd.DataFrame:
+def run_ablation(
+    ablation: str,
+    variants: Mapping[str, Variant | tuple],
+    seeds: Sequence[int],
+    train: TrainConfig | None = None,
+    reference: str | None = None,
+    cache: FitCache | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Fit every variant once per seed on that seed's draw and score it; one row per (variant, seed).
 
     Columns are ``RESULT_COLUMNS``: test ``accuracy`` and ``val_accuracy`` (for choices made on
@@ -112,8 +150,9 @@ def run_ablation(ablation: str, variants: Mapping[str, Variant | tuple], seeds: 
     if not seeds:
         raise ValueError("run_ablation needs at least one seed")
     if reference is not None and reference not in variants:
-        raise ValueError(f"reference {reference!r} is not a variant of {ablation!r}; "
-                         f"variants: {list(variants)}")
+        raise ValueError(
+            f"reference {reference!r} is not a variant of {ablation!r}; variants: {list(variants)}"
+        )
     parsed = {name: _as_variant(name, v) for name, v in variants.items()}
     train = train or TrainConfig()
     cache = {} if cache is None else cache
@@ -121,8 +160,9 @@ def run_ablation(ablation: str, variants: Mapping[str, Variant | tuple], seeds: 
     rows = []
     first = next(iter(parsed))
     with deterministic(), num_threads(train.threads):
-        steps = tqdm([(s, n) for s in seeds for n in parsed], desc=f"ablation: {ablation}",
-                     disable=not progress)
+        steps = tqdm(
+            [(s, n) for s in seeds for n in parsed], desc=f"ablation: {ablation}", disable=not progress
+        )
         for seed, name in steps:
             steps.set_postfix_str(f"seed={seed} {name}")
             v = parsed[name]
@@ -130,17 +170,25 @@ def run_ablation(ablation: str, variants: Mapping[str, Variant | tuple], seeds: 
             _same_test_images(name, first, fs, _seed_split(parsed[first], seed, draws), seed)
             moe = _fit(v, fs, seed, train, cache)
             correct = moe.predict(fs, "test", top_k=v.top_k) == fs.labels["test"]
-            rows.append({
-                "ablation": ablation, "setting": name, "reference": name == reference, "seed": seed,
-                "inference": "soft" if v.top_k is None else f"top-{v.top_k}",
-                "accuracy": float(correct.mean()),
-                "val_accuracy": float(np.mean(moe.predict(fs, "val", top_k=v.top_k) == fs.labels["val"])),
-                "gflops_per_image": moe.expected_gflops(fs, "test", top_k=v.top_k),
-                "gate_params": moe.gate_params, "gate_mflops": moe.gate_flops / 1e6,
-                "mean_max_gate_weight": float(moe.gate_weights(fs, "test", top_k=v.top_k).max(1).mean()),
-                "n_train": len(fs.labels["train"]), "n_test": len(correct),
-                "n_experts": len(moe.expert_names), "correct": correct,
-            })
+            rows.append(
+                {
+                    "ablation": ablation,
+                    "setting": name,
+                    "reference": name == reference,
+                    "seed": seed,
+                    "inference": "soft" if v.top_k is None else f"top-{v.top_k}",
+                    "accuracy": float(correct.mean()),
+                    "val_accuracy": float(np.mean(moe.predict(fs, "val", top_k=v.top_k) == fs.labels["val"])),
+                    "gflops_per_image": moe.expected_gflops(fs, "test", top_k=v.top_k),
+                    "gate_params": moe.gate_params,
+                    "gate_mflops": moe.gate_flops / 1e6,
+                    "mean_max_gate_weight": float(moe.gate_weights(fs, "test", top_k=v.top_k).max(1).mean()),
+                    "n_train": len(fs.labels["train"]),
+                    "n_test": len(correct),
+                    "n_experts": len(moe.expert_names),
+                    "correct": correct,
+                }
+            )
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
@@ -164,18 +212,34 @@ def paired_deltas(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     out = []
     for (ablation, setting), rows in results.groupby(["ablation", "setting"], sort=False):
         ref = results[(results["ablation"] == ablation) & results["reference"]]
-        row = {"ablation": ablation, "setting": setting, "delta": np.nan, "low": np.nan, "high": np.nan,
-               "Δ vs reference": "reference" if rows["reference"].any() else "", "significant": pd.NA,
-               "p_mcnemar": np.nan, "verdict": ""}
+        row = {
+            "ablation": ablation,
+            "setting": setting,
+            "delta": np.nan,
+            "low": np.nan,
+            "high": np.nan,
+            "Δ vs reference": "reference" if rows["reference"].any() else "",
+            "significant": pd.NA,
+            "p_mcnemar": np.nan,
+            "verdict": "",
+        }
         if len(ref) and not rows["reference"].any():
             if sorted(ref["seed"]) != sorted(rows["seed"]):
-                raise ValueError(f"{ablation}: setting {setting!r} has seeds {sorted(rows['seed'])} but the "
-                                 f"reference has {sorted(ref['seed'])}; pair them on the same seeds")
+                raise ValueError(
+                    f"{ablation}: setting {setting!r} has seeds {sorted(rows['seed'])} but the "
+                    f"reference has {sorted(ref['seed'])}; pair them on the same seeds"
+                )
             d = paired_difference(_per_seed(rows), _per_seed(ref), n_boot=n_boot)
-            row.update(delta=d.diff, low=d.low, high=d.high, significant=d.significant,
-                       p_mcnemar=np.nan if d.p_mcnemar is None else d.p_mcnemar)
-            row.update({"Δ vs reference": d.text(),
-                        "verdict": d.verdict(setting, ref["setting"].iloc[0]) + "."})
+            row.update(
+                delta=d.diff,
+                low=d.low,
+                high=d.high,
+                significant=d.significant,
+                p_mcnemar=np.nan if d.p_mcnemar is None else d.p_mcnemar,
+            )
+            row.update(
+                {"Δ vs reference": d.text(), "verdict": d.verdict(setting, ref["setting"].iloc[0]) + "."}
+            )
         out.append(row)
     frame = pd.DataFrame(out)
     return frame.astype({"significant": "boolean"})
@@ -190,17 +254,29 @@ def summarize(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     rows = []
     for (ablation, setting), g in results.groupby(["ablation", "setting"], sort=False):
         mean, low, high = bootstrap_mean_ci([100.0 * c for c in _per_seed(g)], n_boot=n_boot)
-        rows.append({"ablation": ablation, "setting": setting, "accuracy_mean": mean / 100,
-                     "accuracy_low": low / 100, "accuracy_high": high / 100,
-                     "accuracy (95% CI)": f"{mean:.2f} [{low:.2f}, {high:.2f}]",
-                     "val_accuracy": float(g["val_accuracy"].mean()), "n_seeds": len(g),
-                     "n_test": int(g["n_test"].iloc[0]), **g[COST_COLUMNS].mean().to_dict()})
+        rows.append(
+            {
+                "ablation": ablation,
+                "setting": setting,
+                "accuracy_mean": mean / 100,
+                "accuracy_low": low / 100,
+                "accuracy_high": high / 100,
+                "accuracy (95% CI)": f"{mean:.2f} [{low:.2f}, {high:.2f}]",
+                "val_accuracy": float(g["val_accuracy"].mean()),
+                "n_seeds": len(g),
+                "n_test": int(g["n_test"].iloc[0]),
+                **g[COST_COLUMNS].mean().to_dict(),
+            }
+        )
     out = pd.DataFrame(rows).set_index(["ablation", "setting"])
     return out.join(deltas).reset_index()
 
 
-def summary_table(summary: pd.DataFrame, costs: Sequence[str] = ("gflops_per_image", "gate_mflops"),
-                  index: str | Sequence[str] = "setting") -> pd.DataFrame:
+def summary_table(
+    summary: pd.DataFrame,
+    costs: Sequence[str] = ("gflops_per_image", "gate_mflops"),
+    index: str | Sequence[str] = "setting",
+) -> pd.DataFrame:
     """A ``summarize`` frame formatted for reading: accuracy and the change against the reference with
     their CIs, validation accuracy in %, and the chosen cost columns, rounded and titled."""
     unknown = sorted(set(costs) - set(COST_COLUMNS))
@@ -222,14 +298,23 @@ def verdicts(summary: pd.DataFrame) -> str:
     return "\n".join(summary.loc[summary["delta"].notna(), "verdict"])
 
 
-def plot_accuracy(ax, summary: pd.DataFrame, x: str | Sequence[float] | None = None, logx: bool = False,
-                  annotate: bool = True) -> None:
+def plot_accuracy(
+    ax,
+    summary: pd.DataFrame,
+    x: str | Sequence[float] | None = None,
+    logx: bool = False,
+    annotate: bool = True,
+) -> None:
     """Test accuracy (%) with its 95% CI for each setting of a ``summarize`` frame: against a numeric
     column (or values) ``x``, else as a category per setting."""
     xs = summary["setting"] if x is None else (summary[x] if isinstance(x, str) else list(x))
     y = 100 * summary["accuracy_mean"]
-    yerr = 100 * np.vstack([summary["accuracy_mean"] - summary["accuracy_low"],
-                            summary["accuracy_high"] - summary["accuracy_mean"]])
+    yerr = 100 * np.vstack(
+        [
+            summary["accuracy_mean"] - summary["accuracy_low"],
+            summary["accuracy_high"] - summary["accuracy_mean"],
+        ]
+    )
     ax.errorbar(xs, y, yerr=yerr, marker="o", capsize=4, linestyle="-" if x is not None else "none")
     if logx:
         ax.set_xscale("log")
@@ -246,8 +331,9 @@ def plot_deltas(ax, summary: pd.DataFrame, label: str = "setting") -> None:
     compared setting (a forest plot); the dashed line is no change."""
     d = summary[summary["delta"].notna()].iloc[::-1]
     ys = np.arange(len(d))
-    ax.errorbar(d["delta"], ys, xerr=np.vstack([d["delta"] - d["low"], d["high"] - d["delta"]]), fmt="o",
-                capsize=3)
+    ax.errorbar(
+        d["delta"], ys, xerr=np.vstack([d["delta"] - d["low"], d["high"] - d["delta"]]), fmt="o", capsize=3
+    )
     ax.set_yticks(ys, d[label])
     ax.axvline(0, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("test accuracy change vs the reference, points (paired 95% CI)")
@@ -275,9 +361,16 @@ def subsample_train(fs: FeatureSet, fraction: float, seed: int = 0) -> FeatureSe
         return {s: (v[rows] if s == "train" else v) for s, v in by_split.items()}
 
     return FeatureSet(
-        dataset=fs.dataset, backbones=list(fs.backbones), class_names=fs.class_names,
-        features={s: ({b: f[rows] for b, f in feats.items()} if s == "train" else feats)
-                  for s, feats in fs.features.items()},
-        labels=take(fs.labels), thumbnails=take(fs.thumbnails), backbone_gflops=dict(fs.backbone_gflops),
-        indices=take(fs.indices), fixed_test=fs.fixed_test,
+        dataset=fs.dataset,
+        backbones=list(fs.backbones),
+        class_names=fs.class_names,
+        features={
+            s: ({b: f[rows] for b, f in feats.items()} if s == "train" else feats)
+            for s, feats in fs.features.items()
+        },
+        labels=take(fs.labels),
+        thumbnails=take(fs.thumbnails),
+        backbone_gflops=dict(fs.backbone_gflops),
+        indices=take(fs.indices),
+        fixed_test=fs.fixed_test,
     )

@@ -1,4 +1,5 @@
 """The agreement study: how accurate each backbone's probe is, and how often the probes agree."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -47,7 +48,9 @@ class AgreementStudy:
         return m.loc[order, order].rename_axis(index="backbone", columns="backbone")
 
 
-def run_agreement_study(fs: FeatureSet, seeds: Sequence[int], train: TrainConfig | None = None) -> AgreementStudy:
+def run_agreement_study(
+    fs: FeatureSet, seeds: Sequence[int], train: TrainConfig | None = None
+) -> AgreementStudy:
     """Fit one linear probe per backbone per seed and measure accuracy, agreement, kappa, double fault
     and the oracle bound on the test split. Each seed draws its own split of the pool (``fs.draw``)."""
     if not seeds:
@@ -65,23 +68,39 @@ def run_agreement_study(fs: FeatureSet, seeds: Sequence[int], train: TrainConfig
         chosen = best_single(probes, split)
         correct[("best_single", seed)] = correct[(chosen, seed)]
         correct[("oracle", seed)] = np.any([correct[(b, seed)] for b in fs.backbones], axis=0)
-        distinct = [(a, b) for i, a in enumerate(fs.backbones) for b in fs.backbones[i + 1:]]
+        distinct = [(a, b) for i, a in enumerate(fs.backbones) for b in fs.backbones[i + 1 :]]
         if distinct:
             agree[seed] = np.mean([preds[a] == preds[b] for a, b in distinct], axis=0)
         for b, p in preds.items():
-            acc_rows.append({"dataset": fs.dataset, "backbone": b, "seed": seed, "accuracy": M.accuracy(y, p)})
+            acc_rows.append(
+                {"dataset": fs.dataset, "backbone": b, "seed": seed, "accuracy": M.accuracy(y, p)}
+            )
         for a in fs.backbones:
             for b in fs.backbones:
-                pair_rows.append({"dataset": fs.dataset, "seed": seed, "a": a, "b": b,
-                                  "agreement": M.agreement(preds[a], preds[b]),
-                                  "kappa": M.cohen_kappa(preds[a], preds[b]),
-                                  "double_fault": M.double_fault(preds[a], preds[b], y)})
-        bound_rows.append({"dataset": fs.dataset, "seed": seed, "best_single": M.accuracy(y, preds[chosen]),
-                           "best_single_backbone": chosen,
-                           "mean_single": float(np.mean([M.accuracy(y, p) for p in preds.values()])),
-                           "oracle": M.oracle_accuracy(preds, y)})
-    return AgreementStudy(pd.DataFrame(acc_rows), pd.DataFrame(pair_rows), pd.DataFrame(bound_rows),
-                          correct, agree)
+                pair_rows.append(
+                    {
+                        "dataset": fs.dataset,
+                        "seed": seed,
+                        "a": a,
+                        "b": b,
+                        "agreement": M.agreement(preds[a], preds[b]),
+                        "kappa": M.cohen_kappa(preds[a], preds[b]),
+                        "double_fault": M.double_fault(preds[a], preds[b], y),
+                    }
+                )
+        bound_rows.append(
+            {
+                "dataset": fs.dataset,
+                "seed": seed,
+                "best_single": M.accuracy(y, preds[chosen]),
+                "best_single_backbone": chosen,
+                "mean_single": float(np.mean([M.accuracy(y, p) for p in preds.values()])),
+                "oracle": M.oracle_accuracy(preds, y),
+            }
+        )
+    return AgreementStudy(
+        pd.DataFrame(acc_rows), pd.DataFrame(pair_rows), pd.DataFrame(bound_rows), correct, agree
+    )
 
 
 def variation_summary(studies: dict[str, AgreementStudy], n_boot: int = 2000) -> pd.DataFrame:
@@ -94,10 +113,21 @@ def variation_summary(studies: dict[str, AgreementStudy], n_boot: int = 2000) ->
         agree = bootstrap_mean_ci([100 * study.agree[s] for s in sorted(study.agree)], n_boot=n_boot)
         gain = paired_difference(study.per_seed("oracle"), study.per_seed("best_single"), n_boot=n_boot)
         best = study.bounds["best_single_backbone"].mode().iloc[0]
-        rows.append({"dataset": name, "best backbone": best,
-                     "accuracy": acc[0], "accuracy_low": acc[1], "accuracy_high": acc[2],
-                     "agreement": agree[0], "agreement_low": agree[1], "agreement_high": agree[2],
-                     "oracle_gain": gain.diff, "oracle_gain_low": gain.low, "oracle_gain_high": gain.high})
+        rows.append(
+            {
+                "dataset": name,
+                "best backbone": best,
+                "accuracy": acc[0],
+                "accuracy_low": acc[1],
+                "accuracy_high": acc[2],
+                "agreement": agree[0],
+                "agreement_low": agree[1],
+                "agreement_high": agree[2],
+                "oracle_gain": gain.diff,
+                "oracle_gain_low": gain.low,
+                "oracle_gain_high": gain.high,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -105,12 +135,19 @@ def variation_table(summary: pd.DataFrame) -> pd.DataFrame:
     """``variation_summary`` as the book shows it: one row per dataset, each estimate with its interval."""
     from fusion_lib.data.backbones import short_name
 
-    shown = {"accuracy": "best single accuracy (%)", "agreement": "pairs that agree (%)",
-             "oracle_gain": "oracle gain (points)"}
-    out = pd.DataFrame({"best backbone": summary["best backbone"].map(short_name).to_numpy()},
-                       index=pd.Index(summary["dataset"], name="dataset"))
+    shown = {
+        "accuracy": "best single accuracy (%)",
+        "agreement": "pairs that agree (%)",
+        "oracle_gain": "oracle gain (points)",
+    }
+    out = pd.DataFrame(
+        {"best backbone": summary["best backbone"].map(short_name).to_numpy()},
+        index=pd.Index(summary["dataset"], name="dataset"),
+    )
     for m, label in shown.items():
-        out[label] = [interval(*r, sign=m == "oracle_gain") for r in summary[[m, f"{m}_low", f"{m}_high"]].values]
+        out[label] = [
+            interval(*r, sign=m == "oracle_gain") for r in summary[[m, f"{m}_low", f"{m}_high"]].values
+        ]
     return out
 
 
@@ -127,13 +164,17 @@ def c1_verdict(summary: pd.DataFrame) -> tuple[bool, str]:
     if len(summary) < 2:
         return False, "C1 needs at least two datasets; this run has one."
     parts, held = [], []
-    for measure, what in (("accuracy", "the best single backbone's accuracy"),
-                          ("agreement", "the share of backbone pairs that agree on an image")):
+    for measure, what in (
+        ("accuracy", "the best single backbone's accuracy"),
+        ("agreement", "the share of backbone pairs that agree on an image"),
+    ):
         lo, hi, disjoint = _extremes(summary, measure)
         held.append(disjoint)
-        parts.append(f"{what} ranges from {interval(*lo[[measure, f'{measure}_low', f'{measure}_high']])}% "
-                     f"on {lo['dataset']} to {interval(*hi[[measure, f'{measure}_low', f'{measure}_high']])}% "
-                     f"on {hi['dataset']} ({'disjoint' if disjoint else 'overlapping'} 95% intervals)")
+        parts.append(
+            f"{what} ranges from {interval(*lo[[measure, f'{measure}_low', f'{measure}_high']])}% "
+            f"on {lo['dataset']} to {interval(*hi[[measure, f'{measure}_low', f'{measure}_high']])}% "
+            f"on {hi['dataset']} ({'disjoint' if disjoint else 'overlapping'} 95% intervals)"
+        )
     supported = all(held)
     head = "C1 supported" if supported else "C1 not supported at this size"
     return supported, f"{head}: {parts[0]}; {parts[1]}."

@@ -7,6 +7,7 @@ C3: label-space word vectors add to the blend (the multimodal study).
 Every verdict comes from ``fusion_lib.studies.stats.paired_difference`` through ``ExperimentResult.compare``:
 a method beats its baseline only when the paired 95% interval of the difference excludes zero.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -33,8 +34,9 @@ C2_PAIRS: tuple[tuple[str, str], ...] = (
 )
 
 
-def compare_pairs(results: Mapping[str, "ExperimentResult"],
-                  pairs: Sequence[tuple[str, str]] = C2_PAIRS) -> pd.DataFrame:
+def compare_pairs(
+    results: Mapping[str, "ExperimentResult"], pairs: Sequence[tuple[str, str]] = C2_PAIRS
+) -> pd.DataFrame:
     """One row per dataset and (method, baseline) pair that both ran: the paired difference in points,
     its 95% CI, the number of test images and seeds, and whether the interval excludes zero."""
     rows = []
@@ -43,10 +45,20 @@ def compare_pairs(results: Mapping[str, "ExperimentResult"],
             if method not in result.methods or baseline not in result.methods:
                 continue
             d = result.compare(method, baseline)
-            rows.append({"dataset": dataset, "method": method, "baseline": baseline, "diff": d.diff,
-                         "low": d.low, "high": d.high, "n_images": d.n_images, "n_seeds": d.n_seeds,
-                         "difference (points, 95% CI)": d.text(),
-                         "verdict": "better" if d.low > 0 else "worse" if d.high < 0 else "no difference"})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "method": method,
+                    "baseline": baseline,
+                    "diff": d.diff,
+                    "low": d.low,
+                    "high": d.high,
+                    "n_images": d.n_images,
+                    "n_seeds": d.n_seeds,
+                    "difference (points, 95% CI)": d.text(),
+                    "verdict": "better" if d.low > 0 else "worse" if d.high < 0 else "no difference",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -60,8 +72,14 @@ def forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
         y = np.arange(len(part))
         for yi, (_, r) in zip(y, part.iterrows()):
             colour = {"better": "C2", "worse": "C3", "no difference": "C7"}[r["verdict"]]
-            ax.errorbar(r["diff"], yi, xerr=[[r["diff"] - r["low"]], [r["high"] - r["diff"]]], fmt="o",
-                        color=colour, capsize=3)
+            ax.errorbar(
+                r["diff"],
+                yi,
+                xerr=[[r["diff"] - r["low"]], [r["high"] - r["diff"]]],
+                fmt="o",
+                color=colour,
+                capsize=3,
+            )
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y, [f"{m} vs {b}" for m, b in zip(part["method"], part["baseline"])], fontsize=8)
         ax.set(title=dataset, xlabel="accuracy difference (points, paired 95% CI)")
@@ -74,6 +92,8 @@ def verdict(comparisons: pd.DataFrame, method: str, baseline: str) -> str:
     if part.empty:
         raise ValueError(f"no comparison of {method} with {baseline}; run both methods")
     words = {"better": "better", "worse": "worse", "no difference": "not distinguishable"}
-    per = [f"{r['dataset']} {r['difference (points, 95% CI)']} points ({words[r['verdict']]})"
-           for _, r in part.iterrows()]
+    per = [
+        f"{r['dataset']} {r['difference (points, 95% CI)']} points ({words[r['verdict']]})"
+        for _, r in part.iterrows()
+    ]
     return f"{method} vs {baseline}: " + "; ".join(per)

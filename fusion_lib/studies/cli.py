@@ -1,5 +1,6 @@
 """``python -m fusion_lib run ...``: run fusion methods over seeds on cached backbone features and print
 each method's accuracy with its 95% CI (and, with ``--compare``, its paired difference to a baseline)."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,10 @@ def _input_size(text: str) -> int | None:
 
 def _parser() -> argparse.ArgumentParser:
     d = ExperimentConfig()
-    p = argparse.ArgumentParser(prog="python -m fusion_lib run",
-                                description="Run fusion methods over seeds on cached backbone features.")
+    p = argparse.ArgumentParser(
+        prog="python -m fusion_lib run",
+        description="Run fusion methods over seeds on cached backbone features.",
+    )
     p.add_argument("--dataset", default=d.dataset)
     p.add_argument("--backbones", default=d.backbones, help="comma-separated names or 'offline'")
     p.add_argument("--methods", default=d.methods, help="comma-separated names or 'all'")
@@ -32,15 +35,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--device", default=d.device)
-    p.add_argument("--input-size", type=_input_size, default=d.input_size,
-                   help="backbone input size in px, or 'native' for each backbone's own")
+    p.add_argument(
+        "--input-size",
+        type=_input_size,
+        default=d.input_size,
+        help="backbone input size in px, or 'native' for each backbone's own",
+    )
     p.add_argument("--thumbnail-size", type=int, default=d.thumbnail_size)
     p.add_argument("--expert", default=d.expert, help="expert head: 'linear' or 'mlp'")
-    p.add_argument("--compare", default=None, metavar="BASELINE",
-                   help="print each method's accuracy difference to BASELINE with a paired 95%% CI")
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="BASELINE",
+        help="print each method's accuracy difference to BASELINE with a paired 95%% CI",
+    )
     p.add_argument("--out", default=None, help="folder for config.json, results.csv and results.json")
-    p.add_argument("--skip-bad-images", action="store_true",
-                   help="leave unreadable image files out (they are listed) instead of stopping")
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave unreadable image files out (they are listed) instead of stopping",
+    )
     return p
 
 
@@ -79,12 +93,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         validation.methods(methods, names)
         if a.compare:
             validation.compare(a.compare, names)
-        config = ExperimentConfig(dataset=a.dataset, train=_given(a.train, sizes.train),
-                                  val=_given(a.val, sizes.val), test=_given(a.test, sizes.test),
-                                  backbones=a.backbones, methods=methods,
-                                  seeds=list(range(a.seeds)), thumbnail_size=a.thumbnail_size, epochs=a.epochs,
-                                  lr=a.lr, device=a.device, input_size=a.input_size, expert=a.expert,
-                                  out_dir=a.out, skip_bad_images=a.skip_bad_images)
+        config = ExperimentConfig(
+            dataset=a.dataset,
+            train=_given(a.train, sizes.train),
+            val=_given(a.val, sizes.val),
+            test=_given(a.test, sizes.test),
+            backbones=a.backbones,
+            methods=methods,
+            seeds=list(range(a.seeds)),
+            thumbnail_size=a.thumbnail_size,
+            epochs=a.epochs,
+            lr=a.lr,
+            device=a.device,
+            input_size=a.input_size,
+            expert=a.expert,
+            out_dir=a.out,
+            skip_bad_images=a.skip_bad_images,
+        )
         result = run_experiment(config)
     except ValueError as exc:  # bad names, sizes or settings: the message says what to change
         print(f"error: {exc}", file=sys.stderr)

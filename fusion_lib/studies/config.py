@@ -1,5 +1,6 @@
 """``ExperimentConfig``: one dataset, its subset sizes and backbones, the methods to run and the
 training settings of an experiment (checked in full when it is made; read and written as JSON)."""
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,14 @@ class ExperimentConfig:
 
     def train_config(self) -> TrainConfig:
         """The shared optimisation settings."""
-        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, patience=self.patience,
-                           device=self.device, threads=self.threads)
+        return TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            patience=self.patience,
+            device=self.device,
+            threads=self.threads,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

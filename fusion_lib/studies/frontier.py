@@ -8,6 +8,7 @@ top-k gating of a gate that may pick the same backbone twice is still k), ``gflo
 points that no other point beats on both axes; ``plot_frontier(ax, points)`` draws them all.
 Every choice here (the best subset of each size, a setting) is made on validation, never on test.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,7 +31,11 @@ K = TypeVar("K", bound=Hashable)
 POINT_COLUMNS = ["label", "family", "k", "gflops", "accuracy"]
 _TOP_K = re.compile(r"^accuracy_top(\d+)$")
 FAMILY_STYLE = {  # marker per family; families not listed get "o"
-    "single backbone": "s", "subset average": "^", "gated mixture": "o", "other fusion": "D"}
+    "single backbone": "s",
+    "subset average": "^",
+    "gated mixture": "o",
+    "other fusion": "D",
+}
 
 
 def subset_table(probes: Mapping[str, Probs], fs: FeatureSet) -> pd.DataFrame:
@@ -42,8 +47,10 @@ def subset_table(probes: Mapping[str, Probs], fs: FeatureSet) -> pd.DataFrame:
     """
     names = [b for b in fs.backbones if b in probes]
     if not names:
-        raise ValueError(f"subset_table needs probes of the FeatureSet's backbones {fs.backbones}; "
-                         f"got probes for {list(probes)}")
+        raise ValueError(
+            f"subset_table needs probes of the FeatureSet's backbones {fs.backbones}; "
+            f"got probes for {list(probes)}"
+        )
     missing = [b for b in names if b not in fs.backbone_gflops]
     if missing:
         raise ValueError(f"FeatureSet.backbone_gflops has no cost for {missing}")
@@ -51,11 +58,16 @@ def subset_table(probes: Mapping[str, Probs], fs: FeatureSet) -> pd.DataFrame:
     for size in range(1, len(names) + 1):
         for subset in combinations(names, size):
             avg = prob_average({b: probes[b] for b in subset})
-            rows.append({"subset": subset, "size": size,
-                         "val_accuracy": M.accuracy(fs.labels["val"], avg["val"].argmax(1)),
-                         "val_nll": M.log_loss(avg["val"], fs.labels["val"]),
-                         "accuracy": M.accuracy(fs.labels["test"], avg["test"].argmax(1)),
-                         "gflops": float(sum(fs.backbone_gflops[b] for b in subset))})
+            rows.append(
+                {
+                    "subset": subset,
+                    "size": size,
+                    "val_accuracy": M.accuracy(fs.labels["val"], avg["val"].argmax(1)),
+                    "val_nll": M.log_loss(avg["val"], fs.labels["val"]),
+                    "accuracy": M.accuracy(fs.labels["test"], avg["test"].argmax(1)),
+                    "gflops": float(sum(fs.backbone_gflops[b] for b in subset)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -66,18 +78,21 @@ def best_subsets(table: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"table lacks columns {missing}; pass the output of subset_table")
     keys = ["seed", "size"] if "seed" in table.columns else ["size"]
-    ranked = table.sort_values(["val_accuracy", "val_nll", "gflops"], ascending=[False, True, True],
-                               kind="stable")
+    ranked = table.sort_values(
+        ["val_accuracy", "val_nll", "gflops"], ascending=[False, True, True], kind="stable"
+    )
     return ranked.groupby(keys, sort=True).head(1).sort_values(keys).reset_index(drop=True)
 
 
-def best_subset_average(probes: Mapping[str, Probs], fs: FeatureSet,
-                        size: int) -> tuple[tuple[str, ...], Probs]:
+def best_subset_average(
+    probes: Mapping[str, Probs], fs: FeatureSet, size: int
+) -> tuple[tuple[str, ...], Probs]:
     """The subset of ``size`` backbones whose probability average is best on validation, and that average."""
     table = subset_table(probes, fs)
     if size not in set(table["size"]):
-        raise ValueError(f"size must be in [1, {table['size'].max()}] (the number of probed backbones), "
-                         f"got {size}")
+        raise ValueError(
+            f"size must be in [1, {table['size'].max()}] (the number of probed backbones), got {size}"
+        )
     subset = best_subsets(table).set_index("size").loc[size, "subset"]
     return subset, prob_average({b: probes[b] for b in subset})
 
@@ -92,22 +107,35 @@ def subset_points(best: pd.DataFrame, names: Mapping[str, str] | None = None) ->
     rows = []
     for size, group in best.groupby("size", sort=True):
         chosen = set(group["subset"])
-        label = ("avg " + "+".join(names.get(b, b) for b in next(iter(chosen))) if len(chosen) == 1
-                 else f"avg, best {size} (per seed)")
-        rows.append({"label": label, "family": "subset average", "k": int(size),
-                     "gflops": float(group["gflops"].mean()), "accuracy": float(group["accuracy"].mean())})
+        label = (
+            "avg " + "+".join(names.get(b, b) for b in next(iter(chosen)))
+            if len(chosen) == 1
+            else f"avg, best {size} (per seed)"
+        )
+        rows.append(
+            {
+                "label": label,
+                "family": "subset average",
+                "k": int(size),
+                "gflops": float(group["gflops"].mean()),
+                "accuracy": float(group["accuracy"].mean()),
+            }
+        )
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
 
 
-def experiment_points(result: "ExperimentResult", pool: FeatureSet,
-                      names: Mapping[str, str] | None = None) -> pd.DataFrame:
+def experiment_points(
+    result: "ExperimentResult", pool: FeatureSet, names: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Every frontier point of one dataset's ``run_experiment`` result: the runner's methods
     (``runner_points``, with 95% CIs) and the best subset average of each size, chosen on each seed's
     validation split. ``pool`` is the FeatureSet the result was run on; the single-backbone methods
     (``single:<b>``) must be among the result's methods."""
     missing = [b for b in pool.backbones if f"{SINGLE_PREFIX}{b}" not in result.methods]
     if missing:
-        raise ValueError(f"subset averages need the single-backbone methods of {missing}; add them to the run")
+        raise ValueError(
+            f"subset averages need the single-backbone methods of {missing}; add them to the run"
+        )
     tables = []
     for seed in result.seeds:
         probes = {b: result.outputs[(f"{SINGLE_PREFIX}{b}", seed)].probs for b in pool.backbones}
@@ -117,9 +145,12 @@ def experiment_points(result: "ExperimentResult", pool: FeatureSet,
     return pd.concat([runner, subsets], ignore_index=True)
 
 
-def runner_points(metrics: pd.DataFrame, n_backbones: int,
-                  accuracy_ci: Callable[[str], tuple[float, float, float]] | None = None,
-                  names: Mapping[str, str] | None = None) -> pd.DataFrame:
+def runner_points(
+    metrics: pd.DataFrame,
+    n_backbones: int,
+    accuracy_ci: Callable[[str], tuple[float, float, float]] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """Frontier points from ``run_experiment``'s tidy metrics (one dataset), averaged over seeds.
 
     ``single:<b>`` methods are single backbones (k=1, labelled through ``names``); ``moe_*`` methods
@@ -140,13 +171,20 @@ def runner_points(metrics: pd.DataFrame, n_backbones: int,
         if method == "oracle" or "gflops_per_image" not in got or "accuracy" not in got:
             continue
         if method.startswith(SINGLE_PREFIX):
-            b = method[len(SINGLE_PREFIX):]
+            b = method[len(SINGLE_PREFIX) :]
             family, label, k = "single backbone", names.get(b, b), 1.0
         else:
             family = "gated mixture" if method.startswith("moe_") else "other fusion"
             label, k = method, float(got.get("active_experts", n_backbones))
-        row = {"label": label, "family": family, "k": k, "gflops": got["gflops_per_image"],
-               "accuracy": got["accuracy"], "low": np.nan, "high": np.nan}
+        row = {
+            "label": label,
+            "family": family,
+            "k": k,
+            "gflops": got["gflops_per_image"],
+            "accuracy": got["accuracy"],
+            "low": np.nan,
+            "high": np.nan,
+        }
         if accuracy_ci is not None:
             _, low, high = accuracy_ci(method)
             row.update(low=low / 100, high=high / 100)
@@ -154,14 +192,23 @@ def runner_points(metrics: pd.DataFrame, n_backbones: int,
         for metric in got.index:
             top = _TOP_K.match(metric)
             if top and f"gflops_per_image_top{top[1]}" in got:
-                rows.append({"label": f"{method} top-{top[1]}", "family": family, "k": float(top[1]),
-                             "gflops": got[f"gflops_per_image_top{top[1]}"], "accuracy": got[metric],
-                             "low": np.nan, "high": np.nan})
+                rows.append(
+                    {
+                        "label": f"{method} top-{top[1]}",
+                        "family": family,
+                        "k": float(top[1]),
+                        "gflops": got[f"gflops_per_image_top{top[1]}"],
+                        "accuracy": got[metric],
+                        "low": np.nan,
+                        "high": np.nan,
+                    }
+                )
     return pd.DataFrame(rows, columns=[*POINT_COLUMNS, "low", "high"])
 
 
-def choose_on_validation(val_scores: Mapping[K, float | Sequence[float]],
-                         costs: Mapping[K, float] | None = None) -> K:
+def choose_on_validation(
+    val_scores: Mapping[K, float | Sequence[float]], costs: Mapping[K, float] | None = None
+) -> K:
     """The key with the highest validation score (the mean, where a key has one score per seed).
 
     Ties go to the lower cost in ``costs`` (e.g. a smaller thumbnail), then to the first key. Use it
@@ -194,8 +241,9 @@ def pareto_mask(gflops: Sequence[float], accuracy: Sequence[float]) -> np.ndarra
 def _check_points(points: pd.DataFrame) -> None:
     missing = sorted(set(POINT_COLUMNS) - set(points.columns))
     if missing:
-        raise ValueError(f"points lack columns {missing}; a point needs {POINT_COLUMNS} "
-                         "(optionally low, high)")
+        raise ValueError(
+            f"points lack columns {missing}; a point needs {POINT_COLUMNS} (optionally low, high)"
+        )
     if points.empty:
         raise ValueError("no points to plot")
 
@@ -211,17 +259,38 @@ def plot_frontier(ax, points: pd.DataFrame, logx: bool = True, annotate: bool = 
         ci = group[group[["low", "high"]].notna().all(axis=1)] if {"low", "high"} <= set(group) else group[:0]
         if len(ci):
             yerr = np.vstack([ci["accuracy"] - ci["low"], ci["high"] - ci["accuracy"]])
-            ax.errorbar(ci["gflops"], ci["accuracy"], yerr=yerr, fmt="none", ecolor=colour, capsize=3,
-                        linewidth=1)
-        ax.scatter(group["gflops"], group["accuracy"], marker=FAMILY_STYLE.get(family, "o"), color=colour,
-                   label=family, zorder=3, s=36)
+            ax.errorbar(
+                ci["gflops"], ci["accuracy"], yerr=yerr, fmt="none", ecolor=colour, capsize=3, linewidth=1
+            )
+        ax.scatter(
+            group["gflops"],
+            group["accuracy"],
+            marker=FAMILY_STYLE.get(family, "o"),
+            color=colour,
+            label=family,
+            zorder=3,
+            s=36,
+        )
         for _, r in group.iterrows() if annotate else ():
-            ax.annotate(f"{r['label']} (k={r['k']:g})", (r["gflops"], r["accuracy"]),
-                        textcoords="offset points", xytext=(5, 4), fontsize=7)
+            ax.annotate(
+                f"{r['label']} (k={r['k']:g})",
+                (r["gflops"], r["accuracy"]),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=7,
+            )
     front = pts[pts["on_frontier"]].sort_values("gflops")
     # "post": the best accuracy available at a cost of at most x is flat until the next frontier point
-    ax.step(front["gflops"], front["accuracy"], where="post", color="black", linestyle="--", linewidth=1,
-            label="Pareto frontier", zorder=2)
+    ax.step(
+        front["gflops"],
+        front["accuracy"],
+        where="post",
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label="Pareto frontier",
+        zorder=2,
+    )
     if logx:
         ax.set_xscale("log")
     ax.set(xlabel="GFLOPs per image" + (" (log scale)" if logx else ""), ylabel="test accuracy")

@@ -1,6 +1,7 @@
 """What a trained gate does, and whether any gate can win: mean weight per class, each expert's
 favourite images, top-k trade-offs, how predictable "expert k is right" is, and the share of the
 averaging-to-oracle gap a gate closes."""
+
 from __future__ import annotations
 
 import re
@@ -26,17 +27,21 @@ def _check(weights: np.ndarray, n: int | None = None) -> np.ndarray:
     return w
 
 
-def gate_by_class(weights: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                  expert_names: Sequence[str]) -> pd.DataFrame:
+def gate_by_class(
+    weights: np.ndarray, labels: np.ndarray, class_names: Sequence[str], expert_names: Sequence[str]
+) -> pd.DataFrame:
     """Mean gate weight of each expert over the images of each class (classes x experts)."""
     w = _check(weights, len(labels))
     if w.shape[1] != len(expert_names):
         raise ValueError(f"{w.shape[1]} gate columns but {len(expert_names)} expert names")
     labels = np.asarray(labels)
-    rows = [w[labels == c].mean(0) if np.any(labels == c) else np.full(w.shape[1], np.nan)
-            for c in range(len(class_names))]
-    return pd.DataFrame(rows, index=pd.Index(class_names, name="class"),
-                        columns=pd.Index(expert_names, name="expert"))
+    rows = [
+        w[labels == c].mean(0) if np.any(labels == c) else np.full(w.shape[1], np.nan)
+        for c in range(len(class_names))
+    ]
+    return pd.DataFrame(
+        rows, index=pd.Index(class_names, name="class"), columns=pd.Index(expert_names, name="expert")
+    )
 
 
 def favourite_images(weights: np.ndarray, k: int = 6) -> np.ndarray:
@@ -64,8 +69,9 @@ def topk_curve(results: pd.DataFrame, n_experts: int) -> pd.DataFrame:
     long = pd.concat(parts, ignore_index=True)
     gated = long.groupby(["dataset", "method"])["k"].transform("nunique") > 1  # methods that report top-k
     wide = long[gated].pivot_table(index=["dataset", "method", "seed", "k"], columns="what", values="value")
-    return wide.reset_index().rename_axis(columns=None)[["dataset", "method", "seed", "k", "accuracy",
-                                                          "gflops_per_image"]]
+    return wide.reset_index().rename_axis(columns=None)[
+        ["dataset", "method", "seed", "k", "accuracy", "gflops_per_image"]
+    ]
 
 
 def gate_usage(weights: np.ndarray) -> dict[str, float]:
@@ -75,11 +81,19 @@ def gate_usage(weights: np.ndarray) -> dict[str, float]:
     w = _check(weights)
     mean_w = w.mean(0)
     nz = mean_w[mean_w > 0]
-    return {"mean_max_weight": float(w.max(1).mean()), "effective_experts": float(np.exp(-(nz * np.log(nz)).sum()))}
+    return {
+        "mean_max_weight": float(w.max(1).mean()),
+        "effective_experts": float(np.exp(-(nz * np.log(nz)).sum())),
+    }
 
 
-def routing_auc(fs: "FeatureSet", experts: "ExpertOutputs", seed: int = 0, train: "TrainConfig | None" = None,
-                thumbnail_size: int | None = None) -> pd.DataFrame:
+def routing_auc(
+    fs: "FeatureSet",
+    experts: "ExpertOutputs",
+    seed: int = 0,
+    train: "TrainConfig | None" = None,
+    thumbnail_size: int | None = None,
+) -> pd.DataFrame:
     """Can any gate win? How well the thumbnail alone, and the backbone features, predict "expert k is
     right" on validation images.
 
@@ -97,7 +111,10 @@ def routing_auc(fs: "FeatureSet", experts: "ExpertOutputs", seed: int = 0, train
     from fusion_lib.fusion.training import TrainConfig, fit_module, predict_in_batches, to_tensors
 
     train = train or TrainConfig()
-    right = {s: (experts.log_probs[s].argmax(2) == fs.labels[s][:, None]).astype(np.float32) for s in ("train", "val")}
+    right = {
+        s: (experts.log_probs[s].argmax(2) == fs.labels[s][:, None]).astype(np.float32)
+        for s in ("train", "val")
+    }
     size = thumbnail_size or fs.thumbnails["train"].shape[-1]
 
     def thumbs(split: str) -> torch.Tensor:
@@ -105,29 +122,43 @@ def routing_auc(fs: "FeatureSet", experts: "ExpertOutputs", seed: int = 0, train
         return F.interpolate(t, size=size, mode="bilinear", antialias=True) if t.shape[-1] != size else t
 
     models = {
-        "thumbnail": (ThumbnailGate(len(experts.names), size), lambda s: [thumbs(s)],
-                      lambda m, x: m([], x[0])),
-        "features": (FeatureGate([fs.features["train"][b] for b in experts.names], len(experts.names)),
-                     lambda s: list(to_tensors([fs.features[s][b] for b in experts.names], torch.device("cpu"))),
-                     lambda m, x: m(list(x), None)),
+        "thumbnail": (
+            ThumbnailGate(len(experts.names), size),
+            lambda s: [thumbs(s)],
+            lambda m, x: m([], x[0]),
+        ),
+        "features": (
+            FeatureGate([fs.features["train"][b] for b in experts.names], len(experts.names)),
+            lambda s: list(to_tensors([fs.features[s][b] for b in experts.names], torch.device("cpu"))),
+            lambda m, x: m(list(x), None),
+        ),
     }
     rows = []
     for name, (model, inputs, forward) in models.items():
         torch.manual_seed(seed)
         tr = (*inputs("train"), torch.as_tensor(right["train"]))
         va = (*inputs("val"), torch.as_tensor(right["val"]))
-        fit_module(model, lambda m, b: F.binary_cross_entropy_with_logits(forward(m, b[:-1]), b[-1]), tr, va,
-                   train, seed)
+        fit_module(
+            model,
+            lambda m, b: F.binary_cross_entropy_with_logits(forward(m, b[:-1]), b[-1]),
+            tr,
+            va,
+            train,
+            seed,
+        )
         scores = predict_in_batches(lambda b: forward(model, b), tuple(inputs("val"))).numpy()
         for k, expert in enumerate(experts.names):
             y = right["val"][:, k]
             auc = roc_auc_score(y, scores[:, k]) if 0 < y.sum() < len(y) else float("nan")
-            rows.append({"expert": expert, "input": name, "auc": float(auc), "val_error": float(1 - y.mean())})
+            rows.append(
+                {"expert": expert, "input": name, "auc": float(auc), "val_error": float(1 - y.mean())}
+            )
     return pd.DataFrame(rows)
 
 
-def gap_closed(accuracy: pd.DataFrame, methods: Sequence[str], average: str = "prob_avg",
-               oracle: str = "oracle") -> pd.DataFrame:
+def gap_closed(
+    accuracy: pd.DataFrame, methods: Sequence[str], average: str = "prob_avg", oracle: str = "oracle"
+) -> pd.DataFrame:
     """The fraction of the gap between averaging and the oracle that each method closes, per seed.
 
     ``accuracy`` has columns ``method, seed, value`` (test accuracy); 0 is averaging, 1 the oracle,

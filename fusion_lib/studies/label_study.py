@@ -13,6 +13,7 @@ label-space model).
 holding ``N_HELD_OUT`` classes out (``held_out_splits``), beside a permutation null that shuffles the
 class vectors among the classes; ``ZeroShotStudy.summary`` gives each measure with its 95% CI.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -52,19 +53,32 @@ from fusion_lib.studies.stats import (
 # Class-name words that need replacing in GloVe 6B: a single letter ("T" of "T-shirt") is a letter's
 # vector, not a garment's, and two dog breeds of Oxford-IIIT Pets have no vector at all.
 BOOK_ALIASES: dict[str, str] = {"t": "tee", "keeshond": "spitz dog", "leonberger": "leonberg dog"}
-STUDY_METHODS = ("prob_avg", "label_space", "moe_thumbnail", "moe_thumbnail_joint", "moe_thumbnail_label",
-                 "blend_label")
+STUDY_METHODS = (
+    "prob_avg",
+    "label_space",
+    "moe_thumbnail",
+    "moe_thumbnail_joint",
+    "moe_thumbnail_label",
+    "blend_label",
+)
 # what each combined model is, for the ``backbone`` column of LabelStudy.accuracy
-_COMBINED = {"prob_avg": ("visual", "average"), "label_space": ("label space", "average"),
-             "random_space": ("random vectors", "average"), "moe_thumbnail": ("visual", "thumbnail MoE"),
-             "moe_thumbnail_joint": ("visual", "joint thumbnail MoE"),
-             "moe_thumbnail_label": ("fusion", "joint thumbnail MoE"), "blend_label": ("fusion", "blend"),
-             "blend_random": ("control", "blend")}
+_COMBINED = {
+    "prob_avg": ("visual", "average"),
+    "label_space": ("label space", "average"),
+    "random_space": ("random vectors", "average"),
+    "moe_thumbnail": ("visual", "thumbnail MoE"),
+    "moe_thumbnail_joint": ("visual", "joint thumbnail MoE"),
+    "moe_thumbnail_label": ("fusion", "joint thumbnail MoE"),
+    "blend_label": ("fusion", "blend"),
+    "blend_random": ("control", "blend"),
+}
 # Claim C3 ("label-space word vectors add to the blend") as paired comparisons: each fusion against
 # the visual model it adds the label space to, and the word vectors against random ones.
-C3_COMPARISONS: tuple[tuple[str, str], ...] = (("blend_label", "moe_thumbnail"),
-                                               ("blend_label", "blend_random"),
-                                               ("moe_thumbnail_label", "moe_thumbnail_joint"))
+C3_COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("blend_label", "moe_thumbnail"),
+    ("blend_label", "blend_random"),
+    ("moe_thumbnail_label", "moe_thumbnail_joint"),
+)
 N_HELD_OUT = 3
 N_SPLITS = 120
 N_PERMUTATIONS = 100
@@ -85,8 +99,13 @@ def aliases_for(class_names: Sequence[str], aliases: Mapping[str, str] = BOOK_AL
     return {k: v for k, v in aliases.items() if k in used}
 
 
-def class_name_table(class_names: Sequence[str], class_vecs: np.ndarray, vectors: Any,
-                     aliases: Mapping[str, str] | None = None, n_neighbours: int = 5) -> pd.DataFrame:
+def class_name_table(
+    class_names: Sequence[str],
+    class_vecs: np.ndarray,
+    vectors: Any,
+    aliases: Mapping[str, str] | None = None,
+    n_neighbours: int = 5,
+) -> pd.DataFrame:
     """One row per class: its tokens, the words whose vectors are averaged, and the vocabulary words
     nearest to its class vector (``vectors`` is gensim KeyedVectors)."""
     if len(class_vecs) != len(class_names):
@@ -95,9 +114,14 @@ def class_name_table(class_names: Sequence[str], class_vecs: np.ndarray, vectors
     rows = []
     for name, vec in zip(class_names, class_vecs):
         near = vectors.similar_by_vector(np.asarray(vec, dtype=np.float32), topn=n_neighbours)
-        rows.append({"class": name, "tokens": " ".join(tokenize(name)),
-                     "words used": " ".join(class_words(name, aliases)),
-                     "nearest words": ", ".join(w for w, _ in near)})
+        rows.append(
+            {
+                "class": name,
+                "tokens": " ".join(tokenize(name)),
+                "words used": " ".join(class_words(name, aliases)),
+                "nearest words": ", ".join(w for w, _ in near),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -106,7 +130,8 @@ def cosine_matrix(class_vecs: np.ndarray, class_names: Sequence[str]) -> pd.Data
     v = np.asarray(class_vecs, dtype=np.float64)
     v = v / np.linalg.norm(v, axis=1, keepdims=True)
     return pd.DataFrame(v @ v.T, index=list(class_names), columns=list(class_names)).rename_axis(
-        index="class", columns="class")
+        index="class", columns="class"
+    )
 
 
 def random_class_vectors(n_classes: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -115,13 +140,16 @@ def random_class_vectors(n_classes: int, dim: int, seed: int = 0) -> np.ndarray:
     return (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
 
 
-def held_out_splits(n_classes: int, n_held: int = N_HELD_OUT, max_splits: int = N_SPLITS,
-                    seed: int = 0) -> list[tuple[int, ...]]:
+def held_out_splits(
+    n_classes: int, n_held: int = N_HELD_OUT, max_splits: int = N_SPLITS, seed: int = 0
+) -> list[tuple[int, ...]]:
     """The zero-shot splits: every set of ``n_held`` classes, in lexicographic order, when there are at
     most ``max_splits``; otherwise ``max_splits`` distinct sets drawn with ``default_rng(seed)``."""
     if not 1 <= n_held <= n_classes - 2:
-        raise ValueError(f"holding out {n_held} of {n_classes} classes must leave at least 2 to train on; "
-                         f"use 1 <= n_held <= {n_classes - 2}")
+        raise ValueError(
+            f"holding out {n_held} of {n_classes} classes must leave at least 2 to train on; "
+            f"use 1 <= n_held <= {n_classes - 2}"
+        )
     if max_splits < 1:
         raise ValueError(f"max_splits must be >= 1, got {max_splits}")
     if math.comb(n_classes, n_held) <= max_splits:
@@ -132,8 +160,9 @@ def held_out_splits(n_classes: int, n_held: int = N_HELD_OUT, max_splits: int = 
     return list(out)
 
 
-def blend_curve(p_visual: np.ndarray, p_label: np.ndarray, y: np.ndarray,
-                grid: Sequence[float] = BLEND_GRID) -> pd.DataFrame:
+def blend_curve(
+    p_visual: np.ndarray, p_label: np.ndarray, y: np.ndarray, grid: Sequence[float] = BLEND_GRID
+) -> pd.DataFrame:
     """Accuracy and NLL of ``blend(p_visual, p_label, w)`` for every ``w`` of ``grid``
     (the curve that ``choose_blend_weight`` maximises on validation)."""
     if not len(p_visual) == len(p_label) == len(y):
@@ -162,16 +191,18 @@ def best_head(model: LabelSpaceModel, fs: FeatureSet) -> str:
     return max(acc, key=acc.get)
 
 
-def project_label_space(class_vecs: np.ndarray, embeddings: np.ndarray,
-                        n_components: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def project_label_space(
+    class_vecs: np.ndarray, embeddings: np.ndarray, n_components: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PCA fitted on the class vectors, applied to them and to image embeddings.
 
     Returns (class coordinates ``(C, k)``, image coordinates ``(n, k)``, explained variance ratio of
     the class vectors ``(k,)``): the plane in which the classes are most spread out.
     """
     if embeddings.ndim != 2 or embeddings.shape[1] != class_vecs.shape[1]:
-        raise ValueError(f"embeddings {embeddings.shape} must be (n, {class_vecs.shape[1]}) like the class "
-                         f"vectors")
+        raise ValueError(
+            f"embeddings {embeddings.shape} must be (n, {class_vecs.shape[1]}) like the class vectors"
+        )
     if n_components > len(class_vecs) - 1:
         raise ValueError(f"{len(class_vecs)} class vectors span at most {len(class_vecs) - 1} PCA components")
     pca = PCA(n_components=n_components).fit(class_vecs)
@@ -224,8 +255,9 @@ class LabelStudy:
     label_models: dict[int, LabelSpaceModel]
 
 
-def run_label_study(fs: FeatureSet, class_vecs: np.ndarray, config: ExperimentConfig,
-                    progress: bool = True) -> LabelStudy:
+def run_label_study(
+    fs: FeatureSet, class_vecs: np.ndarray, config: ExperimentConfig, progress: bool = True
+) -> LabelStudy:
     """Train and score, for each of ``config.seeds`` on ``fs.draw(seed)``, the probes, label heads,
     random-vector heads and label-space methods (``random:`` heads use ``random_class_vectors(C, dim,
     seed)``)."""
@@ -240,8 +272,16 @@ def run_label_study(fs: FeatureSet, class_vecs: np.ndarray, config: ExperimentCo
 
             def add(model: str, family: str, backbone: str, probs: np.ndarray) -> None:
                 correct[(model, seed)] = probs.argmax(1) == y["test"]
-                acc_rows.append({"dataset": fs.dataset, "seed": seed, "model": model, "family": family,
-                                 "backbone": backbone, "accuracy": float(correct[(model, seed)].mean())})
+                acc_rows.append(
+                    {
+                        "dataset": fs.dataset,
+                        "seed": seed,
+                        "model": model,
+                        "family": family,
+                        "backbone": backbone,
+                        "accuracy": float(correct[(model, seed)].mean()),
+                    }
+                )
 
             for b, p in run.probes.items():
                 add(f"probe:{b}", "visual", b, p["test"])
@@ -264,11 +304,18 @@ def run_label_study(fs: FeatureSet, class_vecs: np.ndarray, config: ExperimentCo
             for label_experts in (False, True):
                 moe = run.moe("thumbnail", label_experts)
                 for expert, w in zip(moe.expert_names, moe.gate_weights(split, "test").mean(0)):
-                    gate_rows.append({"dataset": fs.dataset, "seed": seed, "expert": expert,
-                                      "weight": float(w),
-                                      "model": f"moe_thumbnail_{'label' if label_experts else 'joint'}"})
-            blend_rows.append({"dataset": fs.dataset, "seed": seed, "weight": weight,
-                               "weight_random": weight_random})
+                    gate_rows.append(
+                        {
+                            "dataset": fs.dataset,
+                            "seed": seed,
+                            "expert": expert,
+                            "weight": float(w),
+                            "model": f"moe_thumbnail_{'label' if label_experts else 'joint'}",
+                        }
+                    )
+            blend_rows.append(
+                {"dataset": fs.dataset, "seed": seed, "weight": weight, "weight_random": weight_random}
+            )
             for part in ("val", "test"):
                 curve = blend_curve(visual[part], probs["label_space"][part], y[part])
                 curve_rows.append(curve.assign(dataset=fs.dataset, seed=seed, split=part))
@@ -286,15 +333,24 @@ def accuracy_ci(study: LabelStudy, models: Sequence[str], n_boot: int = 2000, se
     seeds = sorted({s for _, s in study.correct})
     rows = []
     for m in models:
-        mean, low, high = bootstrap_mean_ci([100.0 * study.correct[(m, s)] for s in seeds], n_boot=n_boot,
-                                            seed=seed)
-        rows.append({"model": m, "accuracy": mean, "low": low, "high": high,
-                     "text": f"{mean:.2f} [{low:.2f}, {high:.2f}]"})
+        mean, low, high = bootstrap_mean_ci(
+            [100.0 * study.correct[(m, s)] for s in seeds], n_boot=n_boot, seed=seed
+        )
+        rows.append(
+            {
+                "model": m,
+                "accuracy": mean,
+                "low": low,
+                "high": high,
+                "text": f"{mean:.2f} [{low:.2f}, {high:.2f}]",
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def compare(study: LabelStudy, pairs: Sequence[tuple[str, str]] = C3_COMPARISONS, n_boot: int = 2000,
-            seed: int = 0) -> pd.DataFrame:
+def compare(
+    study: LabelStudy, pairs: Sequence[tuple[str, str]] = C3_COMPARISONS, n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
     """Accuracy difference A - B in points for each pair, with its paired 95% CI over test images and
     seeds (``fusion_lib.studies.stats.paired_difference``): columns dataset, a, b, diff, low, high, text, verdict."""
     seeds = sorted({s for _, s in study.correct})
@@ -305,10 +361,24 @@ def compare(study: LabelStudy, pairs: Sequence[tuple[str, str]] = C3_COMPARISONS
         if missing:
             known = sorted({m for m, _ in study.correct})
             raise ValueError(f"no per-image results for {missing}; models: {known}")
-        d = paired_difference([study.correct[(a, s)] for s in seeds], [study.correct[(b, s)] for s in seeds],
-                              n_boot=n_boot, seed=seed)
-        rows.append({"dataset": dataset, "a": a, "b": b, "diff": d.diff, "low": d.low, "high": d.high,
-                     "text": d.text(), "verdict": d.verdict(a, b)})
+        d = paired_difference(
+            [study.correct[(a, s)] for s in seeds],
+            [study.correct[(b, s)] for s in seeds],
+            n_boot=n_boot,
+            seed=seed,
+        )
+        rows.append(
+            {
+                "dataset": dataset,
+                "a": a,
+                "b": b,
+                "diff": d.diff,
+                "low": d.low,
+                "high": d.high,
+                "text": d.text(),
+                "verdict": d.verdict(a, b),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -349,8 +419,9 @@ class ZeroShotStudy:
         """Accuracy of a uniform random guess (``top5``: among all classes; ``zsl_top1``: among the
         held-out ones)."""
         n_held = len(self.splits[0])
-        return {"zsl_top1": 1 / n_held, "top5": min(5, self.n_classes) / self.n_classes}.get(measure,
-                                                                                           1 / self.n_classes)
+        return {"zsl_top1": 1 / n_held, "top5": min(5, self.n_classes) / self.n_classes}.get(
+            measure, 1 / self.n_classes
+        )
 
     def summary(self, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
         """One row per measure of the ``"mean"`` model (in ``ZERO_SHOT_MEASURES`` order): estimate with
@@ -369,10 +440,20 @@ class ZeroShotStudy:
                 low, high = percentile_interval(reps[measure])
             null = self.null[measure]
             null_low, null_high = percentile_interval(null)
-            rows.append({"dataset": self.dataset, "measure": measure, "estimate": est, "low": low,
-                         "high": high, "chance": self.chance(measure), "null_mean": float(null.mean()),
-                         "null_low": null_low, "null_high": null_high,
-                         "p_value": float((1 + np.sum(null >= est)) / (1 + len(null)))})
+            rows.append(
+                {
+                    "dataset": self.dataset,
+                    "measure": measure,
+                    "estimate": est,
+                    "low": low,
+                    "high": high,
+                    "chance": self.chance(measure),
+                    "null_mean": float(null.mean()),
+                    "null_low": null_low,
+                    "null_high": null_high,
+                    "p_value": float((1 + np.sum(null >= est)) / (1 + len(null))),
+                }
+            )
         return pd.DataFrame(rows)
 
     def estimate(self, model: str, measure: str) -> float:
@@ -389,8 +470,10 @@ class ZeroShotStudy:
         """Per seed, the measure's per-image values over the images where S and U are both defined (so
         that bootstrap replicates of S and U, drawn with one seed, resample the same images)."""
         vals = self.values[model]
-        return [v[~np.isnan(s) & ~np.isnan(u)]
-                for v, s, u in zip(vals[measure], vals["gzsl_seen"], vals["gzsl_unseen"])]
+        return [
+            v[~np.isnan(s) & ~np.isnan(u)]
+            for v, s, u in zip(vals[measure], vals["gzsl_seen"], vals["gzsl_unseen"])
+        ]
 
 
 def _harmonic(s: np.ndarray | float, u: np.ndarray | float) -> np.ndarray:
@@ -398,9 +481,16 @@ def _harmonic(s: np.ndarray | float, u: np.ndarray | float) -> np.ndarray:
     return np.where(s + u > 0, 2 * s * u / np.where(s + u > 0, s + u, 1.0), 0.0)
 
 
-def run_zero_shot(fs: FeatureSet, class_vecs: np.ndarray, seeds: Sequence[int], n_held: int = N_HELD_OUT,
-                  max_splits: int = N_SPLITS, n_permutations: int = N_PERMUTATIONS,
-                  ridge: float = ZERO_SHOT_RIDGE, progress: bool = True) -> ZeroShotStudy:
+def run_zero_shot(
+    fs: FeatureSet,
+    class_vecs: np.ndarray,
+    seeds: Sequence[int],
+    n_held: int = N_HELD_OUT,
+    max_splits: int = N_SPLITS,
+    n_permutations: int = N_PERMUTATIONS,
+    ridge: float = ZERO_SHOT_RIDGE,
+    progress: bool = True,
+) -> ZeroShotStudy:
     """Zero-shot over ``held_out_splits(C, n_held, max_splits)``, each split scored under one seed
     (split i under ``seeds[i % len(seeds)]``, on ``fs.draw(seed)``), so the splits cover every seed's
     data draw at the cost of one fit per split and backbone. Per split and backbone the map of
@@ -420,13 +510,14 @@ def run_zero_shot(fs: FeatureSet, class_vecs: np.ndarray, seeds: Sequence[int], 
     steps = tqdm(total=len(splits), desc=f"{fs.dataset} zero-shot", disable=not progress)
     n_train = 0
     for i, seed in enumerate(seeds):
-        mine = splits[i::len(seeds)]
+        mine = splits[i :: len(seeds)]
         if not mine:
             continue
         split = fs.draw(seed)
         y, n_train = split.labels["test"], len(split.labels["train"])
-        moments = {b: ClassMoments.of(split.features["train"][b], split.labels["train"], c)
-                   for b in fs.backbones}
+        moments = {
+            b: ClassMoments.of(split.features["train"][b], split.labels["train"], c) for b in fs.backbones
+        }
         rng = np.random.default_rng(seed)
         sums = {m: {k: np.zeros(len(y)) for k in _HITS} for m in models}
         null = {k: np.zeros((len(y), n_permutations)) for k in _HITS}

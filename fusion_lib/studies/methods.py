@@ -4,6 +4,7 @@ A ``SeedRun`` trains lazily, once per seed, what several methods share: the sing
 their out-of-fold train probabilities, the calibrated expert outputs, the jointly trained mixtures and
 the two-stage gates. ``METHODS`` maps each name to a function ``SeedRun -> MethodOutput``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,7 +50,9 @@ class MethodOutput:
 class SeedRun:
     """Lazily trained models shared between the methods of one seed (on that seed's split)."""
 
-    def __init__(self, fs: FeatureSet, seed: int, config: "ExperimentConfig", class_vecs: np.ndarray | None) -> None:
+    def __init__(
+        self, fs: FeatureSet, seed: int, config: "ExperimentConfig", class_vecs: np.ndarray | None
+    ) -> None:
         self.fs, self.seed, self.config, self._class_vecs = fs, seed, config, class_vecs
         self.train = config.train_config()
         self._moes: dict[str, MoE] = {}
@@ -83,9 +86,16 @@ class SeedRun:
         """A mixture trained jointly with its experts (the control recipe)."""
         key = f"{gate}{'+label' if label_experts else ''}"
         if key not in self._moes:
-            cfg = MoEConfig(gate=gate, label_experts=label_experts, thumbnail_size=self.config.thumbnail_size,
-                            expert=self.config.expert, **self.config.moe)
-            self._moes[key] = MoE(cfg, self.train, self.class_vecs if label_experts else None).fit(self.fs, self.seed)
+            cfg = MoEConfig(
+                gate=gate,
+                label_experts=label_experts,
+                thumbnail_size=self.config.thumbnail_size,
+                expert=self.config.expert,
+                **self.config.moe,
+            )
+            self._moes[key] = MoE(cfg, self.train, self.class_vecs if label_experts else None).fit(
+                self.fs, self.seed
+            )
         return self._moes[key]
 
     def two_stage(self, cfg: TwoStageConfig) -> TwoStageMoE:
@@ -109,18 +119,23 @@ def gflops(fs: FeatureSet, backbones: Sequence[str]) -> float | None:
 def _single(backbone: str) -> Callable[[SeedRun], MethodOutput]:
     def run(r: SeedRun) -> MethodOutput:
         return MethodOutput(probs=r.probes[backbone], gflops_per_image=gflops(r.fs, [backbone]))
+
     return run
 
 
 def _best_single(r: SeedRun) -> MethodOutput:
     best = baselines.best_single(r.probes, r.fs)
-    return MethodOutput(probs=r.probes[best], gflops_per_image=gflops(r.fs, [best]),
-                        extra={"chosen_backbone_index": float(r.fs.backbones.index(best))})
+    return MethodOutput(
+        probs=r.probes[best],
+        gflops_per_image=gflops(r.fs, [best]),
+        extra={"chosen_backbone_index": float(r.fs.backbones.index(best))},
+    )
 
 
 def _concat(r: SeedRun) -> MethodOutput:
-    return MethodOutput(probs=baselines.fit_concat(r.fs, r.seed, r.train, r.config.expert),
-                        gflops_per_image=r.total_gflops())
+    return MethodOutput(
+        probs=baselines.fit_concat(r.fs, r.seed, r.train, r.config.expert), gflops_per_image=r.total_gflops()
+    )
 
 
 def _prob_avg(r: SeedRun) -> MethodOutput:
@@ -135,27 +150,39 @@ def _prob_avg_calibrated(r: SeedRun) -> MethodOutput:
 def _stacking(source: str) -> Callable[[SeedRun], MethodOutput]:
     def run(r: SeedRun) -> MethodOutput:
         oof = r.oof_probes if source == "oof" else None
-        probs = baselines.fit_stacking(r.fs, r.probes, source, r.seed, r.train, r.config.expert, oof_train=oof)
+        probs = baselines.fit_stacking(
+            r.fs, r.probes, source, r.seed, r.train, r.config.expert, oof_train=oof
+        )
         return MethodOutput(probs=probs, gflops_per_image=r.total_gflops())
+
     return run
 
 
 def _oracle(r: SeedRun) -> MethodOutput:
-    preds = {s: baselines.oracle_predictions({b: p[s].argmax(1) for b, p in r.probes.items()}, r.fs.labels[s])
-             for s in EVAL_SPLITS}
+    preds = {
+        s: baselines.oracle_predictions({b: p[s].argmax(1) for b, p in r.probes.items()}, r.fs.labels[s])
+        for s in EVAL_SPLITS
+    }
     return MethodOutput(preds=preds, gflops_per_image=r.total_gflops())
 
 
 # -- jointly trained mixtures (the control) ------------------------------------------------------
 def _moe_output(r: SeedRun, moe: MoE) -> MethodOutput:
     fs = r.fs
-    out = MethodOutput(probs={s: moe.predict_proba(fs, s) for s in EVAL_SPLITS},
-                       extra={"gate_params": float(moe.gate_params), "gate_mflops": moe.gate_flops / 1e6,
-                              "epochs_run": float(len(moe.history_.train_loss))})
+    out = MethodOutput(
+        probs={s: moe.predict_proba(fs, s) for s in EVAL_SPLITS},
+        extra={
+            "gate_params": float(moe.gate_params),
+            "gate_mflops": moe.gate_flops / 1e6,
+            "epochs_run": float(len(moe.history_.train_loss)),
+        },
+    )
     if moe.config.gate != "uniform":
         out.gate_weights = moe.gate_weights(fs, "test")
         usage = gate_usage(out.gate_weights)
-        out.extra.update(gate_max_weight=usage["mean_max_weight"], gate_effective_experts=usage["effective_experts"])
+        out.extra.update(
+            gate_max_weight=usage["mean_max_weight"], gate_effective_experts=usage["effective_experts"]
+        )
     if gflops(fs, fs.backbones) is None:
         return out
     out.gflops_per_image = moe.expected_gflops(fs, "test")
@@ -163,7 +190,9 @@ def _moe_output(r: SeedRun, moe: MoE) -> MethodOutput:
     if moe.config.gate in ("thumbnail", "feature", "static"):
         for k in r.config.top_k:
             if k < len(moe.expert_names):
-                out.extra[f"accuracy_top{k}"] = M.accuracy(fs.labels["test"], moe.predict(fs, "test", top_k=k))
+                out.extra[f"accuracy_top{k}"] = M.accuracy(
+                    fs.labels["test"], moe.predict(fs, "test", top_k=k)
+                )
                 out.extra[f"gflops_per_image_top{k}"] = moe.expected_gflops(fs, "test", top_k=k)
     return out
 
@@ -184,8 +213,12 @@ def recipe(name: str, thumbnail_size: int, n_experts: int) -> TwoStageConfig:
     if name == "moe_thumbnail":
         return TwoStageConfig(gate="thumbnail", thumbnail_sizes=thumbnail_choices(thumbnail_size))
     gate, noisy = TWO_STAGE[name]
-    return TwoStageConfig(gate=gate, thumbnail_sizes=(thumbnail_size,),
-                          noisy_top_k=None if noisy is None else min(noisy, n_experts), shrink=noisy is None)
+    return TwoStageConfig(
+        gate=gate,
+        thumbnail_sizes=(thumbnail_size,),
+        noisy_top_k=None if noisy is None else min(noisy, n_experts),
+        shrink=noisy is None,
+    )
 
 
 def _two_stage_output(r: SeedRun, name: str) -> MethodOutput:
@@ -193,11 +226,17 @@ def _two_stage_output(r: SeedRun, name: str) -> MethodOutput:
     m = r.two_stage(recipe(name, r.config.thumbnail_size, len(ex.names)))
     weights = m.gate_weights(fs, ex, "test")
     usage = gate_usage(weights)
-    out = MethodOutput(probs={s: m.predict_proba(fs, ex, s) for s in EVAL_SPLITS}, gate_weights=weights,
-                       extra={"alpha": m.alpha_, "gate_mflops": m.gate_flops / 1e6,
-                              "gate_max_weight": usage["mean_max_weight"],
-                              "gate_effective_experts": usage["effective_experts"],
-                              "active_experts": float(m.default_top_k(None) or len(ex.names))})
+    out = MethodOutput(
+        probs={s: m.predict_proba(fs, ex, s) for s in EVAL_SPLITS},
+        gate_weights=weights,
+        extra={
+            "alpha": m.alpha_,
+            "gate_mflops": m.gate_flops / 1e6,
+            "gate_max_weight": usage["mean_max_weight"],
+            "gate_effective_experts": usage["effective_experts"],
+            "active_experts": float(m.default_top_k(None) or len(ex.names)),
+        },
+    )
     if "thumbnail" in m.config.gate:
         out.extra["thumbnail_size"] = float(m.size_)
     if gflops(fs, fs.backbones) is None:
@@ -206,8 +245,9 @@ def _two_stage_output(r: SeedRun, name: str) -> MethodOutput:
     if m.config.noisy_top_k is None and not m.needs_all_backbones:
         for k in r.config.top_k:
             if k < len(ex.names):
-                out.extra[f"accuracy_top{k}"] = M.accuracy(fs.labels["test"],
-                                                           m.predict_proba(fs, ex, "test", top_k=k).argmax(1))
+                out.extra[f"accuracy_top{k}"] = M.accuracy(
+                    fs.labels["test"], m.predict_proba(fs, ex, "test", top_k=k).argmax(1)
+                )
                 out.extra[f"gflops_per_image_top{k}"] = m.expected_gflops(fs, ex, "test", top_k=k)
     return out
 
@@ -239,8 +279,11 @@ def _blend_label(r: SeedRun) -> MethodOutput:
     visual = _two_stage_output(r, "moe_thumbnail")
     p_lab = {s: r.label_model.predict_proba(r.fs, s) for s in EVAL_SPLITS}
     w = choose_blend_weight(visual.probs["val"], p_lab["val"], r.fs.labels["val"])
-    return MethodOutput(probs={s: blend(visual.probs[s], p_lab[s], w) for s in EVAL_SPLITS},
-                        gflops_per_image=visual.gflops_per_image, extra={"blend_weight": w})
+    return MethodOutput(
+        probs={s: blend(visual.probs[s], p_lab[s], w) for s in EVAL_SPLITS},
+        gflops_per_image=visual.gflops_per_image,
+        extra={"blend_weight": w},
+    )
 
 
 METHODS: dict[str, Callable[[SeedRun], MethodOutput]] = {
@@ -272,8 +315,11 @@ def resolve_methods(spec: str | Sequence[str], backbones: Sequence[str]) -> list
     valid = method_names(backbones)
     out: list[str] = []
     for name in split_names(spec):
-        expanded = valid if name == "all" else [name.replace("single_", SINGLE_PREFIX, 1)
-                                                if name.startswith("single_") else name]
+        expanded = (
+            valid
+            if name == "all"
+            else [name.replace("single_", SINGLE_PREFIX, 1) if name.startswith("single_") else name]
+        )
         for m in expanded:
             if m not in valid:
                 raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(valid)} (or 'all')")
@@ -286,4 +332,4 @@ def resolve_methods(spec: str | Sequence[str], backbones: Sequence[str]) -> list
 
 def method_fn(name: str) -> Callable[[SeedRun], MethodOutput]:
     """The function behind a resolved method name."""
-    return _single(name[len(SINGLE_PREFIX):]) if name.startswith(SINGLE_PREFIX) else METHODS[name]
+    return _single(name[len(SINGLE_PREFIX) :]) if name.startswith(SINGLE_PREFIX) else METHODS[name]

@@ -3,6 +3,7 @@
 Predictions are integer class arrays ``(n,)``; probabilities are ``(n, n_classes)`` arrays whose
 rows sum to one. Every function checks that its inputs are aligned and says what is wrong if not.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
@@ -34,7 +35,9 @@ def _probs(probs: np.ndarray, y_true: np.ndarray) -> np.ndarray:
         raise ValueError(f"probs must be a 2-d array (n, n_classes), got shape {probs.shape}")
     _aligned(probs=probs, y_true=y_true)
     if y_true.max() >= probs.shape[1] or y_true.min() < 0:
-        raise ValueError(f"labels must lie in [0, {probs.shape[1]}), got range [{y_true.min()}, {y_true.max()}]")
+        raise ValueError(
+            f"labels must lie in [0, {probs.shape[1]}), got range [{y_true.min()}, {y_true.max()}]"
+        )
     return probs
 
 
@@ -80,7 +83,9 @@ def cohen_kappa(pred_a: np.ndarray, pred_b: np.ndarray) -> float:
     _aligned(pred_a=pred_a, pred_b=pred_b)
     n = int(max(pred_a.max(), pred_b.max()) + 1)
     p_observed = float(np.mean(pred_a == pred_b))
-    p_chance = float(np.dot(np.bincount(pred_a, minlength=n), np.bincount(pred_b, minlength=n))) / len(pred_a) ** 2
+    p_chance = (
+        float(np.dot(np.bincount(pred_a, minlength=n), np.bincount(pred_b, minlength=n))) / len(pred_a) ** 2
+    )
     if p_chance == 1.0:
         return 1.0
     return (p_observed - p_chance) / (1.0 - p_chance)
@@ -100,8 +105,10 @@ def oracle_accuracy(preds: Mapping[str, np.ndarray] | Sequence[np.ndarray], y_tr
         raise ValueError("oracle_accuracy needs at least one prediction array")
     y_true = _labels(y_true, "y_true")
     if any(len(p) != len(y_true) for p in arrays):
-        raise ValueError(f"every prediction array must have {len(y_true)} entries like y_true, "
-                         f"got lengths {[len(p) for p in arrays]}")
+        raise ValueError(
+            f"every prediction array must have {len(y_true)} entries like y_true, "
+            f"got lengths {[len(p) for p in arrays]}"
+        )
     stacked = np.stack([_labels(p, "prediction") for p in arrays])
     return float(np.mean((stacked == y_true).any(axis=0)))
 
@@ -132,11 +139,15 @@ def reliability_diagram(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(bins, weights=confidence, minlength=n_bins) / count
         mean_acc = np.bincount(bins, weights=correct, minlength=n_bins) / count
-    return pd.DataFrame({
-        "bin_lower": edges[:-1], "bin_upper": edges[1:], "count": count,
-        "confidence": np.where(count > 0, mean_conf, np.nan),
-        "accuracy": np.where(count > 0, mean_acc, np.nan),
-    })
+    return pd.DataFrame(
+        {
+            "bin_lower": edges[:-1],
+            "bin_upper": edges[1:],
+            "count": count,
+            "confidence": np.where(count > 0, mean_conf, np.nan),
+            "accuracy": np.where(count > 0, mean_acc, np.nan),
+        }
+    )
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
@@ -146,7 +157,9 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
     return float((gap * table["count"]).sum() / table["count"].sum())
 
 
-def pairwise_matrix(preds: Mapping[str, np.ndarray], fn: Callable[[np.ndarray, np.ndarray], float]) -> pd.DataFrame:
+def pairwise_matrix(
+    preds: Mapping[str, np.ndarray], fn: Callable[[np.ndarray, np.ndarray], float]
+) -> pd.DataFrame:
     """Square frame of ``fn(preds[a], preds[b])`` for every pair of named prediction arrays."""
     if not preds:
         raise ValueError("pairwise_matrix needs at least one named prediction array")
@@ -171,7 +184,18 @@ def double_fault_matrix(preds: Mapping[str, np.ndarray], y_true: np.ndarray) -> 
 
 
 __all__ = [
-    "accuracy", "confusion_matrix", "per_class_accuracy", "agreement", "cohen_kappa", "double_fault",
-    "oracle_accuracy", "log_loss", "reliability_diagram", "expected_calibration_error",
-    "pairwise_matrix", "agreement_matrix", "kappa_matrix", "double_fault_matrix",
+    "accuracy",
+    "confusion_matrix",
+    "per_class_accuracy",
+    "agreement",
+    "cohen_kappa",
+    "double_fault",
+    "oracle_accuracy",
+    "log_loss",
+    "reliability_diagram",
+    "expected_calibration_error",
+    "pairwise_matrix",
+    "agreement_matrix",
+    "kappa_matrix",
+    "double_fault_matrix",
 ]

@@ -7,6 +7,7 @@ and every method's outputs, so that any two methods can be compared with a paire
 ``results.json`` there. The methods live in ``fusion_lib.studies.methods``, the configuration in
 ``fusion_lib.studies.config`` and the command line in ``fusion_lib.studies.cli``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,8 +36,15 @@ from fusion_lib.studies.methods import (
 )
 from fusion_lib.studies.stats import Difference, bootstrap_mean_ci, paired_difference
 
-__all__ = ["ExperimentResult", "load_features", "load_results", "run_experiment", "save_results", "summarize",
-           "summary_table"]
+__all__ = [
+    "ExperimentResult",
+    "load_features",
+    "load_results",
+    "run_experiment",
+    "save_results",
+    "summarize",
+    "summary_table",
+]
 RESULT_COLUMNS = ["dataset", "method", "seed", "metric", "value"]
 
 
@@ -45,18 +53,29 @@ def load_features(config: ExperimentConfig) -> FeatureSet:
     from fusion_lib.data.datasets import SplitSizes
     from fusion_lib.data.extraction import load_feature_set
 
-    return load_feature_set(config.dataset, config.backbones, SplitSizes(config.train, config.val, config.test),
-                            seed=config.data_seed, input_size=config.input_size,
-                            thumbnail_size=config.thumbnail_size, device=config.device,
-                            skip_bad_images=config.skip_bad_images)
+    return load_feature_set(
+        config.dataset,
+        config.backbones,
+        SplitSizes(config.train, config.val, config.test),
+        seed=config.data_seed,
+        input_size=config.input_size,
+        thumbnail_size=config.thumbnail_size,
+        device=config.device,
+        skip_bad_images=config.skip_bad_images,
+    )
 
 
 def _metrics(out: MethodOutput, fs: FeatureSet) -> dict[str, float]:
     y_test, y_val = fs.labels["test"], fs.labels["val"]
-    res = {"accuracy": M.accuracy(y_test, out.predictions("test")),
-           "val_accuracy": M.accuracy(y_val, out.predictions("val"))}
+    res = {
+        "accuracy": M.accuracy(y_test, out.predictions("test")),
+        "val_accuracy": M.accuracy(y_val, out.predictions("val")),
+    }
     if out.probs is not None:
-        res.update(ece=M.expected_calibration_error(out.probs["test"], y_test), nll=M.log_loss(out.probs["test"], y_test))
+        res.update(
+            ece=M.expected_calibration_error(out.probs["test"], y_test),
+            nll=M.log_loss(out.probs["test"], y_test),
+        )
     if out.gflops_per_image is not None:
         res["gflops_per_image"] = out.gflops_per_image
     return {**res, **out.extra}
@@ -99,9 +118,19 @@ class ExperimentResult:
         rows = []
         for m in methods or [m for m in self.methods if m != baseline]:
             d = self.compare(m, baseline)
-            rows.append({"method": m, "baseline": baseline, "diff": d.diff, "low": d.low, "high": d.high,
-                         "p_mcnemar": d.p_mcnemar, "n_images": d.n_images, "n_seeds": d.n_seeds,
-                         "vs baseline (points, 95% CI)": d.text()})
+            rows.append(
+                {
+                    "method": m,
+                    "baseline": baseline,
+                    "diff": d.diff,
+                    "low": d.low,
+                    "high": d.high,
+                    "p_mcnemar": d.p_mcnemar,
+                    "n_images": d.n_images,
+                    "n_seeds": d.n_seeds,
+                    "vs baseline (points, 95% CI)": d.text(),
+                }
+            )
         return pd.DataFrame(rows)
 
     def accuracy_ci(self, method: str) -> tuple[float, float, float]:
@@ -111,20 +140,33 @@ class ExperimentResult:
     def table(self, baseline: str | None = None) -> pd.DataFrame:
         """One row per method: test accuracy with its 95% CI, mean GFLOPs per image and, given a
         ``baseline``, the paired difference to it (points, 95% CI)."""
-        gf = self.metrics[self.metrics["metric"] == "gflops_per_image"].groupby("method", sort=False)["value"].mean()
+        gf = (
+            self.metrics[self.metrics["metric"] == "gflops_per_image"]
+            .groupby("method", sort=False)["value"]
+            .mean()
+        )
         rows = []
         for m in self.methods:
             acc, lo, hi = self.accuracy_ci(m)
-            row = {"method": m, "accuracy % (95% CI)": f"{acc:.2f} [{lo:.2f}, {hi:.2f}]",
-                   "GFLOPs / image": f"{gf[m]:.3f}" if m in gf.index else ""}
+            row = {
+                "method": m,
+                "accuracy % (95% CI)": f"{acc:.2f} [{lo:.2f}, {hi:.2f}]",
+                "GFLOPs / image": f"{gf[m]:.3f}" if m in gf.index else "",
+            }
             if baseline is not None:
-                row[f"vs {baseline} (points, 95% CI)"] = "" if m == baseline else self.compare(m, baseline).text()
+                row[f"vs {baseline} (points, 95% CI)"] = (
+                    "" if m == baseline else self.compare(m, baseline).text()
+                )
             rows.append(row)
         return pd.DataFrame(rows).set_index("method")
 
 
-def run_experiment(config: ExperimentConfig, feature_set: FeatureSet | None = None, word_vectors: Any = None,
-                   progress: bool = True) -> ExperimentResult:
+def run_experiment(
+    config: ExperimentConfig,
+    feature_set: FeatureSet | None = None,
+    word_vectors: Any = None,
+    progress: bool = True,
+) -> ExperimentResult:
     """Run every method of ``config`` over its seeds (and write the metrics to ``config.out_dir``).
 
     Features are extracted once for a pool of images (``feature_set``, or loaded from the cache);
@@ -150,8 +192,11 @@ def run_experiment(config: ExperimentConfig, feature_set: FeatureSet | None = No
         class_vecs = class_vectors(pool.class_names, vectors, config.aliases)
     rows, outputs, labels, experts = [], {}, {}, {}
     with deterministic(), num_threads(config.threads):
-        steps = tqdm([(s, m) for s in config.seeds for m in methods], desc=f"{pool.dataset} methods",
-                     disable=not progress)
+        steps = tqdm(
+            [(s, m) for s in config.seeds for m in methods],
+            desc=f"{pool.dataset} methods",
+            disable=not progress,
+        )
         run = None
         for seed, method in steps:
             if run is None or run.seed != seed:
@@ -199,10 +244,13 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return mean_std(df, ["dataset", "method", "metric"], "value", digits=4)
 
 
-def summary_table(df: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "ece", "gflops_per_image")) -> pd.DataFrame:
+def summary_table(
+    df: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "ece", "gflops_per_image")
+) -> pd.DataFrame:
     """Methods as rows, the chosen metrics as "mean ± std" columns (one dataset at a time)."""
     s = summarize(df)
     s = s[s["metric"].isin(metrics)]
-    table = s.pivot_table(index=["dataset", "method"], columns="metric", values="mean ± std", aggfunc="first",
-                          sort=False)
+    table = s.pivot_table(
+        index=["dataset", "method"], columns="metric", values="mean ± std", aggfunc="first", sort=False
+    )
     return table[[m for m in metrics if m in table.columns]].fillna("")

@@ -7,6 +7,7 @@ seed, that seed's test images with replacement, and takes the same images for bo
 one seed is compared, McNemar's exact test (a two-sided binomial test on the discordant images) is
 reported beside it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,15 +49,18 @@ class Difference:
 
 
 def _as_seeds(values: Sequence[np.ndarray] | np.ndarray, what: str) -> list[np.ndarray]:
-    arrays = [np.asarray(v, dtype=np.float64).ravel() for v in
-              ([values] if isinstance(values, np.ndarray) and values.ndim == 1 else values)]
+    arrays = [
+        np.asarray(v, dtype=np.float64).ravel()
+        for v in ([values] if isinstance(values, np.ndarray) and values.ndim == 1 else values)
+    ]
     if not arrays or any(len(a) == 0 for a in arrays):
         raise ValueError(f"{what} needs at least one seed with at least one test image")
     return arrays
 
 
-def bootstrap_means(values: Sequence[np.ndarray] | np.ndarray, *, n_boot: int = 2000,
-                    seed: int = 0) -> np.ndarray:
+def bootstrap_means(
+    values: Sequence[np.ndarray] | np.ndarray, *, n_boot: int = 2000, seed: int = 0
+) -> np.ndarray:
     """The ``n_boot`` bootstrap replicates of the mean over seeds of per-seed means, resampling within
     each seed. Two calls with the same ``seed`` and equal per-seed sizes resample the same images, so
     their replicates are paired (for a statistic of several per-image scores, e.g. a harmonic mean)."""
@@ -83,8 +87,13 @@ def _bootstrap(per_seed: list[np.ndarray], n_boot: int, seed: int) -> tuple[floa
     return percentile_interval(bootstrap_means(per_seed, n_boot=n_boot, seed=seed))
 
 
-def paired_difference(correct_a: Sequence[np.ndarray] | np.ndarray, correct_b: Sequence[np.ndarray] | np.ndarray,
-                      *, n_boot: int = 2000, seed: int = 0) -> Difference:
+def paired_difference(
+    correct_a: Sequence[np.ndarray] | np.ndarray,
+    correct_b: Sequence[np.ndarray] | np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Difference:
     """Accuracy difference A - B in points over the same test images, with a paired 95% CI.
 
     ``correct_a`` and ``correct_b`` hold one boolean array per seed (or a single array for one seed),
@@ -92,8 +101,10 @@ def paired_difference(correct_a: Sequence[np.ndarray] | np.ndarray, correct_b: S
     """
     a, b = _as_seeds(correct_a, "correct_a"), _as_seeds(correct_b, "correct_b")
     if len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b)):
-        raise ValueError(f"correct_a and correct_b must be paired: got seeds of sizes {[len(x) for x in a]} "
-                         f"and {[len(y) for y in b]}")
+        raise ValueError(
+            f"correct_a and correct_b must be paired: got seeds of sizes {[len(x) for x in a]} "
+            f"and {[len(y) for y in b]}"
+        )
     deltas = [100.0 * (x - y) for x, y in zip(a, b)]
     low, high = _bootstrap(deltas, n_boot, seed)
     p = None
@@ -104,8 +115,9 @@ def paired_difference(correct_a: Sequence[np.ndarray] | np.ndarray, correct_b: S
     return Difference(diff, low, high, n_images=sum(len(x) for x in a), n_seeds=len(a), p_mcnemar=p)
 
 
-def bootstrap_mean_ci(values: Sequence[np.ndarray] | np.ndarray, *, n_boot: int = 2000,
-                      seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_mean_ci(
+    values: Sequence[np.ndarray] | np.ndarray, *, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """(mean, low, high): the mean over seeds of per-seed means, with a seed-stratified 95% bootstrap CI.
 
     Use it for one method's accuracy (pass 100 x correctness for points) or any per-image score.

