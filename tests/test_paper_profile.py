@@ -61,6 +61,7 @@ def test_missing_paper_dataset_says_how_to_get_it(tmp_path):
 
 
 @pytest.mark.paper
+@pytest.mark.slow
 def test_five_notebooks_run_with_the_paper_profile_offline(paper_root, tmp_path, monkeypatch):
     from fusion_lib.book.build import run_notebooks
     from fusion_lib.data.assets import cache_root
