@@ -90,6 +90,28 @@ def test_thumbnail_size_is_chosen_on_validation(setup):
     fs, _, _, ex = setup
     m = TwoStageMoE(TwoStageConfig(gate="thumbnail", thumbnail_sizes=(8, 16)), TRAIN).fit(fs, ex)
     assert m.size_ in (8, 16) and np.isfinite(m.val_nll_)
+    # each size is its own fit: the chosen one equals the single-size recipe, which SeedRun shares
+    single = {s: m.for_size(s).fit(fs, ex) for s in (8, 16)}
+    assert m.val_nll_ == min(f.val_nll_ for f in single.values())
+    np.testing.assert_array_equal(
+        m.gate_weights(fs, ex, "test"), single[m.size_].gate_weights(fs, ex, "test")
+    )
+
+
+def test_seed_run_shares_single_size_fits():
+    from test_experiment import small_config
+
+    from fusion_lib.studies.methods import SeedRun, recipe
+
+    fs, _ = planted()
+    run = SeedRun(fs, 0, small_config(epochs=5), None)
+    stored = 16  # thumbnails are upsampled from the planted 8 px, so sizes 8 and 16 are both tried
+    chosen = run.two_stage(recipe("moe_thumbnail", stored, len(fs.backbones)))
+    fixed = run.two_stage(recipe("moe_thumbnail_oof", stored, len(fs.backbones)))
+    sizes = chosen.sizes
+    assert len(sizes) > 1 and len(run._two_stage) == len(sizes) + 1  # one fit per size, plus the choice
+    assert fixed is run._two_stage[chosen.for_size(stored).config]  # the largest size is moe_thumbnail_oof
+    assert chosen.model_ is run._two_stage[chosen.for_size(chosen.size_).config].model_
 
 
 def test_bad_recipes_are_rejected():

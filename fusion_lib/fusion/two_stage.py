@@ -17,8 +17,8 @@ gate sparse with noisy top-k gating and the importance and load losses of Shazee
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -261,24 +261,39 @@ class TwoStageMoE:
         k = self.config.noisy_top_k
         if k is not None and k > len(experts.names):
             raise ValueError(f"noisy_top_k={k} exceeds the number of experts ({len(experts.names)})")
-        sizes = (
-            self.config.thumbnail_sizes
-            if "thumbnail" in self.config.gate
-            else self.config.thumbnail_sizes[:1]
-        )
-        best = None
-        for size in sizes:
-            torch.manual_seed(seed)
-            model = self._build(fs, experts, size)
-            train = self._inputs(fs, experts, "train", size)
-            val = self._inputs(fs, experts, "val", size)
-            fit_module(model, self._loss, train, val, self.train, seed)
-            self.model_, self.size_ = model, size
-            alpha, nll = self._choose_alpha(fs, experts)
-            if best is None or nll < best[0] - 1e-9:
-                best = (nll, model, size, alpha)
-        self.val_nll_, self.model_, self.size_, self.alpha_ = best
+        sizes = self.sizes
+        if len(sizes) > 1:
+            return self.adopt_best([self.for_size(s).fit(fs, experts, seed) for s in sizes])
+        torch.manual_seed(seed)
+        self.model_, self.size_ = self._build(fs, experts, sizes[0]), sizes[0]
+        train = self._inputs(fs, experts, "train", self.size_)
+        val = self._inputs(fs, experts, "val", self.size_)
+        fit_module(self.model_, self._loss, train, val, self.train, seed)
+        self.alpha_, self.val_nll_ = self._choose_alpha(fs, experts)
         self.names_ = list(experts.names)
+        return self
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The thumbnail sizes this recipe fits a gate for (one size for gates without a thumbnail)."""
+        cfg = self.config
+        return cfg.thumbnail_sizes if "thumbnail" in cfg.gate else cfg.thumbnail_sizes[:1]
+
+    def for_size(self, size: int) -> "TwoStageMoE":
+        """An unfitted copy of this recipe for one thumbnail size (each size is fit on its own, so a
+        single-size recipe's fit can be shared; see ``fusion_lib.studies.methods.SeedRun``)."""
+        return TwoStageMoE(replace(self.config, thumbnail_sizes=(size,)), self.train)
+
+    def adopt_best(self, fits: Sequence["TwoStageMoE"]) -> "TwoStageMoE":
+        """Become the fitted single-size mixture with the lowest validation NLL (the first on ties)."""
+        best = min(fits, key=lambda m: m.val_nll_)
+        self.model_, self.size_, self.alpha_, self.val_nll_ = (
+            best.model_,
+            best.size_,
+            best.alpha_,
+            best.val_nll_,
+        )
+        self.names_ = list(best.names_)
         return self
 
     def _choose_alpha(self, fs: FeatureSet, experts: ExpertOutputs) -> tuple[float, float]:

@@ -101,7 +101,12 @@ class SeedRun:
     def two_stage(self, cfg: TwoStageConfig) -> TwoStageMoE:
         """A gate trained on the calibrated out-of-fold expert outputs."""
         if cfg not in self._two_stage:
-            self._two_stage[cfg] = TwoStageMoE(cfg, self.train).fit(self.fs, self.experts, self.seed)
+            model = TwoStageMoE(cfg, self.train)
+            if len(model.sizes) > 1:  # one fit per size, shared with the single-size recipes
+                model.adopt_best([self.two_stage(model.for_size(s).config) for s in model.sizes])
+            else:
+                model.fit(self.fs, self.experts, self.seed)
+            self._two_stage[cfg] = model
         return self._two_stage[cfg]
 
     def total_gflops(self) -> float | None:
