@@ -29,7 +29,7 @@ def test_profiles_are_valid(name):
     assert set(p.datasets) <= set(KNOWN_DATASETS)
     assert p.seeds and len(set(p.seeds)) == len(p.seeds)
     for key in OVERRIDABLE:
-        if key != "sizes":  # overriding sizes also clears per-dataset sizes, by design
+        if key not in ("sizes", "seeds"):  # overriding these also clears per-dataset ones, by design
             assert get_profile(name, **{key: getattr(p, key)}) == p, f"{key} does not round-trip"
 
 
@@ -56,6 +56,18 @@ def test_profile_sizes_and_overrides():
         "mnist"
     ) == SplitSizes(10, 10, 10)
     assert get_profile("ci", backbones="offline").backbones == PROFILES["book"].backbones
+
+
+def test_max_seeds_caps_a_datasets_seeds():
+    p = get_profile("book")
+    assert p.seeds_for("fashion_mnist") == (0, 1) and p.seeds_for("digits") == p.seeds == (0, 1, 2)
+    assert p.experiment_config("fashion_mnist").seeds == [0, 1]
+    assert "fashion_mnist: 0, 1" in p.describe()["seeds"]
+    assert get_profile("book", seeds=1).seeds_for("fashion_mnist") == (0,)  # explicit seeds: every dataset
+    q = get_profile("book", max_seeds={"digits": 1})  # replaces the profile's caps
+    assert (q.seeds_for("digits"), q.seeds_for("fashion_mnist")) == ((0,), (0, 1, 2))
+    with pytest.raises(ValueError, match="not in profile"):
+        p.seeds_for("cifar10")
 
 
 def test_profiles_are_immutable():
@@ -96,6 +108,9 @@ def test_unknown_override_lists_the_valid_settings():
         ("sizes", (100, 0, 10), "split size val"),
         ("dataset_sizes", {"nope": (1, 1, 1)}, "unknown dataset"),
         ("dataset_sizes", {"mnist": (1, 1, 1)}, "not among the profile's datasets"),
+        ("max_seeds", {"digits": 0}, "max_seeds['digits'] must be an integer >= 1"),
+        ("max_seeds", {"mnist": 1}, "not among the profile's datasets"),
+        ("max_seeds", 2, "max_seeds must be a dict"),
     ],
 )
 def test_bad_values_are_rejected(key, value, message):
