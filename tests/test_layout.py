@@ -1,21 +1,68 @@
-"""The package layout: the command lines of the README start, the top package stays light, and facts
-shared across layers are defined once."""
+"""The package layout: each layer imports only the layers below it, the command lines of the README
+start, the top package stays light, and facts shared across layers are defined once."""
 
+import ast
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import fusion_lib
+from fusion_lib.book.build import LAYERS
+from fusion_lib.book.profiles import PROFILES
 from fusion_lib.data import datasets, feature_set
 from fusion_lib.data.assets import ASSETS
 from fusion_lib.data.backbones import BACKBONE_CFGS, OFFLINE_BACKBONES, short_name
 from fusion_lib.data.validation import split_names
 from fusion_lib.fusion import label_space, training, two_stage
+from fusion_lib.studies import cli
+
+PACKAGE = Path(fusion_lib.__file__).parent
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True)
+
+
+def _layer(module: str) -> int | None:
+    """The position of ``module``'s layer in ``LAYERS`` (None for the top package and outside it)."""
+    return next(
+        (i for i, layer in enumerate(LAYERS) if module == layer or module.startswith(f"{layer}.")), None
+    )
+
+
+def _module_name(path: Path) -> str:
+    """``fusion_lib/data/__init__.py`` -> ``fusion_lib.data``."""
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, name) of everything the module imports, anywhere in it: at the top, inside functions and
+    under ``TYPE_CHECKING`` alike (a function's import is a dependency all the same, only a later one).
+    ``from a.b import c`` gives ``a.b.c``, so that ``from fusion_lib import book`` names its layer."""
+    module = _module_name(path)
+    package = (module if path.name == "__init__.py" else module.rpartition(".")[0]).split(".")
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            # a relative import (level n) starts from the package n - 1 levels up
+            base = package[: len(package) - node.level + 1] if node.level else []
+            source = ".".join([*base, *([node.module] if node.module else [])])
+            yield from ((node.lineno, f"{source}.{alias.name}") for alias in node.names)
+
+
+def test_each_layer_imports_only_the_layers_below():
+    upward = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (own := _layer(_module_name(path))) is not None
+        for line, name in _imports(path)
+        if (_layer(name) or 0) > own  # None: the top package or a third-party module
+    ]
+    assert not upward, f"imports from a higher layer (LAYERS: {LAYERS}): {upward}"
 
 
 @pytest.mark.parametrize(
@@ -52,6 +99,12 @@ def test_one_config_per_offline_backbone_names_real_assets():
     for name, cfg in BACKBONE_CFGS.items():
         assert cfg.name == name and cfg.asset in ASSETS and short_name(name) == cfg.short_name
         assert short_name(f"single:{name}") == f"single:{cfg.short_name}"
+
+
+def test_command_line_defaults_to_the_book_sizes():
+    # the CLI cannot import the book's profiles (a higher layer): both take the sizes from the data layer
+    book = PROFILES["book"]
+    assert all(cli._default_sizes(d) == book.split_sizes(d) for d in book.datasets)
 
 
 def test_shared_constants_are_defined_once():

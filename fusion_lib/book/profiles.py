@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from fusion_lib.data import validation as V
 from fusion_lib.data.backbones import OFFLINE_BACKBONES
-from fusion_lib.data.datasets import DATA_ROOT_ENV, OFFLINE_DATASETS, ONLINE_DATASETS, SplitSizes
+from fusion_lib.data.datasets import (
+    DATA_ROOT_ENV,
+    OFFLINE_DATASETS,
+    OFFLINE_SPLIT_SIZES,
+    ONLINE_DATASETS,
+    SplitSizes,
+)
 from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE, load_feature_set
 from fusion_lib.data.feature_set import FeatureSet
 
@@ -158,9 +164,7 @@ PROFILES: dict[str, Profile] = {
         thumbnail_size=32,
         device="cpu",
     ),
-    # Fashion-MNIST: the full official test set (10,000 images) and 12,000 official train images, of
-    # which each seed draws its own 10,000 train / 2,000 validation. The other datasets have no
-    # official test split: each seed draws all three splits from the pool.
+    # the offline datasets' own sizes (OFFLINE_SPLIT_SIZES) are shared with the command line
     "book": Profile(
         name="book",
         datasets=("fashion_mnist", "cifar_cats_dogs", "digits", "mnist"),
@@ -171,13 +175,7 @@ PROFILES: dict[str, Profile] = {
         input_size=OFFLINE_INPUT_SIZE,
         thumbnail_size=32,
         device="cpu",
-        dataset_sizes=_frozen(
-            {
-                "fashion_mnist": SplitSizes(10000, 2000, 10000),
-                "cifar_cats_dogs": SplitSizes(1200, 300, 500),
-                "digits": SplitSizes(1000, 297, 500),
-            }
-        ),
+        dataset_sizes=OFFLINE_SPLIT_SIZES,
         # Fashion-MNIST's test set is fixed and large (its 95% intervals are about +-0.5 points with two
         # seeds), so a third seed would add little beyond a quarter of the build time; the other datasets
         # redraw their small test sets per seed, and three seeds triple their test images.

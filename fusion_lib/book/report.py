@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from fusion_lib.data.backbones import short_name
+from fusion_lib.studies.stats import interval as interval  # re-exported: the notebooks use it from here
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -24,12 +25,6 @@ def percent(fraction: float, digits: int = 1) -> str:
 def points(fraction: float, digits: int = 1, sign: bool = True) -> str:
     """A difference of two accuracies (fractions) in percentage points: ``points(0.0123)`` -> ``"+1.2"``."""
     return f"{100 * fraction:{'+' if sign else ''}.{digits}f}"
-
-
-def interval(mean: float, low: float, high: float, digits: int = 1, sign: bool = False) -> str:
-    """An estimate with its interval, all in the same unit: ``"91.2 [90.1, 92.3]"``."""
-    f = f"{'+' if sign else ''}.{digits}f"
-    return f"{mean:{f}} [{low:{f}}, {high:{f}}]"
 
 
 def table(

@@ -183,36 +183,6 @@ def split_names(spec: str | Sequence[str]) -> list[str]:
     return [name.strip() for name in parts if name.strip()]
 
 
-def methods(spec: Any, backbones: Sequence[str] | None = None) -> list[str]:
-    """Method names. With ``backbones``, fully resolved (``single_<b>`` must name one of them); without,
-    every name must be a known method, "all" or a ``single_<backbone>``."""
-    from fusion_lib.studies.methods import METHODS, SINGLE_PREFIX, resolve_methods
-
-    if not isinstance(spec, str) and not (
-        isinstance(spec, Sequence) and all(isinstance(m, str) for m in spec)
-    ):
-        raise ParameterError(f"methods must be a comma-separated string or a list of names, got {spec!r}")
-    if backbones is not None:
-        return resolve_methods(spec, backbones)
-    names = split_names(spec)
-    unknown = [
-        m for m in names if m != "all" and m not in METHODS and not m.startswith(("single_", SINGLE_PREFIX))
-    ]
-    if unknown or not names:
-        raise ParameterError(
-            f"unknown method(s) {unknown or spec!r}; valid methods: {', '.join(METHODS)}, "
-            f"single_<backbone> (or 'all')"
-        )
-    return names
-
-
-def compare(baseline: Any, backbones: Sequence[str]) -> str:
-    """The ``--compare`` baseline: one method name."""
-    if not isinstance(baseline, str) or "," in baseline or baseline == "all":
-        raise ParameterError(f"--compare takes one method name, got {baseline!r}")
-    return methods(baseline, backbones)[0]
-
-
 def backbones(spec: Any) -> list[str]:
     """Backbone names ("offline", timm names); unknown ones list the valid choices. Nothing is loaded."""
     from fusion_lib.data.backbones import BackboneError, resolve_backbones
@@ -250,14 +220,14 @@ def feature_request(
 
 def experiment_config(config: Any) -> None:
     """An ``ExperimentConfig``'s values (its dataset and backbone names may be a given FeatureSet's own,
-    so they are checked where features are loaded)."""
+    so they are checked where features are loaded; its method names belong to the studies layer, which
+    checks them: ``studies.config.check_methods``)."""
     seeds(list(config.seeds))
     integer(config.data_seed, "data_seed", 0)
     split_sizes(config.dataset, SplitSizes(config.train, config.val, config.test))
     config.input_size = input_size(config.input_size)
     thumbnail_size(config.thumbnail_size)
     device(config.device)
-    methods(config.methods)
     for k in config.top_k:
         integer(k, "each top_k level", 1)
     if not isinstance(config.lr, (int, float)) or not math.isfinite(config.lr):

@@ -8,12 +8,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from fusion_lib.book.report import interval
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.baselines import best_single, fit_single_probes
 from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies import metrics as M
-from fusion_lib.studies.stats import bootstrap_mean_ci, paired_difference
+from fusion_lib.studies.stats import bootstrap_mean_ci, interval, paired_difference
 
 PAIRWISE = ("agreement", "kappa", "double_fault")
 

@@ -11,7 +11,8 @@ from typing import Sequence
 import pandas as pd
 
 from fusion_lib.data import validation
-from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.data.datasets import OFFLINE_SPLIT_SIZES, SplitSizes
+from fusion_lib.studies.config import ExperimentConfig, check_compare, check_methods
 from fusion_lib.studies.runner import run_experiment
 
 
@@ -58,16 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _default_sizes(dataset: str):
-    """The book profile's split sizes for its datasets (so the CLI reuses the book's feature cache)."""
-    from fusion_lib.book.profiles import PROFILES
-    from fusion_lib.data.datasets import SplitSizes
-
-    book = PROFILES["book"]
-    if dataset in book.datasets:
-        return book.split_sizes(dataset)
+def _default_sizes(dataset: str) -> SplitSizes:
+    """The book's split sizes for its datasets (so the CLI reuses the book's feature cache)."""
     d = ExperimentConfig()
-    return SplitSizes(d.train, d.val, d.test)
+    return OFFLINE_SPLIT_SIZES.get(dataset, SplitSizes(d.train, d.val, d.test))
 
 
 def _given(value: int | None, default: int) -> int:
@@ -90,9 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         methods = f"{a.compare},{a.methods}"  # the baseline must run to be compared with
     try:
         names = validation.backbones(a.backbones)
-        validation.methods(methods, names)
+        check_methods(methods, names)
         if a.compare:
-            validation.compare(a.compare, names)
+            check_compare(a.compare, names)
         config = ExperimentConfig(
             dataset=a.dataset,
             train=_given(a.train, sizes.train),

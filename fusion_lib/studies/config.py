@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from fusion_lib.data import validation
 from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE
@@ -14,6 +14,37 @@ from fusion_lib.fusion.experts import EXPERT_KINDS
 from fusion_lib.fusion.label_space import OFFLINE_WORD_VECTORS
 from fusion_lib.fusion.moe import MoEConfig
 from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.studies.methods import METHODS, SINGLE_PREFIX, resolve_methods
+
+
+def check_methods(spec: Any, backbones: Sequence[str] | None = None) -> list[str]:
+    """Method names. With ``backbones``, fully resolved (``single_<b>`` must name one of them); without,
+    every name must be a known method, "all" or a ``single_<backbone>``."""
+    if not isinstance(spec, str) and not (
+        isinstance(spec, Sequence) and all(isinstance(m, str) for m in spec)
+    ):
+        raise validation.ParameterError(
+            f"methods must be a comma-separated string or a list of names, got {spec!r}"
+        )
+    if backbones is not None:
+        return resolve_methods(spec, backbones)
+    names = validation.split_names(spec)
+    unknown = [
+        m for m in names if m != "all" and m not in METHODS and not m.startswith(("single_", SINGLE_PREFIX))
+    ]
+    if unknown or not names:
+        raise validation.ParameterError(
+            f"unknown method(s) {unknown or spec!r}; valid methods: {', '.join(METHODS)}, "
+            f"single_<backbone> (or 'all')"
+        )
+    return names
+
+
+def check_compare(baseline: Any, backbones: Sequence[str]) -> str:
+    """The ``--compare`` baseline: one method name."""
+    if not isinstance(baseline, str) or "," in baseline or baseline == "all":
+        raise validation.ParameterError(f"--compare takes one method name, got {baseline!r}")
+    return check_methods(baseline, backbones)[0]
 
 
 @dataclass
@@ -56,6 +87,7 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         validation.experiment_config(self)  # every value, before any work
+        check_methods(self.methods)
         if self.expert not in EXPERT_KINDS:
             raise ValueError(f"unknown expert kind {self.expert!r}; valid kinds: {list(EXPERT_KINDS)}")
         valid = {f.name for f in fields(MoEConfig)} - {"gate", "label_experts", "thumbnail_size", "expert"}

@@ -19,6 +19,12 @@ from scipy.stats import binomtest
 CONFIDENCE = 0.95
 
 
+def interval(mean: float, low: float, high: float, digits: int = 1, sign: bool = False) -> str:
+    """An estimate with its interval, all in the same unit: ``"91.2 [90.1, 92.3]"``."""
+    f = f"{'+' if sign else ''}.{digits}f"
+    return f"{mean:{f}} [{low:{f}}, {high:{f}}]"
+
+
 @dataclass(frozen=True)
 class Difference:
     """Accuracy of A minus accuracy of B in points, with its paired 95% bootstrap interval."""
@@ -37,7 +43,7 @@ class Difference:
 
     def text(self) -> str:
         """``+1.23 [+0.45, +2.01]`` (points, 95% CI)."""
-        return f"{self.diff:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
+        return interval(self.diff, self.low, self.high, digits=2, sign=True)
 
     def verdict(self, a: str, b: str) -> str:
         """A sentence: which method is better, or that the data cannot tell them apart."""
