@@ -230,6 +230,8 @@ def test_generated_markdown_tables():
     assert "| `01_a` | 30 s | executed in this build |" in md
     assert "| `02_b` | 10.0 min | reused" in md
     assert "**10.5 min**" in md
+    record["phases"] = {"Feature extraction": 700.0, "All notebooks": 61.0}
+    assert "Feature extraction: 11.7 min wall. All notebooks: 61 s wall." in book.timings_markdown(record)
 
 
 def test_write_timings_is_json(tmp_path):

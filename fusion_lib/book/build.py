@@ -253,11 +253,19 @@ def environment_summary() -> dict[str, str]:
     }
 
 
-def write_timings(runs: Sequence[NotebookRun], profile: str, path: Path, jobs: int = 1) -> dict[str, Any]:
-    """Save the execution timings (and where they were measured) as JSON at ``path``."""
+def write_timings(
+    runs: Sequence[NotebookRun],
+    profile: str,
+    path: Path,
+    jobs: int = 1,
+    phases: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Save the execution timings (and where they were measured) as JSON at ``path``; ``phases`` are the
+    wall times of the build's steps (feature extraction, all notebooks)."""
     record = {
         "profile": profile,
         "jobs": jobs,
+        "phases": phases or {},
         "built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "environment": environment_summary(),
         "notebooks": [asdict(r) for r in runs],
@@ -287,8 +295,11 @@ def timings_markdown(record: dict[str, Any]) -> str:
         if jobs > 1
         else ""
     )
+    phases = "".join(f" {name}: {_duration(sec)} wall." for name, sec in record.get("phases", {}).items())
     return (
-        f"Profile `{record['profile']}`, built {record['built']} ({env}).{side}\n\n" + "\n".join(lines) + "\n"
+        f"Profile `{record['profile']}`, built {record['built']} ({env}).{side}{phases}\n\n"
+        + "\n".join(lines)
+        + "\n"
     )
 
 
@@ -459,10 +470,14 @@ def build(
     check_colab_cells(root)
     _drop_stale_notebooks(staging, notebooks)
     log.info("extracting (or reading cached) features for profile %s", profile)
+    start = time.perf_counter()
     warm_feature_cache(profile, overrides or {})
+    phases = {"Feature extraction (or reading the cache)": time.perf_counter() - start}
+    start = time.perf_counter()
     runs = run_notebooks(
         notebooks, staging / NOTEBOOK_DIR, parameters, reuse=not force, progress=progress, jobs=jobs
     )
+    phases["All notebooks"] = time.perf_counter() - start
     failed = [r for r in runs if r.error]
     if failed:
         for r in failed:
@@ -474,7 +489,7 @@ def build(
         )
         return 1
     generated = staging / BOOK_DIR / GENERATED
-    record = write_timings(runs, profile, generated / "timings.json", jobs=jobs)
+    record = write_timings(runs, profile, generated / "timings.json", jobs=jobs, phases=phases)
     (generated / "timings.md").write_text(timings_markdown(record))
     (generated / "profiles.md").write_text(profiles_markdown())
     (generated / "api.md").write_text(api_markdown(public_modules()))
