@@ -11,7 +11,7 @@ from typing import Sequence
 import pandas as pd
 
 from fusion_lib.data import validation
-from fusion_lib.data.datasets import OFFLINE_SPLIT_SIZES, SplitSizes
+from fusion_lib.data.datasets import OFFLINE_SPLIT_SIZES, SPLITS, SplitSizes
 from fusion_lib.studies.config import ExperimentConfig, check_compare, check_methods
 from fusion_lib.studies.runner import run_experiment
 
@@ -20,19 +20,28 @@ def _input_size(text: str) -> int | None:
     return None if text == "native" else int(text)
 
 
+def add_selection_arguments(p: argparse.ArgumentParser, *, sizes_per_dataset: bool) -> None:
+    """The arguments that choose what an experiment runs on, with ``ExperimentConfig``'s defaults:
+    --dataset, --backbones, --methods, --seeds (a count) and the split sizes --train, --val and --test.
+    ``sizes_per_dataset``: the sizes default to None, for the caller to fill in per dataset."""
+    d = ExperimentConfig()
+    p.add_argument("--dataset", default=d.dataset)
+    p.add_argument("--backbones", default=d.backbones, help="comma-separated names or 'offline'")
+    p.add_argument("--methods", default=d.methods, help="comma-separated names or 'all'")
+    p.add_argument("--seeds", type=int, default=len(d.seeds), help="number of seeds (0..n-1)")
+    for split in SPLITS:
+        default = None if sizes_per_dataset else getattr(d, split)
+        shown = "the book's size for the dataset" if default is None else default
+        p.add_argument(f"--{split}", type=int, default=default, help=f"images in the split; default: {shown}")
+
+
 def _parser() -> argparse.ArgumentParser:
     d = ExperimentConfig()
     p = argparse.ArgumentParser(
         prog="python -m fusion_lib run",
         description="Run fusion methods over seeds on cached backbone features.",
     )
-    p.add_argument("--dataset", default=d.dataset)
-    p.add_argument("--backbones", default=d.backbones, help="comma-separated names or 'offline'")
-    p.add_argument("--methods", default=d.methods, help="comma-separated names or 'all'")
-    p.add_argument("--seeds", type=int, default=len(d.seeds), help="number of seeds (0..n-1)")
-    p.add_argument("--train", type=int, default=None, help="default: the book profile's size for the dataset")
-    p.add_argument("--val", type=int, default=None)
-    p.add_argument("--test", type=int, default=None)
+    add_selection_arguments(p, sizes_per_dataset=True)
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--device", default=d.device)
