@@ -1,8 +1,10 @@
-"""Shared test helpers: the planted feature-set factory and the ``assets`` marker."""
+"""Shared test helpers: the planted feature-set factory, a tiny CIFAR-10 on disk and the ``assets`` marker."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,3 +53,21 @@ def planted_feature_set(
 def make_planted():
     """The factory ``planted_feature_set``, for tests and module-scoped fixtures."""
     return planted_feature_set
+
+
+@pytest.fixture
+def cifar10_pickles(tmp_path: Path) -> Path:
+    """A tiny CIFAR-10 in torchvision's python pickles under ``tmp_path`` (the root to load it from): five
+    training batches of 20 random images and a test batch of 30, labelled ``i % 10``, classes c0..c9.
+    Returns the batch folder, for tests that read or change its files."""
+    base = tmp_path / "cifar-10-batches-py"
+    base.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}", 20) for i in range(1, 6)] + [("test_batch", 30)]:
+        batch = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "labels": [i % 10 for i in range(n)],
+        }
+        (base / name).write_bytes(pickle.dumps(batch))
+    (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+    return base

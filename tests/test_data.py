@@ -55,21 +55,11 @@ def test_cifar_cats_dogs_is_colour_with_test_drawn_from_the_pool():
     assert img.shape == (3, 32, 32) and not torch.equal(img[0], img[2])
 
 
-def test_cifar10_from_torchvision_pickles(tmp_path):
-    base = tmp_path / "cifar-10-batches-py"
-    base.mkdir()
-    rng = np.random.default_rng(0)
-    for name, n in [(f"data_batch_{i}", 20) for i in range(1, 6)] + [("test_batch", 30)]:
-        batch = {
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            "labels": [i % 10 for i in range(n)],
-        }
-        (base / name).write_bytes(pickle.dumps(batch))
-    (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
-    d = load_dataset("cifar10", SMALL, root=tmp_path)
+def test_cifar10_from_torchvision_pickles(cifar10_pickles):
+    d = load_dataset("cifar10", SMALL, root=cifar10_pickles.parent)
     assert d.class_names == [f"c{i}" for i in range(10)]
     assert d.tensor("test", 0).shape == (3, 32, 32)
-    raw = pickle.loads((base / "test_batch").read_bytes())["data"][d.indices["test"][0]]
+    raw = pickle.loads((cifar10_pickles / "test_batch").read_bytes())["data"][d.indices["test"][0]]
     assert np.array_equal(d.tensor("test", 0).numpy().reshape(-1), raw)
 
 

@@ -79,23 +79,14 @@ def test_fast_identity_is_keyed_on_size_and_mtime_and_warns_once(tmp_path, monke
     assert load_dataset(str(folder), SIZES, fast_identity=True).identity != fast.identity
 
 
-def test_torchvision_root_identity_hashes_the_files_read(tmp_path):
-    base = tmp_path / "cifar-10-batches-py"
-    base.mkdir()
-    rng = np.random.default_rng(0)
-    for name, n in [(f"data_batch_{i}", 20) for i in range(1, 6)] + [("test_batch", 30)]:
-        batch = {
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            "labels": [i % 10 for i in range(n)],
-        }
-        (base / name).write_bytes(pickle.dumps(batch))
-    (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+def test_torchvision_root_identity_hashes_the_files_read(cifar10_pickles, tmp_path):
     small = SplitSizes(20, 10, 20)
-    first = load_dataset("cifar10", small, root=tmp_path).identity
+    first = load_dataset("cifar10", small, root=tmp_path).identity  # the pickles are under tmp_path
     assert first.startswith("cifar10:files:") and str(tmp_path) not in first
-    batch = pickle.loads((base / "test_batch").read_bytes())
+    test_batch = cifar10_pickles / "test_batch"
+    batch = pickle.loads(test_batch.read_bytes())
     batch["data"][0, 0] ^= 1  # one pixel, one bit
-    (base / "test_batch").write_bytes(pickle.dumps(batch))
+    test_batch.write_bytes(pickle.dumps(batch))
     assert load_dataset("cifar10", small, root=tmp_path).identity != first
 
 
