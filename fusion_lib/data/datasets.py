@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from PIL import Image
 
 from fusion_lib.data.assets import asset_file, cache_root, fetch
 from fusion_lib.data.feature_set import SPLITS
+
+if TYPE_CHECKING:
+    from torchvision.datasets import MNIST
 
 OFFLINE_DATASETS: tuple[str, ...] = ("fashion_mnist", "digits", "mnist", "cifar_cats_dogs")
 ONLINE_DATASETS: tuple[str, ...] = (
@@ -348,17 +351,27 @@ def _fashion_mnist(root: Path | None, download: bool) -> Loaded:
     else:
         root = data_root(root)
         identity = None
+    remedy = "pass download=True online, or leave root unset to use the offline asset"
+    train, test, ds = _idx_pools(FashionMNIST, "Fashion-MNIST", root, download, remedy)
+    return train, test, list(FASHION_CLASSES), identity or _idx_identity("fashion_mnist", ds)
+
+
+def _idx_pools(
+    cls: type[MNIST], what: str, root: Path, download: bool, remedy: str
+) -> tuple[Pool, Pool, MNIST]:
+    """The official train and test pools of a torchvision MNIST-style set ``cls`` under ``root``, and
+    the loaded test set (its files name the identity); a missing set says where it was looked for
+    (torchvision keeps each set's files under a folder named after its class)."""
     pools = []
     for train in (True, False):
         try:
-            ds = FashionMNIST(str(root), train=train, download=download)
+            ds = cls(str(root), train=train, download=download)
         except RuntimeError as exc:
             raise DatasetError(
-                f"Fashion-MNIST not found under {root}/FashionMNIST/raw ({exc}); pass "
-                f"download=True online, or leave root unset to use the offline asset"
+                f"{what} not found under {root}/{cls.__name__}/raw ({exc}); {remedy}"
             ) from None
         pools.append(Pool(ArraySource(ds.data.numpy()), ds.targets.numpy().astype(np.int64)))
-    return pools[0], pools[1], list(FASHION_CLASSES), identity or _idx_identity("fashion_mnist", ds)
+    return pools[0], pools[1], ds
 
 
 def _idx_identity(name: str, ds) -> str:
@@ -386,17 +399,8 @@ def _mnist(root: Path | None, download: bool) -> Loaded:
     if download or (root is not None and (Path(root) / "MNIST" / "raw").is_dir()):
         from torchvision.datasets import MNIST
 
-        root = data_root(root)
-        pools = []
-        for train in (True, False):
-            try:
-                ds = MNIST(str(root), train=train, download=download)
-            except RuntimeError as exc:
-                raise DatasetError(
-                    f"MNIST not found under {root}/MNIST/raw ({exc}); pass download=True online"
-                ) from None
-            pools.append(Pool(ArraySource(ds.data.numpy()), ds.targets.numpy().astype(np.int64)))
-        return pools[0], pools[1], list(DIGIT_CLASSES), _idx_identity("mnist", ds)
+        train, test, ds = _idx_pools(MNIST, "MNIST", data_root(root), download, "pass download=True online")
+        return train, test, list(DIGIT_CLASSES), _idx_identity("mnist", ds)
     with np.load(asset_file("mnist_npm", "mnist.npz")) as z:
         images, labels = z["images"], z["labels"]
     return Pool(ArraySource(images), labels), None, list(DIGIT_CLASSES), "mnist:npm:mnist@1.1.0"
