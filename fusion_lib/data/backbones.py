@@ -217,20 +217,26 @@ def _map_in_order(source: dict[str, torch.Tensor], target: nn.Module, what: str)
     return out
 
 
+def _registry_weights(name: str) -> Path:
+    """The weights file of the offline backbone ``name`` from the asset registry; a missing asset says
+    how to get it."""
+    cfg = BACKBONE_CFGS[name]
+    try:
+        return asset_file(cfg.asset, cfg.weights_file)
+    except AssetError as exc:
+        raise BackboneError(
+            f"no offline weights for {name!r}: {exc}\nFix: run `python -m fusion_lib assets fetch "
+            f"{cfg.asset}`, pass weights='hub' when online, or weights=PATH."
+        ) from None
+
+
 def _build_timm(name: str, weights: str | os.PathLike | None) -> tuple[nn.Module, str, dict]:
     import timm
 
     override = _weights_override(name, weights)
-    cfg = BACKBONE_CFGS.get(name)
-    if cfg is not None and override is None and weights != "hub":
+    if name in BACKBONE_CFGS and override is None and weights != "hub":
         model = timm.create_model(name, pretrained=False)
-        try:
-            path = asset_file(cfg.asset, cfg.weights_file)
-        except AssetError as exc:
-            raise BackboneError(
-                f"no offline weights for {name!r}: {exc}\nFix: run `python -m fusion_lib assets fetch "
-                f"{cfg.asset}`, pass weights='hub' when online, or weights=PATH."
-            ) from None
+        path = _registry_weights(name)
         model.load_state_dict(_map_in_order(_load_state(path), model, name))
         source = f"registry: {path.name}"
     elif override is not None:
@@ -278,14 +284,7 @@ def _build_squeezenet(weights: str | os.PathLike | None) -> tuple[nn.Module, str
     if override is not None:
         model.load_state_dict(_load_state(override))
         return model, f"file: {override}"
-    cfg = BACKBONE_CFGS["squeezenet1_1"]
-    try:
-        path = asset_file(cfg.asset, cfg.weights_file)
-    except AssetError as exc:
-        raise BackboneError(
-            f"no offline weights for 'squeezenet1_1': {exc}\nFix: run "
-            f"`python -m fusion_lib assets fetch {cfg.asset}`, or pass weights='hub' online."
-        ) from None
+    path = _registry_weights("squeezenet1_1")
     model.load_state_dict(_load_state(path))
     return model, f"registry: {path.name}"
 
