@@ -6,7 +6,7 @@ import os
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -281,34 +281,14 @@ def feature_cache(dataset: str, backbone: str, cache_dir: str | os.PathLike | No
 
 
 def extract_features(
-    backbone: str,
-    data: DatasetSplits,
-    split: str,
-    input_size: int | None = None,
-    weights: str = "auto",
-    device: str = "auto",
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    progress: bool = True,
-    cache_dir: str | os.PathLike | None = None,
-    precision: str = "auto",
+    backbone: str, data: DatasetSplits, split: str, *options: Any, **keywords: Any
 ) -> tuple[np.ndarray, float]:
     """(features, backbone GFLOPs per image) for one split, from the cache or computed and cached.
 
-    ``cache_dir`` defaults to ``$FUSION_CACHE/features``."""
-    feats, gflops = extract_splits(
-        backbone,
-        data,
-        [split],
-        input_size,
-        weights,
-        device,
-        batch_size,
-        num_workers,
-        progress,
-        cache_dir,
-        precision,
-    )
+    The options are ``extract_splits``'s, in its order (``input_size``, ``weights``, ``device``, ...),
+    passed on as given, so that the two cannot drift apart; ``cache_dir`` defaults to
+    ``$FUSION_CACHE/features``."""
+    feats, gflops = extract_splits(backbone, data, [split], *options, **keywords)
     return feats[split], gflops
 
 
