@@ -605,24 +605,18 @@ _UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def _preflight(
-    name: str,
-    train_pool: Pool,
-    test_pool: Pool | None,
-    classes: list[str],
-    identity: str,
-    sizes: SplitSizes,
-    seed: int,
-    skip_bad_images: bool,
+    name: str, loaded: Loaded, sizes: SplitSizes, seed: int, skip_bad_images: bool
 ) -> DatasetSplits:
     """Split, then decode every selected image read from a file. Unreadable ones are all reported at once
     (``BadImagesError``), or with ``skip_bad_images`` left out of the pools, counted in the identity,
     listed in a warning, and the split drawn again among the readable images."""
     from tqdm.auto import tqdm
 
+    train_pool, test_pool, classes, identity = loaded
     bad: dict[str, str] = {}
     good: set[str] = set()
     while True:
-        data = _split(name, train_pool, test_pool, classes, identity, sizes, seed)
+        data = _split(name, (train_pool, test_pool, classes, identity), sizes, seed)
         todo = [
             (s, int(i)) for s in SPLITS if hasattr(data.pools[s].source, "where") for i in data.indices[s]
         ]
@@ -708,26 +702,20 @@ def load_dataset(
     """
     sizes = sizes or SplitSizes()
     if name in LOADERS:
-        train_pool, test_pool, classes, identity = LOADERS[name](Path(root) if root else None, download)
+        loaded = LOADERS[name](Path(root) if root else None, download)
     elif Path(name).expanduser().is_dir():
-        train_pool, test_pool, classes, identity = _image_folder(Path(name).expanduser(), fast_identity)
+        loaded = _image_folder(Path(name).expanduser(), fast_identity)
     else:
         raise DatasetError(
             f"unknown dataset {name!r}. Offline: {', '.join(OFFLINE_DATASETS)}; online (download=True): "
             f"{', '.join(ONLINE_DATASETS)}; or a path to an ImageFolder directory"
         )
-    return _preflight(name, train_pool, test_pool, classes, identity, sizes, seed, skip_bad_images)
+    return _preflight(name, loaded, sizes, seed, skip_bad_images)
 
 
-def _split(
-    name: str,
-    train_pool: Pool,
-    test_pool: Pool | None,
-    classes: list[str],
-    identity: str,
-    sizes: SplitSizes,
-    seed: int,
-) -> DatasetSplits:
+def _split(name: str, loaded: Loaded, sizes: SplitSizes, seed: int) -> DatasetSplits:
+    """A loader's pools as stratified, seeded train/val/test subsets (see ``load_dataset``)."""
+    train_pool, test_pool, classes, identity = loaded
     labels = train_pool.labels
     everything = np.arange(len(labels))
     trainval = _stratified(labels, everything, sizes.train + sizes.val, seed, f"{name} train+val")
@@ -770,4 +758,6 @@ def from_arrays(
         raise DatasetError(f"labels must lie in 0..{len(class_names) - 1} (one per class name)")
     source = ArraySource(images)
     digest = hashlib.sha256(np.ascontiguousarray(source.images).tobytes()).hexdigest()[:16]
-    return _split(name, Pool(source, labels), None, list(class_names), f"{name}:arrays:{digest}", sizes, seed)
+    return _split(
+        name, (Pool(source, labels), None, list(class_names), f"{name}:arrays:{digest}"), sizes, seed
+    )
