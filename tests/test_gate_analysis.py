@@ -79,6 +79,30 @@ def test_routing_auc_sees_the_planted_signal_and_its_absence():
     assert (shuffled.loc["thumbnail"] < 0.65).all()
 
 
+def test_routing_auc_does_not_depend_on_what_trained_before():
+    """Its models are built after seeding, so it gives the same numbers whether the fits before it ran
+    or came from the fit cache (which leaves torch's global generator elsewhere)."""
+    import pandas as pd
+    import torch
+    from test_experiment import planted
+
+    from fusion_lib.fusion import baselines
+    from fusion_lib.fusion.training import TrainConfig
+    from fusion_lib.fusion.two_stage import expert_outputs
+    from fusion_lib.studies.gate_analysis import routing_auc
+
+    fs, _ = planted()
+    train = TrainConfig(epochs=3)
+    ex = expert_outputs(
+        fs, baselines.fit_single_probes(fs, 0, train), baselines.oof_train_probs(fs, 0, train)
+    )
+    runs = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        runs.append(routing_auc(fs, ex, 0, train))
+    pd.testing.assert_frame_equal(runs[0], runs[1], check_exact=True)
+
+
 def test_gap_closed_scales_averaging_to_zero_and_oracle_to_one():
     import pandas as pd
 

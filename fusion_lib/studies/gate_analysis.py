@@ -123,19 +123,22 @@ def routing_auc(
 
     models = {
         "thumbnail": (
-            ThumbnailGate(len(experts.names), size),
+            lambda: ThumbnailGate(len(experts.names), size),
             lambda s: [thumbs(s)],
             lambda m, x: m([], x[0]),
         ),
         "features": (
-            FeatureGate([fs.features["train"][b] for b in experts.names], len(experts.names)),
+            lambda: FeatureGate([fs.features["train"][b] for b in experts.names], len(experts.names)),
             lambda s: list(to_tensors([fs.features[s][b] for b in experts.names], torch.device("cpu"))),
             lambda m, x: m(list(x), None),
         ),
     }
     rows = []
-    for name, (model, inputs, forward) in models.items():
+    for name, (build, inputs, forward) in models.items():
+        # seeded before the model is built: its initial weights must not depend on what trained before
+        # (models that an earlier run trained may come from the fit cache instead)
         torch.manual_seed(seed)
+        model = build()
         tr = (*inputs("train"), torch.as_tensor(right["train"]))
         va = (*inputs("val"), torch.as_tensor(right["val"]))
         fit_module(
