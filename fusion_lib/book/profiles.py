@@ -105,7 +105,8 @@ class Profile:
 
     def experiment_config(self, dataset: str, **settings: Any) -> "ExperimentConfig":
         """The ``ExperimentConfig`` of one of the profile's datasets; ``settings`` replace any field
-        (e.g. ``methods="prob_avg,moe_thumbnail"``)."""
+        (e.g. ``methods="prob_avg,moe_thumbnail"``). The fit cache is on: notebooks that train the same
+        models for a seed (03 and 05) fit them once."""
         from fusion_lib.studies.config import ExperimentConfig
 
         sizes = self.split_sizes(dataset)
@@ -121,6 +122,7 @@ class Profile:
             thumbnail_size=self.thumbnail_size,
             device=self.device,
             data_seed=DATA_SEED,
+            fit_cache=True,
         )
         return ExperimentConfig(**{**base, **settings})
 

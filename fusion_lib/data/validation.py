@@ -45,6 +45,13 @@ def integer(value: Any, what: str, low: int, high: int | None = None) -> int:
     return value
 
 
+def boolean(value: Any, what: str) -> bool:
+    """True or False; 0, 1 and strings such as "false" are mistakes, not truth values."""
+    if not isinstance(value, bool):
+        raise ParameterError(f"{what} must be true or false, got {value!r}")
+    return value
+
+
 def seeds(value: Any) -> tuple[int, ...]:
     """A count n >= 1 (seeds 0..n-1) or a non-empty list of distinct integers >= 0."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -233,6 +240,7 @@ def experiment_config(config: Any) -> None:
     if not isinstance(config.lr, (int, float)) or not math.isfinite(config.lr):
         raise ParameterError(f"lr must be a finite number > 0, got {config.lr!r}")
     config.train_config()  # epochs, lr, batch size, patience, threads: TrainConfig's own checks
+    boolean(config.fit_cache, "fit_cache")
     if config.out_dir is not None:
         writable_dir(config.out_dir, "output folder (out_dir)")
 

@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave unreadable image files out (they are listed) instead of stopping",
     )
+    p.add_argument(
+        "--fit-cache",
+        action="store_true",
+        help="keep each seed's fitted models in $FUSION_CACHE/fits and load them in later runs",
+    )
     return p
 
 
@@ -113,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             expert=a.expert,
             out_dir=a.out,
             skip_bad_images=a.skip_bad_images,
+            fit_cache=a.fit_cache,
         )
         result = run_experiment(config)
     except ValueError as exc:  # bad names, sizes or settings: the message says what to change

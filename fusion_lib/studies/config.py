@@ -58,7 +58,8 @@ class ExperimentConfig:
     ``input_size=None`` extracts features at each backbone's native size; ``aliases`` maps class names
     or tokens without a word vector to words (see ``fusion.label_space.class_vectors``); ``moe`` passes
     extra ``MoEConfig`` settings (e.g. ``{"regularizer": "entropy", "reg_weight": -0.1}``) to every
-    mixture method.
+    mixture method; ``fit_cache`` keeps each seed's fitted models in ``$FUSION_CACHE/fits`` and loads
+    them in later runs (``fusion_lib.studies.fit_cache``; the numbers are the same either way).
     """
 
     dataset: str = "fashion_mnist"
@@ -84,6 +85,7 @@ class ExperimentConfig:
     moe: dict[str, Any] = field(default_factory=dict)
     out_dir: str | None = None
     skip_bad_images: bool = False  # leave unreadable image files out (listed) instead of stopping
+    fit_cache: bool = False
 
     def __post_init__(self) -> None:
         validation.experiment_config(self)  # every value, before any work

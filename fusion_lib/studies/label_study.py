@@ -287,8 +287,7 @@ def run_label_study(
                 add(f"probe:{b}", "visual", b, p["test"])
             for b, p in run.label_model.backbone_proba(split, "test").items():
                 add(f"label:{b}", "label space", b, p)
-            control = LabelSpaceModel(random_class_vectors(*class_vecs.shape, seed=seed), run.train)
-            control.fit(split, seed)
+            control = run.label_space(random_class_vectors(*class_vecs.shape, seed=seed))
             for b, p in control.backbone_proba(split, "test").items():
                 add(f"random:{b}", "random vectors", b, p)
             outputs = {m: METHODS[m](run) for m in STUDY_METHODS}

@@ -2,24 +2,27 @@
 
 A ``SeedRun`` trains lazily, once per seed, what several methods share: the single-backbone probes,
 their out-of-fold train probabilities, the calibrated expert outputs, the jointly trained mixtures and
-the two-stage gates. ``METHODS`` maps each name to a function ``SeedRun -> MethodOutput``.
+the two-stage gates. With ``ExperimentConfig.fit_cache`` its fits go through the disk cache of
+``fusion_lib.studies.fit_cache``, so that another run (another notebook) loads them instead.
+``METHODS`` maps each name to a function ``SeedRun -> MethodOutput``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
-from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.data.feature_set import SPLITS, FeatureSet
 from fusion_lib.data.validation import split_names
 from fusion_lib.fusion import baselines
 from fusion_lib.fusion.label_space import LabelSpaceModel, blend, choose_blend_weight
 from fusion_lib.fusion.moe import MoE, MoEConfig
 from fusion_lib.fusion.two_stage import ExpertOutputs, TwoStageConfig, TwoStageMoE, expert_outputs
 from fusion_lib.studies import metrics as M
+from fusion_lib.studies.fit_cache import SeedFits, array_digest, run_spec
 from fusion_lib.studies.gate_analysis import gate_usage
 
 if TYPE_CHECKING:
@@ -30,6 +33,7 @@ EVAL_SPLITS = ("val", "test")
 # Thumbnail sizes the book's recipe chooses among on validation (capped at the stored thumbnail size).
 THUMBNAIL_CHOICES = (8, 16, 32)
 OOF_FOLDS = 5
+T = TypeVar("T")
 
 
 @dataclass
@@ -65,13 +69,32 @@ class SeedRun:
         return self._class_vecs
 
     @cached_property
+    def _fits(self) -> SeedFits | None:
+        """This seed's fit cache (its FeatureSet is hashed here, once), or None when it is off."""
+        if not self.config.fit_cache:
+            return None
+        return SeedFits(run_spec(self.fs, self.seed, self.train, self.config.expert))
+
+    def _fit(self, kind: str, spec: dict[str, Any], fit: Callable[[], T]) -> T:
+        """``fit()``, through the fit cache when it is on (``spec``: what else the fit depends on)."""
+        return fit() if self._fits is None else self._fits.get(kind, spec, fit)
+
+    @cached_property
     def probes(self) -> dict[str, dict[str, np.ndarray]]:
-        return baselines.fit_single_probes(self.fs, self.seed, self.train, self.config.expert)
+        return self._fit(
+            "probes",
+            {},
+            lambda: baselines.fit_single_probes(self.fs, self.seed, self.train, self.config.expert),
+        )
 
     @cached_property
     def oof_probes(self) -> dict[str, np.ndarray]:
         """Each probe's out-of-fold probabilities on the train split."""
-        return baselines.oof_train_probs(self.fs, self.seed, self.train, self.config.expert, OOF_FOLDS)
+        return self._fit(
+            "oof_probes",
+            {"folds": OOF_FOLDS},
+            lambda: baselines.oof_train_probs(self.fs, self.seed, self.train, self.config.expert, OOF_FOLDS),
+        )
 
     @cached_property
     def experts(self) -> ExpertOutputs:
@@ -80,7 +103,15 @@ class SeedRun:
 
     @cached_property
     def label_model(self) -> LabelSpaceModel:
-        return LabelSpaceModel(self.class_vecs, self.train).fit(self.fs, self.seed)
+        return self.label_space(self.class_vecs)
+
+    def label_space(self, class_vecs: np.ndarray) -> LabelSpaceModel:
+        """A label-space model on ``class_vecs`` (the word vectors', or a control's random ones)."""
+        return self._fit(
+            "label_model",
+            {"class_vecs": array_digest(class_vecs)},
+            lambda: LabelSpaceModel(class_vecs, self.train).fit(self.fs, self.seed),
+        )
 
     def moe(self, gate: str, label_experts: bool = False) -> MoE:
         """A mixture trained jointly with its experts (the control recipe)."""
@@ -93,20 +124,34 @@ class SeedRun:
                 expert=self.config.expert,
                 **self.config.moe,
             )
-            self._moes[key] = MoE(cfg, self.train, self.class_vecs if label_experts else None).fit(
-                self.fs, self.seed
+            class_vecs = self.class_vecs if label_experts else None
+            spec = {
+                "config": asdict(cfg),
+                "class_vecs": None if class_vecs is None else array_digest(class_vecs),
+            }
+            self._moes[key] = self._fit(
+                "moe", spec, lambda: MoE(cfg, self.train, class_vecs).fit(self.fs, self.seed)
             )
         return self._moes[key]
 
     def two_stage(self, cfg: TwoStageConfig) -> TwoStageMoE:
         """A gate trained on the calibrated out-of-fold expert outputs."""
         if cfg not in self._two_stage:
-            model = TwoStageMoE(cfg, self.train)
-            if len(model.sizes) > 1:  # one fit per size, shared with the single-size recipes
-                model.adopt_best([self.two_stage(model.for_size(s).config) for s in model.sizes])
+            recipe = TwoStageMoE(cfg, self.train)
+            if len(recipe.sizes) > 1:  # one fit per size, shared with the single-size recipes
+                fits = [self.two_stage(recipe.for_size(s).config) for s in recipe.sizes]
+                self._two_stage[cfg] = recipe.adopt_best(fits)
             else:
-                model.fit(self.fs, self.experts, self.seed)
-            self._two_stage[cfg] = model
+                ex = self.experts
+                # the gate is fit on the expert outputs: their bytes are part of its key
+                spec = {
+                    "config": asdict(cfg),
+                    "experts": ex.names,
+                    "expert_outputs": array_digest(*(ex.log_probs[s] for s in SPLITS)),
+                }
+                self._two_stage[cfg] = self._fit(
+                    "two_stage", spec, lambda: recipe.fit(self.fs, ex, self.seed)
+                )
         return self._two_stage[cfg]
 
     def total_gflops(self) -> float | None:
