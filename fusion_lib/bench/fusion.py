@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, rate in rates.items():
         print(f"training throughput, {name}: {rate:,.0f} samples/s")
     t = time.perf_counter()
-    df = run_experiment(config, feature_set=fs, progress=False)
+    df = run_experiment(config, feature_set=fs, progress=False).metrics
     wall = time.perf_counter() - t
     n_methods = df["method"].nunique()
     print(
