@@ -6,6 +6,7 @@ from gensim.models import KeyedVectors
 
 from fusion_lib.data import assets
 from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion import label_space
 from fusion_lib.fusion.label_space import (
     ClassMoments,
     LabelSpaceModel,
@@ -110,7 +111,16 @@ def test_zero_shot_predicts_held_out_classes(kv, fs):
         zero_shot_scores(fs, class_vectors(fs.class_names, kv), held_out=list(range(len(WORDS) - 1)))
 
 
-def test_zero_shot_output_ignores_the_held_out_classes_train_and_val_images(kv, fs):
+@pytest.fixture(params=["class grams", "rows"])
+def gram_route(request, monkeypatch):
+    """Both ways ClassMoments makes a split's Gram matrix: summed per-class grams, or (where those
+    would not fit in memory) straight from the seen classes' rows."""
+    if request.param == "rows":
+        monkeypatch.setattr(label_space, "CLASS_GRAMS_MAX_BYTES", 0)
+    return request.param
+
+
+def test_zero_shot_output_ignores_the_held_out_classes_train_and_val_images(kv, fs, gram_route):
     """Overwriting every train and validation image of the held-out classes with noise leaves the
     zero-shot scores unchanged; noise on a seen class does change them (so the check can fail)."""
     vecs, held = class_vectors(fs.class_names, kv), [2, 5, 7]
@@ -133,11 +143,13 @@ def test_zero_shot_output_ignores_the_held_out_classes_train_and_val_images(kv, 
     assert not np.allclose(leaked["mean"], before["mean"])
 
 
-def test_zero_shot_map_is_ridge_regression_on_the_seen_classes(kv, fs):
+def test_zero_shot_map_is_ridge_regression_on_the_seen_classes(kv, fs, gram_route):
     """The moment-based closed form equals ridge regression fitted directly on the seen images."""
     x, y = fs.features["train"]["a"].astype(np.float64), fs.labels["train"]
     seen = [0, 1, 3, 4, 6]
-    zmap = fit_zero_shot_map(ClassMoments.of(x, y, len(WORDS)), seen, ridge=0.5)
+    moments = ClassMoments.of(x, y, len(WORDS))
+    assert (moments.grams is None) == (gram_route == "rows")
+    zmap = fit_zero_shot_map(moments, seen, ridge=0.5)
     rows = np.isin(y, seen)
     xs = x[rows]
     std = xs.std(0).clip(min=0.05 * xs.std(0).mean())
