@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from fusion_lib.data import validation as V
 from fusion_lib.data.backbones import OFFLINE_BACKBONES
@@ -150,7 +150,7 @@ class Profile:
         }
 
 
-def _frozen(mapping: Mapping[str, SplitSizes]) -> Mapping[str, SplitSizes]:
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
 
@@ -181,7 +181,7 @@ PROFILES: dict[str, Profile] = {
         # Fashion-MNIST's test set is fixed and large (its 95% intervals are about +-0.5 points with two
         # seeds), so a third seed would add little beyond a quarter of the build time; the other datasets
         # redraw their small test sets per seed, and three seeds triple their test images.
-        max_seeds=MappingProxyType({"fashion_mnist": 2}),
+        max_seeds=_frozen({"fashion_mnist": 2}),
     ),
     "paper": Profile(
         name="paper",
@@ -225,7 +225,7 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     if "sizes" in changes and "dataset_sizes" not in changes:
         changes["dataset_sizes"] = _frozen({})  # an explicit size is meant for every dataset
     if "seeds" in changes and "max_seeds" not in changes:
-        changes["max_seeds"] = MappingProxyType({})  # explicit seeds are meant for every dataset
+        changes["max_seeds"] = _frozen({})  # explicit seeds are meant for every dataset
     profile = replace(base, **changes)
     for key in ("dataset_sizes", "max_seeds"):
         missing = sorted(set(getattr(profile, key)) - set(profile.datasets))
@@ -287,26 +287,24 @@ def _split_sizes(value: Any) -> SplitSizes:
     return SplitSizes(train, val, test)
 
 
-def _dataset_sizes(value: Any) -> Mapping[str, SplitSizes]:
+def _per_dataset(value: Any, key: str, shape: str, convert: Callable[[str, Any], Any]) -> Mapping[str, Any]:
+    """A {dataset: setting} override (``dataset_sizes``, ``max_seeds``): known datasets, converted values."""
     if not isinstance(value, Mapping):
-        raise ValueError(f"dataset_sizes must be a dict {{dataset: (train, val, test)}}, got {value!r}")
+        raise ValueError(f"{key} must be a dict {{dataset: {shape}}}, got {value!r}")
     unknown = [k for k in value if not _is_dataset(k)]
     if unknown:
-        raise ValueError(
-            f"dataset_sizes: unknown dataset(s) {unknown}; valid datasets: {', '.join(KNOWN_DATASETS)}"
-        )
-    return _frozen({k: _split_sizes(v) for k, v in value.items()})
+        raise ValueError(f"{key}: unknown dataset(s) {unknown}; valid datasets: {', '.join(KNOWN_DATASETS)}")
+    return _frozen({k: convert(k, v) for k, v in value.items()})
+
+
+def _dataset_sizes(value: Any) -> Mapping[str, SplitSizes]:
+    return _per_dataset(value, "dataset_sizes", "(train, val, test)", lambda _, v: _split_sizes(v))
 
 
 def _max_seeds(value: Any) -> Mapping[str, int]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"max_seeds must be a dict {{dataset: number of seeds}}, got {value!r}")
-    unknown = [k for k in value if not _is_dataset(k)]
-    if unknown:
-        raise ValueError(
-            f"max_seeds: unknown dataset(s) {unknown}; valid datasets: {', '.join(KNOWN_DATASETS)}"
-        )
-    return MappingProxyType({k: V.integer(v, f"max_seeds[{k!r}]", 1) for k, v in value.items()})
+    return _per_dataset(
+        value, "max_seeds", "number of seeds", lambda k, v: V.integer(v, f"max_seeds[{k!r}]", 1)
+    )
 
 
 def _bool(value: Any, what: str) -> bool:
