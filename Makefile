@@ -28,6 +28,7 @@ test: assets
 	$(VENV)/bin/ruff check fusion_lib tests
 	$(VENV)/bin/ruff format --check fusion_lib tests
 	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m paper tests
 	FUSION_PROFILE=ci $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks
 
 test-slow: assets

@@ -111,6 +111,7 @@ def test_unknown_override_lists_the_valid_settings():
         ("max_seeds", {"digits": 0}, "max_seeds['digits'] must be an integer >= 1"),
         ("max_seeds", {"mnist": 1}, "not among the profile's datasets"),
         ("max_seeds", 2, "max_seeds must be a dict"),
+        ("zero_shot_splits", 0, "zero_shot_splits must be an integer >= 1"),
     ],
 )
 def test_bad_values_are_rejected(key, value, message):

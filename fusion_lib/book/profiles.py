@@ -55,7 +55,8 @@ class Profile:
     ``sizes`` are the split sizes of every dataset except those listed in ``dataset_sizes``
     (digits has only 1,797 images); ``max_seeds`` caps the number of ``seeds`` (the first n) run on
     some datasets (a large fixed test set needs fewer seeds than a small one redrawn per seed);
-    ``input_size=None`` extracts features at each backbone's own
+    ``zero_shot_splits`` is the number of held-out class triples of the zero-shot study (all 120 of
+    ten classes; a random draw of that many with more classes); ``input_size=None`` extracts features at each backbone's own
     input size; ``device`` is "auto", "cpu", "cuda[:N]" or "mps".
     """
 
@@ -70,6 +71,7 @@ class Profile:
     device: str
     dataset_sizes: Mapping[str, SplitSizes] = field(default_factory=lambda: MappingProxyType({}))
     max_seeds: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    zero_shot_splits: int = 120
     download: bool = False
     data_root: str | None = None
 
@@ -144,6 +146,7 @@ class Profile:
             "epochs (max)": str(self.epochs),
             "input size": "backbone default" if self.input_size is None else f"{self.input_size} px",
             "thumbnail": f"{self.thumbnail_size} px",
+            "zero-shot splits (max)": str(self.zero_shot_splits),
             "device": self.device,
             "datasets from": ("download (torchvision)" if self.download else "local files")
             + f", {self.data_root or '$' + DATA_ROOT_ENV + ' or $FUSION_CACHE/datasets'}",
@@ -326,6 +329,7 @@ _VALIDATORS = {
     "sizes": _split_sizes,
     "dataset_sizes": _dataset_sizes,
     "max_seeds": _max_seeds,
+    "zero_shot_splits": lambda v: V.integer(v, "zero_shot_splits", 1),
     "seeds": V.seeds,
     "epochs": lambda v: V.integer(v, "epochs", 1),
     "input_size": V.input_size,
