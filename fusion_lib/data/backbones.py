@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fusion_lib.data.assets import AssetError, asset_file
+from fusion_lib.data.fold_bn import fold_batchnorm
 from fusion_lib.data.validation import split_names
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -333,6 +334,8 @@ def load_backbone(
     size = int(input_size or meta["input_size"])
     if size < 32:
         raise BackboneError(f"input_size {size} is too small for {name!r}; use at least 32 pixels")
+    # frozen for good: the batch norms become part of the convolutions (checked on a random input)
+    fold_batchnorm(features, torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)))
     backbone = Backbone(
         name=name,
         model=features,

@@ -18,6 +18,7 @@ from fusion_lib.data.backbones import Backbone, default_input_size, load_backbon
 from fusion_lib.data.cache import ArrayCache, ChunkStore
 from fusion_lib.data.datasets import SPLITS, DatasetSplits, SplitSizes, load_dataset
 from fusion_lib.data.device import resolve_device
+from fusion_lib.data.fold_bn import FOLD_VERSION
 from fusion_lib.data.feature_set import FeatureSet
 
 # Chosen by measurement on the 2-core CPU (see `python -m fusion_lib.bench features` and the book's
@@ -270,6 +271,7 @@ def feature_spec(
         "images": data.fingerprint(split),
         "input_size": input_size,
         "transform": PREPROCESS_VERSION,
+        "forward": FOLD_VERSION,
         "precision": precision,
     }
 
