@@ -29,8 +29,13 @@ class _BnFirst(nn.Module):
 
 
 def test_folding_keeps_outputs_and_removes_batch_norms():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-                          nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 4, 1),
+        nn.BatchNorm2d(4),
+    )
     _randomise_bn(model)
     model.eval()
     x = torch.randn(2, 3, 16, 16)

@@ -9,10 +9,14 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from fusion_lib.data.datasets import DatasetSplits
+    from fusion_lib.data.extraction import FeatureExtractor
 
 REPEATS = 3
 
@@ -31,6 +35,30 @@ def median_rates(runs: dict[str, Callable[[], object]], n: int, repeats: int = R
             fn()
             times[name].append(time.perf_counter() - t)
     return {k: _rate(n, statistics.median(v)) for k, v in times.items()}
+
+
+def pipeline_rates(
+    ex: "FeatureExtractor", data: "DatasetSplits", split: str, rows: np.ndarray, repeats: int = REPEATS
+) -> dict[str, float]:
+    """Images/s of the raw forward (on inputs prepared in advance) and of the whole pipeline (decode in
+    the loader, batched resize and normalisation, forward) over ``rows`` of ``split``, median of
+    ``repeats``. The two are timed batch by batch in alternation, so that a shared machine's changing
+    load slows both alike and their ratio measures the pipeline, not the neighbours."""
+    ready = [ex.prepare(b) for b in ex.loader(data, split, rows)]
+    ex.forward(ready[0])  # warm-up: first calls pay one-off allocation costs
+    times: dict[str, list[float]] = {"raw": [], "pipeline": []}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        batches = iter(ex.loader(data, split, rows))  # starting the loader is part of the pipeline
+        spent = {"raw": 0.0, "pipeline": time.perf_counter() - start}
+        for i, x in enumerate(ready):
+            for kind in ("raw", "pipeline") if i % 2 else ("pipeline", "raw"):
+                t = time.perf_counter()
+                ex.forward(x if kind == "raw" else ex.prepare(next(batches)))
+                spent[kind] += time.perf_counter() - t
+        for kind, seconds in spent.items():
+            times[kind].append(seconds)
+    return {k: _rate(len(rows), statistics.median(v)) for k, v in times.items()}
 
 
 def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:
@@ -95,16 +123,7 @@ def bench_features(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             ex = FeatureExtractor(load_backbone(name, input_size=args.input_size), args.device)
-            ready = [ex.prepare(b) for b in ex.loader(data, "test", rows)]
-            ex.forward(ready[0])  # warm-up: first calls pay one-off allocation costs
-
-            def raw() -> None:
-                for b in ready:
-                    ex.forward(b)
-
-            rates = median_rates(
-                {"raw": raw, "pipeline": lambda: ex.features(data, "test", rows)}, n, args.repeats
-            )
+            rates = pipeline_rates(ex, data, "test", rows, args.repeats)
             cold_dir = os.path.join(tmp, f"cache-{name}")
             t = time.perf_counter()
             extract_features(

@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
 
 
 def _pipeline_ratio(name: str) -> float:
-    from fusion_lib.bench.extraction import median_rates
+    from fusion_lib.bench.extraction import pipeline_rates
     from fusion_lib.data.backbones import load_backbone
     from fusion_lib.data.datasets import SplitSizes, load_dataset
     from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE, FeatureExtractor
@@ -79,12 +79,7 @@ def _pipeline_ratio(name: str) -> float:
     data = load_dataset("fashion_mnist", SplitSizes(100, 10, 1024))
     rows = np.arange(1024)
     ex = FeatureExtractor(load_backbone(name, input_size=OFFLINE_INPUT_SIZE), "cuda")
-    ready = [ex.prepare(b) for b in ex.loader(data, "test", rows)]
-    ex.forward(ready[0])
-    rates = median_rates(
-        {"raw": lambda: [ex.forward(b) for b in ready], "pipeline": lambda: ex.features(data, "test", rows)},
-        len(rows),
-    )
+    rates = pipeline_rates(ex, data, "test", rows)
     return rates["pipeline"] / rates["raw"]
 
 

@@ -18,8 +18,8 @@ from fusion_lib.data.backbones import Backbone, default_input_size, load_backbon
 from fusion_lib.data.cache import ArrayCache, ChunkStore
 from fusion_lib.data.datasets import SPLITS, DatasetSplits, SplitSizes, load_dataset
 from fusion_lib.data.device import resolve_device
-from fusion_lib.data.fold_bn import FOLD_VERSION
 from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.data.fold_bn import FOLD_VERSION
 
 # Chosen by measurement on the 2-core CPU (see `python -m fusion_lib.bench features` and the book's
 # reproducibility chapter): 96 px keeps four backbones x a few thousand images within minutes, while
@@ -49,7 +49,7 @@ def preprocess_batch(
     shift = -torch.tensor(mean, device=x.device).view(1, 3, 1, 1) / torch.tensor(std, device=x.device).view(
         1, 3, 1, 1
     )
-    out = torch.empty((len(x), 3, size, size), device=x.device).contiguous(memory_format=torch.channels_last)
+    out = torch.empty((len(x), 3, size, size), device=x.device, memory_format=torch.channels_last)
     return torch.addcmul(shift, x, scale, out=out)
 
 

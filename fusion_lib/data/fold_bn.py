@@ -56,7 +56,9 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> int:
     registered), every fold is undone with a warning, so the model always computes what it did.
     """
     if model.training:
-        raise ValueError("fold_batchnorm needs a model in eval mode (model.eval()): training uses batch statistics")
+        raise ValueError(
+            "fold_batchnorm needs a model in eval mode (model.eval()): training uses batch statistics"
+        )
     pairs = _pairs(model)
     if not pairs:
         return 0
