@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 
@@ -326,15 +327,23 @@ def test_every_citation_is_in_the_bibliography_and_every_entry_cited():
 
 
 def test_run_notebooks_side_by_side_keeps_order_and_reports_each(tmp_path):
+    share = max(1, (os.cpu_count() or 1) // 2)
+    # each kernel's thread pools get its share of the cores; the build's own environment is restored
+    threads = (
+        f"import os; assert os.environ['OMP_NUM_THREADS'] == os.environ['OPENBLAS_NUM_THREADS'] == '{share}'"
+    )
     srcs = [
-        _write_notebook(tmp_path / "notebooks" / f"0{i}_n.ipynb", f"assert {i} != 2, 'number two fails'")
-        for i in (1, 2, 3)
+        _write_notebook(tmp_path / "notebooks" / "01_n.ipynb", threads),
+        _write_notebook(tmp_path / "notebooks" / "02_n.ipynb", "assert 2 != 2, 'number two fails'"),
+        _write_notebook(tmp_path / "notebooks" / "03_n.ipynb", threads),
     ]
+    before = dict(os.environ)
     runs = book.run_notebooks(
         srcs, tmp_path / "out", {"profile": "ci", "overrides": {}}, progress=False, jobs=2
     )
+    assert dict(os.environ) == before
     assert [r.notebook for r in runs] == ["01_n", "02_n", "03_n"]
-    assert [bool(r.error) for r in runs] == [False, True, False]
+    assert [bool(r.error) for r in runs] == [False, True, False], [r.error for r in runs]
     with pytest.raises(ValueError, match="jobs"):
         book.run_notebooks(srcs, tmp_path / "out", {}, jobs=0)
 

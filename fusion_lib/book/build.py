@@ -131,18 +131,37 @@ def _stamp(executed: Path) -> dict[str, Any]:
         return {}
 
 
-@contextmanager
-def _kernel_can_import(root: Path) -> Iterator[None]:
-    """Let kernels started in notebooks/ import fusion_lib from ``root`` even when it is not installed."""
+# The thread pools a kernel's libraries start: torch's (OpenMP), OpenBLAS's and MKL's (numpy, scipy).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def kernel_environment(root: Path, jobs: int) -> dict[str, str]:
+    """Variables for the kernels of ``jobs`` notebooks run side by side: ``root`` on PYTHONPATH, so that
+    kernels started in notebooks/ import fusion_lib even when it is not installed, and, with more than one
+    job, each library's thread pool capped at the job's share of the cores. (Uncapped, numpy's BLAS
+    and torch each start a thread per core in every kernel, and their spinning threads measurably slowed
+    the neighbouring notebook.)"""
     old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(root.resolve())] + ([old] if old else []))
+    env = {"PYTHONPATH": os.pathsep.join([str(root.resolve())] + ([old] if old else []))}
+    if jobs > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        env.update({name: threads for name in THREAD_VARIABLES})
+    return env
+
+
+@contextmanager
+def _environment(updates: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``updates`` (inherited by the kernels started inside), restored afterwards."""
+    old = {name: os.environ.get(name) for name in updates}
+    os.environ.update(updates)
     try:
         yield
     finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
+        for name, value in old.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def execute_notebook(
@@ -221,7 +240,8 @@ def run_notebooks(
     if not notebooks:
         return []
     # set once for every kernel: concurrent executions must not restore the variable under each other
-    with _kernel_can_import(notebooks[0].parent.parent), ThreadPoolExecutor(max_workers=jobs) as pool:
+    env = kernel_environment(notebooks[0].parent.parent, jobs)
+    with _environment(env), ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(
             pool.map(
                 lambda nb: execute_notebook(
