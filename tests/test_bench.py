@@ -19,6 +19,40 @@ def test_median_rates_interleaves_runs_and_takes_the_median():
     assert order == ["a", "b"] * 3 and set(rates) == {"a", "b"} and all(r > 0 for r in rates.values())
 
 
+class _FakeExtractor:
+    """Records what the pipeline benchmark asks of an extractor."""
+
+    def __init__(self, n_batches: int) -> None:
+        self.n_batches, self.calls, self.loaders = n_batches, [], 0
+
+    def loader(self, data, split, rows):
+        self.loaders += 1
+        return iter([f"u8-L{self.loaders}-{i}" for i in range(self.n_batches)])
+
+    def prepare(self, images):
+        return images.replace("u8", "ready")
+
+    def forward(self, x):
+        self.calls.append(x)
+
+
+def test_pipeline_rates_alternate_raw_and_pipeline_batch_by_batch():
+    ex = _FakeExtractor(3)
+    rates = bench.pipeline_rates(ex, None, "test", np.arange(30), repeats=2)
+    assert ex.loaders == 1 + 2  # the inputs prepared in advance, then one loader per repeat
+    # after the warm-up, each batch runs raw (inputs from loader 1) and pipeline (from the repeat's own
+    # loader) in turns, the pipeline first on even batches
+    assert ex.calls[1:7] == [
+        "ready-L2-0",
+        "ready-L1-0",
+        "ready-L1-1",
+        "ready-L2-1",
+        "ready-L2-2",
+        "ready-L1-2",
+    ]
+    assert set(rates) == {"raw", "pipeline"} and all(r > 0 for r in rates.values())
+
+
 def test_probe_accuracy_separates_separable_features_and_not_noise():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 40)

@@ -41,24 +41,29 @@ def pipeline_rates(
     ex: "FeatureExtractor", data: "DatasetSplits", split: str, rows: np.ndarray, repeats: int = REPEATS
 ) -> dict[str, float]:
     """Images/s of the raw forward (on inputs prepared in advance) and of the whole pipeline (decode in
-    the loader, batched resize and normalisation, forward) over ``rows`` of ``split``, median of
-    ``repeats``. The two are timed batch by batch in alternation, so that a shared machine's changing
-    load slows both alike and their ratio measures the pipeline, not the neighbours."""
+    the loader, batched resize and normalisation, forward) over ``rows`` of ``split``.
+
+    The two are timed batch by batch in alternation, ``repeats`` times; each batch's time is its median
+    over the repeats (as is the loader's start, which the pipeline pays), and a rate is the images over
+    the sum of those medians. A shared machine's load then slows both alike, and a pause that hits one
+    batch once does not count, so the ratio measures the pipeline, not the neighbours."""
     ready = [ex.prepare(b) for b in ex.loader(data, split, rows)]
     ex.forward(ready[0])  # warm-up: first calls pay one-off allocation costs
-    times: dict[str, list[float]] = {"raw": [], "pipeline": []}
+    # times[kind][step][repeat]; the pipeline's step 0 is starting its loader
+    times: dict[str, list[list[float]]] = {
+        "raw": [[] for _ in ready],
+        "pipeline": [[] for _ in range(len(ready) + 1)],
+    }
     for _ in range(repeats):
-        start = time.perf_counter()
-        batches = iter(ex.loader(data, split, rows))  # starting the loader is part of the pipeline
-        spent = {"raw": 0.0, "pipeline": time.perf_counter() - start}
+        t = time.perf_counter()
+        batches = iter(ex.loader(data, split, rows))
+        times["pipeline"][0].append(time.perf_counter() - t)
         for i, x in enumerate(ready):
             for kind in ("raw", "pipeline") if i % 2 else ("pipeline", "raw"):
                 t = time.perf_counter()
                 ex.forward(x if kind == "raw" else ex.prepare(next(batches)))
-                spent[kind] += time.perf_counter() - t
-        for kind, seconds in spent.items():
-            times[kind].append(seconds)
-    return {k: _rate(len(rows), statistics.median(v)) for k, v in times.items()}
+                times[kind][i + (kind == "pipeline")].append(time.perf_counter() - t)
+    return {k: _rate(len(rows), sum(map(statistics.median, steps))) for k, steps in times.items()}
 
 
 def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:
