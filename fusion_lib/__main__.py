@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {
         "assets": "offline weights, word vectors and datasets",
-        "run": "run fusion methods over seeds and print mean ± std (see `run --help`)",
+        "run": "run fusion methods over seeds and print accuracies with 95% CIs (see `run --help`)",
         "extract": "extract and cache features; under torchrun, sharded across ranks (see `extract --help`)",
     }
     if not argv or argv[0] not in commands:
@@ -48,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    # the library's own messages (e.g. waiting for another process's cache entry) on stderr
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("fusion_lib").addHandler(handler)
+    logging.getLogger("fusion_lib").setLevel(logging.INFO)
     if argv[0] == "assets":
         return _assets(argv[1:])
     if argv[0] == "extract":

@@ -15,8 +15,9 @@ from fusion_lib.data.cache import ArrayCache, cache_key
 
 # A build that takes long enough for a second process to arrive while the first is still at it.
 BUILDER = textwrap.dedent("""
-    import os, sys, time
+    import logging, os, sys, time
     import numpy as np
+    logging.basicConfig(level=logging.INFO)  # the wait is logged at INFO
     from fusion_lib.data.cache import ArrayCache
 
     root, log = sys.argv[1], sys.argv[2]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
-import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +15,8 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from fusion_lib.data.atomic import atomic_path, sha256_file, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 
 class CorruptCacheWarning(UserWarning):
@@ -112,13 +114,14 @@ class ArrayCache:
 
 @contextmanager
 def entry_lock(path: Path, what: str) -> Iterator[None]:
-    """An exclusive lock on ``path`` across processes; says so on stderr when it has to wait."""
+    """An exclusive lock on ``path`` across processes; logs (at INFO) when it has to wait, which notebooks
+    run side by side do routinely, so the message stays off their pages."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path))
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(f"waiting for another process to finish {what}", file=sys.stderr, flush=True)
+        log.info("waiting for another process to finish %s", what)
         lock.acquire()
     try:
         yield
