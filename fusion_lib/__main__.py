@@ -49,11 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    # the library's own messages (e.g. waiting for another process's cache entry) on stderr
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("fusion_lib").addHandler(handler)
-    logging.getLogger("fusion_lib").setLevel(logging.INFO)
+    # the library's own messages (e.g. waiting for another process's cache entry) on stderr, once
+    lib = logging.getLogger("fusion_lib")
+    if not lib.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        lib.addHandler(handler)
+        lib.setLevel(logging.INFO)
     if argv[0] == "assets":
         return _assets(argv[1:])
     if argv[0] == "extract":
