@@ -88,6 +88,26 @@ def test_cache_key_covers_images_size_and_weights(digits):
     assert features.feature_spec("squeezenet1_1", other, "train", SIZE)["images"] != base["images"]
     assert features.feature_spec("squeezenet1_1", digits, "train", 96) != base
     assert features.feature_spec("tf_efficientnet_lite0", digits, "train", SIZE)["weights"] != base["weights"]
+    assert features.feature_spec("squeezenet1_1", digits, "train", SIZE, batch_size=7) != base
+
+
+def test_extraction_uses_the_device_batch_size_and_keys_it(digits, tmp_path):
+    from fusion_lib.data.cache import cache_key
+
+    ex = features.FeatureExtractor(features.load_backbone("squeezenet1_1", input_size=SIZE), "cpu")
+    assert ex.batch_size == features.BATCH_SIZE["cpu"]
+    feats, _ = features.extract_features(
+        "squeezenet1_1", digits, "val", SIZE, progress=False, cache_dir=tmp_path
+    )
+    cache = features.feature_cache("digits", "squeezenet1_1", tmp_path)
+
+    def cached(batch_size: int) -> np.ndarray | None:
+        hit = cache.load(
+            cache_key(features.feature_spec("squeezenet1_1", digits, "val", SIZE, batch_size=batch_size))
+        )
+        return None if hit is None else hit[0]
+
+    assert np.array_equal(cached(features.BATCH_SIZE["cpu"]), feats) and cached(64) is None
 
 
 def test_load_feature_set(tmp_path):
@@ -145,6 +165,26 @@ def test_batched_preprocessing_matches_one_image_at_a_time():
     got = features.preprocess_batch(stacked, SIZE, IMAGENET_MEAN, IMAGENET_STD)
     want = torch.stack([features.preprocess(img, SIZE, IMAGENET_MEAN, IMAGENET_STD) for img in mixed])
     assert torch.equal(got, want)
+
+
+def test_preprocessing_matches_the_textbook_transform():
+    """Resize (bilinear, on the 8-bit grid), centre-crop, then (x / 255 - mean) / std per channel."""
+    from torchvision.transforms.v2 import functional as F
+
+    from fusion_lib.data.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+    gen = torch.Generator().manual_seed(1)
+    for shape in [(4, 3, 32, 40), (4, 1, 28, 28), (2, 3, 150, 120)]:  # colour, grey, shrinking
+        images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen)
+        got = features.preprocess_batch(images, SIZE, IMAGENET_MEAN, IMAGENET_STD)
+        shrink = SIZE < min(shape[-2:])
+        ref = F.resize(images.float(), [SIZE], antialias=shrink)
+        ref = F.center_crop(ref, [SIZE, SIZE]).round().clamp(0, 255).expand(-1, 3, -1, -1)
+        ref = (ref / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(
+            1, 3, 1, 1
+        )
+        assert got.shape == (shape[0], 3, SIZE, SIZE) and got.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(got, ref, atol=1e-5), shape
 
 
 def test_channels_last_forward_keeps_the_features(digits):

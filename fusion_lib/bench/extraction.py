@@ -83,6 +83,7 @@ def bench_features(argv: list[str]) -> int:
     from fusion_lib.data.extraction import (
         OFFLINE_INPUT_SIZE,
         FeatureExtractor,
+        default_batch_size,
         default_workers,
         extract_features,
         resolve_precision,
@@ -115,7 +116,7 @@ def bench_features(argv: list[str]) -> int:
     print(
         f"dataset {args.dataset}, {n} images, input {args.input_size}px, median of {args.repeats}, "
         f"{os.cpu_count()} CPU cores, device {device}, precision {resolve_precision('auto', device)}, "
-        f"channels_last, {default_workers(device)} loader workers"
+        f"channels_last, batches of {default_batch_size(device)}, {default_workers(device)} loader workers"
     )
     print(
         "raw = the forward pass alone on ready model inputs (the fastest correct forward on this machine); "
@@ -147,15 +148,16 @@ def bench_features(argv: list[str]) -> int:
             )
     sizes = [int(s) for s in args.sweep.split(",") if s]
     if sizes:
-        print(f"\ninput-size sweep, {names[0]}, raw forward, batches of 64:")
+        bs = default_batch_size(device)
+        print(f"\ninput-size sweep, {names[0]}, raw forward, batches of {bs}:")
         base = None
         for s in sizes:
             ex = FeatureExtractor(load_backbone(names[0], input_size=s), args.device)
-            x = torch.randn(64, 3, s, s).contiguous(memory_format=torch.channels_last)
+            x = torch.randn(bs, 3, s, s).contiguous(memory_format=torch.channels_last)
             ex.forward(x)
-            batches = max(1, n // 64)
+            batches = max(1, n // bs)
             rate = median_rates(
-                {"raw": lambda: [ex.forward(x) for _ in range(batches)]}, 64 * batches, args.repeats
+                {"raw": lambda: [ex.forward(x) for _ in range(batches)]}, bs * batches, args.repeats
             )["raw"]
             base = base or rate
             print(f"  {s:4d}px {rate:8.1f} img/s  ({rate / base:.2f}x the {sizes[0]}px speed)")

@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -143,8 +143,12 @@ class ArraySource:
         return len(self.images)
 
     def tensor(self, i: int) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(self.images[i]))
-        return t.expand(3, -1, -1) if t.shape[0] == 1 else t
+        return self.tensors(np.array([i]))[0]
+
+    def tensors(self, idx: np.ndarray) -> list[torch.Tensor]:
+        """Several images from one gather (a loader's batch costs one numpy call, not one per image)."""
+        batch = torch.from_numpy(self.images[idx])
+        return list(batch.expand(-1, 3, -1, -1).unbind(0) if batch.shape[1] == 1 else batch.unbind(0))
 
 
 class PILSource:
@@ -230,6 +234,14 @@ class DatasetSplits:
         """Image ``i`` of a split as a uint8 RGB tensor (3, H, W)."""
         _check_split(split)
         return self.pools[split].source.tensor(int(self.indices[split][i]))
+
+    def tensors(self, split: str, rows: Sequence[int]) -> list[torch.Tensor]:
+        """Several images of a split, as ``tensor`` gives them; one read where the source offers one."""
+        _check_split(split)
+        source, idx = self.pools[split].source, self.indices[split][np.asarray(rows, dtype=np.int64)]
+        if isinstance(source, ArraySource):
+            return source.tensors(idx)
+        return [source.tensor(int(i)) for i in idx]
 
     def image(self, split: str, i: int) -> Image.Image:
         """Image ``i`` of a split as a PIL RGB image."""

@@ -21,6 +21,7 @@ from fusion_lib.data.extraction import (
     OFFLINE_INPUT_SIZE,
     PRECISIONS,
     FeatureExtractor,
+    default_batch_size,
     feature_cache,
     feature_spec,
     load_feature_set,
@@ -78,14 +79,15 @@ def fill_shards(
 
     done = 0
     prec = resolve_precision(precision, resolve_device(device))
+    batch = default_batch_size(resolve_device(device))
     for name in names:
         size = int(input_size or default_input_size(name))
         cache = feature_cache(data.name, name, cache_dir)
-        keys = {s: cache_key(feature_spec(name, data, s, size, "auto", prec)) for s in SPLITS}
+        keys = {s: cache_key(feature_spec(name, data, s, size, "auto", prec, batch)) for s in SPLITS}
         todo = [s for s in SPLITS if cache.load(keys[s]) is None]
         if not todo:
             continue
-        ex = FeatureExtractor(load_backbone(name, input_size=size), device, precision=prec)
+        ex = FeatureExtractor(load_backbone(name, input_size=size), device, batch, precision=prec)
         for s in todo:
             done += ex.fill_chunks(data, s, cache.chunk_store(keys[s]), rank, world, progress=rank == 0)
     return done
