@@ -49,7 +49,9 @@ def resize_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 
     x = images.float()
     x = F.resize(x, [size], antialias=size < min(x.shape[-2:]))
-    return F.center_crop(x, [size, size]).round_().clamp_(0, 255)
+    # no clamp needed: bilinear and antialias weights are non-negative and sum to one, so every output
+    # lies between input pixels
+    return F.center_crop(x, [size, size]).round_()
 
 
 def normalise(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
