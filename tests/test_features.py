@@ -9,6 +9,7 @@ from fusion_lib.data.cache import CorruptCacheWarning
 from fusion_lib.data.datasets import SplitSizes, load_dataset
 
 SIZE = 64
+FP32_CPU = ("auto", "fp32", features.BATCH_SIZE["cpu"])  # weights, precision, batch size
 
 
 @pytest.fixture
@@ -83,12 +84,15 @@ def test_interrupted_run_resumes_from_finished_chunks(digits, tmp_path, monkeypa
 
 
 def test_cache_key_covers_images_size_and_weights(digits):
-    base = features.feature_spec("squeezenet1_1", digits, "train", SIZE)
+    base = features.feature_spec("squeezenet1_1", digits, "train", SIZE, *FP32_CPU)
     other = load_dataset("digits", SplitSizes(60, 20, 40), seed=1)
-    assert features.feature_spec("squeezenet1_1", other, "train", SIZE)["images"] != base["images"]
-    assert features.feature_spec("squeezenet1_1", digits, "train", 96) != base
-    assert features.feature_spec("tf_efficientnet_lite0", digits, "train", SIZE)["weights"] != base["weights"]
-    assert features.feature_spec("squeezenet1_1", digits, "train", SIZE, batch_size=7) != base
+    assert features.feature_spec("squeezenet1_1", other, "train", SIZE, *FP32_CPU)["images"] != base["images"]
+    assert features.feature_spec("squeezenet1_1", digits, "train", 96, *FP32_CPU) != base
+    assert (
+        features.feature_spec("tf_efficientnet_lite0", digits, "train", SIZE, *FP32_CPU)["weights"]
+        != base["weights"]
+    )
+    assert features.feature_spec("squeezenet1_1", digits, "train", SIZE, "auto", "fp32", 7) != base
 
 
 def test_extraction_uses_the_device_batch_size_and_keys_it(digits, tmp_path):
@@ -103,7 +107,7 @@ def test_extraction_uses_the_device_batch_size_and_keys_it(digits, tmp_path):
 
     def cached(batch_size: int) -> np.ndarray | None:
         hit = cache.load(
-            cache_key(features.feature_spec("squeezenet1_1", digits, "val", SIZE, batch_size=batch_size))
+            cache_key(features.feature_spec("squeezenet1_1", digits, "val", SIZE, "auto", "fp32", batch_size))
         )
         return None if hit is None else hit[0]
 
@@ -208,5 +212,5 @@ def test_precision_is_resolved_and_part_of_the_cache_key(digits):
         features.resolve_precision("fp16", cpu)
     with pytest.raises(ValueError, match="precision"):
         features.resolve_precision("int8", cpu)
-    fp32 = features.feature_spec("squeezenet1_1", digits, "train", SIZE, precision="fp32")
-    assert features.feature_spec("squeezenet1_1", digits, "train", SIZE, precision="bf16") != fp32
+    fp32 = features.feature_spec("squeezenet1_1", digits, "train", SIZE, *FP32_CPU)
+    assert features.feature_spec("squeezenet1_1", digits, "train", SIZE, "auto", "bf16", 32) != fp32

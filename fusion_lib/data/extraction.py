@@ -289,9 +289,9 @@ def feature_spec(
     data: DatasetSplits,
     split: str,
     input_size: int,
-    weights: str = "auto",
-    precision: str = "fp32",
-    batch_size: int = BATCH_SIZE["cpu"],
+    weights: str,
+    precision: str,
+    batch_size: int,
 ) -> dict:
     """Everything that determines a features array: weights, images (dataset + indices), transform and the
     forward pass's precision (a resolved one: "fp32", "bf16" or "fp16") and batch size (convolution
