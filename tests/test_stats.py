@@ -21,6 +21,8 @@ def test_clear_gain_is_detected_and_interval_covers_truth():
     assert d.p_mcnemar < 1e-6
     assert d.text().startswith("+") and "[" in d.text()
     assert "beats" in d.verdict("A", "B")
+    reverse = paired_difference([b], [a], n_boot=1000).verdict("B", "A")
+    assert reverse.startswith("B trails A: -") and "by -" not in reverse
 
 
 def test_pairing_narrows_the_interval():

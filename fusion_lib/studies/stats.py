@@ -50,7 +50,7 @@ class Difference:
         if self.low > 0:
             return f"{a} beats {b} by {self.text()} points"
         if self.high < 0:
-            return f"{a} trails {b} by {self.text()} points"
+            return f"{a} trails {b}: {self.text()} points"  # signed A - B, so no "by -x"
         return f"{a} and {b} are not distinguishable: {self.text()} points"
 
 
