@@ -21,11 +21,10 @@ from fusion_lib.data.extraction import (
     OFFLINE_INPUT_SIZE,
     PRECISIONS,
     FeatureExtractor,
-    default_batch_size,
     feature_cache,
     feature_spec,
+    forward_settings,
     load_feature_set,
-    resolve_precision,
 )
 
 
@@ -75,11 +74,9 @@ def fill_shards(
     """This rank's share of every missing chunk of every backbone and split; returns how many it computed."""
     from fusion_lib.data.backbones import default_input_size, load_backbone
     from fusion_lib.data.cache import cache_key
-    from fusion_lib.data.device import resolve_device
 
     done = 0
-    prec = resolve_precision(precision, resolve_device(device))
-    batch = default_batch_size(resolve_device(device))
+    prec, batch = forward_settings(device, precision)
     for name in names:
         size = int(input_size or default_input_size(name))
         cache = feature_cache(data.name, name, cache_dir)

@@ -9,7 +9,6 @@ preloaded for in Intel's PyTorch tuning guides; glibc's own ``mallopt`` fixes it
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -32,18 +31,16 @@ def keep_freed_memory() -> bool:
     Idempotent; affects the whole process."""
     global _applied
     if _applied is None:
-        _applied = _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and _mallopt(
-            _M_TRIM_THRESHOLD, TRIM_THRESHOLD
+        try:  # the C library's symbols are visible through the running process itself
+            mallopt = ctypes.CDLL(None).mallopt
+        except AttributeError:  # a C library without mallopt (macOS, musl)
+            mallopt = None
+        if mallopt is not None:
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        _applied = (
+            mallopt is not None
+            and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1
+            and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
         )
         log.debug("keep_freed_memory: %s", "applied" if _applied else "not glibc, left as is")
     return _applied
-
-
-def _mallopt(param: int, value: int) -> bool:
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):  # no C library found, or one without mallopt
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(param, value) == 1
