@@ -8,7 +8,8 @@ import pytest
 from fusion_lib.data.host_memory import keep_freed_memory
 
 # Page faults per forward pass of a random-weight EfficientNet-Lite0 (batch 16, 64 px, channels_last),
-# after a warm-up pass, in a fresh process: the C library's state is per process.
+# in a fresh process (the C library's state is per process), after two warm-up passes: the heap may still
+# grow on the second pass (measured here: 0-1,536 faults, varying run to run), and is steady from the third.
 _FAULTS = """
 import resource, sys, timm, torch
 from fusion_lib.data.host_memory import keep_freed_memory
@@ -19,6 +20,7 @@ model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes
 model = model.to(memory_format=torch.channels_last)
 x = torch.randn(16, 3, 64, 64).contiguous(memory_format=torch.channels_last)
 with torch.inference_mode():
+    model(x)
     model(x)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(3):
@@ -42,4 +44,4 @@ def test_kept_memory_stops_the_page_faults_of_repeated_forward_passes():
     assert default > 1000, (
         f"the default allocator no longer faults here ({default}); the test needs a new workload"
     )
-    assert kept * 10 < default, (default, kept)
+    assert kept * 100 < default, (default, kept)
