@@ -171,6 +171,30 @@ def test_batched_preprocessing_matches_one_image_at_a_time():
     assert torch.equal(got, want)
 
 
+def test_loader_reads_whole_batches_with_the_images_of_single_reads(digits):
+    """In-memory arrays are read one batch per numpy gather (grey kept as one channel); the loader's
+    batches hold the same pixels as reading the images one at a time, in the rows' order."""
+    from fusion_lib.data.backbones import load_backbone
+    from fusion_lib.data.datasets import from_arrays
+
+    gen = np.random.default_rng(0)
+    colour = from_arrays(
+        "colour",
+        gen.integers(0, 256, (40, 3, 12, 12), dtype=np.uint8),
+        np.arange(40) % 2,
+        ["a", "b"],
+        SplitSizes(20, 10, 10),
+    )
+    ex = features.FeatureExtractor(load_backbone("squeezenet1_1", input_size=SIZE), "cpu", batch_size=4)
+    rows = np.array([7, 2, 9, 0, 5, 1, 3])
+    for data, channels in ((digits, 1), (colour, 3)):
+        read = data.batch("test", rows.tolist())
+        assert isinstance(read, torch.Tensor) and read.dtype == torch.uint8 and read.shape[1] == channels
+        singles = torch.stack([data.tensor("test", int(i)) for i in rows])
+        assert torch.equal(read.expand(-1, 3, -1, -1), singles)
+        assert torch.equal(torch.cat(list(ex.loader(data, "test", rows))), read)
+
+
 def test_preprocessing_matches_the_textbook_transform():
     """Resize (bilinear, on the 8-bit grid), centre-crop, then (x / 255 - mean) / std per channel."""
     from torchvision.transforms.v2 import functional as F

@@ -143,12 +143,12 @@ class ArraySource:
         return len(self.images)
 
     def tensor(self, i: int) -> torch.Tensor:
-        return self.tensors(np.array([i]))[0]
+        return self.batch(np.array([i]))[0].expand(3, -1, -1)
 
-    def tensors(self, idx: np.ndarray) -> list[torch.Tensor]:
-        """Several images from one gather (a loader's batch costs one numpy call, not one per image)."""
-        batch = torch.from_numpy(self.images[idx])
-        return list(batch.expand(-1, 3, -1, -1).unbind(0) if batch.shape[1] == 1 else batch.unbind(0))
+    def batch(self, idx: np.ndarray) -> torch.Tensor:
+        """Several images as one uint8 (n, 1|3, H, W) tensor from one gather, grey kept as one channel: a
+        loader's batch costs one numpy call and no per-image Python work."""
+        return torch.from_numpy(self.images[idx])
 
 
 class PILSource:
@@ -235,12 +235,13 @@ class DatasetSplits:
         _check_split(split)
         return self.pools[split].source.tensor(int(self.indices[split][i]))
 
-    def tensors(self, split: str, rows: Sequence[int]) -> list[torch.Tensor]:
-        """Several images of a split, as ``tensor`` gives them; one read where the source offers one."""
+    def batch(self, split: str, rows: Sequence[int]) -> torch.Tensor | list[torch.Tensor]:
+        """Several images of a split: one uint8 (n, 1|3, H, W) tensor where the source reads whole batches
+        (in-memory arrays; grey stays one channel), else a list of the images as ``tensor`` gives them."""
         _check_split(split)
         source, idx = self.pools[split].source, self.indices[split][np.asarray(rows, dtype=np.int64)]
         if isinstance(source, ArraySource):
-            return source.tensors(idx)
+            return source.batch(idx)
         return [source.tensor(int(i)) for i in idx]
 
     def image(self, split: str, i: int) -> Image.Image:
