@@ -142,7 +142,7 @@ def bench_features(argv: list[str]) -> int:
             )
             warm = time.perf_counter() - t
             print(
-                f"{name:24s} {rates['raw']:10.1f} {rates['pipeline']:15.1f} {rates['pipeline'] / rates['raw']:6.2f} "
+                f"{name:24s} {rates['raw']:10.1f} {rates['pipeline']:15.1f} {rates['pipeline'] / rates['raw']:6.3f} "
                 f"{cold:7.2f} {warm:7.3f} {cold / warm:13.0f}x",
                 flush=True,
             )
