@@ -118,16 +118,16 @@ class _Decoded(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.data.tensor(self.split, int(i))
 
-    def __getitems__(
-        self, rows: list[int]
-    ) -> torch.Tensor | list[torch.Tensor]:  # the loader's batched fetch
+    def __getitems__(self, rows: list[int]) -> torch.Tensor | list[torch.Tensor]:
+        """The loader's batched fetch: one tensor where the source reads whole batches."""
         return self.data.batch(self.split, rows)
 
 
 def _stack_uint8(images: torch.Tensor | list[torch.Tensor], size: int) -> torch.Tensor:
-    """One uint8 batch from a batched read (already one tensor) or from single images. Grey images (3-channel views of one channel) stay one channel, so that they are
-    resized once, not three times. Images of mixed sizes are resized and cropped one by one first (in the
-    worker); resizing a batch does the same per image, so both routes give the same numbers."""
+    """One uint8 batch from a batched read (already one tensor) or from single images. Grey images
+    (3-channel views of one channel) stay one channel, so that they are resized once, not three times.
+    Images of mixed sizes are resized and cropped one by one first (in the worker); resizing a batch does
+    the same per image, so both routes give the same numbers."""
     if isinstance(images, torch.Tensor):
         return images
     if all(img.shape[0] == 3 and img.stride(0) == 0 for img in images):
