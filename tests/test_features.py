@@ -237,4 +237,9 @@ def test_precision_is_resolved_and_part_of_the_cache_key(digits):
     with pytest.raises(ValueError, match="precision"):
         features.resolve_precision("int8", cpu)
     fp32 = features.feature_spec("squeezenet1_1", digits, "train", SIZE, *FP32_CPU)
-    assert features.feature_spec("squeezenet1_1", digits, "train", SIZE, "auto", "bf16", 32) != fp32
+    assert (
+        features.feature_spec(
+            "squeezenet1_1", digits, "train", SIZE, "auto", "bf16", features.BATCH_SIZE["cpu"]
+        )
+        != fp32
+    )

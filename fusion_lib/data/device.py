@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """ "auto" picks CUDA when present; anything else is passed to torch.device (with a clear error)."""
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """ "auto" picks CUDA when present; anything else (a resolved device too) is passed to torch.device
+    (with a clear error)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -142,7 +142,9 @@ def default_batch_size(device: torch.device) -> int:
     return BATCH_SIZE.get(device.type, BATCH_SIZE["cuda"])
 
 
-def forward_settings(device: str, precision: str, batch_size: int | None = None) -> tuple[str, int]:
+def forward_settings(
+    device: str | torch.device, precision: str, batch_size: int | None = None
+) -> tuple[str, int]:
     """(precision, batch size) resolved for ``device``: what an extraction runs with and what its
     cache key records, so that the key and the run cannot disagree."""
     dev = resolve_device(device)
@@ -173,8 +175,7 @@ class FeatureExtractor:
             )
         self.backbone = backbone
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
-        self.batch_size = batch_size or default_batch_size(self.device)
+        self.precision, self.batch_size = forward_settings(self.device, precision, batch_size)
         self.num_workers = default_workers(self.device) if num_workers is None else num_workers
         # channels_last: same features (max abs difference ~1e-5) and 1.8-2.4x faster on the CPU too
         self.model = backbone.model.to(self.device, memory_format=torch.channels_last)
