@@ -258,7 +258,7 @@ def warm_feature_cache(profile: str, overrides: dict[str, Any]) -> None:
     another notebook trains, when the two halve each other's speed)."""
     P = get_profile(profile, **overrides)
     for name in P.datasets:
-        P.feature_set(name)
+        P.feature_set(name, P.all_backbones())
     P.push_feature_sets(P.datasets[0])  # notebook 04's accuracy push
 
 

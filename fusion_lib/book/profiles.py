@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from fusion_lib.data import validation as V
-from fusion_lib.data.backbones import OFFLINE_BACKBONES
+from fusion_lib.data.backbones import ZOOS, min_input_size
 from fusion_lib.data.datasets import (
     DATA_ROOT_ENV,
     OFFLINE_DATASETS,
@@ -59,7 +59,8 @@ class Profile:
     some datasets (a large fixed test set needs fewer seeds than a small one redrawn per seed);
     ``zero_shot_splits`` is the number of held-out class triples of the zero-shot study (all 120 of
     ten classes; a random draw of that many with more classes); ``input_size=None`` extracts features at each backbone's own
-    input size; ``device`` is "auto", "cpu", "cuda[:N]" or "mps".
+    input size; ``device`` is "auto", "cpu", "cuda[:N]" or "mps". ``zoos`` are the sets of experts of equal
+    size that notebooks 02 and 03 compare ({} for none): one architecture family against several.
     """
 
     name: str
@@ -74,6 +75,7 @@ class Profile:
     dataset_sizes: Mapping[str, SplitSizes] = field(default_factory=lambda: MappingProxyType({}))
     max_seeds: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     zero_shot_splits: int = 120
+    zoos: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     download: bool = False
     data_root: str | None = None
 
@@ -91,12 +93,16 @@ class Profile:
         self.split_sizes(dataset)  # the same error for a dataset outside the profile
         return self.seeds[: self.max_seeds.get(dataset, len(self.seeds))]
 
-    def feature_set(self, dataset: str) -> FeatureSet:
-        """The cached features of one of the profile's datasets, loaded the one way every notebook (and the
-        book build's cache warm-up) loads them."""
+    def all_backbones(self) -> tuple[str, ...]:
+        """The profile's experts and every zoo's, once each, in order."""
+        return tuple(dict.fromkeys([*self.backbones, *(b for zoo in self.zoos.values() for b in zoo)]))
+
+    def feature_set(self, dataset: str, backbones: Sequence[str] | None = None) -> FeatureSet:
+        """The cached features of one of the profile's datasets (of its experts, or of ``backbones``), loaded
+        the one way every notebook (and the book build's cache warm-up) loads them."""
         return load_feature_set(
             dataset,
-            self.backbones,
+            list(backbones or self.backbones),
             self.split_sizes(dataset),
             seed=DATA_SEED,
             input_size=self.input_size,
@@ -107,12 +113,18 @@ class Profile:
             progress=False,
         )
 
+    def zoo_feature_sets(self, dataset: str) -> dict[str, FeatureSet]:
+        """Each zoo's features of ``dataset``: one load of every zoo's backbones, restricted per zoo."""
+        union = self.feature_set(dataset, self.all_backbones())
+        return {name: union.subset_backbones(list(zoo)) for name, zoo in self.zoos.items()}
+
     def push_inputs(self) -> tuple[int | None, ...]:
-        """The input sizes notebook 04's accuracy push compares: 64 px, the profile's own and 96 px (the
-        paper's backbones need larger inputs, Inception 75 px and up: there, only the profile's own)."""
+        """The input sizes notebook 04's accuracy push compares: 64 px where every expert takes it (Xception
+        needs 71 px, Inception-v3 75 px), the profile's own and 96 px; the paper profile only its own."""
         if self.name == "paper" or self.input_size is None:
             return (self.input_size,)
-        return tuple(sorted({64, self.input_size, 96}))
+        small = {64} if all(min_input_size(b) <= 64 for b in self.backbones) else set()
+        return tuple(sorted(small | {self.input_size, 96}))
 
     def push_feature_sets(self, dataset: str) -> dict[int | None, FeatureSet]:
         """Notebook 04's accuracy-push pools: the same small subset of ``dataset`` (``PUSH_SIZES``, capped
@@ -159,6 +171,7 @@ class Profile:
         return {
             "datasets": ", ".join(self.datasets),
             "backbones": ", ".join(self.backbones),
+            "zoos compared": "; ".join(f"{k}: {', '.join(v)}" for k, v in self.zoos.items()) or "none",
             "train/val/test": "; ".join(sizes),
             "seeds": ", ".join(map(str, self.seeds)) + (f" ({'; '.join(capped)})" if capped else ""),
             "epochs (max)": str(self.epochs),
@@ -183,15 +196,22 @@ PROFILES: dict[str, Profile] = {
         sizes=SplitSizes(200, 100, 150),
         seeds=(0, 1),
         epochs=5,
-        input_size=64,
+        # 80 px: the Inception-v3 port of the small diverse zoo needs 75 px
+        input_size=80,
         thumbnail_size=32,
         device="cpu",
+        zoos=_frozen(
+            {
+                "homogeneous": ("tf_efficientnet_lite0", "squeezenet1_1"),
+                "diverse": ("tf_efficientnet_lite0", "fid_inception_v3"),
+            }
+        ),
     ),
     # the offline datasets' own sizes (OFFLINE_SPLIT_SIZES) are shared with the command line
     "book": Profile(
         name="book",
         datasets=("fashion_mnist", "cifar_cats_dogs", "digits", "mnist"),
-        backbones=OFFLINE_BACKBONES,
+        backbones=ZOOS["diverse"],
         sizes=SplitSizes(1500, 500, 1000),
         seeds=(0, 1, 2),
         epochs=60,
@@ -206,11 +226,12 @@ PROFILES: dict[str, Profile] = {
         # seeds), so a third seed would add little beyond a quarter of the build time; the other datasets
         # redraw their small test sets per seed, and three seeds triple their test images.
         max_seeds=_frozen({"fashion_mnist": 2}),
+        zoos=_frozen(ZOOS),
     ),
     "paper": Profile(
         name="paper",
         datasets=PAPER_DATASETS,
-        backbones=PAPER_BACKBONES + OFFLINE_BACKBONES,
+        backbones=PAPER_BACKBONES + ZOOS["homogeneous"],
         sizes=SplitSizes(10000, 2000, 5000),
         seeds=(0, 1, 2, 3, 4),
         epochs=100,
@@ -221,6 +242,7 @@ PROFILES: dict[str, Profile] = {
             {"stl10": SplitSizes(4000, 1000, 8000), "oxford_pets": SplitSizes(3000, 680, 3669)}
         ),
         download=True,
+        zoos=_frozen({"homogeneous": ZOOS["homogeneous"], "diverse": PAPER_BACKBONES}),
     ),
 }
 
@@ -325,6 +347,18 @@ def _dataset_sizes(value: Any) -> Mapping[str, SplitSizes]:
     return _per_dataset(value, "dataset_sizes", "(train, val, test)", lambda _, v: _split_sizes(v))
 
 
+def _zoos(value: Any) -> Mapping[str, tuple[str, ...]]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"zoos must be a dict {{name: backbones}}, got {value!r}")
+    zoos = {name: _backbones(spec) for name, spec in value.items()}
+    if len({len(z) for z in zoos.values()}) > 1:
+        raise ValueError(
+            f"zoos must have equal numbers of experts (a fair comparison), got "
+            f"{ {name: len(z) for name, z in zoos.items()} }"
+        )
+    return _frozen(zoos)
+
+
 def _max_seeds(value: Any) -> Mapping[str, int]:
     return _per_dataset(
         value, "max_seeds", "number of seeds", lambda k, v: V.integer(v, f"max_seeds[{k!r}]", 1)
@@ -347,6 +381,7 @@ def _data_root(value: Any) -> str | None:
 _VALIDATORS = {
     "datasets": _datasets,
     "backbones": _backbones,
+    "zoos": _zoos,
     "sizes": _split_sizes,
     "dataset_sizes": _dataset_sizes,
     "max_seeds": _max_seeds,

@@ -18,9 +18,6 @@ from typing import Any, Sequence
 from fusion_lib.data.datasets import KNOWN_POOLS, LOADERS, SplitSizes
 
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 1024
-# Stems that shrink the image more than the others: Inception-v3 needs 75 px (torchvision's minimum),
-# Xception 71 px (Keras's minimum).
-BACKBONE_MIN_INPUT = {"inception_v3": 75, "legacy_xception": 71, "xception": 71}
 # The thumbnail gate's strides divide the size by 8 (fusion_lib.fusion.gates.ThumbnailGate); above 128 px it is
 # no longer a thumbnail.
 THUMBNAIL_STEP, MAX_THUMBNAIL = 8, 128
@@ -69,11 +66,13 @@ def seeds(value: Any) -> tuple[int, ...]:
 def input_size(value: Any, backbones: Sequence[str] = ()) -> int | None:
     """Pixels fed to the backbones: an int they can take, or None / "native" (each backbone's own size).
     0 or a negative size is an error, never a synonym for "native"."""
+    from fusion_lib.data.backbones import min_input_size
+
     if value is None or value == "native":
         return None
-    low = max([MIN_INPUT_SIZE] + [BACKBONE_MIN_INPUT.get(b, MIN_INPUT_SIZE) for b in backbones])
+    low = max([MIN_INPUT_SIZE] + [min_input_size(b) for b in backbones])
     if isinstance(value, int) and not isinstance(value, bool) and MIN_INPUT_SIZE <= value < low:
-        needy = [b for b in backbones if BACKBONE_MIN_INPUT.get(b, 0) > value]
+        needy = [b for b in backbones if min_input_size(b) > value]
         raise ParameterError(
             f"input_size {value} is too small for {', '.join(needy)}: it needs at least {low} px; "
             f"use {low} to {MAX_INPUT_SIZE}, or 'native'"
@@ -248,7 +247,7 @@ def experiment_config(config: Any) -> None:
 def profile(p: Any) -> None:
     """A whole notebook profile, after its overrides are applied: sizes against each dataset, input size
     against each backbone, and a device this machine has."""
-    input_size(p.input_size, p.backbones)
+    input_size(p.input_size, p.all_backbones())
     device(p.device)
     for d in p.datasets:
         split_sizes(d, p.split_sizes(d), online=p.download or p.data_root is not None)

