@@ -41,7 +41,9 @@ def test_efficientnet_preprocessing_comes_from_timm_cfg():
 
 
 def test_resolve_offline_and_unknown_names():
-    assert backbones.resolve_backbones("offline") == list(OFFLINE_BACKBONES)
+    assert backbones.resolve_backbones("offline") == list(backbones.ZOOS["diverse"])
+    assert backbones.resolve_backbones("all-offline") == list(OFFLINE_BACKBONES)
+    assert backbones.resolve_backbones("homogeneous,squeezenet1_1") == list(backbones.ZOOS["homogeneous"])
     assert backbones.resolve_backbones("squeezenet1_1,tf_efficientnet_lite0") == [
         "squeezenet1_1",
         "tf_efficientnet_lite0",
@@ -54,7 +56,7 @@ def test_missing_offline_weights_say_how_to_fetch(monkeypatch):
     def gone(name, filename):
         raise AssetError("not in the cache and the registry is unreachable")
 
-    monkeypatch.setattr(backbones, "asset_file", gone)
+    monkeypatch.setattr(backbones.build, "asset_file", gone)
     with pytest.raises(BackboneError, match="assets fetch squeezenet1_1"):
         load_backbone("squeezenet1_1")
 
@@ -89,3 +91,16 @@ def test_backbone_table():
         "feature_dim",
         "imagenet_top1",
     ]
+
+
+def test_random_weights_are_seeded_and_keyed_apart():
+    x = torch.rand(2, 3, 64, 64)
+    a, b = (load_backbone("squeezenet1_1", input_size=64, weights="random") for _ in range(2))
+    pretrained = load_backbone("squeezenet1_1", input_size=64)
+    with torch.no_grad():
+        assert torch.equal(a.model(x), b.model(x)) and not torch.allclose(a.model(x), pretrained.model(x))
+    assert a.weights == "random init" and a.imagenet_top1 is None
+    assert backbones.weights_identity("squeezenet1_1", "random").startswith("random:seed0:torch-")
+    assert backbones.weights_identity("squeezenet1_1", "random") != backbones.weights_identity(
+        "squeezenet1_1"
+    )

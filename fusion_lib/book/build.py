@@ -259,6 +259,7 @@ def warm_feature_cache(profile: str, overrides: dict[str, Any]) -> None:
     P = get_profile(profile, **overrides)
     for name in P.datasets:
         P.feature_set(name, P.all_backbones())
+    P.candidates_feature_set()  # notebook 02's choice of experts
     P.push_feature_sets(P.datasets[0])  # notebook 04's accuracy push
 
 

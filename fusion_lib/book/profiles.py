@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from fusion_lib.data import validation as V
-from fusion_lib.data.backbones import ZOOS, min_input_size
+from fusion_lib.data.backbones import OFFLINE_BACKBONES, ZOOS, hub_or_offline, min_input_size
 from fusion_lib.data.datasets import (
     DATA_ROOT_ENV,
     OFFLINE_DATASETS,
@@ -46,6 +46,7 @@ PAPER_DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "stl10", "oxford_pets"
 # The paper's Keras backbones under their timm names (timm's `legacy_xception` is the Keras port).
 PAPER_BACKBONES: tuple[str, ...] = ("resnet50", "vgg16", "inception_v3", "legacy_xception")
 KNOWN_DATASETS: tuple[str, ...] = OFFLINE_DATASETS + ONLINE_DATASETS
+CANDIDATES_DATASET = "cifar_cats_dogs"
 # Notebook 04's accuracy push: its own small subset (train, val, test), extracted at several input sizes.
 PUSH_SIZES = (1000, 500, 500)
 
@@ -112,6 +113,15 @@ class Profile:
             download=self.download,
             progress=False,
         )
+
+    def candidates_dataset(self) -> str:
+        """The dataset the experts are chosen on (notebook 02): CIFAR cats and dogs, the one offline natural-
+        image dataset, where the profile has it; else its first dataset."""
+        return CANDIDATES_DATASET if CANDIDATES_DATASET in self.datasets else self.datasets[0]
+
+    def candidates_feature_set(self) -> FeatureSet:
+        """Every offline backbone's features of ``candidates_dataset()``."""
+        return self.feature_set(self.candidates_dataset(), OFFLINE_BACKBONES)
 
     def zoo_feature_sets(self, dataset: str) -> dict[str, FeatureSet]:
         """Each zoo's features of ``dataset``: one load of every zoo's backbones, restricted per zoo."""
@@ -267,6 +277,15 @@ def get_profile(name: str, **overrides: Any) -> Profile:
             f"valid settings: {', '.join(OVERRIDABLE)}"
         )
     base = PROFILES[name]
+    if (
+        base.download
+    ):  # an online profile: each hub backbone, or its offline port where the hub is unreachable
+        swap = {b: hub_or_offline(b) for b in base.all_backbones()}
+        base = replace(
+            base,
+            backbones=tuple(swap[b] for b in base.backbones),
+            zoos=_frozen({k: tuple(swap[b] for b in v) for k, v in base.zoos.items()}),
+        )
     changes = {key: _VALIDATORS[key](value) for key, value in overrides.items()}
     if "sizes" in changes and "dataset_sizes" not in changes:
         changes["dataset_sizes"] = _frozen({})  # an explicit size is meant for every dataset
@@ -351,6 +370,8 @@ def _zoos(value: Any) -> Mapping[str, tuple[str, ...]]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise ValueError(f"zoos must be a dict {{name: backbones}}, got {value!r}")
     zoos = {name: _backbones(spec) for name, spec in value.items()}
+    if len(zoos) < 2:
+        raise ValueError(f"zoos must name at least two zoos to compare, got {list(zoos)}")
     if len({len(z) for z in zoos.values()}) > 1:
         raise ValueError(
             f"zoos must have equal numbers of experts (a fair comparison), got "

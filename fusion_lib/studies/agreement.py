@@ -187,3 +187,51 @@ def mean_std(df: pd.DataFrame, by: Sequence[str], value: str, digits: int = 3) -
     out["std"] = out["std"].fillna(0.0)
     out["mean ± std"] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(out["mean"], out["std"])]
     return out
+
+
+def _family(backbone: str) -> str:
+    from fusion_lib.data.backbones import BACKBONE_CFGS
+
+    cfg = BACKBONE_CFGS.get(backbone)
+    return cfg.family if cfg is not None else backbone
+
+
+def family_pairs(studies: Sequence[AgreementStudy]) -> pd.DataFrame:
+    """Kappa and double fault of every distinct backbone pair met in ``studies`` (each pair once per dataset
+    and seed), marked "same family" or "across families" by the backbones' ``BackboneCfg.family``; mean over
+    seeds and pairs, per dataset."""
+    pairs = pd.concat([s.pairs for s in studies], ignore_index=True)
+    pairs = pairs[pairs["a"] < pairs["b"]].drop_duplicates(["dataset", "seed", "a", "b"])
+    same = pairs["a"].map(_family) == pairs["b"].map(_family)
+    pairs = pairs.assign(pair=np.where(same, "same family", "across families"))
+    out = pairs.groupby(["dataset", "pair"], sort=False)[["kappa", "double_fault"]].mean()
+    out["pairs"] = pairs.groupby(["dataset", "pair"], sort=False)[["a", "b"]].apply(
+        lambda g: len(g.drop_duplicates())
+    )
+    return out.reset_index()
+
+
+def zoo_summary(studies: dict[str, dict[str, AgreementStudy]], n_boot: int = 2000) -> pd.DataFrame:
+    """``studies[zoo][dataset]``: per dataset and zoo, the mean kappa and double fault over the zoo's
+    distinct backbone pairs and seeds, its best single backbone (chosen on validation), its oracle and the
+    oracle's gain over the best single with a paired 95% interval over test images and seeds."""
+    rows = []
+    for zoo, by_dataset in studies.items():
+        for dataset, study in by_dataset.items():
+            distinct = study.pairs[study.pairs["a"] < study.pairs["b"]]
+            gain = paired_difference(study.per_seed("oracle"), study.per_seed("best_single"), n_boot=n_boot)
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "zoo": zoo,
+                    "families": len({_family(b) for b in study.accuracy["backbone"]}),
+                    "kappa": float(distinct["kappa"].mean()),
+                    "double_fault": float(distinct["double_fault"].mean()),
+                    "best_single": 100 * float(study.bounds["best_single"].mean()),
+                    "oracle": 100 * float(study.bounds["oracle"].mean()),
+                    "oracle_gain": gain.diff,
+                    "oracle_gain_low": gain.low,
+                    "oracle_gain_high": gain.high,
+                }
+            )
+    return pd.DataFrame(rows)

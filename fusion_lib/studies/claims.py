@@ -97,3 +97,124 @@ def verdict(comparisons: pd.DataFrame, method: str, baseline: str) -> str:
         for _, r in part.iterrows()
     ]
     return f"{method} vs {baseline}: " + "; ".join(per)
+
+
+# C2 on each zoo of experts: does fusion help (against the best single backbone), does per-image
+# adaptivity help (against fixed weights and plain averaging), and how much room there was (the oracle)
+ZOO_PAIRS: tuple[tuple[str, str], ...] = (
+    ("moe_thumbnail", "best_single"),
+    ("moe_thumbnail", "prob_avg"),
+    ("moe_thumbnail", "moe_static"),
+    ("stacking", "prob_avg"),
+    ("oracle", "best_single"),
+    ("oracle", "prob_avg"),
+)
+ZOO_METHODS: tuple[str, ...] = tuple(dict.fromkeys(m for pair in ZOO_PAIRS for m in pair))
+
+
+def zoo_comparisons(
+    results: Mapping[str, Mapping[str, "ExperimentResult"]], pairs: Sequence[tuple[str, str]] = ZOO_PAIRS
+) -> pd.DataFrame:
+    """``results[zoo][dataset]``: ``compare_pairs`` of every zoo, with a ``zoo`` column."""
+    return pd.concat(
+        [compare_pairs(by_dataset, pairs).assign(zoo=zoo) for zoo, by_dataset in results.items()],
+        ignore_index=True,
+    )
+
+
+def diversity_effect(
+    results: Mapping[str, Mapping[str, "ExperimentResult"]],
+    high: str,
+    low: str,
+    pairs: Sequence[tuple[str, str]] = ZOO_PAIRS,
+) -> pd.DataFrame:
+    """Per dataset and pair: how much larger ``method - baseline`` is on zoo ``high`` than on zoo ``low``
+    (points), with a paired 95% interval. Both zoos are tested on the same images of the same seeds, so the
+    difference of differences is paired image by image."""
+    from fusion_lib.studies.stats import paired_difference
+
+    rows = []
+    for dataset, hi in results[high].items():
+        lo = results[low][dataset]
+        if hi.seeds != lo.seeds or any(
+            not np.array_equal(hi.labels[s]["test"], lo.labels[s]["test"]) for s in hi.seeds
+        ):
+            raise ValueError(f"{dataset}: zoos {high!r} and {low!r} were not tested on the same images")
+        for method, baseline in pairs:
+            gain = {
+                zoo: [a.astype(int) - b for a, b in zip(r.correct(method), r.correct(baseline))]
+                for zoo, r in ((high, hi), (low, lo))
+            }
+            d = paired_difference(gain[high], gain[low])
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "method": method,
+                    "baseline": baseline,
+                    "diff": d.diff,
+                    "low": d.low,
+                    "high": d.high,
+                    "difference (points, 95% CI)": d.text(),
+                    "verdict": "larger" if d.low > 0 else "smaller" if d.high < 0 else "no difference",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def zoo_forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
+    """One panel per dataset: each pair's difference with its 95% CI on every zoo, zoos in colour; a filled
+    marker excludes zero, a hollow one does not."""
+    datasets = list(dict.fromkeys(comparisons["dataset"]))
+    zoos = list(dict.fromkeys(comparisons["zoo"]))
+    if len(axes) < len(datasets):
+        raise ValueError(f"need {len(datasets)} axes (one per dataset), got {len(axes)}")
+    for ax, dataset in zip(axes, datasets):
+        part = comparisons[comparisons["dataset"] == dataset]
+        labels = list(dict.fromkeys(f"{m} vs {b}" for m, b in zip(part["method"], part["baseline"])))[::-1]
+        for z, zoo in enumerate(zoos):
+            for _, r in part[part["zoo"] == zoo].iterrows():
+                y = labels.index(f"{r['method']} vs {r['baseline']}") + 0.18 * (1 - 2 * z) / max(
+                    1, len(zoos) - 1
+                )
+                ax.errorbar(
+                    r["diff"],
+                    y,
+                    xerr=[[r["diff"] - r["low"]], [r["high"] - r["diff"]]],
+                    fmt="o",
+                    color=f"C{z}",
+                    mfc=f"C{z}" if r["verdict"] != "no difference" else "white",
+                    capsize=3,
+                    label=zoo if labels.index(f"{r['method']} vs {r['baseline']}") == 0 else None,
+                )
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=9)
+        ax.set(title=dataset, xlabel="accuracy difference (points, 95% CI)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].legend(title="zoo", fontsize=9, loc="lower right")
+
+
+def zoo_verdict(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: str) -> str:
+    """A sentence on C2 across zoos: on how many datasets the book's gate beats plain averaging and fixed
+    weights on each zoo, and on how many the oracle's room and the gate's gain grow from ``low`` to ``high``."""
+
+    def wins(zoo: str, method: str, baseline: str) -> str:
+        part = comparisons[
+            (comparisons["zoo"] == zoo)
+            & (comparisons["method"] == method)
+            & (comparisons["baseline"] == baseline)
+        ]
+        return f"{int((part['verdict'] == 'better').sum())} of {len(part)}"
+
+    def grows(method: str, baseline: str) -> str:
+        part = effect[(effect["method"] == method) & (effect["baseline"] == baseline)]
+        return f"{int((part['verdict'] == 'larger').sum())} of {len(part)}"
+
+    return (
+        f"moe_thumbnail beats prob_avg on {wins(high, 'moe_thumbnail', 'prob_avg')} datasets with the {high} "
+        f"zoo and on {wins(low, 'moe_thumbnail', 'prob_avg')} with the {low} one, and beats moe_static on "
+        f"{wins(high, 'moe_thumbnail', 'moe_static')} and {wins(low, 'moe_thumbnail', 'moe_static')}; going from "
+        f"the {low} to the {high} zoo, the oracle's gain over the best single backbone grows significantly "
+        f"on {grows('oracle', 'best_single')} datasets (over averaging on {grows('oracle', 'prob_avg')}), "
+        f"the gate's gain over the best single on {grows('moe_thumbnail', 'best_single')} and over averaging "
+        f"on {grows('moe_thumbnail', 'prob_avg')}"
+    )

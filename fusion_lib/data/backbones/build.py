@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from fusion_lib.data.backbones.config import (
 )
 from fusion_lib.data.fold_bn import fold_batchnorm
 from fusion_lib.data.validation import split_names
+
 
 class BackboneError(ValueError):
     """A backbone name or weights that cannot be used."""
@@ -146,7 +148,15 @@ def _check_name(name: str) -> None:
     )
 
 
+# weights="random": the architecture with its own seeded initialisation, the control a probe of pretrained
+# weights is measured against (a port without an ImageNet head cannot be checked on ImageNet samples)
+RANDOM = "random"
+RANDOM_SEED = 0
+
+
 def _weights_override(name: str, weights: str | os.PathLike | None) -> Path | None:
+    if weights == RANDOM:
+        return None
     env = "FUSION_WEIGHTS_" + name.upper().replace("-", "_").replace(".", "_")
     given = weights if weights not in (None, "auto", "registry", "hub") else os.environ.get(env)
     if not given:
@@ -196,7 +206,9 @@ def _build_timm(name: str, weights: str | os.PathLike | None) -> tuple[nn.Module
     import timm
 
     override = _weights_override(name, weights)
-    if name in BACKBONE_CFGS and override is None and weights != "hub":
+    if weights == RANDOM:
+        model, source = timm.create_model(name, pretrained=False), "random init"
+    elif name in BACKBONE_CFGS and override is None and weights != "hub":
         model = timm.create_model(name, pretrained=False)
         path = _registry_weights(name)
         model.load_state_dict(_map_in_order(_load_state(path), model, name))
@@ -243,6 +255,8 @@ def _build_squeezenet(weights: str | os.PathLike | None) -> tuple[nn.Module, str
                 f"Offline, use the default registry weights."
             ) from None
     model = squeezenet1_1(weights=None)
+    if weights == RANDOM:
+        return model, "random init"
     if override is not None:
         model.load_state_dict(_load_state(override))
         return model, f"file: {override}"
@@ -262,10 +276,50 @@ def _build_port(cfg: BackboneCfg, weights: str | os.PathLike | None) -> tuple[nn
         hint = f"load_backbone({cfg.hub_name!r}, weights='hub')" if cfg.hub_name else "the registry weights"
         raise BackboneError(f"{cfg.name!r} is a port of an offline file and has no hub copy; use {hint}")
     model = _port_module(cfg).build()
+    if weights == RANDOM:
+        return model, "random init"
     override = _weights_override(cfg.name, weights)
     path = override if override is not None else _registry_weights(cfg.name)
     model.load_state_dict(_load_state(path))
     return model, (f"file: {override}" if override is not None else f"registry: {path.name}")
+
+
+def _hub_weights_available(name: str) -> bool:
+    """Whether timm's pretrained weights for ``name`` can be had: a local file given for it, timm's hub
+    cache, or (unless ``HF_HUB_OFFLINE``) the Hugging Face hub answering for its weights file."""
+    if _weights_override(name, None) is not None:
+        return True
+    from huggingface_hub import file_exists, try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    pre = get_pretrained_cfg(name)
+    repo = getattr(pre, "hf_hub_id", None) if pre is not None else None
+    if not repo:
+        return False
+    if any(
+        isinstance(try_to_load_from_cache(repo, f), str) for f in ("model.safetensors", "pytorch_model.bin")
+    ):
+        return True
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false"):
+        return False
+    try:
+        return bool(file_exists(repo, "model.safetensors"))
+    except Exception:  # no network, a proxy, a hub error: all mean "not reachable now"
+        return False
+
+
+def hub_or_offline(name: str) -> str:
+    """``name``, or, when it is a hub model whose weights cannot be had here (Xception, Inception-v3), the
+    offline port that stands in for it (``BackboneCfg.hub_name``), with a warning. The hub stays first."""
+    stand_in = next((c.name for c in BACKBONE_CFGS.values() if c.hub_name == name), None)
+    if stand_in is None or _hub_weights_available(name):
+        return name
+    warnings.warn(
+        f"timm hub weights for {name!r} are unreachable; using the offline port {stand_in!r} "
+        f"({BACKBONE_CFGS[stand_in].trained_on}) instead",
+        stacklevel=2,
+    )
+    return stand_in
 
 
 def count_gflops(model: nn.Module, input_size: int) -> float:
@@ -280,35 +334,49 @@ def count_gflops(model: nn.Module, input_size: int) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
+def _build(
+    name: str, cfg: BackboneCfg | None, weights: str | os.PathLike | None
+) -> tuple[nn.Module | None, nn.Module, int, str, dict]:
+    """(ImageNet classifier or None, features module, feature width, weights source, preprocessing)."""
+    if cfg is None or cfg.library == "timm":
+        net, source, meta = _build_timm(name, weights)
+        # pre-logit width: VGG's head adds a 4096-d MLP after its 512 conv channels (num_features)
+        return (
+            net,
+            _TimmFeatures(net),
+            getattr(net, "head_hidden_size", None) or net.num_features,
+            source,
+            meta,
+        )
+    meta = {
+        "mean": cfg.mean,
+        "std": cfg.std,
+        "input_size": cfg.input_size,
+        "interpolation": cfg.interpolation,
+        "crop_pct": cfg.crop_pct,
+    }
+    if cfg.library == "port":
+        features, source = _build_port(cfg, weights)
+        return None, features, features.feature_dim, source, meta
+    net, source = _build_squeezenet(weights)
+    return net, _SqueezeFeatures(net), 512, source, meta
+
+
 def load_backbone(
     name: str, input_size: int | None = None, weights: str | os.PathLike | None = "auto"
 ) -> Backbone:
     """A frozen backbone by name.
 
-    ``weights``: "auto" (registry copy for the offline four, hub for other timm models), "hub",
-    or a path to a state dict. ``input_size`` sets the size the features are extracted at
+    ``weights``: "auto" (registry copy for the offline backbones, hub for other timm models), "hub",
+    "random" (the architecture initialised with seed 0: the control for probes of the weights), or a path
+    to a state dict. ``input_size`` sets the size the features are extracted at
     (default: the model's own); GFLOPs are counted at that size.
     """
     _check_name(name)
     cfg = BACKBONE_CFGS.get(name)
-    if cfg is not None and cfg.library != "timm":
-        meta = {
-            "mean": cfg.mean,
-            "std": cfg.std,
-            "input_size": cfg.input_size,
-            "interpolation": cfg.interpolation,
-            "crop_pct": cfg.crop_pct,
-        }
-        if cfg.library == "port":
-            features, source = _build_port(cfg, weights)
-            net, dim = None, features.feature_dim
-        else:
-            net, source = _build_squeezenet(weights)
-            features, dim = _SqueezeFeatures(net), 512
-    else:
-        net, source, meta = _build_timm(name, weights)
-        # pre-logit width: VGG's head adds a 4096-d MLP after its 512 conv channels (num_features)
-        features, dim = _TimmFeatures(net), getattr(net, "head_hidden_size", None) or net.num_features
+    with torch.random.fork_rng():
+        torch.manual_seed(RANDOM_SEED)  # a random init is the same every time; other weights overwrite it
+        net, features, dim, source, meta = _build(name, cfg, weights)
     for module in (net, features):
         if module is None:
             continue
@@ -401,7 +469,8 @@ def default_input_size(name: str) -> int:
 
 
 def weights_identity(name: str, weights: str | os.PathLike | None = "auto") -> str:
-    """What the weights are, without building the model: a pinned or computed sha256, or the hub name."""
+    """What the weights are, without building the model: a pinned or computed sha256, the hub name, or
+    the seeded random initialisation."""
     from fusion_lib.data.assets import get_asset
     from fusion_lib.data.atomic import sha256_file
 
@@ -410,9 +479,40 @@ def weights_identity(name: str, weights: str | os.PathLike | None = "auto") -> s
         return "sha256:" + sha256_file(override)
     if weights == "hub":
         return f"hub:{name}"
+    if weights == RANDOM:  # the initialisation code of torch and timm draws the weights
+        import timm
+
+        return f"random:seed{RANDOM_SEED}:torch-{torch.__version__}:timm-{timm.__version__}"
     cfg = BACKBONE_CFGS.get(name)
     if cfg is not None:
         pinned = "sha256:" + next(iter(get_asset(cfg.asset).members.values()))
         # a port's converted file is named for its conversion version, which moves its features too
         return pinned + (f"+{cfg.weights_file}" if cfg.library == "port" else "")
     return f"hub:{name}"
+
+
+def provenance_table(names: str | Sequence[str] = "all-offline"):
+    """Where each offline backbone's weights come from: family, package, what they were trained on, licence
+    and the published ImageNet top-1 (a pandas table; hub models are left out)."""
+    import pandas as pd
+
+    from fusion_lib.data.assets import get_asset
+
+    rows = []
+    for n in resolve_backbones(names):
+        cfg = BACKBONE_CFGS.get(n)
+        if cfg is None:
+            continue
+        asset = get_asset(cfg.asset)
+        rows.append(
+            {
+                "backbone": n,
+                "family": cfg.family,
+                "package": f"{asset.source}: {asset.package}",
+                "format": "ported to torch" if cfg.library == "port" else cfg.library,
+                "trained on": cfg.trained_on,
+                "licence": cfg.licence,
+                "imagenet_top1": cfg.imagenet_top1,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -149,7 +149,12 @@ OFFLINE_BACKBONES: tuple[str, ...] = tuple(BACKBONE_CFGS)
 # The two zoos of four experts the book compares (notebooks 02 and 03): one architecture family plus
 # SqueezeNet, and four families; see the methods chapter for why these four.
 ZOOS: dict[str, tuple[str, ...]] = {
-    "homogeneous": ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "squeezenet1_1"),
+    "homogeneous": (
+        "tf_efficientnet_lite0",
+        "tf_efficientnet_lite1",
+        "tf_efficientnet_lite2",
+        "squeezenet1_1",
+    ),
     "diverse": ("tf_efficientnet_lite0", "keras_xception", "fid_inception_v3", "squeezenet1_1"),
 }
 _SHORT_PATTERN = re.compile("|".join(sorted(map(re.escape, BACKBONE_CFGS), key=len, reverse=True)))

@@ -1,0 +1,127 @@
+"""Zoos of experts: families, diversity, the paired C2 comparison across zoos, and the offline stand-ins."""
+
+import numpy as np
+import pytest
+
+from fusion_lib.book.profiles import get_profile
+from fusion_lib.data import backbones
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.data.validation import ParameterError, input_size
+from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.studies.agreement import family_pairs, run_agreement_study, zoo_summary
+from fusion_lib.studies.claims import ZOO_METHODS, diversity_effect, zoo_comparisons, zoo_verdict
+from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.runner import run_experiment
+
+LITE0, LITE1, XCEPTION = "tf_efficientnet_lite0", "tf_efficientnet_lite1", "keras_xception"
+
+
+def _planted(n=240, classes=4, signal=4.0, seed=0) -> FeatureSet:
+    """Two EfficientNets that see the class on the same half of the images, and an Xception that sees it
+    on the other half: the same family errs alike, the other family elsewhere."""
+    rng = np.random.default_rng(seed)
+    feats, labels = {}, {}
+    for split in ("train", "val", "test"):
+        y = rng.integers(0, classes, n)
+        onehot = np.eye(classes)[y] * signal
+        first = (rng.random(n) < 0.5)[:, None]
+        feats[split] = {
+            b: (np.where(mask, onehot, 0) + rng.normal(size=(n, classes))).astype(np.float32)
+            for b, mask in ((LITE0, first), (LITE1, first), (XCEPTION, ~first))
+        }
+        labels[split] = y
+    thumbs = {s: np.zeros((n, 3, 8, 8), np.float32) for s in labels}
+    return FeatureSet(
+        "planted", [LITE0, LITE1, XCEPTION], [f"k{i}" for i in range(classes)], feats, labels, thumbs
+    )
+
+
+ZOOS = {"one family": [LITE0, LITE1], "two families": [LITE0, XCEPTION]}
+TRAIN = TrainConfig(epochs=30, lr=0.05, batch_size=None)
+
+
+def test_pairs_of_one_family_agree_more_and_their_zoo_leaves_less_room():
+    fs = _planted()
+    studies = {
+        z: {"planted": run_agreement_study(fs.subset_backbones(m), [0, 1], TRAIN)} for z, m in ZOOS.items()
+    }
+    pairs = family_pairs([s for by in studies.values() for s in by.values()]).set_index("pair")
+    assert pairs.loc["same family", "kappa"] > pairs.loc["across families", "kappa"] + 0.3
+    assert pairs.loc["same family", "pairs"] == 1 and pairs.loc["across families", "pairs"] == 1
+    summary = zoo_summary(studies, n_boot=200).set_index("zoo")
+    assert list(summary["families"]) == [1, 2]
+    assert summary.loc["two families", "oracle_gain_low"] > summary.loc["one family", "oracle_gain_high"]
+    assert summary.loc["two families", "double_fault"] < summary.loc["one family", "double_fault"]
+
+
+def test_c2_across_zoos_is_paired_on_the_same_images():
+    fs = _planted()
+    config = dict(dataset="planted", methods=list(ZOO_METHODS), seeds=[0, 1], epochs=15, thumbnail_size=8)
+    results = {
+        z: {
+            "planted": run_experiment(
+                ExperimentConfig(backbones=m, **config), feature_set=fs.subset_backbones(m)
+            )
+        }
+        for z, m in ZOOS.items()
+    }
+    cmp = zoo_comparisons(results)
+    assert set(cmp["zoo"]) == set(ZOOS) and len(cmp) == 2 * 6
+    effect = diversity_effect(results, high="two families", low="one family").set_index(
+        ["method", "baseline"]
+    )
+    # the oracle's and the gate's gain over the best single: large with two families, none with one
+    assert effect.loc[("oracle", "best_single"), "verdict"] == "larger"
+    assert effect.loc[("moe_thumbnail", "best_single"), "verdict"] == "larger"
+    sentence = zoo_verdict(cmp, effect.reset_index(), high="two families", low="one family")
+    assert "best single backbone grows significantly on 1 of 1 datasets" in sentence
+    other = _planted(seed=1)
+    results["one family"]["planted"] = run_experiment(
+        ExperimentConfig(backbones=ZOOS["one family"], **{**config, "methods": ["best_single", "oracle"]}),
+        feature_set=other.subset_backbones(ZOOS["one family"]),
+    )
+    with pytest.raises(ValueError, match="not tested on the same images"):
+        diversity_effect(results, high="two families", low="one family", pairs=[("oracle", "best_single")])
+
+
+def test_offline_port_stands_in_only_where_the_hub_is_unreachable(monkeypatch):
+    monkeypatch.setattr(backbones.build, "_hub_weights_available", lambda name: False)
+    with pytest.warns(UserWarning, match="offline port 'keras_xception'"):
+        assert backbones.hub_or_offline("legacy_xception") == "keras_xception"
+    assert backbones.hub_or_offline("resnet50") == "resnet50"  # no offline twin: the hub or its error
+    with pytest.warns(UserWarning):
+        paper = get_profile("paper")
+    assert {"keras_xception", "fid_inception_v3"} <= set(paper.backbones)
+    assert "fid_inception_v3" in paper.zoos["diverse"]
+    monkeypatch.setattr(backbones.build, "_hub_weights_available", lambda name: True)
+    assert backbones.hub_or_offline("inception_v3") == "inception_v3"
+    assert {"legacy_xception", "inception_v3"} <= set(get_profile("paper").backbones)
+
+
+def test_a_local_weights_file_counts_as_available(monkeypatch, tmp_path):
+    path = tmp_path / "w.pt"
+    path.write_bytes(b"x")
+    monkeypatch.setenv("FUSION_WEIGHTS_INCEPTION_V3", str(path))
+    assert backbones.build._hub_weights_available("inception_v3")
+
+
+def test_zoos_are_validated():
+    with pytest.raises(ValueError, match="equal numbers of experts"):
+        get_profile("ci", zoos={"a": "tf_efficientnet_lite0", "b": "tf_efficientnet_lite0,squeezenet1_1"})
+    with pytest.raises(ValueError, match="at least two zoos"):
+        get_profile("ci", zoos={"a": "tf_efficientnet_lite0"})
+    with pytest.raises(ValueError, match="unknown backbone"):
+        get_profile("ci", zoos={"a": "nonet", "b": "squeezenet1_1"})
+    book = get_profile("book")
+    assert book.zoos["diverse"] == book.backbones and len(set(map(len, book.zoos.values()))) == 1
+    families = {backbones.BACKBONE_CFGS[b].family for b in book.backbones}
+    assert len(families) >= 3 and {"keras_xception", "fid_inception_v3"} <= set(book.backbones)
+
+
+def test_minimum_input_size_comes_from_the_backbone_config():
+    assert backbones.min_input_size("fid_inception_v3") == 75 == backbones.min_input_size("inception_v3")
+    assert backbones.min_input_size("keras_xception") == 71 == backbones.min_input_size("legacy_xception")
+    with pytest.raises(ParameterError, match="too small for fid_inception_v3: it needs at least 75"):
+        input_size(64, ["squeezenet1_1", "fid_inception_v3"])
+    with pytest.raises(ValueError, match="too small"):
+        get_profile("ci", input_size=64)  # its diverse zoo holds the Inception-v3 port
