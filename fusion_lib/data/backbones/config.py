@@ -60,8 +60,9 @@ def _lite(variant: int, file_hash: str, top1: float) -> BackboneCfg:
 
 
 # Published top-1: timm's results table for the EfficientNet-Lite ports, the SqueezeNet paper's repository
-# for the Caffe model 1.1, the Keras applications table for Xception and the Inception-v3 paper's single-crop
-# figure for the 2015 TF graph.
+# for the Caffe model 1.1, the Keras applications table for Xception and VGG16 (whose convolutions in the MRI
+# classifier equal the Keras ImageNet weights, checked value by value) and the Inception-v3 paper's
+# single-crop figure for the 2015 TF graph.
 BACKBONE_CFGS: dict[str, BackboneCfg] = {
     cfg.name: cfg
     for cfg in (
@@ -133,8 +134,8 @@ BACKBONE_CFGS: dict[str, BackboneCfg] = {
             "VGG",
             "onnx_vgg16_mri",
             "onnx_vgg16_mri.port-v1.pt",
-            None,
-            trained_on="ImageNet-1k (Keras VGG16), inside a 4-class brain-MRI classifier (fine-tuning unknown)",
+            71.3,
+            trained_on="ImageNet-1k (the Keras VGG16 weights, unchanged; a brain-MRI head was trained on top)",
             licence="none (an unfilled template)",
             library="port",
             port="onnx_vgg16",
