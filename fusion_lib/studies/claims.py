@@ -190,7 +190,11 @@ def zoo_forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
         ax.set_yticks(range(len(labels)), labels, fontsize=9)
         ax.set(title=dataset, xlabel="accuracy difference (points, 95% CI)")
         ax.grid(axis="x", alpha=0.3)
-    axes[0].legend(title="zoo", fontsize=9, loc="lower right")
+    # above the panels, where it covers no interval whatever the data
+    handles, names = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(
+        handles, names, title="zoo", fontsize=9, loc="lower center", ncol=len(zoos), bbox_to_anchor=(0.5, 1.0)
+    )
 
 
 def zoo_verdict(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: str) -> str:

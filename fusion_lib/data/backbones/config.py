@@ -139,6 +139,7 @@ BACKBONE_CFGS: dict[str, BackboneCfg] = {
             licence="none (an unfilled template)",
             library="port",
             port="onnx_vgg16",
+            hub_name="vgg16",
             input_size=240,
             min_input_size=32,
             mean=CAFFE_MEAN,
