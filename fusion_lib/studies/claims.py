@@ -17,6 +17,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from fusion_lib.studies.runner import ExperimentResult
+    from fusion_lib.studies.stats import Difference
 
 # (method, baseline): the book's recipe against plain and calibrated averaging, fixed weights, the best
 # single backbone, and the control recipes against the book's
@@ -44,22 +45,26 @@ def compare_pairs(
         for method, baseline in pairs:
             if method not in result.methods or baseline not in result.methods:
                 continue
-            d = result.compare(method, baseline)
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "method": method,
-                    "baseline": baseline,
-                    "diff": d.diff,
-                    "low": d.low,
-                    "high": d.high,
-                    "n_images": d.n_images,
-                    "n_seeds": d.n_seeds,
-                    "difference (points, 95% CI)": d.text(),
-                    "verdict": "better" if d.low > 0 else "worse" if d.high < 0 else "no difference",
-                }
-            )
+            rows.append(_row(dataset, method, baseline, result.compare(method, baseline)))
     return pd.DataFrame(rows)
+
+
+def _row(
+    dataset: str, method: str, baseline: str, d: "Difference", words: tuple[str, str] = ("better", "worse")
+) -> dict:
+    """One comparison as a table row; the verdict says whether the interval lies above or below zero."""
+    return {
+        "dataset": dataset,
+        "method": method,
+        "baseline": baseline,
+        "diff": d.diff,
+        "low": d.low,
+        "high": d.high,
+        "n_images": d.n_images,
+        "n_seeds": d.n_seeds,
+        "difference (points, 95% CI)": d.text(),
+        "verdict": words[0] if d.low > 0 else words[1] if d.high < 0 else "no difference",
+    }
 
 
 def forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
@@ -146,18 +151,7 @@ def diversity_effect(
                 for zoo, r in ((high, hi), (low, lo))
             }
             d = paired_difference(gain[high], gain[low])
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "method": method,
-                    "baseline": baseline,
-                    "diff": d.diff,
-                    "low": d.low,
-                    "high": d.high,
-                    "difference (points, 95% CI)": d.text(),
-                    "verdict": "larger" if d.low > 0 else "smaller" if d.high < 0 else "no difference",
-                }
-            )
+            rows.append(_row(dataset, method, baseline, d, ("larger", "smaller")))
     return pd.DataFrame(rows)
 
 
