@@ -192,27 +192,30 @@ def zoo_forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
 
 
 def zoo_verdict(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: str) -> str:
-    """A sentence on C2 across zoos: on how many datasets the book's gate beats plain averaging and fixed
-    weights on each zoo, and on how many the oracle's room and the gate's gain grow from ``low`` to ``high``."""
+    """C2 across zoos in three sentences, counting datasets: does fusion help (the book's gate against the
+    best single backbone), does per-image weighting help (against plain averaging and fixed weights), each
+    on both zoos, and do the oracle's room and the gate's gain grow from zoo ``low`` to zoo ``high``."""
 
-    def wins(zoo: str, method: str, baseline: str) -> str:
-        part = comparisons[
-            (comparisons["zoo"] == zoo)
-            & (comparisons["method"] == method)
-            & (comparisons["baseline"] == baseline)
-        ]
-        return f"{int((part['verdict'] == 'better').sum())} of {len(part)}"
+    def wins(method: str, baseline: str) -> str:
+        counts = []
+        for zoo in (high, low):
+            part = comparisons[
+                (comparisons["zoo"] == zoo)
+                & (comparisons["method"] == method)
+                & (comparisons["baseline"] == baseline)
+            ]
+            counts.append(f"{int((part['verdict'] == 'better').sum())} of {len(part)}")
+        return f"on {counts[0]} datasets with the {high} zoo and {counts[1]} with the {low} one"
 
     def grows(method: str, baseline: str) -> str:
         part = effect[(effect["method"] == method) & (effect["baseline"] == baseline)]
         return f"{int((part['verdict'] == 'larger').sum())} of {len(part)}"
 
     return (
-        f"moe_thumbnail beats prob_avg on {wins(high, 'moe_thumbnail', 'prob_avg')} datasets with the {high} "
-        f"zoo and on {wins(low, 'moe_thumbnail', 'prob_avg')} with the {low} one, and beats moe_static on "
-        f"{wins(high, 'moe_thumbnail', 'moe_static')} and {wins(low, 'moe_thumbnail', 'moe_static')}; going from "
-        f"the {low} to the {high} zoo, the oracle's gain over the best single backbone grows significantly "
-        f"on {grows('oracle', 'best_single')} datasets (over averaging on {grows('oracle', 'prob_avg')}), "
-        f"the gate's gain over the best single on {grows('moe_thumbnail', 'best_single')} and over averaging "
-        f"on {grows('moe_thumbnail', 'prob_avg')}"
+        f"Does fusion help? moe_thumbnail beats the best single backbone {wins('moe_thumbnail', 'best_single')}. "
+        f"Does per-image weighting help? It beats prob_avg {wins('moe_thumbnail', 'prob_avg')}, and moe_static "
+        f"{wins('moe_thumbnail', 'moe_static')}. From the {low} to the {high} zoo, the oracle's gain over the "
+        f"best single backbone grows significantly on {grows('oracle', 'best_single')} datasets (over averaging "
+        f"on {grows('oracle', 'prob_avg')}), and the gate's gain over the best single on "
+        f"{grows('moe_thumbnail', 'best_single')} (over averaging on {grows('moe_thumbnail', 'prob_avg')})."
     )
