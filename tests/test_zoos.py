@@ -9,7 +9,7 @@ from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.data.validation import ParameterError, input_size
 from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies.agreement import family_pairs, run_agreement_study, zoo_summary
-from fusion_lib.studies.claims import ZOO_METHODS, diversity_effect, zoo_comparisons, zoo_verdict
+from fusion_lib.studies.claims import ZOO_METHODS, diversity_effect, zoo_comparisons, zoo_table, zoo_verdict
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.runner import run_experiment
 
@@ -76,6 +76,12 @@ def test_c2_across_zoos_is_paired_on_the_same_images():
     sentence = zoo_verdict(cmp, effect.reset_index(), high="two families", low="one family")
     assert "oracle's gain over the best single backbone grows significantly on 1 of 1 datasets" in sentence
     assert "beats the best single backbone on 1 of 1 datasets with the two families zoo" in sentence
+    table = zoo_table(cmp, effect.reset_index(), high="two families", low="one family")
+    assert list(table.columns) == ["one family", "two families", "two families - one family"]
+    assert (
+        table.loc[("planted", "oracle vs best_single"), "two families - one family"]
+        == (effect.loc[("oracle", "best_single"), "difference (points, 95% CI)"])
+    )
     other = _planted(seed=1)
     results["one family"]["planted"] = run_experiment(
         ExperimentConfig(backbones=ZOOS["one family"], **{**config, "methods": ["best_single", "oracle"]}),

@@ -216,8 +216,10 @@ def zoo_summary(studies: dict[str, dict[str, AgreementStudy]], n_boot: int = 200
     distinct backbone pairs and seeds, its best single backbone (chosen on validation), its oracle and the
     oracle's gain over the best single with a paired 95% interval over test images and seeds."""
     rows = []
-    for zoo, by_dataset in studies.items():
-        for dataset, study in by_dataset.items():
+    datasets = list(dict.fromkeys(d for by_dataset in studies.values() for d in by_dataset))
+    for dataset in datasets:  # rows by dataset, then zoo, as the book reads them
+        for zoo, by_dataset in studies.items():
+            study = by_dataset[dataset]
             distinct = study.pairs[study.pairs["a"] < study.pairs["b"]]
             gain = paired_difference(study.per_seed("oracle"), study.per_seed("best_single"), n_boot=n_boot)
             rows.append(

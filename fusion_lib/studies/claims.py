@@ -181,7 +181,9 @@ def zoo_forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
                     label=zoo if labels.index(f"{r['method']} vs {r['baseline']}") == 0 else None,
                 )
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(range(len(labels)), labels, fontsize=9)
+        # every panel lists the same comparisons: name them once per row of panels
+        spec = ax.get_subplotspec()
+        ax.set_yticks(range(len(labels)), labels if spec is None or spec.is_first_col() else [], fontsize=9)
         ax.set(title=dataset, xlabel="accuracy difference (points, 95% CI)")
         ax.grid(axis="x", alpha=0.3)
     # above the panels, where it covers no interval whatever the data
@@ -219,3 +221,24 @@ def zoo_verdict(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low:
         f"on {grows('oracle', 'prob_avg')}), and the gate's gain over the best single on "
         f"{grows('moe_thumbnail', 'best_single')} (over averaging on {grows('moe_thumbnail', 'prob_avg')})."
     )
+
+
+def zoo_table(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: str) -> pd.DataFrame:
+    """The book's table of C2 across zoos: one row per dataset and comparison, each zoo's difference with
+    its interval, and the diversity effect (``high`` minus ``low``)."""
+
+    def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(comparison=frame["method"] + " vs " + frame["baseline"])
+
+    wide = keyed(comparisons).pivot_table(
+        index=["dataset", "comparison"],
+        columns="zoo",
+        values="difference (points, 95% CI)",
+        aggfunc="first",
+        sort=False,
+    )
+    wide = wide.reindex(columns=[low, high])
+    wide[f"{high} - {low}"] = keyed(effect).set_index(["dataset", "comparison"])[
+        "difference (points, 95% CI)"
+    ]
+    return wide.rename_axis(columns=None)

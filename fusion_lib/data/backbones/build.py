@@ -493,7 +493,7 @@ def weights_identity(name: str, weights: str | os.PathLike | None = "auto") -> s
 
 def provenance_table(names: str | Sequence[str] = "all-offline"):
     """Where each offline backbone's weights come from: family, package, what they were trained on, licence
-    and the published ImageNet top-1 (a pandas table; hub models are left out)."""
+    and the published ImageNet top-1, as display text (a pandas table; hub models are left out)."""
     import pandas as pd
 
     from fusion_lib.data.assets import get_asset
@@ -504,15 +504,15 @@ def provenance_table(names: str | Sequence[str] = "all-offline"):
         if cfg is None:
             continue
         asset = get_asset(cfg.asset)
+        top1 = "n/a (fine-tuned)" if cfg.imagenet_top1 is None else f"{cfg.imagenet_top1:.1f}"
         rows.append(
             {
                 "backbone": n,
                 "family": cfg.family,
-                "package": f"{asset.source}: {asset.package}",
-                "format": "ported to torch" if cfg.library == "port" else cfg.library,
+                "package": f"{asset.package} ({asset.source})",
                 "trained on": cfg.trained_on,
                 "licence": cfg.licence,
-                "imagenet_top1": cfg.imagenet_top1,
+                "imagenet_top1": top1,
             }
         )
     return pd.DataFrame(rows)
