@@ -219,6 +219,8 @@ def test_generated_markdown_tables():
     assert table.splitlines()[0] == "| setting | `ci` | `book` | `paper` |"
     for setting in get_profile("ci").describe():
         assert f"| {setting} |" in table
+    assert "$FUSION_DATA_ROOT" in get_profile("ci").describe()["datasets from"]
+    assert "$" not in table.replace("\\$", "")  # a bare $ would open inline maths on the page
     record = {
         "profile": "ci",
         "built": "now",

@@ -332,7 +332,8 @@ def profiles_markdown() -> str:
     settings = list(next(iter(cols.values())))
     lines = ["| setting | " + " | ".join(f"`{n}`" for n in cols) + " |", "|---|" + "---|" * len(cols)]
     for s in settings:
-        lines.append(f"| {s} | " + " | ".join(cols[n][s] for n in cols) + " |")
+        # a bare "$" opens inline maths in MyST ("$FUSION_DATA_ROOT or $FUSION_CACHE" rendered as a formula)
+        lines.append(f"| {s} | " + " | ".join(cols[n][s].replace("$", "\\$") for n in cols) + " |")
     return "\n".join(lines) + "\n"
 
 

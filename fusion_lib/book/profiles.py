@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from fusion_lib.data import validation as V
-from fusion_lib.data.backbones import OFFLINE_BACKBONES, ZOOS, hub_or_offline, min_input_size
+from fusion_lib.data.backbones import OFFLINE_BACKBONES, ZOOS, hub_or_offline, min_input_size, short_name
 from fusion_lib.data.datasets import (
     DATA_ROOT_ENV,
     OFFLINE_DATASETS,
@@ -181,7 +181,7 @@ class Profile:
         return {
             "datasets": ", ".join(self.datasets),
             "backbones": ", ".join(self.backbones),
-            "zoos compared": "; ".join(f"{k}: {', '.join(v)}" for k, v in self.zoos.items()) or "none",
+            "zoos compared": "; ".join(f"{k}: {', '.join(map(short_name, v))}" for k, v in self.zoos.items()),
             "train/val/test": "; ".join(sizes),
             "seeds": ", ".join(map(str, self.seeds)) + (f" ({'; '.join(capped)})" if capped else ""),
             "epochs (max)": str(self.epochs),
