@@ -277,9 +277,8 @@ def get_profile(name: str, **overrides: Any) -> Profile:
             f"valid settings: {', '.join(OVERRIDABLE)}"
         )
     base = PROFILES[name]
-    if (
-        base.download
-    ):  # an online profile: each hub backbone, or its offline port where the hub is unreachable
+    # an online profile takes each hub backbone, or its offline port where the hub is unreachable
+    if base.download:
         swap = {b: hub_or_offline(b) for b in base.all_backbones()}
         base = replace(
             base,
