@@ -1,14 +1,17 @@
-"""The ablation runner, paired comparisons and the stratified train subsample, on tiny synthetic data."""
+"""The ablations of the book's recipe: variants of ``moe_thumbnail`` over seeds, paired comparisons and
+the stratified train subsample, on tiny planted data."""
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.fusion.moe import MoE, MoEConfig
-from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.fusion.two_stage import TwoStageConfig, TwoStageMoE
 from fusion_lib.studies.ablations import (
     RESULT_COLUMNS,
+    SeedRuns,
     Variant,
     paired_deltas,
     run_ablation,
@@ -17,10 +20,13 @@ from fusion_lib.studies.ablations import (
     summary_table,
     verdicts,
 )
+from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.methods import ANCHORS
+from fusion_lib.studies.runner import run_experiment
+from fusion_lib.studies.stats import paired_difference
 
 C, D, T = 3, 6, 16
 COST = {"a": 1.0, "b": 2.0, "c": 0.5}
-TRAIN = TrainConfig(epochs=3, patience=2)
 
 
 def tiny(sizes=(90, 30, 30), seed: int = 0, fixed_test: bool = True) -> FeatureSet:
@@ -94,137 +100,189 @@ def test_subsample_rejects_bad_fractions(fs, fraction):
 
 
 @pytest.fixture(scope="module")
-def results(fs):
-    cfg = MoEConfig(gate="thumbnail")
+def pool(make_planted):
+    """Three backbones of unequal strength; random thumbnails, so the gate's weights differ per image."""
+    fs = make_planted({"a": 1.5, "b": 1.0, "c": 0.5}, sizes=(120, 60, 60), costs=COST, thumb_size=T)
+    rng = np.random.default_rng(1)
+    return replace(
+        fs, thumbnails={s: rng.random(t.shape, dtype=np.float32) for s, t in fs.thumbnails.items()}
+    )
+
+
+def config(**kw) -> ExperimentConfig:
+    return ExperimentConfig(
+        **{"methods": "moe_thumbnail", "seeds": [0, 1], "epochs": 3, "patience": 2, "thumbnail_size": T, **kw}
+    )
+
+
+@pytest.fixture(scope="module")
+def ablation(pool):
     variants = {
-        "all": (cfg, fs),
-        "all, top-1": Variant(cfg, fs, top_k=1),
-        "no c": (cfg, fs.subset_backbones(["a", "b"])),
-        "wide gate": (MoEConfig(gate="thumbnail", gate_kwargs={"channels": (32, 64)}), fs),
-        "8 px": (MoEConfig(gate="thumbnail", thumbnail_size=T // 2), fs),
-        "half data": Variant(cfg, fs, train_fraction=0.5),
+        "book recipe": Variant(pool),
+        "8 px": Variant(pool, {"thumbnail_sizes": (8,)}),
+        "top-1": Variant(pool, top_k=1),
+        "alpha = 1": Variant(pool, {"shrink": False}),
+        "alpha = 0": Variant(pool, {"alphas": (0.0,)}),
+        "raw experts": Variant(pool, {"calibrate": False}),
+        "wide gate": Variant(pool, {"gate_channels": (32, 64)}),
+        "no c": Variant(pool.subset_backbones(["a", "b"])),
+        "half data": Variant(pool, train_fraction=0.5),
+        "MLP experts": Variant(pool, expert="mlp"),
     }
-    return run_ablation("demo", variants, seeds=[0, 1], train=TRAIN, reference="all", progress=False)
+    runs = SeedRuns(config())
+    results = run_ablation("demo", variants, runs, reference="book recipe", progress=False)
+    return variants, runs, results
 
 
-def test_run_ablation_rows_and_costs(results):
+def rows(results: pd.DataFrame, setting: str) -> pd.DataFrame:
+    return results[results["setting"] == setting].sort_values("seed")
+
+
+def test_the_reference_is_the_books_moe_thumbnail(pool, ablation):
+    _, _, results = ablation
+    book = run_experiment(config(), feature_set=pool, progress=False)
+    ref = rows(results, "book recipe")
+    for c_ref, c_book in zip(ref["correct"], book.correct("moe_thumbnail")):
+        np.testing.assert_array_equal(c_ref, c_book)
+    metrics = book.metrics.pivot_table(index="seed", columns="metric", values="value")
+    np.testing.assert_array_equal(ref["val_accuracy"], metrics["val_accuracy"])
+    np.testing.assert_array_equal(ref["alpha"], metrics["alpha"])
+    np.testing.assert_array_equal(ref["thumbnail_size"], metrics["thumbnail_size"])
+    np.testing.assert_allclose(ref["gflops_per_image"], metrics["gflops_per_image"])
+    assert set(ref["anchor"]) <= set(ANCHORS)
+
+
+def test_rows_and_costs(ablation):
+    variants, _, results = ablation
     assert list(results.columns) == RESULT_COLUMNS
-    assert len(results) == 6 * 2 and set(results["seed"]) == {0, 1}
+    assert len(results) == len(variants) * 2 and set(results["seed"]) == {0, 1}
     by = results.groupby("setting")
-    assert by["reference"].all().to_dict() == {
-        "8 px": False,
-        "all": True,
-        "all, top-1": False,
-        "no c": False,
-        "wide gate": False,
-        "half data": False,
-    }
+    assert by["reference"].any()[lambda s: s].index.tolist() == ["book recipe"]
     assert results["accuracy"].between(0, 1).all() and results["val_accuracy"].between(0, 1).all()
-    n_exp = by["n_experts"].first()
-    assert (n_exp["all"], n_exp["no c"]) == (3, 2)
-    assert (by["inference"].first()[["all", "all, top-1"]] == ["soft", "top-1"]).all()
-    # half of each class's training rows, rounded per class
-    assert abs(by["n_train"].first()["half data"] - 45) <= C / 2 and by["n_train"].first()["all"] == 90
-    gate = by["gate_mflops"].first()
-    dense = by["gflops_per_image"].first()
-    assert dense["all"] == pytest.approx(sum(COST.values()) + gate["all"] / 1e3)
-    assert dense["no c"] == pytest.approx(3.0 + gate["no c"] / 1e3)
-    assert (results.loc[results["setting"] == "all, top-1", "gflops_per_image"] < dense["all"]).all()
-    # top-1 routes each image to one expert; soft weights are spread below 1
-    np.testing.assert_allclose(results.loc[results["setting"] == "all, top-1", "mean_max_gate_weight"], 1.0)
-    assert (results.loc[results["setting"] == "all", "mean_max_gate_weight"] < 1.0).all()
-    assert by["gate_params"].first()["wide gate"] > by["gate_params"].first()["all"]
-    assert gate["8 px"] < gate["all"]  # same gate on a quarter of the pixels
-    assert by["gate_params"].first()["8 px"] == by["gate_params"].first()["all"]
-
-
-def test_correctness_is_per_test_image_and_matches_accuracy(results):
+    first = by.first()
+    assert (first.loc["book recipe", "n_experts"], first.loc["no c", "n_experts"]) == (3, 2)
+    assert (first.loc[["book recipe", "top-1"], "inference"] == ["soft", "top-1"]).all()
+    assert first.loc["book recipe", "n_train"] == 120 and abs(first.loc["half data", "n_train"] - 60) <= C / 2
+    ref = rows(results, "book recipe")
+    assert set(ref["thumbnail_size"]) <= {8, 16}, "the book recipe chooses among 8 and 16 px here"
+    assert (rows(results, "8 px")["thumbnail_size"] == 8).all()
+    np.testing.assert_allclose(ref["gflops_per_image"], sum(COST.values()) + ref["gate_mflops"] / 1e3)
+    assert (rows(results, "top-1")["gflops_per_image"].to_numpy() < ref["gflops_per_image"].to_numpy()).all()
+    np.testing.assert_allclose(rows(results, "top-1")["mean_max_gate_weight"], 1.0)
+    assert first.loc["wide gate", "gate_params"] > first.loc["book recipe", "gate_params"]
     for _, r in results.iterrows():
-        assert r["correct"].dtype == bool and len(r["correct"]) == r["n_test"] == 30
+        assert r["correct"].dtype == bool and len(r["correct"]) == r["n_test"] == 60
         assert r["correct"].mean() == pytest.approx(r["accuracy"])
 
 
-@pytest.mark.parametrize("fixed_test", [True, False])
-def test_each_seed_draws_its_own_split_shared_by_every_variant(fixed_test, monkeypatch):
-    pool = tiny(fixed_test=fixed_test)
-    seen = []
-    original = MoE.fit
-
-    def recording_fit(self, features, seed=0):
-        seen.append((seed, features.indices["train"].copy(), features.indices["test"].copy()))
-        return original(self, features, seed)
-
-    monkeypatch.setattr(MoE, "fit", recording_fit)
-    cfg = MoEConfig(gate="thumbnail")
-    run_ablation(
-        "draws",
-        {"all": (cfg, pool), "no c": (cfg, pool.subset_backbones(["a", "b"]))},
-        [0, 1],
-        TRAIN,
-        progress=False,
-    )
-    (s0, tr0, te0), (_, tr0b, te0b), (s1, tr1, te1), _ = seen
-    assert (s0, s1) == (0, 1)
-    np.testing.assert_array_equal(tr0, tr0b)  # both variants of a seed train on the same rows ...
-    np.testing.assert_array_equal(te0, te0b)  # ... and are scored on the same images
-    assert not np.array_equal(tr0, tr1), "the data seed follows the model seed"
-    assert np.array_equal(te0, te1) == fixed_test, "test images are re-drawn only without an official test"
+def test_every_variant_of_a_seed_is_scored_on_the_same_images(ablation):
+    _, _, results = ablation
+    for _, g in results.groupby("seed"):
+        for ids in g["test_ids"]:
+            np.testing.assert_array_equal(ids, g["test_ids"].iloc[0])
 
 
-def test_variants_from_different_pools_are_refused():
-    cfg = MoEConfig(gate="thumbnail")
-    with pytest.raises(ValueError, match="different test images.*one FeatureSet pool"):
-        run_ablation("x", {"a": (cfg, tiny(seed=0)), "b": (cfg, tiny(seed=1))}, [0], TRAIN, progress=False)
+def test_shrinkage_variants_are_the_raw_gate_and_the_anchor_alone(ablation):
+    variants, runs, results = ablation
+    assert (rows(results, "alpha = 1")["alpha"] == 1.0).all()
+    assert (rows(results, "alpha = 0")["alpha"] == 0.0).all()
+    for seed in (0, 1):
+        run, raw = runs.fit(variants["alpha = 1"], seed)
+        _, anchor = runs.fit(variants["alpha = 0"], seed)
+        fs, ex = run.fs, run.experts
+        assert np.ptp(raw.gate_weights(fs, ex, "test"), axis=0).max() > 1e-3, "the raw gate routes per image"
+        w = anchor.gate_weights(fs, ex, "test")
+        np.testing.assert_allclose(w, np.broadcast_to(w[0], w.shape), atol=1e-6)  # one weighting for all
+        anchor_correct = anchor.anchor_.probs["test"].argmax(1) == fs.labels["test"]
+        np.testing.assert_array_equal(rows(results, "alpha = 0")["correct"].iloc[seed], anchor_correct)
 
 
-def test_soft_and_top1_share_one_fit_and_the_cache_spans_calls(fs, monkeypatch):
+def test_calibration_off_keeps_the_raw_probabilities_of_the_same_probes(ablation):
+    variants, runs, _ = ablation
+    for seed in (0, 1):
+        calibrated, raw = runs.run(variants["book recipe"], seed), runs.run(variants["raw experts"], seed)
+        assert raw.probes is calibrated.probes and raw.oof_probes is calibrated.oof_probes
+        np.testing.assert_array_equal(raw.experts.temperatures, 1.0)
+        assert not np.allclose(calibrated.experts.temperatures, 1.0)
+        assert runs.fit(variants["raw experts"], seed)[1].config.calibrate is False
+
+
+def test_gate_channels_default_is_the_thumbnail_gates_default():
+    from fusion_lib.fusion.gates import ThumbnailGate
+
+    default = ThumbnailGate(3)
+    assert TwoStageConfig().gate_channels == (default.features[0].out_channels, default.head.in_features)
+
+
+def test_settings_equal_to_the_reference_share_fits(pool, monkeypatch):
     fits = []
-    original = MoE.fit
+    original = TwoStageMoE.fit
 
-    def counting_fit(self, features, seed=0):
-        fits.append(seed)
-        return original(self, features, seed)
+    def counting_fit(self, *args, **kwargs):
+        if self.config.gate == "thumbnail":
+            fits.append(self.config.thumbnail_sizes)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(MoE, "fit", counting_fit)
-    cfg, cache = MoEConfig(gate="thumbnail"), {}
-    first = run_ablation(
-        "a", {"soft": (cfg, fs), "top-1": (cfg, fs, 1)}, [0, 1], TRAIN, cache=cache, progress=False
-    )
-    assert sorted(fits) == [0, 1]
-    again = run_ablation(
-        "b", {"same": (MoEConfig(gate="thumbnail"), fs)}, [0], TRAIN, cache=cache, progress=False
-    )
-    assert sorted(fits) == [0, 1], "an equal config on the same FeatureSet is not refit"
-    assert (
-        again["accuracy"].iloc[0]
-        == first.loc[(first["setting"] == "soft") & (first["seed"] == 0), "accuracy"].iloc[0]
-    )
-    run_ablation(
-        "c", {"less data": Variant(cfg, fs, train_fraction=0.5)}, [0], TRAIN, cache=cache, progress=False
-    )
-    assert len(fits) == 3
-
-
-def test_run_ablation_is_deterministic(fs):
-    variants = {"x": (MoEConfig(gate="thumbnail"), fs)}
-    a = run_ablation("d", variants, [0], TRAIN, progress=False)
-    b = run_ablation("d", variants, [0], TRAIN, progress=False)
-    pd.testing.assert_frame_equal(a.drop(columns="correct"), b.drop(columns="correct"))
-    np.testing.assert_array_equal(a["correct"].iloc[0], b["correct"].iloc[0])
+    monkeypatch.setattr(TwoStageMoE, "fit", counting_fit)
+    runs = SeedRuns(config())
+    variants = {
+        "chosen": Variant(pool),
+        "8 px": Variant(pool, {"thumbnail_sizes": (8,)}),
+        "16 px": Variant(pool, {"thumbnail_sizes": (16,)}),
+        "top-1": Variant(pool, top_k=1),
+    }
+    first = run_ablation("a", variants, runs, reference="chosen", progress=False)
+    assert sorted(fits) == [(8,), (8,), (16,), (16,)], "one gate per seed and size"
+    assert runs.n_gates == 4 and runs.n_runs == 2
+    again = run_ablation("b", {"same": Variant(pool)}, runs, seeds=[0], progress=False)
+    assert len(fits) == 4, "an equal recipe on the same pool is not refit, between calls too"
+    np.testing.assert_array_equal(again["correct"].iloc[0], first["correct"].iloc[0])
+    chosen = rows(first, "chosen")
+    for seed, size in zip(chosen["seed"], chosen["thumbnail_size"]):
+        fixed = first[(first["setting"] == f"{size} px") & (first["seed"] == seed)]
+        np.testing.assert_array_equal(fixed["correct"].iloc[0], chosen["correct"].iloc[seed])
 
 
-def test_run_ablation_rejects_bad_input(fs):
-    cfg = MoEConfig(gate="thumbnail")
+def test_paired_deltas_of_a_run_pair_each_seeds_images(ablation):
+    _, _, results = ablation
+    d = paired_deltas(results, n_boot=200).set_index("setting")
+    assert d.loc["book recipe", "Δ vs reference"] == "reference" and np.isnan(d.loc["book recipe", "delta"])
+    ref = rows(results, "book recipe")
+    ids = list(ref["test_ids"])  # the planted pool's test split is official: both seeds share its images
+    for setting in ("top-1", "alpha = 0", "raw experts", "no c"):
+        other = list(rows(results, setting)["correct"])
+        expected = paired_difference(other, list(ref["correct"]), n_boot=200, image_ids=ids)
+        assert d.loc[setting, "delta"] == pytest.approx(expected.diff)
+        assert (d.loc[setting, "low"], d.loc[setting, "high"]) == (expected.low, expected.high)
+        assert expected.diff == pytest.approx(
+            np.mean([100 * (a.astype(float) - b).mean() for a, b in zip(other, ref["correct"])])
+        )
+
+
+def test_variants_from_different_pools_are_refused(make_planted):
+    a, b = (make_planted({"x": 1.0, "y": 1.0}, sizes=(30, 15, 15), seed=s) for s in (0, 1))
+    with pytest.raises(ValueError, match="different test images.*one FeatureSet pool"):
+        run_ablation(
+            "x", {"a": Variant(a), "b": Variant(b)}, SeedRuns(config(thumbnail_size=8)), progress=False
+        )
+
+
+def test_run_ablation_and_variant_reject_bad_input(pool):
+    runs = SeedRuns(config())
     with pytest.raises(ValueError, match="no variants"):
-        run_ablation("e", {}, [0], TRAIN)
+        run_ablation("e", {}, runs)
     with pytest.raises(ValueError, match="at least one seed"):
-        run_ablation("e", {"x": (cfg, fs)}, [], TRAIN)
+        run_ablation("e", {"x": Variant(pool)}, runs, seeds=[])
     with pytest.raises(ValueError, match=r"reference 'y' is not a variant of 'e'; variants: \['x'\]"):
-        run_ablation("e", {"x": (cfg, fs)}, [0], TRAIN, reference="y")
-    with pytest.raises(ValueError, match="must be a Variant or a"):
-        run_ablation("e", {"x": cfg}, [0], TRAIN)
+        run_ablation("e", {"x": Variant(pool)}, runs, reference="y")
+    with pytest.raises(ValueError, match="must be Variant objects"):
+        run_ablation("e", {"x": pool}, runs)
     with pytest.raises(ValueError, match=r"train_fraction must be in \(0, 1\]"):
-        Variant(cfg, fs, train_fraction=0)
+        Variant(pool, train_fraction=0)
+    with pytest.raises(ValueError, match=r"unknown recipe fields \['temperature'\]"):
+        Variant(pool, {"temperature": 2.0})
+    with pytest.raises(ValueError, match="unknown expert kind 'deep'"):
+        Variant(pool, expert="deep")
 
 
 # ---------------------------------------------------------------- paired comparisons
@@ -262,10 +320,14 @@ def planted_results():
                     "gate_params": 10,
                     "gate_mflops": 0.1,
                     "mean_max_gate_weight": 0.5,
+                    "alpha": 0.5,
+                    "thumbnail_size": 16 + 16 * seed,
+                    "anchor": "prob_avg",
                     "n_train": 9,
                     "n_test": 400,
                     "n_experts": 2,
                     "correct": correct,
+                    "test_ids": np.arange(400),  # an official test set: the same images every seed
                 }
             )
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
@@ -294,20 +356,23 @@ def test_summarize_reports_accuracy_ci_deltas_and_costs():
     assert ref["accuracy_low"] < ref["accuracy_mean"] < ref["accuracy_high"]
     assert ref["accuracy (95% CI)"].startswith(f"{100 * expected:.2f} [")
     assert ref["gflops_per_image"] == pytest.approx(1.5) and ref["n_seeds"] == 2 and ref["n_test"] == 400
+    assert ref["reference"] and not s.loc[("one", "better"), "reference"]
     assert s.loc[("one", "better"), "delta"] == pytest.approx(10.0)
     text = verdicts(s.reset_index())
     assert text.splitlines()[0].startswith("better beats ref by +10.00 [")
     assert "same and ref are not distinguishable" in text and "other" not in text
-    table = summary_table(s.reset_index(), costs=("gflops_per_image", "n_train"))
+    table = summary_table(s.reset_index(), columns=("gflops_per_image", "n_train", "thumbnail sizes"))
     assert list(table.columns) == [
         "test accuracy, % (95% CI)",
         "Δ vs reference, points (95% CI)",
         "val accuracy, %",
         "GFLOPs / image",
         "train images",
+        "thumbnail px (per seed)",
     ]
-    with pytest.raises(ValueError, match="unknown cost columns"):
-        summary_table(s.reset_index(), costs=("nope",))
+    assert table["thumbnail px (per seed)"].iloc[0] == "16, 32"
+    with pytest.raises(ValueError, match="unknown columns"):
+        summary_table(s.reset_index(), columns=("nope",))
     with pytest.raises(ValueError, match="lack columns.*correct"):
         summarize(res.drop(columns="correct"))
     with pytest.raises(ValueError, match="pair them on the same seeds"):

@@ -1,14 +1,22 @@
 """The agreement study on planted problems whose answers are known."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies.agreement import (
+    VERDICTS,
     AgreementStudy,
     c1_verdict,
+    correctness_kappa,
+    kappa_beyond_accuracy,
+    kappa_table,
     mean_std,
+    pair_differences,
+    rank_reversals,
+    reversal_table,
     run_agreement_study,
     variation_summary,
     variation_table,
@@ -47,7 +55,8 @@ def test_agreement_study_recovers_planted_structure():
     assert df.loc["a", "b"] < 0.15 < df.loc["a", "a"]
     bounds = study.bounds
     assert (bounds["oracle"] >= bounds["best_single"]).all() and (bounds["best_single_backbone"] == "c").all()
-    assert set(study.pairs.columns) >= {"dataset", "seed", "a", "b", "agreement", "kappa", "double_fault"}
+    assert set(study.pairs.columns) >= {"dataset", "seed", "a", "b", "agreement", "kappa", "kappa_correct"}
+    assert study.image_ids() is None  # these features carry no pool indices
 
 
 def test_each_seed_draws_its_split_and_keeps_per_image_correctness():
@@ -62,7 +71,7 @@ def test_each_seed_draws_its_split_and_keeps_per_image_correctness():
         assert study.agree[seed].shape == y.shape and 0 <= study.agree[seed].min() <= 1
 
 
-def test_c1_verdict_separates_an_easy_from_a_hard_dataset():
+def test_variation_summary_separates_an_easy_from_a_hard_dataset():
     train = TrainConfig(epochs=40, lr=0.05, batch_size=None)
     easy = run_agreement_study(_planted(signal=6.0), seeds=[0, 1], train=train)
     hard = run_agreement_study(_planted(signal=1.0), seeds=[0, 1], train=train)
@@ -72,11 +81,158 @@ def test_c1_verdict_separates_an_easy_from_a_hard_dataset():
     assert (summary["accuracy_low"] <= summary["accuracy"]).all() and (summary["oracle_gain"] >= 0).all()
     shown = variation_table(summary)
     assert list(shown.index) == ["easy", "hard"] and shown.loc["easy", "oracle gain (points)"].startswith("+")
-    supported, text = c1_verdict(summary)
-    assert supported and text.startswith("C1 supported") and "hard" in text and "easy" in text
-    same, text = c1_verdict(variation_summary({"a": easy, "b": easy}, n_boot=300))
-    assert not same and "overlapping" in text
-    assert c1_verdict(summary.iloc[:1])[0] is False
+
+
+# ---------------------------------------------------------------- C1 beyond dataset difficulty
+
+
+def _study(name, correct, n_seeds=2):
+    """An AgreementStudy from planted per-image correctness: ``correct[backbone]`` is one array per seed,
+    and every seed shares the same test images."""
+    seeds = range(n_seeds)
+    accuracy = pd.DataFrame(
+        [(name, b, s, c[s].mean()) for b, c in correct.items() for s in seeds],
+        columns=["dataset", "backbone", "seed", "accuracy"],
+    )
+    pairs = pd.DataFrame(
+        [(name, s, a, b, 0.0) for s in seeds for a in correct for b in correct],
+        columns=["dataset", "seed", "a", "b", "kappa"],
+    )
+    flat = {(b, s): c[s] for b, c in correct.items() for s in seeds}
+    ids = {s: np.arange(len(next(iter(correct.values()))[s])) for s in seeds}
+    return AgreementStudy(accuracy, pairs, pd.DataFrame(), flat, test_ids=ids)
+
+
+def _bernoulli(rng, n, *rates, n_seeds=2):
+    """Per backbone, independent per-image correctness at ``rate``, one array per seed."""
+    return [[rng.random(n) < r for _ in range(n_seeds)] for r in rates]
+
+
+def _nested(rng, n, low, high, n_seeds=2):
+    """Two backbones whose errors nest: the weaker is right only where the stronger is."""
+    u = [rng.random(n) for _ in range(n_seeds)]
+    return [x < low for x in u], [x < high for x in u]
+
+
+def test_a_planted_reversal_survives_holm_and_a_kept_ranking_gives_none():
+    rng = np.random.default_rng(0)
+    a1, b1 = _bernoulli(rng, 1500, 0.9, 0.6)
+    a2, b2 = _bernoulli(rng, 1500, 0.6, 0.9)
+    flipped = {"one": _study("one", {"a": a1, "b": b1}), "two": _study("two", {"a": a2, "b": b2})}
+    diffs = pair_differences(flipped, n_boot=300)
+    assert len(diffs) == 2 and list(diffs["outcome"]) == ["better", "worse"]
+    assert (diffs["p_holm"] >= diffs["p_value"]).all()
+    reversals = rank_reversals(diffs)
+    assert len(reversals) == 1
+    r = reversals.iloc[0]
+    assert (r["a"], r["b"], r["a_wins_on"], r["b_wins_on"]) == ("a", "b", "one", "two")
+    assert 0 < r["a_lead_low"] < r["a_lead"] < r["a_lead_high"] and r["b_lead_low"] > 0
+    shown = reversal_table(reversals)
+    assert shown.index[0] == "a vs b" and shown.iloc[0, 0].startswith("one: ")
+
+    c1, c2 = _bernoulli(rng, 1500, 0.7, 0.7)
+    kept = {
+        "one": _study("one", {"a": a1, "b": b1, "c": c1}),
+        "two": _study("two", {"a": b2, "b": a2, "c": c2}),
+    }
+    diffs = pair_differences(kept, n_boot=300)
+    assert len(diffs) == 6  # 2 datasets x 3 backbone pairs
+    assert rank_reversals(diffs).empty and reversal_table(rank_reversals(diffs)).empty
+
+
+def test_a_reversal_among_trained_probes(make_planted):
+    """Backbone a sees the class on dataset one, b on dataset two; the study records the test images' ids."""
+    train = TrainConfig(epochs=30, lr=0.05, batch_size=None)
+    studies = {
+        name: run_agreement_study(make_planted(signal, sizes=(200, 100, 300)), [0, 1], train)
+        for name, signal in (("one", {"a": 2.0, "b": 0.2}), ("two", {"a": 0.2, "b": 2.0}))
+    }
+    study = studies["one"]
+    assert all(np.array_equal(i, np.arange(300)) for i in study.image_ids())
+    pair = study.pairs.query("seed == 0 and a == 'a' and b == 'b'")["kappa_correct"].iloc[0]
+    assert pair == pytest.approx(correctness_kappa(study.correct[("a", 0)], study.correct[("b", 0)]))
+    reversals = rank_reversals(pair_differences(studies, n_boot=300))
+    assert list(reversals[["a_wins_on", "b_wins_on"]].iloc[0]) == ["one", "two"]
+
+
+def test_correctness_kappa_discounts_accuracy():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(40_000) < 0.8, rng.random(40_000) < 0.8
+    assert abs(correctness_kappa(a, b)) < 0.02  # independent errors: agreement is what accuracy implies
+    assert correctness_kappa(a, a.copy()) == 1.0  # the same images right and wrong
+    half = rng.random(40_000) < 0.5
+    assert correctness_kappa(half, ~half) == pytest.approx(-1, abs=0.02)  # always one right, one wrong
+    assert correctness_kappa(np.ones(5, bool), np.ones(5, bool)) == 1.0  # nothing to discount
+    weak, strong = _nested(rng, 40_000, 0.6, 0.9, n_seeds=1)
+    assert correctness_kappa(weak[0], strong[0]) == pytest.approx(0.12 / 0.42, abs=0.02)
+
+
+def test_kappa_beyond_accuracy_per_dataset_and_between():
+    rng = np.random.default_rng(2)
+    a, b = _bernoulli(rng, 2000, 0.8, 0.8)
+    weak, strong = _nested(rng, 2000, 0.6, 0.9)
+    studies = {
+        "independent": _study("independent", {"a": a, "b": b}),
+        "nested": _study("nested", {"a": weak, "b": strong}),
+    }
+    per_dataset, between = kappa_beyond_accuracy(studies, n_boot=300)
+    k = per_dataset.set_index("dataset")
+    assert k.loc["independent", "low"] < 0 < k.loc["independent", "high"]
+    assert k.loc["nested", "low"] < 0.12 / 0.42 < k.loc["nested", "high"] and k.loc["nested", "low"] > 0.2
+    assert k["pairs"].tolist() == [1, 1] and (k["kappa"] == 0).all()
+    assert len(between) == 1 and between.iloc[0]["outcome"] == "lower" and between.iloc[0]["high"] < 0
+    shown, differences = kappa_table(per_dataset, between)
+    assert list(shown.index) == ["independent", "nested"] and differences.index[0] == "independent - nested"
+
+
+def test_c1_verdict_words():
+    rng = np.random.default_rng(3)
+    a1, b1 = _bernoulli(rng, 2000, 0.9, 0.6)
+    weak, strong = _nested(rng, 2000, 0.6, 0.9)  # a wins on one with independent errors, b on two with nested
+    flipped = {"one": _study("one", {"a": a1, "b": b1}), "two": _study("two", {"a": weak, "b": strong})}
+    verdict = c1_verdict(pair_differences(flipped, n_boot=300), *kappa_beyond_accuracy(flipped, n_boot=300))
+    assert verdict.word == "supported"
+    assert verdict.deciding.startswith("1 rank reversal (Holm, 2 comparisons); κ_c ")
+    assert "on one vs" in verdict.deciding and verdict.sentence.startswith("C1 supported: 1 rank reversal")
+    assert "(difference -0." in verdict.sentence and "Holm p = " in verdict.sentence
+
+    kept = {"one": flipped["one"], "two": _study("two", {"a": strong, "b": weak})}  # one ranking on both
+    verdict = c1_verdict(pair_differences(kept, n_boot=300), *kappa_beyond_accuracy(kept, n_boot=300))
+    assert verdict.word == "not supported" and "no pair changes rank" in verdict.sentence
+    assert verdict.deciding.startswith("0 rank reversals")
+
+    small = {name: _study(name, dict(zip("ab", _bernoulli(rng, 40, 0.7, 0.72)))) for name in ("one", "two")}
+    verdict = c1_verdict(pair_differences(small, n_boot=300), *kappa_beyond_accuracy(small, n_boot=300))
+    assert verdict.word == "inconclusive" and "undecided" in verdict.sentence
+
+    one = {"one": flipped["one"]}
+    verdict = c1_verdict(pair_differences(one, n_boot=300), *kappa_beyond_accuracy(one, n_boot=300))
+    assert verdict.word == "inconclusive" and "one dataset (one)" in verdict.sentence
+    assert set(VERDICTS) == {"supported", "not supported", "inconclusive"}
+
+
+def test_c1_bad_input_says_what_is_wrong():
+    rng = np.random.default_rng(4)
+    a, b, c = _bernoulli(rng, 50, 0.8, 0.8, 0.8)
+    with pytest.raises(ValueError, match="at least one dataset"):
+        pair_differences({})
+    with pytest.raises(ValueError, match="same backbones on every dataset"):
+        kappa_beyond_accuracy(
+            {"one": _study("one", {"a": a, "b": b}), "two": _study("two", {"a": a, "c": c})}
+        )
+    with pytest.raises(ValueError, match="at least two"):
+        pair_differences({"one": _study("one", {"a": a})})
+    with pytest.raises(ValueError, match="equal length"):
+        correctness_kappa(np.ones(3, bool), np.ones(4, bool))
+    with pytest.raises(ValueError, match="no column"):
+        rank_reversals(pd.DataFrame({"dataset": ["one"]}))
+    with pytest.raises(ValueError, match="no backbone-pair comparisons"):
+        empty = pd.DataFrame(columns=["dataset", "a", "b", "outcome"])
+        c1_verdict(
+            empty,
+            pd.DataFrame(columns=["dataset", "kappa_c", "low", "high"]),
+            pd.DataFrame(columns=["d1", "d2", "diff", "low", "high", "p_holm", "outcome"]),
+        )
 
 
 def test_bad_arguments():
@@ -84,7 +240,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="at least one seed"):
         run_agreement_study(fs, seeds=[])
     empty = AgreementStudy(*(None,) * 3)
-    with pytest.raises(ValueError, match="valid: agreement"):
+    with pytest.raises(ValueError, match="valid: agreement, kappa, kappa_correct"):
         empty.matrix("correlation")
 
 

@@ -6,8 +6,11 @@ probes, temperature-scaled on validation (so no expert wins the gate by over-con
 fit on the experts' out-of-fold probabilities on the train split, by the mixture likelihood
 ``-log sum_k g_k(x) p_k(y | x)``, early-stopped on validation. Its weights are then shrunk towards
 uniform over the experts that run, ``g = (1 - alpha) / K + alpha * gate``, with ``alpha`` chosen on
-validation: ``alpha = 0`` is plain (calibrated) averaging. Several thumbnail sizes may be tried; the
-one with the best validation likelihood is kept. Nothing is chosen on test data.
+validation. The anchor ``alpha = 0`` falls back to is an ``Anchor``: a non-adaptive fusion given by its
+probabilities (the caller picks the strongest on validation likelihood: plain or calibrated averaging,
+or one static weight per expert); without one it is calibrated averaging, uniform weights over the
+calibrated experts. Several thumbnail sizes may be tried; the one with the best validation likelihood
+is kept. Nothing is chosen on test data.
 
 Gate inputs (``TwoStageConfig.gate``): ``static`` (one weight per expert), ``thumbnail`` (the paper's
 mini-CNN), ``feature`` (an MLP on the backbone features), ``confidence`` (each expert's max probability
@@ -43,7 +46,10 @@ class TwoStageConfig:
     ``calibrate``: temperature-scale every expert on validation first; ``shrink``: choose ``alpha``
     among ``alphas`` on validation (else ``alpha = 1``, the raw gate); ``noisy_top_k``: train sparse
     with noisy top-k gating (and run top-k at inference); ``balance_weight``: weight of each of the
-    importance and load losses of noisy gating; ``confidence_hidden``: width of the confidence MLP.
+    importance and load losses of noisy gating; ``confidence_hidden``: width of the confidence MLP;
+    ``feature_backbones``: the backbones whose features a ``feature`` gate reads (None: every expert's;
+    e.g. only the cheapest, which runs anyway, so that the gate adds no backbone to the bill);
+    ``gate_channels``: the widths of a thumbnail gate's two convolutions (``ThumbnailGate.channels``).
     """
 
     gate: str = "thumbnail"
@@ -54,6 +60,8 @@ class TwoStageConfig:
     noisy_top_k: int | None = None
     balance_weight: float = 0.1
     confidence_hidden: int = 32
+    feature_backbones: tuple[str, ...] | None = None
+    gate_channels: tuple[int, int] = (16, 32)
 
     def __post_init__(self) -> None:
         if self.gate not in GATE_INPUTS:
@@ -66,6 +74,30 @@ class TwoStageConfig:
             raise ValueError(f"alphas must lie in [0, 1], got {self.alphas}")
         if self.noisy_top_k is not None and self.noisy_top_k < 1:
             raise ValueError(f"noisy_top_k must be >= 1 or None, got {self.noisy_top_k}")
+        if self.feature_backbones is not None and (self.gate != "feature" or not self.feature_backbones):
+            raise ValueError(
+                f"feature_backbones (got {self.feature_backbones}) is a non-empty choice for gate='feature' only"
+            )
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A non-adaptive fusion a gate is shrunk towards: its class probabilities ``(n, C)`` on the
+    validation and test splits, and the fixed weight it gives each expert ``(K,)`` (uniform for an
+    average; the learned weights for a static gate), used for top-k inference and reported weights."""
+
+    name: str
+    probs: Mapping[str, np.ndarray]
+    weights: np.ndarray
+
+    def __post_init__(self) -> None:
+        missing = [s for s in ("val", "test") if s not in self.probs]
+        if missing:
+            raise ValueError(f"anchor {self.name!r} lacks probabilities for split(s) {missing}")
+        if self.weights.ndim != 1 or not np.isclose(self.weights.sum(), 1.0) or (self.weights < 0).any():
+            raise ValueError(
+                f"anchor {self.name!r}: weights must be a probability vector, got {self.weights}"
+            )
 
 
 # ---------------------------------------------------------------- experts: calibrated log-probabilities
@@ -145,10 +177,11 @@ class _GateNet(nn.Module):
         train_features: list[np.ndarray],
         thumbnail_size: int,
         confidence_hidden: int,
+        gate_channels: Sequence[int],
     ) -> None:
         super().__init__()
         parts = kind.split("+")
-        self.thumb = ThumbnailGate(n_experts, thumbnail_size) if "thumbnail" in parts else None
+        self.thumb = ThumbnailGate(n_experts, thumbnail_size, gate_channels) if "thumbnail" in parts else None
         self.feat = FeatureGate(train_features, n_experts) if "feature" in parts else None
         self.conf = _ConfidenceNet(n_experts, confidence_hidden) if "confidence" in parts else None
         self.static = StaticGate(n_experts) if kind == "static" else None
@@ -221,7 +254,7 @@ class TwoStageMoE:
         if "thumbnail" in self.config.gate and thumbs.shape[-1] != size:
             thumbs = F.interpolate(thumbs, size=size, mode="bilinear", antialias=True, align_corners=False)
         conf = confidence_inputs(experts.log_probs[split])
-        feats = [fs.features[split][b] for b in experts.names] if self.config.gate == "feature" else []
+        feats = [fs.features[split][b] for b in self.feature_backbones(experts)]
         y = fs.labels[split]
         target = experts.log_probs[split][np.arange(len(y)), :, y]  # log p_k(y | x): (n, K)
         return (thumbs.to(self.device), *to_tensors([conf, target, *feats], self.device))
@@ -247,23 +280,42 @@ class TwoStageMoE:
             loss = loss + self.config.balance_weight * (_cv_squared(importance) + _cv_squared(load))
         return loss
 
+    def feature_backbones(self, experts: ExpertOutputs) -> list[str]:
+        """The backbones whose features the gate reads (none unless it is a feature gate)."""
+        if self.config.gate != "feature":
+            return []
+        chosen = list(self.config.feature_backbones or experts.names)
+        unknown = sorted(set(chosen) - set(experts.names))
+        if unknown:
+            raise ValueError(f"feature_backbones {unknown} are not experts; experts: {experts.names}")
+        return chosen
+
     def _build(self, fs: FeatureSet, experts: ExpertOutputs, size: int) -> nn.Module:
         cfg, n = self.config, len(experts.names)
-        feats = [fs.features["train"][b] for b in experts.names]
+        feats = [fs.features["train"][b] for b in self.feature_backbones(experts)]
 
         def net() -> _GateNet:
-            return _GateNet(cfg.gate, n, feats, size, cfg.confidence_hidden)
+            return _GateNet(cfg.gate, n, feats, size, cfg.confidence_hidden, cfg.gate_channels)
 
         return (net() if cfg.noisy_top_k is None else _Noisy(net(), net())).to(self.device)
 
-    def fit(self, fs: FeatureSet, experts: ExpertOutputs, seed: int = 0) -> "TwoStageMoE":
-        """Fit the gate on out-of-fold train outputs for each thumbnail size; keep the best on validation."""
+    def fit(
+        self, fs: FeatureSet, experts: ExpertOutputs, seed: int = 0, anchor: Anchor | None = None
+    ) -> "TwoStageMoE":
+        """Fit the gate on out-of-fold train outputs for each thumbnail size; keep the best on validation.
+        ``anchor``: the fusion ``alpha = 0`` stands for (default: calibrated averaging)."""
         k = self.config.noisy_top_k
         if k is not None and k > len(experts.names):
             raise ValueError(f"noisy_top_k={k} exceeds the number of experts ({len(experts.names)})")
+        n = len(experts.names)
+        if anchor is not None and anchor.weights.shape != (n,):
+            raise ValueError(f"anchor {anchor.name!r} weighs {anchor.weights.shape[0]} experts, not {n}")
+        self.anchor_ = anchor or Anchor(
+            "prob_avg_cal", {s: experts.probs(s).mean(1) for s in ("val", "test")}, np.full(n, 1.0 / n)
+        )
         sizes = self.sizes
         if len(sizes) > 1:
-            return self.adopt_best([self.for_size(s).fit(fs, experts, seed) for s in sizes])
+            return self.adopt_best([self.for_size(s).fit(fs, experts, seed, anchor) for s in sizes])
         torch.manual_seed(seed)
         self.model_, self.size_ = self._build(fs, experts, sizes[0]), sizes[0]
         train = self._inputs(fs, experts, "train", self.size_)
@@ -287,11 +339,12 @@ class TwoStageMoE:
     def adopt_best(self, fits: Sequence["TwoStageMoE"]) -> "TwoStageMoE":
         """Become the fitted single-size mixture with the lowest validation NLL (the first on ties)."""
         best = min(fits, key=lambda m: m.val_nll_)
-        self.model_, self.size_, self.alpha_, self.val_nll_ = (
+        self.model_, self.size_, self.alpha_, self.val_nll_, self.anchor_ = (
             best.model_,
             best.size_,
             best.alpha_,
             best.val_nll_,
+            best.anchor_,
         )
         self.names_ = list(best.names_)
         return self
@@ -320,15 +373,23 @@ class TwoStageMoE:
     def _weights(
         self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None, alpha: float
     ) -> np.ndarray:
+        """``alpha`` times the gate's weights plus ``1 - alpha`` times the anchor's, both over the
+        experts that run (the anchor's weights renormalised over them under top-k)."""
         logits = self._logits(fs, experts, split)
         mask = top_k_mask(logits, top_k)
         w = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=1)
-        uniform = mask.float() / mask.sum(1, keepdim=True)
-        return ((1 - alpha) * uniform + alpha * w).cpu().numpy()
+        fixed = mask.float() * torch.as_tensor(self.anchor_.weights, dtype=w.dtype, device=w.device)
+        fixed = fixed / fixed.sum(1, keepdim=True).clamp_min(_EPS)
+        return ((1 - alpha) * fixed + alpha * w).cpu().numpy()
 
     def _mix(
         self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None, alpha: float
     ) -> np.ndarray:
+        if top_k is None and split in self.anchor_.probs:
+            # soft gating: the anchor contributes its own probabilities (e.g. uncalibrated averaging)
+            gate = self._weights(fs, experts, split, None, 1.0)
+            mixed = np.einsum("nk,nkc->nc", gate, experts.probs(split))
+            return (1 - alpha) * self.anchor_.probs[split] + alpha * mixed
         w = self._weights(fs, experts, split, top_k, alpha)
         return np.einsum("nk,nkc->nc", w, experts.probs(split))
 
@@ -366,8 +427,11 @@ class TwoStageMoE:
 
     @property
     def needs_all_backbones(self) -> bool:
-        """A gate that reads features or expert outputs needs every backbone to run first."""
-        return self.config.gate in ("feature", "confidence", "thumbnail+confidence")
+        """A gate that reads every expert's features or outputs needs every backbone to run first."""
+        cfg = self.config
+        return cfg.gate in ("confidence", "thumbnail+confidence") or (
+            cfg.gate == "feature" and cfg.feature_backbones is None
+        )
 
     def expected_gflops(
         self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None
@@ -380,4 +444,6 @@ class TwoStageMoE:
         if top_k is None or self.needs_all_backbones:
             return float(cost.sum() + gate)
         runs = top_k_mask(self._logits(fs, experts, split), top_k).cpu().numpy()
+        read = [self.names_.index(b) for b in self.config.feature_backbones or ()]
+        runs[:, read] = True  # the backbones the gate reads run on every image
         return float((runs @ cost).mean() + gate)

@@ -1,29 +1,43 @@
-"""Ablations of the mixture of experts: fit controlled variants over seeds, compare each with a reference.
+"""Ablations of the book's recipe, ``moe_thumbnail``: fit controlled variants over seeds, compare each
+with a reference.
 
-A variant is a ``MoEConfig``, the ``FeatureSet`` pool it is trained on (the whole pool or a backbone
-subset of it), the share of the training rows it may use, and optionally top-k gating at inference.
+A ``Variant`` is the book's two-stage recipe (``fusion_lib.studies.methods.recipe("moe_thumbnail", ...)``:
+calibrated single-backbone experts, a thumbnail gate fit on their out-of-fold train outputs, shrunk
+towards the seed's anchor with ``alpha`` chosen on validation, the thumbnail size chosen on validation)
+with some ``TwoStageConfig`` fields changed, trained on a ``FeatureSet`` pool (the whole pool or a
+backbone subset of it) with a kind of expert head and a share of the training rows, and scored with soft
+or top-k gating. Each seed's models are built by ``fusion_lib.studies.methods.SeedRun``, the very object
+``run_experiment`` builds them with, held in a ``SeedRuns`` shared by every variant and ablation: the
+variant with no change is the book's ``moe_thumbnail`` bit for bit, and settings equal in data and
+recipe share one fit.
+
 ``run_ablation`` draws each seed's split inside the pool (``FeatureSet.draw``), so every variant of a
-seed is scored on the same test images, and returns one tidy row per variant and seed with the
-per-image correctness. ``paired_deltas`` compares each setting with its ablation's reference by
+seed is scored on the same test images, and returns one tidy row per variant and seed with the per-image
+correctness. ``paired_deltas`` compares each setting with its ablation's reference by
 ``fusion_lib.studies.stats.paired_difference`` (accuracy difference in points with a paired 95% bootstrap
-CI over test images and seeds); ``summarize`` adds each accuracy with its CI and the costs;
+CI over seeds and test images); ``summarize`` adds each accuracy with its CI and the costs;
 ``summary_table``, ``verdicts``, ``plot_accuracy`` and ``plot_deltas`` present them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.fusion.moe import MoE, MoEConfig
-from fusion_lib.fusion.training import TrainConfig, deterministic, num_threads
+from fusion_lib.fusion.experts import EXPERT_KINDS
+from fusion_lib.fusion.training import deterministic, num_threads
+from fusion_lib.fusion.two_stage import ExpertOutputs, TwoStageConfig, TwoStageMoE, expert_outputs
+from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.methods import SeedRun, gflops, recipe
 from fusion_lib.studies.stats import bootstrap_mean_ci, paired_difference
 
+BOOK_RECIPE = "moe_thumbnail"
 RESULT_COLUMNS = [
     "ablation",
     "setting",
@@ -36,16 +50,21 @@ RESULT_COLUMNS = [
     "gate_params",
     "gate_mflops",
     "mean_max_gate_weight",
+    "alpha",
+    "thumbnail_size",
+    "anchor",
     "n_train",
     "n_test",
     "n_experts",
     "correct",
+    "test_ids",
 ]
 COST_COLUMNS = [
     "gflops_per_image",
     "gate_params",
     "gate_mflops",
     "mean_max_gate_weight",
+    "alpha",
     "n_train",
     "n_experts",
 ]
@@ -57,59 +76,131 @@ COLUMN_TITLES = {  # display names of summary_table's columns
     "gate_params": "gate params",
     "gate_mflops": "gate MFLOPs / image",
     "mean_max_gate_weight": "mean largest gate weight",
+    "alpha": "alpha (mean)",
+    "thumbnail sizes": "thumbnail px (per seed)",
     "n_train": "train images",
     "n_experts": "experts",
 }
-
-# Fitted mixtures shared between variants and calls, keyed by (config repr, id(pool), seed, train
-# fraction, train repr); the pool is kept in the value so its id cannot be reused by another object.
-FitCache = dict[tuple[str, int, int, float, str], tuple[FeatureSet, MoE]]
+_COUNTS = ("gate_params", "n_train", "n_experts")
+_RECIPE_FIELDS = frozenset(f.name for f in fields(TwoStageConfig))
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One setting of an ablation: what to train and how to infer.
+    """One setting of an ablation: the book's recipe with some fields changed, its data, its inference.
 
-    ``features`` is the pool (or a ``subset_backbones`` view of it); each seed trains on that seed's
-    draw (``FeatureSet.draw``), keeping a stratified ``train_fraction`` of its training rows.
-    ``top_k=None`` mixes every expert (soft gating); ``top_k=k`` keeps the k highest-weighted experts,
-    so only their backbones need to run.
+    ``recipe`` replaces fields of the book's ``TwoStageConfig`` (``methods.recipe("moe_thumbnail", ...)``),
+    e.g. ``{"thumbnail_sizes": (8,)}`` (a fixed size, not chosen on validation), ``{"gate_channels":
+    (64, 128)}``, ``{"shrink": False}`` (alpha = 1, the raw gate), ``{"alphas": (0.0,)}`` (the anchor
+    alone) or ``{"calibrate": False}`` (experts keep their raw probabilities). ``features`` is the pool
+    (or a ``subset_backbones`` view of it); each seed trains on that seed's draw (``FeatureSet.draw``),
+    keeping a stratified ``train_fraction`` of its training rows. ``expert`` is the kind of expert head
+    (None: the config's). ``top_k=None`` mixes every expert (soft gating); ``top_k=k`` keeps the k
+    highest-weighted experts, so only their backbones need to run.
     """
 
-    config: MoEConfig
     features: FeatureSet
-    top_k: int | None = None
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+    expert: str | None = None
     train_fraction: float = 1.0
+    top_k: int | None = None
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.recipe) - _RECIPE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown recipe fields {unknown}; valid: {sorted(_RECIPE_FIELDS)}")
+        if self.expert is not None and self.expert not in EXPERT_KINDS:
+            raise ValueError(f"unknown expert kind {self.expert!r}; valid kinds: {list(EXPERT_KINDS)}")
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
 
+    def config(self, run: SeedRun) -> TwoStageConfig:
+        """The two-stage recipe of this variant on ``run``: the book's, with ``recipe`` replaced."""
+        book = recipe(BOOK_RECIPE, run.config.thumbnail_size, len(run.fs.backbones))
+        return replace(book, **self.recipe)
 
-def _as_variant(name: str, value: Variant | tuple) -> Variant:
-    if isinstance(value, Variant):
-        return value
-    if isinstance(value, tuple) and len(value) in (2, 3):
-        return Variant(*value)
-    raise ValueError(
-        f"variant {name!r} must be a Variant or a (MoEConfig, FeatureSet[, top_k]) tuple, "
-        f"got {type(value).__name__}"
-    )
-
-
-def _seed_split(v: Variant, seed: int, draws: dict) -> FeatureSet:
-    key = (id(v.features), seed, v.train_fraction)
-    if key not in draws:
-        drawn = v.features.draw(seed)
-        draws[key] = (v.features, subsample_train(drawn, v.train_fraction, seed))
-    return draws[key][1]
+    @property
+    def calibrated(self) -> bool:
+        """Whether the experts are temperature-scaled on validation (the book's recipe does)."""
+        return self.recipe.get("calibrate", True)
 
 
-def _fit(v: Variant, fs: FeatureSet, seed: int, train: TrainConfig, cache: FitCache) -> MoE:
-    key = (repr(v.config), id(v.features), seed, v.train_fraction, repr(train))
-    if key not in cache:
-        cache[key] = (v.features, MoE(v.config, train).fit(fs, seed))
-    return cache[key][1]
+class _RawExpertsRun(SeedRun):
+    """A seed's run whose experts keep their raw probabilities (``calibrate=False``): the gates and the
+    anchor are refit on them, the probes are the calibrated run's (``SeedRun`` always calibrates)."""
+
+    def __init__(self, calibrated: SeedRun) -> None:
+        super().__init__(calibrated.fs, calibrated.seed, calibrated.config, None)
+        self._calibrated = calibrated
+
+    @property
+    def probes(self) -> dict[str, dict[str, np.ndarray]]:
+        return self._calibrated.probes
+
+    @property
+    def oof_probes(self) -> dict[str, np.ndarray]:
+        return self._calibrated.oof_probes
+
+    @cached_property
+    def experts(self) -> ExpertOutputs:
+        return expert_outputs(self.fs, self.probes, self.oof_probes, calibrate=False)
+
+
+class SeedRuns:
+    """Each seed's models for the ablations, shared by every variant and every ``run_ablation`` call.
+
+    One ``SeedRun`` (probes, out-of-fold probes, expert outputs, anchor, gates; through the fit cache
+    when ``config.fit_cache``) per pool, seed, train fraction, expert kind and calibration, built from
+    ``config`` (its training settings, thumbnail size and expert kind) as ``run_experiment`` builds it.
+    Pools are keyed by identity and kept here, so build every variant from one pool object.
+    """
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        self.config = config
+        self._splits: dict[tuple, tuple[FeatureSet, FeatureSet]] = {}
+        self._runs: dict[tuple, tuple[FeatureSet, SeedRun]] = {}
+        self._gates: set[tuple[int, TwoStageConfig]] = set()
+
+    def split(self, variant: Variant, seed: int) -> FeatureSet:
+        """The variant's data for ``seed``: the seed's draw of its pool, with its share of the train rows."""
+        key = (id(variant.features), seed, variant.train_fraction)
+        if key not in self._splits:
+            drawn = variant.features.draw(seed)
+            self._splits[key] = (variant.features, subsample_train(drawn, variant.train_fraction, seed))
+        return self._splits[key][1]
+
+    def run(self, variant: Variant, seed: int) -> SeedRun:
+        """The ``SeedRun`` that trains the variant's experts and gates for ``seed``."""
+        kind = variant.expert or self.config.expert
+        key = (id(variant.features), seed, variant.train_fraction, kind)
+        if key not in self._runs:
+            config = self.config if kind == self.config.expert else replace(self.config, expert=kind)
+            self._runs[key] = (variant.features, SeedRun(self.split(variant, seed), seed, config, None))
+        run = self._runs[key][1]
+        if variant.calibrated:
+            return run
+        raw = (*key, "raw experts")
+        if raw not in self._runs:
+            self._runs[raw] = (variant.features, _RawExpertsRun(run))
+        return self._runs[raw][1]
+
+    def fit(self, variant: Variant, seed: int) -> tuple[SeedRun, TwoStageMoE]:
+        """The variant's fitted mixture for ``seed`` and the run that holds its experts."""
+        run = self.run(variant, seed)
+        cfg = variant.config(run)
+        two_stage = TwoStageMoE(cfg, run.train)
+        self._gates.update((id(run), two_stage.for_size(s).config) for s in two_stage.sizes)
+        return run, run.two_stage(cfg)
+
+    @property
+    def n_runs(self) -> int:
+        """Seed runs built so far (a raw-experts run shares its calibrated run's probes)."""
+        return len(self._runs)
+
+    @property
+    def n_gates(self) -> int:
+        """Gates fitted so far for the variants, one per seed run and thumbnail size."""
+        return len(self._gates)
 
 
 def _same_test_images(name: str, first: str, fs: FeatureSet, ref: FeatureSet, seed: int) -> None:
@@ -125,70 +216,77 @@ def _same_test_images(name: str, first: str, fs: FeatureSet, ref: FeatureSet, se
         )
 
 
+def _score(run: SeedRun, m: TwoStageMoE, top_k: int | None) -> dict[str, Any]:
+    fs, ex = run.fs, run.experts
+    correct = m.predict_proba(fs, ex, "test", top_k).argmax(1) == fs.labels["test"]
+    val = m.predict_proba(fs, ex, "val", top_k).argmax(1) == fs.labels["val"]
+    known = gflops(fs, fs.backbones) is not None
+    return {
+        "inference": "soft" if top_k is None else f"top-{top_k}",
+        "accuracy": float(correct.mean()),
+        "val_accuracy": float(val.mean()),
+        "gflops_per_image": m.expected_gflops(fs, ex, "test", top_k) if known else np.nan,
+        "gate_params": sum(p.numel() for p in m.model_.parameters()),
+        "gate_mflops": m.gate_flops / 1e6,
+        "mean_max_gate_weight": float(m.gate_weights(fs, ex, "test", top_k).max(1).mean()),
+        "alpha": m.alpha_,
+        "thumbnail_size": m.size_,
+        "anchor": m.anchor_.name,
+        "n_train": len(fs.labels["train"]),
+        "n_test": len(correct),
+        "n_experts": len(ex.names),
+        "correct": correct,
+        "test_ids": fs.indices.get("test"),
+    }
+
+
 def run_ablation(
     ablation: str,
-    variants: Mapping[str, Variant | tuple],
-    seeds: Sequence[int],
-    train: TrainConfig | None = None,
+    variants: Mapping[str, Variant],
+    runs: SeedRuns,
     reference: str | None = None,
-    cache: FitCache | None = None,
+    seeds: Sequence[int] | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Fit every variant once per seed on that seed's draw and score it; one row per (variant, seed).
+    """Fit every variant once per seed (default: the config's seeds) on that seed's draw and score it;
+    one row per (variant, seed).
 
     Columns are ``RESULT_COLUMNS``: test ``accuracy`` and ``val_accuracy`` (for choices made on
     validation); ``correct``, the per-image test correctness (a bool array, aligned between the
-    variants of a seed); ``gflops_per_image``, the backbone GFLOPs that run per image plus the gate's
-    (``MoE.expected_gflops``); ``gate_params``; ``gate_mflops`` (gate multiply-adds per image);
-    ``mean_max_gate_weight``, the mean over test images of the largest gate weight (1 is hard
-    routing, 1/n_experts uniform); ``reference`` marks the variant that ``paired_deltas`` compares
-    against. Variants with an equal config, pool and train fraction share one fit per seed (e.g. soft
-    and top-1 inference); pass one ``cache`` dict to several calls to share fits between ablations.
+    variants of a seed) and ``test_ids``, those images' pool indices (None when the pool has none);
+    ``gflops_per_image``, the backbone GFLOPs that run per image plus the gate's
+    (``TwoStageMoE.expected_gflops``); ``gate_params``; ``gate_mflops`` (gate multiply-adds per image);
+    ``mean_max_gate_weight``, the mean over test images of the largest mixture weight (1 is hard
+    routing, 1/n_experts uniform); the ``alpha``, ``thumbnail_size`` and ``anchor`` chosen on
+    validation; ``reference`` marks the variant that ``paired_deltas`` compares against. Fits live in
+    ``runs``: variants equal in data and recipe share one (e.g. soft and top-1 inference, or a fixed
+    thumbnail size and the recipe that chose it), within and between calls.
     """
     if not variants:
         raise ValueError(f"ablation {ablation!r} has no variants")
+    bad = [n for n, v in variants.items() if not isinstance(v, Variant)]
+    if bad:
+        raise ValueError(f"variants {bad} of {ablation!r} must be Variant objects")
+    seeds = runs.config.seeds if seeds is None else list(seeds)
     if not seeds:
         raise ValueError("run_ablation needs at least one seed")
     if reference is not None and reference not in variants:
         raise ValueError(
             f"reference {reference!r} is not a variant of {ablation!r}; variants: {list(variants)}"
         )
-    parsed = {name: _as_variant(name, v) for name, v in variants.items()}
-    train = train or TrainConfig()
-    cache = {} if cache is None else cache
-    draws: dict = {}
+    first = next(iter(variants))
     rows = []
-    first = next(iter(parsed))
-    with deterministic(), num_threads(train.threads):
+    with deterministic(), num_threads(runs.config.threads):
         steps = tqdm(
-            [(s, n) for s in seeds for n in parsed], desc=f"ablation: {ablation}", disable=not progress
+            [(s, n) for s in seeds for n in variants], desc=f"ablation: {ablation}", disable=not progress
         )
         for seed, name in steps:
             steps.set_postfix_str(f"seed={seed} {name}")
-            v = parsed[name]
-            fs = _seed_split(v, seed, draws)
-            _same_test_images(name, first, fs, _seed_split(parsed[first], seed, draws), seed)
-            moe = _fit(v, fs, seed, train, cache)
-            correct = moe.predict(fs, "test", top_k=v.top_k) == fs.labels["test"]
-            rows.append(
-                {
-                    "ablation": ablation,
-                    "setting": name,
-                    "reference": name == reference,
-                    "seed": seed,
-                    "inference": "soft" if v.top_k is None else f"top-{v.top_k}",
-                    "accuracy": float(correct.mean()),
-                    "val_accuracy": float(np.mean(moe.predict(fs, "val", top_k=v.top_k) == fs.labels["val"])),
-                    "gflops_per_image": moe.expected_gflops(fs, "test", top_k=v.top_k),
-                    "gate_params": moe.gate_params,
-                    "gate_mflops": moe.gate_flops / 1e6,
-                    "mean_max_gate_weight": float(moe.gate_weights(fs, "test", top_k=v.top_k).max(1).mean()),
-                    "n_train": len(fs.labels["train"]),
-                    "n_test": len(correct),
-                    "n_experts": len(moe.expert_names),
-                    "correct": correct,
-                }
-            )
+            v = variants[name]
+            _same_test_images(name, first, runs.split(v, seed), runs.split(variants[first], seed), seed)
+            run, m = runs.fit(v, seed)
+            row = {"ablation": ablation, "setting": name, "reference": name == reference, "seed": seed}
+            rows.append({**row, **_score(run, m, v.top_k)})
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
@@ -202,11 +300,18 @@ def _per_seed(rows: pd.DataFrame) -> list[np.ndarray]:
     return [np.asarray(c, dtype=bool) for c in rows.sort_values("seed")["correct"]]
 
 
+def _image_ids(rows: pd.DataFrame) -> list[np.ndarray] | None:
+    """Per seed, the pool index of each test image, so that an image shared by several seeds (an
+    official test set) is resampled jointly; None when some seed lacks them."""
+    ids = list(rows.sort_values("seed")["test_ids"])
+    return None if any(i is None for i in ids) else [np.asarray(i) for i in ids]
+
+
 def paired_deltas(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     """One row per (ablation, setting): the accuracy change against the ablation's reference in points,
-    ``delta`` with its paired 95% CI ``low``/``high`` (``stats.paired_difference`` over the test images
-    of every seed), ``Δ vs reference`` as text, ``significant`` (the CI excludes 0), ``p_mcnemar`` (one
-    seed only) and a ``verdict`` sentence. The reference itself and settings of an ablation without
+    ``delta`` with its paired 95% CI ``low``/``high`` (``stats.paired_difference`` over the seeds and
+    their test images), ``Δ vs reference`` as text, ``significant`` (the CI excludes 0), ``p_mcnemar``
+    (one seed only) and a ``verdict`` sentence. The reference itself and settings of an ablation without
     one get NaN / NA."""
     _check(results)
     out = []
@@ -229,7 +334,7 @@ def paired_deltas(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
                     f"{ablation}: setting {setting!r} has seeds {sorted(rows['seed'])} but the "
                     f"reference has {sorted(ref['seed'])}; pair them on the same seeds"
                 )
-            d = paired_difference(_per_seed(rows), _per_seed(ref), n_boot=n_boot)
+            d = paired_difference(_per_seed(rows), _per_seed(ref), n_boot=n_boot, image_ids=_image_ids(ref))
             row.update(
                 delta=d.diff,
                 low=d.low,
@@ -247,17 +352,21 @@ def paired_deltas(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
 
 def summarize(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     """One row per (ablation, setting) in order of appearance: test accuracy (mean over seeds, a
-    fraction) with its seed-stratified 95% bootstrap CI (``accuracy_low``/``accuracy_high``) and as
-    text in % (``accuracy (95% CI)``); the mean ``val_accuracy``; the paired change against the
-    reference (``paired_deltas``); ``n_seeds``, ``n_test`` (per seed) and the mean of the cost columns."""
+    fraction) with its 95% bootstrap CI over seeds and images (``accuracy_low``/``accuracy_high``) and
+    as text in % (``accuracy (95% CI)``); the mean ``val_accuracy``; whether it is the ``reference``;
+    the paired change against the reference (``paired_deltas``); ``n_seeds``, ``n_test`` (per seed),
+    the mean of the cost columns and the ``thumbnail sizes`` chosen, per seed."""
     deltas = paired_deltas(results, n_boot).set_index(["ablation", "setting"])
     rows = []
     for (ablation, setting), g in results.groupby(["ablation", "setting"], sort=False):
-        mean, low, high = bootstrap_mean_ci([100.0 * c for c in _per_seed(g)], n_boot=n_boot)
+        mean, low, high = bootstrap_mean_ci(
+            [100.0 * c for c in _per_seed(g)], n_boot=n_boot, image_ids=_image_ids(g)
+        )
         rows.append(
             {
                 "ablation": ablation,
                 "setting": setting,
+                "reference": bool(g["reference"].any()),
                 "accuracy_mean": mean / 100,
                 "accuracy_low": low / 100,
                 "accuracy_high": high / 100,
@@ -266,6 +375,7 @@ def summarize(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
                 "n_seeds": len(g),
                 "n_test": int(g["n_test"].iloc[0]),
                 **g[COST_COLUMNS].mean().to_dict(),
+                "thumbnail sizes": ", ".join(str(int(t)) for t in g.sort_values("seed")["thumbnail_size"]),
             }
         )
     out = pd.DataFrame(rows).set_index(["ablation", "setting"])
@@ -274,21 +384,23 @@ def summarize(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
 
 def summary_table(
     summary: pd.DataFrame,
-    costs: Sequence[str] = ("gflops_per_image", "gate_mflops"),
+    columns: Sequence[str] = ("gflops_per_image", "gate_mflops"),
     index: str | Sequence[str] = "setting",
 ) -> pd.DataFrame:
     """A ``summarize`` frame formatted for reading: accuracy and the change against the reference with
-    their CIs, validation accuracy in %, and the chosen cost columns, rounded and titled."""
-    unknown = sorted(set(costs) - set(COST_COLUMNS))
+    their CIs, validation accuracy in %, and the chosen ``columns`` (``COST_COLUMNS`` or
+    ``"thumbnail sizes"``), rounded and titled."""
+    unknown = sorted(set(columns) - {*COST_COLUMNS, "thumbnail sizes"})
     if unknown:
-        raise ValueError(f"unknown cost columns {unknown}; valid: {COST_COLUMNS}")
-    cols = ["accuracy (95% CI)", "Δ vs reference", "val_accuracy", *costs]
+        raise ValueError(f"unknown columns {unknown}; valid: {[*COST_COLUMNS, 'thumbnail sizes']}")
+    cols = ["accuracy (95% CI)", "Δ vs reference", "val_accuracy", *columns]
     t = summary.set_index(index)[cols].copy()
     t["val_accuracy"] = (100 * t["val_accuracy"]).round(2)
-    for c in costs:
-        t[c] = t[c].round(0 if c in ("gate_params", "n_train", "n_experts") else 4)
-        if c in ("gate_params", "n_train", "n_experts"):
-            t[c] = t[c].astype(int)
+    for c in columns:
+        if c in _COUNTS:
+            t[c] = t[c].round(0).astype(int)
+        elif c != "thumbnail sizes":
+            t[c] = t[c].round(2 if c == "alpha" else 4)
     return t.rename(columns=COLUMN_TITLES)
 
 
@@ -304,9 +416,20 @@ def plot_accuracy(
     x: str | Sequence[float] | None = None,
     logx: bool = False,
     annotate: bool = True,
+    reference_band: bool = False,
 ) -> None:
     """Test accuracy (%) with its 95% CI for each setting of a ``summarize`` frame: against a numeric
-    column (or values) ``x``, else as a category per setting."""
+    column (or values) ``x``, else as a category per setting. ``reference_band`` draws the reference
+    as a horizontal line with its CI band instead of a point (for a reference off the x axis, such as
+    a thumbnail size chosen per seed)."""
+    if reference_band:
+        ref = summary[summary["reference"]].iloc[0]
+        ax.axhline(100 * ref["accuracy_mean"], color="C1", linewidth=1, label=ref["setting"])
+        ax.axhspan(100 * ref["accuracy_low"], 100 * ref["accuracy_high"], color="C1", alpha=0.15)
+        ax.legend(loc="lower right", fontsize=8)
+        keep = ~summary["reference"].to_numpy()
+        summary = summary[keep]
+        x = x if x is None or isinstance(x, str) else [v for v, k in zip(x, keep) if k]
     xs = summary["setting"] if x is None else (summary[x] if isinstance(x, str) else list(x))
     y = 100 * summary["accuracy_mean"]
     yerr = 100 * np.vstack(
@@ -318,11 +441,12 @@ def plot_accuracy(
     ax.errorbar(xs, y, yerr=yerr, marker="o", capsize=4, linestyle="-" if x is not None else "none")
     if logx:
         ax.set_xscale("log")
-        ax.set_xticks(list(xs), [f"{v:g}" for v in xs])
+        ax.set_xticks(list(xs), [f"{v:.3g}" for v in xs])
         ax.minorticks_off()
     if annotate and x is not None:
         for xi, yi, s in zip(xs, y, summary["setting"]):
             ax.annotate(s, (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.margins(x=0.12)  # room for the last point's label
     ax.set_ylabel("test accuracy, % (95% CI)")
 
 

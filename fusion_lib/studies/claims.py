@@ -1,11 +1,19 @@
-"""The paper's claims as paired comparisons: tables, a forest plot and one-line verdicts.
+"""The paper's claims as paired comparisons: tables, forest plots and one word per claim.
 
-C1: performance and agreement vary across datasets (the agreement study).
-C2: a thumbnail mini-CNN gate is enough for a good per-image fusion (this module's default pairs).
+C1: performance and agreement vary across datasets (the agreement study, ``agreement.c1_verdict``).
+C2: per-image fusion of the backbones with a thumbnail gate. Two questions, never mixed:
+    does fusion help (the book's recipe ``moe_thumbnail`` against ``best_single``, the backbone best on
+    validation), and does per-image adaptivity help (against ``best_fixed``, the strongest non-adaptive
+    fusion on validation: averaging, calibrated averaging, static weights, the uniform mixture, stacking
+    or concatenation)?
 C3: label-space word vectors add to the blend (the multimodal study).
 
-Every verdict comes from ``fusion_lib.studies.stats.paired_difference`` through ``ExperimentResult.compare``:
-a method beats its baseline only when the paired 95% interval of the difference excludes zero.
+Every difference is ``ExperimentResult.compare``: accuracy points with a 95% interval from the
+hierarchical bootstrap over seeds and test images (``fusion_lib.studies.stats``). A frame of comparisons
+is one family: its p-values are Holm-adjusted over every row it holds, and each row gets one word,
+``better``, ``worse``, ``equivalent`` (the interval lies inside the pre-stated margin of
+``stats.MARGIN`` points) or ``inconclusive``. A claim's deciding number is the equal-weight mean of its
+difference over the datasets (``pooled``), one test per claim, so it needs no further correction.
 """
 
 from __future__ import annotations
@@ -15,44 +23,41 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from fusion_lib.studies.stats import MARGIN, Difference, holm, paired_difference, pooled_difference
+
 if TYPE_CHECKING:
     from fusion_lib.studies.runner import ExperimentResult
-    from fusion_lib.studies.stats import Difference
 
-# (method, baseline): the book's recipe against plain and calibrated averaging, fixed weights, the best
-# single backbone, and the control recipes against the book's
+# C2's two questions: (method, baseline)
+C2_QUESTIONS: dict[str, tuple[str, str]] = {
+    "Does fusion help?": ("moe_thumbnail", "best_single"),
+    "Does per-image adaptivity help?": ("moe_thumbnail", "best_fixed"),
+}
+# The comparisons notebook 03 reads (one Holm family): the two questions, what the strongest fixed
+# fusion gains alone, the book's recipe against the fixed fusions it could be mistaken for, and the
+# other gates against the strongest fixed fusion
 C2_PAIRS: tuple[tuple[str, str], ...] = (
+    *C2_QUESTIONS.values(),
+    ("best_fixed", "best_single"),
     ("moe_thumbnail", "prob_avg"),
-    ("moe_thumbnail", "prob_avg_cal"),
     ("moe_thumbnail", "moe_static"),
-    ("moe_thumbnail", "best_single"),
-    ("moe_thumbnail_joint", "prob_avg"),
-    ("moe_thumbnail_noisy", "prob_avg"),
-    ("moe_feature", "moe_thumbnail"),
-    ("moe_confidence", "moe_thumbnail"),
-    ("moe_thumbnail_conf", "moe_thumbnail"),
-    ("stacking", "prob_avg"),
+    ("moe_cheap_feature", "best_fixed"),
+    ("moe_feature", "best_fixed"),
+    ("moe_thumbnail_conf", "best_fixed"),
+    ("moe_thumbnail_joint", "best_fixed"),
 )
+# A claim's word from its deciding difference's word
+CLAIM_WORDS = {
+    "better": "supported",
+    "worse": "not supported",
+    "equivalent": "equivalent",
+    "inconclusive": "inconclusive",
+}
+COLOURS = {"better": "C2", "worse": "C3", "equivalent": "C0", "inconclusive": "C7"}
 
 
-def compare_pairs(
-    results: Mapping[str, "ExperimentResult"], pairs: Sequence[tuple[str, str]] = C2_PAIRS
-) -> pd.DataFrame:
-    """One row per dataset and (method, baseline) pair that both ran: the paired difference in points,
-    its 95% CI, the number of test images and seeds, and whether the interval excludes zero."""
-    rows = []
-    for dataset, result in results.items():
-        for method, baseline in pairs:
-            if method not in result.methods or baseline not in result.methods:
-                continue
-            rows.append(_row(dataset, method, baseline, result.compare(method, baseline)))
-    return pd.DataFrame(rows)
-
-
-def _row(
-    dataset: str, method: str, baseline: str, d: "Difference", words: tuple[str, str] = ("better", "worse")
-) -> dict:
-    """One comparison as a table row; the verdict says whether the interval lies above or below zero."""
+def _row(dataset: str, method: str, baseline: str, d: Difference) -> dict:
+    """One comparison as a table row (the verdict word is set once the family is known: ``_adjust``)."""
     return {
         "dataset": dataset,
         "method": method,
@@ -60,15 +65,93 @@ def _row(
         "diff": d.diff,
         "low": d.low,
         "high": d.high,
+        "p_value": d.p_value,
         "n_images": d.n_images,
         "n_seeds": d.n_seeds,
         "difference (points, 95% CI)": d.text(),
-        "verdict": words[0] if d.low > 0 else words[1] if d.high < 0 else "no difference",
     }
 
 
-def forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
-    """One panel per dataset: each pair's difference with its 95% CI, zero marked."""
+def _adjust(rows: list[dict], words: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The rows as one family: Holm-adjusted p-values and each row's word (``words`` renames them)."""
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["p_holm"] = holm(frame["p_value"].to_numpy())
+    frame["verdict"] = [word_of(r["low"], r["high"], r["p_holm"]) for _, r in frame.iterrows()]
+    if words:
+        frame["verdict"] = frame["verdict"].map(lambda w: words.get(w, w))
+    return frame
+
+
+def word_of(low: float, high: float, p_adjusted: float | None = None, margin: float = MARGIN) -> str:
+    """``stats.Difference.word`` from an interval and an adjusted p-value."""
+    return Difference(0.0, low, high, 0, 0, p_value=1.0).word(margin=margin, p_adjusted=p_adjusted)
+
+
+def compare_pairs(
+    results: Mapping[str, "ExperimentResult"], pairs: Sequence[tuple[str, str]] = C2_PAIRS
+) -> pd.DataFrame:
+    """One row per dataset and (method, baseline) pair that both ran: the paired difference in points
+    with its 95% interval, the bootstrap p-value and its Holm adjustment over every row, and a word."""
+    rows = [
+        _row(dataset, method, baseline, result.compare(method, baseline))
+        for dataset, result in results.items()
+        for method, baseline in pairs
+        if method in result.methods and baseline in result.methods
+    ]
+    return _adjust(rows)
+
+
+def pooled(results: Mapping[str, "ExperimentResult"], method: str, baseline: str) -> Difference:
+    """``method`` minus ``baseline`` averaged over the datasets with equal weight (independent datasets:
+    their bootstrap replicates combine), the deciding number of a claim."""
+    missing = [d for d, r in results.items() if method not in r.methods or baseline not in r.methods]
+    if missing or not results:
+        raise ValueError(
+            f"{method} vs {baseline} needs both methods run on every dataset; missing on {missing}"
+        )
+    return pooled_difference([r.compare(method, baseline) for r in results.values()])
+
+
+def claim_word(d: Difference) -> str:
+    """A claim's one word from its deciding difference: supported, not supported, equivalent, inconclusive."""
+    return CLAIM_WORDS[d.word()]
+
+
+def question_table(
+    results: Mapping[str, "ExperimentResult"],
+    comparisons: pd.DataFrame,
+    questions: Mapping[str, tuple[str, str]] = C2_QUESTIONS,
+) -> pd.DataFrame:
+    """Datasets as rows (and the pooled estimate last), one column per question: the difference with its
+    95% interval and its word (Holm-adjusted within ``comparisons``; the pooled row is one test each)."""
+    table: dict[str, dict[str, str]] = {}
+    for question, (method, baseline) in questions.items():
+        part = comparisons[(comparisons["method"] == method) & (comparisons["baseline"] == baseline)]
+        col = {r["dataset"]: f"{r['difference (points, 95% CI)']} {r['verdict']}" for _, r in part.iterrows()}
+        d = pooled(results, method, baseline)
+        col["pooled"] = f"{d.text()} {d.word()}"
+        table[f"{question} {method} − {baseline}"] = col
+    return pd.DataFrame(table).rename_axis("dataset")
+
+
+def claim_row(claim: str, d: Difference, what: str) -> dict[str, str]:
+    """A row of the intro's verdict table: the claim, its word and the deciding number."""
+    return {
+        "claim": claim,
+        "verdict": claim_word(d),
+        "deciding number (points, 95% CI)": f"{what}: {d.text()}",
+    }
+
+
+def _errorbar(ax, x: float, low: float, high: float, y: float, word: str, **kw) -> None:
+    ax.errorbar(x, y, xerr=[[x - low], [high - x]], fmt="o", color=COLOURS[word], capsize=3, **kw)
+
+
+def forest_plot(axes: Sequence, comparisons: pd.DataFrame, margin: float = MARGIN) -> None:
+    """One panel per dataset: each pair's difference with its 95% CI, coloured by its word (green better,
+    red worse, blue equivalent, grey inconclusive), zero and the equivalence margin marked."""
     datasets = list(dict.fromkeys(comparisons["dataset"]))
     if len(axes) < len(datasets):
         raise ValueError(f"need {len(datasets)} axes (one per dataset), got {len(axes)}")
@@ -76,55 +159,38 @@ def forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
         part = comparisons[comparisons["dataset"] == dataset].iloc[::-1]
         y = np.arange(len(part))
         for yi, (_, r) in zip(y, part.iterrows()):
-            colour = {"better": "C2", "worse": "C3", "no difference": "C7"}[r["verdict"]]
-            ax.errorbar(
-                r["diff"],
-                yi,
-                xerr=[[r["diff"] - r["low"]], [r["high"] - r["diff"]]],
-                fmt="o",
-                color=colour,
-                capsize=3,
-            )
+            _errorbar(ax, r["diff"], r["low"], r["high"], yi, r["verdict"])
+        ax.axvspan(-margin, margin, color="C0", alpha=0.08, linewidth=0)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(y, [f"{m} vs {b}" for m, b in zip(part["method"], part["baseline"])], fontsize=8)
-        ax.set(title=dataset, xlabel="accuracy difference (points, paired 95% CI)")
+        spec = ax.get_subplotspec()
+        names = [f"{m} vs {b}" for m, b in zip(part["method"], part["baseline"])]
+        ax.set_yticks(y, names if spec is None or spec.is_first_col() else [], fontsize=9)
+        ax.set(title=dataset, xlabel="accuracy difference (points, 95% CI)")
         ax.grid(axis="x", alpha=0.3)
 
 
-def verdict(comparisons: pd.DataFrame, method: str, baseline: str) -> str:
-    """A sentence over every dataset: ``method`` against ``baseline`` with each difference and CI."""
-    part = comparisons[(comparisons["method"] == method) & (comparisons["baseline"] == baseline)]
-    if part.empty:
-        raise ValueError(f"no comparison of {method} with {baseline}; run both methods")
-    words = {"better": "better", "worse": "worse", "no difference": "not distinguishable"}
-    per = [
-        f"{r['dataset']} {r['difference (points, 95% CI)']} points ({words[r['verdict']]})"
-        for _, r in part.iterrows()
-    ]
-    return f"{method} vs {baseline}: " + "; ".join(per)
-
-
-# C2 on each zoo of experts: does fusion help (against the best single backbone), does per-image
-# adaptivity help (against fixed weights and plain averaging), and how much room there was (the oracle)
+# C2 on each zoo of experts: the two questions, and how much room each zoo left (the oracle)
 ZOO_PAIRS: tuple[tuple[str, str], ...] = (
-    ("moe_thumbnail", "best_single"),
-    ("moe_thumbnail", "prob_avg"),
-    ("moe_thumbnail", "moe_static"),
-    ("stacking", "prob_avg"),
+    *C2_QUESTIONS.values(),
     ("oracle", "best_single"),
-    ("oracle", "prob_avg"),
+    ("oracle", "best_fixed"),
 )
 ZOO_METHODS: tuple[str, ...] = tuple(dict.fromkeys(m for pair in ZOO_PAIRS for m in pair))
+EFFECT_WORDS = {"better": "larger", "worse": "smaller"}
 
 
 def zoo_comparisons(
     results: Mapping[str, Mapping[str, "ExperimentResult"]], pairs: Sequence[tuple[str, str]] = ZOO_PAIRS
 ) -> pd.DataFrame:
-    """``results[zoo][dataset]``: ``compare_pairs`` of every zoo, with a ``zoo`` column."""
-    return pd.concat(
-        [compare_pairs(by_dataset, pairs).assign(zoo=zoo) for zoo, by_dataset in results.items()],
-        ignore_index=True,
-    )
+    """``results[zoo][dataset]``: every zoo's comparisons, with a ``zoo`` column, Holm-adjusted as one family."""
+    rows = [
+        {**_row(dataset, m, b, r.compare(m, b)), "zoo": zoo}
+        for zoo, by_dataset in results.items()
+        for dataset, r in by_dataset.items()
+        for m, b in pairs
+        if m in r.methods and b in r.methods
+    ]
+    return _adjust(rows)
 
 
 def diversity_effect(
@@ -134,10 +200,9 @@ def diversity_effect(
     pairs: Sequence[tuple[str, str]] = ZOO_PAIRS,
 ) -> pd.DataFrame:
     """Per dataset and pair: how much larger ``method - baseline`` is on zoo ``high`` than on zoo ``low``
-    (points), with a paired 95% interval. Both zoos are tested on the same images of the same seeds, so the
-    difference of differences is paired image by image."""
-    from fusion_lib.studies.stats import paired_difference
-
+    (points), with a 95% interval. Both zoos are tested on the same images of the same seeds, so the
+    difference of differences is paired image by image; Holm-adjusted over the rows, words larger /
+    smaller / equivalent / inconclusive."""
     rows = []
     for dataset, hi in results[high].items():
         lo = results[low][dataset]
@@ -150,14 +215,14 @@ def diversity_effect(
                 zoo: [a.astype(int) - b for a, b in zip(r.correct(method), r.correct(baseline))]
                 for zoo, r in ((high, hi), (low, lo))
             }
-            d = paired_difference(gain[high], gain[low])
-            rows.append(_row(dataset, method, baseline, d, ("larger", "smaller")))
-    return pd.DataFrame(rows)
+            d = paired_difference(gain[high], gain[low], image_ids=hi.test_ids)
+            rows.append(_row(dataset, method, baseline, d))
+    return _adjust(rows, EFFECT_WORDS)
 
 
 def zoo_forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
     """One panel per dataset: each pair's difference with its 95% CI on every zoo, zoos in colour; a filled
-    marker excludes zero, a hollow one does not."""
+    marker is a verdict (better, worse or equivalent), a hollow one is inconclusive."""
     datasets = list(dict.fromkeys(comparisons["dataset"]))
     zoos = list(dict.fromkeys(comparisons["zoo"]))
     if len(axes) < len(datasets):
@@ -167,19 +232,18 @@ def zoo_forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
         labels = list(dict.fromkeys(f"{m} vs {b}" for m, b in zip(part["method"], part["baseline"])))[::-1]
         for z, zoo in enumerate(zoos):
             for _, r in part[part["zoo"] == zoo].iterrows():
-                y = labels.index(f"{r['method']} vs {r['baseline']}") + 0.18 * (1 - 2 * z) / max(
-                    1, len(zoos) - 1
-                )
+                row = labels.index(f"{r['method']} vs {r['baseline']}")
                 ax.errorbar(
                     r["diff"],
-                    y,
+                    row + 0.18 * (1 - 2 * z) / max(1, len(zoos) - 1),
                     xerr=[[r["diff"] - r["low"]], [r["high"] - r["diff"]]],
                     fmt="o",
                     color=f"C{z}",
-                    mfc=f"C{z}" if r["verdict"] != "no difference" else "white",
+                    mfc=f"C{z}" if r["verdict"] != "inconclusive" else "white",
                     capsize=3,
-                    label=zoo if labels.index(f"{r['method']} vs {r['baseline']}") == 0 else None,
+                    label=zoo if row == 0 else None,
                 )
+        ax.axvspan(-MARGIN, MARGIN, color="grey", alpha=0.1, linewidth=0)
         ax.axvline(0, color="black", linewidth=0.8)
         # every panel lists the same comparisons: name them once per row of panels
         spec = ax.get_subplotspec()
@@ -194,11 +258,11 @@ def zoo_forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
 
 
 def zoo_verdict(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: str) -> str:
-    """C2 across zoos in three sentences, counting datasets: does fusion help (the book's gate against the
-    best single backbone), does per-image weighting help (against plain averaging and fixed weights), each
-    on both zoos, and do the oracle's room and the gate's gain grow from zoo ``low`` to zoo ``high``."""
+    """C2 across zoos in three sentences, counting datasets (Holm-adjusted words): does fusion help, does
+    per-image adaptivity help, each on both zoos, and does the oracle's room and the gate's gain grow from
+    zoo ``low`` to zoo ``high``."""
 
-    def wins(method: str, baseline: str) -> str:
+    def count(method: str, baseline: str) -> str:
         counts = []
         for zoo in (high, low):
             part = comparisons[
@@ -206,39 +270,65 @@ def zoo_verdict(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low:
                 & (comparisons["method"] == method)
                 & (comparisons["baseline"] == baseline)
             ]
-            counts.append(f"{int((part['verdict'] == 'better').sum())} of {len(part)}")
-        return f"on {counts[0]} datasets with the {high} zoo and {counts[1]} with the {low} one"
+            tally = part["verdict"].value_counts()
+            words = ", ".join(
+                f"{tally[w]} {w}" for w in ("better", "equivalent", "worse", "inconclusive") if w in tally
+            )
+            counts.append(f"{words} of {len(part)}")
+        return f"with the {high} zoo {counts[0]}; with the {low} zoo {counts[1]}"
 
     def grows(method: str, baseline: str) -> str:
         part = effect[(effect["method"] == method) & (effect["baseline"] == baseline)]
         return f"{int((part['verdict'] == 'larger').sum())} of {len(part)}"
 
+    (fm, fb), (am, ab) = C2_QUESTIONS.values()
     return (
-        f"Does fusion help? moe_thumbnail beats the best single backbone {wins('moe_thumbnail', 'best_single')}. "
-        f"Does per-image weighting help? It beats prob_avg {wins('moe_thumbnail', 'prob_avg')}, and moe_static "
-        f"{wins('moe_thumbnail', 'moe_static')}. From the {low} to the {high} zoo, the oracle's gain over the "
-        f"best single backbone grows significantly on {grows('oracle', 'best_single')} datasets (over averaging "
-        f"on {grows('oracle', 'prob_avg')}), and the gate's gain over the best single on "
-        f"{grows('moe_thumbnail', 'best_single')} (over averaging on {grows('moe_thumbnail', 'prob_avg')})."
+        f"Does fusion help ({fm} against {fb})? Datasets {count(fm, fb)}. "
+        f"Does per-image adaptivity help ({am} against {ab})? Datasets {count(am, ab)}. "
+        f"From the {low} to the {high} zoo, the oracle's gain over the best single backbone grows on "
+        f"{grows('oracle', 'best_single')} datasets (over the best fixed fusion on "
+        f"{grows('oracle', 'best_fixed')}), and the gate's gain over the best single on {grows(fm, fb)}."
     )
 
 
 def zoo_table(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: str) -> pd.DataFrame:
     """The book's table of C2 across zoos: one row per dataset and comparison, each zoo's difference with
-    its interval, and the diversity effect (``high`` minus ``low``)."""
+    its interval and word, and the diversity effect (``high`` minus ``low``)."""
 
     def keyed(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.assign(comparison=frame["method"] + " vs " + frame["baseline"])
+        return frame.assign(
+            comparison=frame["method"] + " vs " + frame["baseline"],
+            shown=frame["difference (points, 95% CI)"] + " " + frame["verdict"],
+        )
 
     wide = keyed(comparisons).pivot_table(
-        index=["dataset", "comparison"],
-        columns="zoo",
-        values="difference (points, 95% CI)",
-        aggfunc="first",
-        sort=False,
+        index=["dataset", "comparison"], columns="zoo", values="shown", aggfunc="first", sort=False
     )
     wide = wide.reindex(columns=[low, high])
-    wide[f"{high} - {low}"] = keyed(effect).set_index(["dataset", "comparison"])[
-        "difference (points, 95% CI)"
-    ]
+    wide[f"{high} − {low}"] = keyed(effect).set_index(["dataset", "comparison"])["shown"]
     return wide.rename_axis(columns=None)
+
+
+def validation_choices(results: Mapping[str, "ExperimentResult"]) -> pd.DataFrame:
+    """Per dataset, what each seed's validation split chose: the strongest fixed fusion (``best_fixed``)
+    and the anchor the book's gate is shrunk towards, as "name ×seeds" counts."""
+    from fusion_lib.studies.methods import ANCHORS, NON_ADAPTIVE
+
+    def counts(result: "ExperimentResult", method: str, metric: str, names: Sequence[str]) -> str:
+        m = result.metrics
+        picked = (
+            m[(m["method"] == method) & (m["metric"] == metric)]["value"].astype(int).map(lambda i: names[i])
+        )
+        return ", ".join(f"{name} ×{n}" for name, n in picked.value_counts().items())
+
+    return pd.DataFrame(
+        {
+            dataset: {
+                "strongest fixed fusion (best_fixed)": counts(
+                    r, "best_fixed", "chosen_fixed_index", NON_ADAPTIVE
+                ),
+                "anchor of moe_thumbnail": counts(r, "moe_thumbnail", "anchor_index", ANCHORS),
+            }
+            for dataset, r in results.items()
+        }
+    ).T.rename_axis("dataset")

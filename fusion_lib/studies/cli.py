@@ -13,7 +13,8 @@ import pandas as pd
 from fusion_lib.data import validation
 from fusion_lib.data.datasets import OFFLINE_SPLIT_SIZES, SPLITS, SplitSizes
 from fusion_lib.studies.config import ExperimentConfig, check_compare, check_methods
-from fusion_lib.studies.runner import run_experiment
+from fusion_lib.studies.runner import ExperimentResult, run_experiment
+from fusion_lib.studies.stats import MARGIN
 
 
 def _input_size(text: str) -> int | None:
@@ -84,6 +85,25 @@ def _given(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
+def describe_intervals(result: ExperimentResult, baseline: str | None) -> str:
+    """The header of the printed table: what was run and what its intervals and words mean."""
+    n_test = len({int(i) for ids in result.test_ids for i in ids}) if result.test_ids else None
+    images = f"{n_test:,} distinct test images" if n_test else "their test images"
+    lines = [
+        f"{result.metrics['dataset'].iat[0]}: {len(result.seeds)} seed(s), {images}.",
+        "Intervals: 95% hierarchical bootstrap over seeds and test images (seeds resampled, and test images "
+        "shared by several seeds resampled jointly); with one seed only the images are resampled.",
+    ]
+    if baseline:
+        n = len(result.methods) - 1
+        lines.append(
+            f"Verdicts against {baseline}: better / worse when the interval excludes zero after Holm's "
+            f"correction over the {n} comparisons, equivalent when it lies inside ±{MARGIN} points, "
+            "else inconclusive."
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fusion_lib run ...``: run the experiment and print each method's accuracy with its
     95% CI (and, with ``--compare``, its paired difference to the baseline)."""
@@ -124,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad names, sizes or settings: the message says what to change
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(describe_intervals(result, a.compare))
     with pd.option_context("display.width", 200, "display.max_rows", 200, "display.max_colwidth", 40):
         print(result.table(a.compare).to_string())
     if a.out:

@@ -1,11 +1,11 @@
 """What a trained gate does, and whether any gate can win: mean weight per class, each expert's
-favourite images, top-k trade-offs, how predictable "expert k is right" is, and the share of the
-averaging-to-oracle gap a gate closes."""
+favourite images, top-k trade-offs, how predictable "expert k is right" is, the share of the
+averaging-to-oracle gap a gate closes, and how it routes on the images where the experts disagree."""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from fusion_lib.data.feature_set import FeatureSet
     from fusion_lib.fusion.training import TrainConfig
     from fusion_lib.fusion.two_stage import ExpertOutputs
+    from fusion_lib.studies.runner import ExperimentResult
 
 _TOPK = re.compile(r"^(accuracy|gflops_per_image)_top(\d+)$")
 
@@ -174,3 +175,93 @@ def gap_closed(
     gap = wide[oracle] - wide[average]
     out = pd.DataFrame({m: (wide[m] - wide[average]) / gap.where(gap > 0) for m in methods})
     return out.reset_index().melt(id_vars="seed", var_name="method", value_name="gap_closed")
+
+
+def disagreement_routing(
+    expert_correct: Sequence[np.ndarray],
+    gate_weights: Mapping[str, Sequence[np.ndarray]],
+    fused_correct: Mapping[str, Sequence[np.ndarray]],
+    average: str = "prob_avg",
+    image_ids: Sequence[np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """How gates route on the only images where routing can matter: those where some experts are right
+    and some wrong (all seeds pooled, 95% CIs from the hierarchical bootstrap).
+
+    ``expert_correct``: per seed, ``(n, K)`` whether each expert is right on each test image;
+    ``gate_weights[method]``: per seed, that method's ``(n, K)`` weights; ``fused_correct[method]``: per
+    seed, whether the method's fused answer is right (it must hold every gated method and ``average``).
+    One row per gated method, plus ``average`` (its routing rate is the share of right experts, what a
+    uniform pick would hit) and the oracle (always right): the share of images with most weight on a
+    right expert, the fused accuracy on the disagreement images, and the share of the averaging-to-oracle
+    gap closed there (accuracy minus averaging's, over averaging's distance to 100%).
+    """
+    from fusion_lib.studies.stats import bootstrap_mean_ci
+
+    seeds = [np.asarray(c, dtype=bool) for c in expert_correct]
+    if any(c.ndim != 2 for c in seeds):
+        raise ValueError("expert_correct must hold one (n_images, n_experts) array per seed")
+    missing = sorted({average, *gate_weights} - set(fused_correct))
+    if missing:
+        raise ValueError(f"fused_correct lacks {missing}; give every gated method and {average!r}")
+    dis = [(c.any(1) & ~c.all(1)) for c in seeds]
+    if not any(d.any() for d in dis):
+        raise ValueError("the experts never disagree on right and wrong: there is nothing to route")
+    ids = None if image_ids is None else [np.asarray(i)[d] for i, d in zip(image_ids, dis)]
+
+    def ci(per_seed: list[np.ndarray]) -> str:
+        mean, low, high = bootstrap_mean_ci([100.0 * v[d] for v, d in zip(per_seed, dis)], image_ids=ids)
+        return f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+
+    def acc(per_seed: Sequence[np.ndarray]) -> float:
+        return float(np.mean([np.asarray(v, dtype=float)[d].mean() for v, d in zip(per_seed, dis)]))
+
+    share = float(np.mean([d.mean() for d in dis]))
+    avg_acc = acc(fused_correct[average])
+    rows = [
+        {
+            "method": average,
+            "routes to a right expert, %": ci([c.mean(1) for c in seeds]),
+            "accuracy on these images, %": ci([np.asarray(v, float) for v in fused_correct[average]]),
+            "gap closed": 0.0,
+        }
+    ]
+    for method, weights in gate_weights.items():
+        picked = [c[np.arange(len(c)), _check(w, len(c)).argmax(1)] for c, w in zip(seeds, weights)]
+        fused = [np.asarray(v, float) for v in fused_correct[method]]
+        rows.append(
+            {
+                "method": method,
+                "routes to a right expert, %": ci([p.astype(float) for p in picked]),
+                "accuracy on these images, %": ci(fused),
+                "gap closed": (acc(fused) - avg_acc) / (1 - avg_acc) if avg_acc < 1 else float("nan"),
+            }
+        )
+    rows.append(
+        {
+            "method": "oracle",
+            "routes to a right expert, %": "100.0",
+            "accuracy on these images, %": "100.0",
+            "gap closed": 1.0,
+        }
+    )
+    return pd.DataFrame(rows).assign(**{"images where experts disagree, %": 100 * share})
+
+
+def disagreement_table(result: "ExperimentResult", methods: Sequence[str]) -> pd.DataFrame:
+    """``disagreement_routing`` of ``methods`` (gated methods of ``result``) against ``prob_avg``, the
+    experts being the calibrated probes the two-stage gates mix."""
+    seeds = result.seeds
+    missing = [s for s in seeds if s not in result.experts]
+    if missing:
+        raise ValueError(
+            f"no expert outputs for seeds {missing}; run a two-stage method such as moe_thumbnail"
+        )
+    expert_correct = [
+        result.experts[s].log_probs["test"].argmax(2) == result.labels[s]["test"][:, None] for s in seeds
+    ]
+    gated = {m: [result.outputs[(m, s)].gate_weights for s in seeds] for m in methods}
+    no_gate = [m for m, w in gated.items() if any(x is None for x in w)]
+    if no_gate:
+        raise ValueError(f"methods {no_gate} have no per-image gate weights")
+    fused = {m: result.correct(m) for m in [*methods, "prob_avg"]}
+    return disagreement_routing(expert_correct, gated, fused, "prob_avg", result.test_ids)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -42,12 +42,14 @@ from fusion_lib.fusion.label_space import (
 from fusion_lib.fusion.training import BLEND_GRID, deterministic, num_threads, to_tensors
 from fusion_lib.studies import metrics as M
 from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.methods import METHODS, SeedRun
+from fusion_lib.studies.methods import SeedRun
 from fusion_lib.studies.stats import (
+    Difference,
     bootstrap_mean_ci,
     bootstrap_means,
     paired_difference,
     percentile_interval,
+    pooled_difference,
 )
 
 # Class-name words that need replacing in GloVe 6B: a single letter ("T" of "T-shirt") is a letter's
@@ -244,7 +246,9 @@ class LabelStudy:
     ``blend``: (dataset, seed, weight, weight_random) the blend weights chosen on validation;
     ``curves``: (dataset, seed, split, weight, accuracy, nll) of ``blend_label``;
     ``correct``: {(model, seed): per-test-image correctness} of every model of ``accuracy``;
-    ``label_models``: the label-space model of every seed (trained on ``fs.draw(seed)``).
+    ``label_models``: the label-space model of every seed (trained on ``fs.draw(seed)``);
+    ``image_ids``: per seed, the pool index of each test image (seeds sharing images are resampled
+    jointly by the intervals; empty when the pool does not record them).
     """
 
     accuracy: pd.DataFrame
@@ -253,6 +257,15 @@ class LabelStudy:
     curves: pd.DataFrame
     correct: dict[tuple[str, int], np.ndarray]
     label_models: dict[int, LabelSpaceModel]
+    image_ids: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for _, s in self.correct})
+
+    def test_ids(self) -> list[np.ndarray] | None:
+        """Per seed, the test images' pool indices (None when not recorded)."""
+        return [self.image_ids[s] for s in self.seeds] if len(self.image_ids) == len(self.seeds) else None
 
 
 def run_label_study(
@@ -263,12 +276,14 @@ def run_label_study(
     seed)``)."""
     if not config.seeds:
         raise ValueError("config.seeds is empty; give at least one seed")
-    acc_rows, gate_rows, blend_rows, curve_rows, correct, models = [], [], [], [], {}, {}
+    acc_rows, gate_rows, blend_rows, curve_rows, correct, models, ids = [], [], [], [], {}, {}, {}
     with deterministic(), num_threads(config.threads):
         for seed in tqdm(config.seeds, desc=f"{fs.dataset} label study", disable=not progress):
             split = fs.draw(seed)
             y = split.labels
             run = SeedRun(split, seed, config, class_vecs)
+            if "test" in split.indices:
+                ids[seed] = split.indices["test"]
 
             def add(model: str, family: str, backbone: str, probs: np.ndarray) -> None:
                 correct[(model, seed)] = probs.argmax(1) == y["test"]
@@ -290,7 +305,7 @@ def run_label_study(
             control = run.label_space(random_class_vectors(*class_vecs.shape, seed=seed))
             for b, p in control.backbone_proba(split, "test").items():
                 add(f"random:{b}", "random vectors", b, p)
-            outputs = {m: METHODS[m](run) for m in STUDY_METHODS}
+            outputs = {m: run.output(m) for m in STUDY_METHODS}
             weight = outputs["blend_label"].extra["blend_weight"]
             probs = {m: out.probs for m, out in outputs.items()}
             visual = probs["moe_thumbnail"]
@@ -322,18 +337,21 @@ def run_label_study(
     curves = pd.concat(curve_rows, ignore_index=True)
     curves = curves[["dataset", "seed", "split", "weight", "accuracy", "nll"]]
     gates = pd.DataFrame(gate_rows)[["dataset", "seed", "model", "expert", "weight"]]
-    return LabelStudy(pd.DataFrame(acc_rows), gates, pd.DataFrame(blend_rows), curves, correct, models)
+    return LabelStudy(pd.DataFrame(acc_rows), gates, pd.DataFrame(blend_rows), curves, correct, models, ids)
 
 
 def accuracy_ci(study: LabelStudy, models: Sequence[str], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Test accuracy in percent of each model, mean over seeds, with its 95% CI (seed-stratified
-    percentile bootstrap over test images, ``fusion_lib.studies.stats``): columns model, accuracy, low, high,
+    """Test accuracy in percent of each model, mean over seeds, with its 95% CI (hierarchical bootstrap
+    over seeds and test images, ``fusion_lib.studies.stats``): columns model, accuracy, low, high,
     text (``"91.23 [90.61, 91.80]"``)."""
-    seeds = sorted({s for _, s in study.correct})
+    seeds = study.seeds
     rows = []
     for m in models:
         mean, low, high = bootstrap_mean_ci(
-            [100.0 * study.correct[(m, s)] for s in seeds], n_boot=n_boot, seed=seed
+            [100.0 * study.correct[(m, s)] for s in seeds],
+            image_ids=study.test_ids(),
+            n_boot=n_boot,
+            seed=seed,
         )
         rows.append(
             {
@@ -347,25 +365,33 @@ def accuracy_ci(study: LabelStudy, models: Sequence[str], n_boot: int = 2000, se
     return pd.DataFrame(rows)
 
 
+def difference(study: LabelStudy, a: str, b: str, n_boot: int = 2000, seed: int = 0) -> Difference:
+    """Accuracy of model ``a`` minus ``b`` in points, paired over seeds and test images
+    (``fusion_lib.studies.stats.paired_difference``, hierarchical bootstrap)."""
+    seeds = study.seeds
+    missing = [m for m in (a, b) if (m, seeds[0]) not in study.correct]
+    if missing:
+        known = sorted({m for m, _ in study.correct})
+        raise ValueError(f"no per-image results for {missing}; models: {known}")
+    return paired_difference(
+        [study.correct[(a, s)] for s in seeds],
+        [study.correct[(b, s)] for s in seeds],
+        image_ids=study.test_ids(),
+        n_boot=n_boot,
+        seed=seed,
+    )
+
+
 def compare(
     study: LabelStudy, pairs: Sequence[tuple[str, str]] = C3_COMPARISONS, n_boot: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
-    """Accuracy difference A - B in points for each pair, with its paired 95% CI over test images and
-    seeds (``fusion_lib.studies.stats.paired_difference``): columns dataset, a, b, diff, low, high, text, verdict."""
-    seeds = sorted({s for _, s in study.correct})
+    """Accuracy difference A - B in points for each pair, with its paired 95% CI over seeds and test
+    images: columns dataset, a, b, diff, low, high, p_value, text, verdict (a sentence) and word
+    (better / worse / equivalent / inconclusive, unadjusted: adjust a family with ``stats.holm``)."""
     dataset = study.accuracy["dataset"].iloc[0]
     rows = []
     for a, b in pairs:
-        missing = [m for m in (a, b) if (m, seeds[0]) not in study.correct]
-        if missing:
-            known = sorted({m for m, _ in study.correct})
-            raise ValueError(f"no per-image results for {missing}; models: {known}")
-        d = paired_difference(
-            [study.correct[(a, s)] for s in seeds],
-            [study.correct[(b, s)] for s in seeds],
-            n_boot=n_boot,
-            seed=seed,
-        )
+        d = difference(study, a, b, n_boot, seed)
         rows.append(
             {
                 "dataset": dataset,
@@ -374,11 +400,29 @@ def compare(
                 "diff": d.diff,
                 "low": d.low,
                 "high": d.high,
+                "p_value": d.p_value,
                 "text": d.text(),
                 "verdict": d.verdict(a, b),
+                "word": d.word(),
             }
         )
     return pd.DataFrame(rows)
+
+
+def c3_verdict(studies: Mapping[str, LabelStudy]) -> tuple[str, Difference, Difference]:
+    """C3's word and its two deciding differences, each the equal-weight mean over the datasets:
+    the blend against the visual fusion it blends into, and the word vectors against random vectors
+    inside the same blend. Supported only when both are better: a gain that random vectors match
+    comes from a second ensemble, not from language; otherwise the word of the first that fails."""
+    from fusion_lib.studies.claims import claim_word
+
+    if not studies:
+        raise ValueError("c3_verdict needs at least one dataset's label study")
+    (blend_a, blend_b), (words_a, words_b) = C3_COMPARISONS[:2]
+    gain = pooled_difference([difference(s, blend_a, blend_b) for s in studies.values()])
+    words = pooled_difference([difference(s, words_a, words_b) for s in studies.values()])
+    failing = next((d for d in (gain, words) if d.word() != "better"), None)
+    return ("supported" if failing is None else claim_word(failing)), gain, words
 
 
 def _accumulate(scores: np.ndarray, y: np.ndarray, held: Sequence[int], sums: dict[str, np.ndarray]) -> None:

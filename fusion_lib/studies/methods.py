@@ -4,7 +4,15 @@ A ``SeedRun`` trains lazily, once per seed, what several methods share: the sing
 their out-of-fold train probabilities, the calibrated expert outputs, the jointly trained mixtures and
 the two-stage gates. With ``ExperimentConfig.fit_cache`` its fits go through the disk cache of
 ``fusion_lib.studies.fit_cache``, so that another run (another notebook) loads them instead.
-``METHODS`` maps each name to a function ``SeedRun -> MethodOutput``.
+``METHODS`` maps each name to a function ``SeedRun -> MethodOutput``; ``SeedRun.output(name)`` runs
+one, once per seed, so that methods built on others (``best_fixed``, the gates' anchor) reuse them.
+
+Two facts about each method govern what may be chosen on validation (``selectable``): ``FIT_ON`` names
+the methods whose parameters are fit on a split other than train (``stacking_val`` on validation, so
+its validation accuracy is in-sample; ``oracle`` reads the labels of the split it predicts), and no
+choice made on validation may include them. ``NON_ADAPTIVE`` lists the fusions that weigh every image
+alike, among which ``best_fixed`` takes the best on validation: the reference for "does per-image
+adaptivity help?", as ``best_single`` is for "does fusion help?".
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from fusion_lib.data.validation import split_names
 from fusion_lib.fusion import baselines
 from fusion_lib.fusion.label_space import LabelSpaceModel, blend, choose_blend_weight
 from fusion_lib.fusion.moe import MoE, MoEConfig
-from fusion_lib.fusion.two_stage import ExpertOutputs, TwoStageConfig, TwoStageMoE, expert_outputs
+from fusion_lib.fusion.two_stage import Anchor, ExpertOutputs, TwoStageConfig, TwoStageMoE, expert_outputs
 from fusion_lib.studies import metrics as M
 from fusion_lib.studies.fit_cache import SeedFits, array_digest, run_spec
 from fusion_lib.studies.gate_analysis import gate_usage
@@ -33,6 +41,12 @@ EVAL_SPLITS = ("val", "test")
 # Thumbnail sizes the book's recipe chooses among on validation (capped at the stored thumbnail size).
 THUMBNAIL_CHOICES = (8, 16, 32)
 OOF_FOLDS = 5
+# The non-adaptive fusions a gate may be shrunk towards; the one with the lowest validation NLL is used.
+ANCHORS = ("prob_avg", "prob_avg_cal", "moe_static")
+# Fusions that weigh every image alike: best_fixed picks among them on validation accuracy.
+NON_ADAPTIVE = ("prob_avg", "prob_avg_cal", "moe_uniform", "moe_static", "stacking", "concat")
+# Methods fit on another split than train: never candidates of a choice made on validation.
+FIT_ON = {"stacking_val": "val", "oracle": "the labels of the split it predicts"}
 T = TypeVar("T")
 
 
@@ -61,6 +75,13 @@ class SeedRun:
         self.train = config.train_config()
         self._moes: dict[str, MoE] = {}
         self._two_stage: dict[TwoStageConfig, TwoStageMoE] = {}
+        self._outputs: dict[str, MethodOutput] = {}
+
+    def output(self, name: str) -> "MethodOutput":
+        """Method ``name``'s output on this seed, computed once."""
+        if name not in self._outputs:
+            self._outputs[name] = method_fn(name)(self)
+        return self._outputs[name]
 
     @property
     def class_vecs(self) -> np.ndarray:
@@ -134,8 +155,24 @@ class SeedRun:
             )
         return self._moes[key]
 
+    @cached_property
+    def anchor(self) -> Anchor:
+        """The strongest non-adaptive fusion on validation NLL among ``ANCHORS``: what a gate is shrunk
+        towards (calibrated averaging is under-confident when every temperature exceeds 1)."""
+        y = self.fs.labels["val"]
+        nll = {name: M.log_loss(self.output(name).probs["val"], y) for name in ANCHORS}
+        name = min(ANCHORS, key=nll.__getitem__)  # ties: the first, the simplest
+        k = len(self.experts.names)
+        weights = (
+            self.output(name).gate_weights[0].astype(np.float64)  # static: one weighting for all images
+            if name == "moe_static"
+            else np.full(k, 1.0 / k)
+        )
+        return Anchor(name, {s: self.output(name).probs[s] for s in EVAL_SPLITS}, weights / weights.sum())
+
     def two_stage(self, cfg: TwoStageConfig) -> TwoStageMoE:
-        """A gate trained on the calibrated out-of-fold expert outputs."""
+        """A gate trained on the calibrated out-of-fold expert outputs, shrunk towards ``anchor`` (a
+        static gate, itself an anchor candidate, and an unshrunk gate keep calibrated averaging)."""
         if cfg not in self._two_stage:
             recipe = TwoStageMoE(cfg, self.train)
             if len(recipe.sizes) > 1:  # one fit per size, shared with the single-size recipes
@@ -143,19 +180,32 @@ class SeedRun:
                 self._two_stage[cfg] = recipe.adopt_best(fits)
             else:
                 ex = self.experts
-                # the gate is fit on the expert outputs: their bytes are part of its key
+                anchor = None if cfg.gate == "static" or not cfg.shrink else self.anchor
+                # the gate is fit on the expert outputs and shrunk towards the anchor: their bytes are
+                # part of its key
                 spec = {
                     "config": asdict(cfg),
                     "experts": ex.names,
                     "expert_outputs": array_digest(*(ex.log_probs[s] for s in SPLITS)),
+                    "anchor": None
+                    if anchor is None
+                    else [anchor.name, array_digest(anchor.weights, *anchor.probs.values())],
                 }
                 self._two_stage[cfg] = self._fit(
-                    "two_stage", spec, lambda: recipe.fit(self.fs, ex, self.seed)
+                    "two_stage", spec, lambda: recipe.fit(self.fs, ex, self.seed, anchor)
                 )
         return self._two_stage[cfg]
 
     def total_gflops(self) -> float | None:
         return gflops(self.fs, self.fs.backbones)
+
+    @property
+    def cheapest(self) -> str:
+        """The backbone with the fewest GFLOPs per image (the first backbone when costs are unknown)."""
+        costs = self.fs.backbone_gflops
+        if not all(b in costs for b in self.fs.backbones):
+            return self.fs.backbones[0]
+        return min(self.fs.backbones, key=costs.__getitem__)
 
 
 def gflops(fs: FeatureSet, backbones: Sequence[str]) -> float | None:
@@ -208,6 +258,23 @@ def _stacking(source: str) -> Callable[[SeedRun], MethodOutput]:
     return run
 
 
+def _best_fixed(r: SeedRun) -> MethodOutput:
+    """The non-adaptive fusion with the best validation accuracy (then NLL) on this seed."""
+    y = r.fs.labels["val"]
+
+    def score(name: str) -> tuple[float, float]:
+        out = r.output(name)
+        return (-M.accuracy(y, out.predictions("val")), M.log_loss(out.probs["val"], y))
+
+    best = min(NON_ADAPTIVE, key=score)
+    chosen = r.output(best)
+    return MethodOutput(
+        probs=chosen.probs,
+        gflops_per_image=chosen.gflops_per_image,
+        extra={"chosen_fixed_index": float(NON_ADAPTIVE.index(best))},
+    )
+
+
 def _oracle(r: SeedRun) -> MethodOutput:
     preds = {
         s: baselines.oracle_predictions({b: p[s].argmax(1) for b, p in r.probes.items()}, r.fs.labels[s])
@@ -257,11 +324,16 @@ def thumbnail_choices(stored: int) -> tuple[int, ...]:
     return tuple(s for s in THUMBNAIL_CHOICES if s <= stored) or (stored,)
 
 
-def recipe(name: str, thumbnail_size: int, n_experts: int) -> TwoStageConfig:
+def recipe(name: str, thumbnail_size: int, n_experts: int, cheapest: str | None = None) -> TwoStageConfig:
     """The two-stage configuration behind a method name (``thumbnail_size``: the stored thumbnails;
-    a noisy top-k gate keeps at most ``n_experts``)."""
+    a noisy top-k gate keeps at most ``n_experts``; ``cheapest``: the backbone ``moe_cheap_feature``
+    reads)."""
     if name == "moe_thumbnail":
         return TwoStageConfig(gate="thumbnail", thumbnail_sizes=thumbnail_choices(thumbnail_size))
+    if name == "moe_cheap_feature":
+        if cheapest is None:
+            raise ValueError("moe_cheap_feature needs the name of the cheapest backbone (cheapest=...)")
+        return TwoStageConfig(gate="feature", feature_backbones=(cheapest,))
     gate, noisy = TWO_STAGE[name]
     return TwoStageConfig(
         gate=gate,
@@ -273,7 +345,7 @@ def recipe(name: str, thumbnail_size: int, n_experts: int) -> TwoStageConfig:
 
 def _two_stage_output(r: SeedRun, name: str) -> MethodOutput:
     fs, ex = r.fs, r.experts
-    m = r.two_stage(recipe(name, r.config.thumbnail_size, len(ex.names)))
+    m = r.two_stage(recipe(name, r.config.thumbnail_size, len(ex.names), r.cheapest))
     weights = m.gate_weights(fs, ex, "test")
     usage = gate_usage(weights)
     out = MethodOutput(
@@ -285,6 +357,7 @@ def _two_stage_output(r: SeedRun, name: str) -> MethodOutput:
             "gate_max_weight": usage["mean_max_weight"],
             "gate_effective_experts": usage["effective_experts"],
             "active_experts": float(m.default_top_k(None) or len(ex.names)),
+            "anchor_index": float(ANCHORS.index(m.anchor_.name)),
         },
     )
     if "thumbnail" in m.config.gate:
@@ -309,6 +382,7 @@ TWO_STAGE: dict[str, tuple[str, int | None]] = {
     "moe_thumbnail_noisy": ("thumbnail", 2),
     "moe_thumbnail": ("thumbnail", None),
     "moe_feature": ("feature", None),
+    "moe_cheap_feature": ("feature", None),
     "moe_confidence": ("confidence", None),
     "moe_thumbnail_conf": ("thumbnail+confidence", None),
 }
@@ -343,6 +417,7 @@ METHODS: dict[str, Callable[[SeedRun], MethodOutput]] = {
     "prob_avg_cal": _prob_avg_calibrated,
     "stacking": _stacking("oof"),
     "stacking_val": _stacking("val"),
+    "best_fixed": _best_fixed,
     "oracle": _oracle,
     "moe_uniform": _moe("uniform"),
     "moe_thumbnail_joint": _moe("thumbnail"),
@@ -378,6 +453,12 @@ def resolve_methods(spec: str | Sequence[str], backbones: Sequence[str]) -> list
     if not out:
         raise ValueError(f"no methods given; valid methods: {', '.join(valid)} (or 'all')")
     return out
+
+
+def selectable(methods: Sequence[str]) -> list[str]:
+    """The methods a choice made on validation may pick among: none fit on validation or on labels of
+    the split it predicts (``FIT_ON``)."""
+    return [m for m in methods if m not in FIT_ON]
 
 
 def method_fn(name: str) -> Callable[[SeedRun], MethodOutput]:

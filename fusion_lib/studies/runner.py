@@ -31,10 +31,10 @@ from fusion_lib.studies.methods import (
     LABEL_METHODS,
     MethodOutput,
     SeedRun,
-    method_fn,
     resolve_methods,
+    selectable,
 )
-from fusion_lib.studies.stats import Difference, bootstrap_mean_ci, paired_difference
+from fusion_lib.studies.stats import Difference, bootstrap_mean_ci, holm, paired_difference
 
 __all__ = [
     "ExperimentResult",
@@ -87,13 +87,16 @@ class ExperimentResult:
 
     ``metrics`` has columns ``dataset, method, seed, metric, value``; ``outputs[(method, seed)]`` holds
     the method's validation and test outputs; ``labels[seed]`` the labels of that seed's split;
-    ``experts[seed]`` the calibrated expert outputs the two-stage gates were fit on (where one ran).
+    ``experts[seed]`` the calibrated expert outputs the two-stage gates were fit on (where one ran);
+    ``image_ids[seed]`` the pool index of each of that seed's test images, so that intervals resample
+    an image shared by several seeds (an official test set) jointly (empty: seeds' images distinct).
     """
 
     metrics: pd.DataFrame
     outputs: dict[tuple[str, int], MethodOutput]
     labels: dict[int, dict[str, np.ndarray]]
     experts: dict[int, ExpertOutputs] = field(default_factory=dict)
+    image_ids: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def methods(self) -> list[str]:
@@ -109,9 +112,27 @@ class ExperimentResult:
             raise ValueError(f"method {method!r} was not run; run methods: {', '.join(self.methods)}")
         return [self.outputs[(method, s)].predictions(split) == self.labels[s][split] for s in self.seeds]
 
+    @property
+    def test_ids(self) -> list[np.ndarray] | None:
+        """Per seed, the pool index of each test image (None when the pool did not record them)."""
+        return [self.image_ids[s] for s in self.seeds] if len(self.image_ids) == len(self.seeds) else None
+
     def compare(self, method: str, baseline: str, split: str = "test") -> Difference:
-        """``method`` minus ``baseline`` accuracy in points, with a paired 95% CI (``fusion_lib.studies.stats``)."""
-        return paired_difference(self.correct(method, split), self.correct(baseline, split))
+        """``method`` minus ``baseline`` accuracy in points, with a paired 95% CI from the hierarchical
+        bootstrap over seeds and test images (``fusion_lib.studies.stats``)."""
+        ids = self.test_ids if split == "test" else None
+        return paired_difference(self.correct(method, split), self.correct(baseline, split), image_ids=ids)
+
+    def best_on_validation(self, candidates: Sequence[str] | None = None) -> str:
+        """The candidate (default: every method run) with the best mean validation accuracy over seeds,
+        among those a choice on validation may consider (``methods.selectable``: never one fit on
+        validation, such as ``stacking_val``, nor the oracle)."""
+        pool = selectable(candidates if candidates is not None else self.methods)
+        missing = sorted(set(pool) - set(self.methods))
+        if missing or not pool:
+            raise ValueError(f"cannot choose among {missing or 'no methods'}; run methods: {self.methods}")
+        val = self.metrics[(self.metrics["metric"] == "val_accuracy") & self.metrics["method"].isin(pool)]
+        return str(val.groupby("method", sort=False)["value"].mean().reindex(pool).idxmax())
 
     def comparisons(self, baseline: str, methods: Sequence[str] | None = None) -> pd.DataFrame:
         """Every method against ``baseline``: difference, 95% CI, McNemar p (one seed) and display text."""
@@ -134,29 +155,35 @@ class ExperimentResult:
         return pd.DataFrame(rows)
 
     def accuracy_ci(self, method: str) -> tuple[float, float, float]:
-        """(accuracy, low, high) in points over every seed's test images (seed-stratified bootstrap)."""
-        return bootstrap_mean_ci([100.0 * c for c in self.correct(method)])
+        """(accuracy, low, high) in points over every seed's test images (hierarchical bootstrap over
+        seeds and images)."""
+        return bootstrap_mean_ci([100.0 * c for c in self.correct(method)], image_ids=self.test_ids)
+
+    def mean_metric(self, metric: str) -> pd.Series:
+        """The mean over seeds of ``metric`` per method (methods without it are left out)."""
+        m = self.metrics[self.metrics["metric"] == metric]
+        return m.groupby("method", sort=False)["value"].mean()
 
     def table(self, baseline: str | None = None) -> pd.DataFrame:
-        """One row per method: test accuracy with its 95% CI, mean GFLOPs per image and, given a
-        ``baseline``, the paired difference to it (points, 95% CI)."""
-        gf = (
-            self.metrics[self.metrics["metric"] == "gflops_per_image"]
-            .groupby("method", sort=False)["value"]
-            .mean()
-        )
+        """One row per method: test accuracy with its 95% CI, test NLL (mean over seeds; blank for a
+        method without probabilities), mean GFLOPs per image and, given a ``baseline``, the paired
+        difference to it (points, 95% CI) with its word, Holm-adjusted over the methods compared."""
+        gf, nll = self.mean_metric("gflops_per_image"), self.mean_metric("nll")
+        others = [m for m in self.methods if m != baseline]
+        diffs = {m: self.compare(m, baseline) for m in others} if baseline is not None else {}
+        adjusted = dict(zip(diffs, holm([d.p_value for d in diffs.values()]))) if diffs else {}
         rows = []
         for m in self.methods:
             acc, lo, hi = self.accuracy_ci(m)
             row = {
                 "method": m,
                 "accuracy % (95% CI)": f"{acc:.2f} [{lo:.2f}, {hi:.2f}]",
+                "test NLL": f"{nll[m]:.3f}" if m in nll.index else "",
                 "GFLOPs / image": f"{gf[m]:.3f}" if m in gf.index else "",
             }
             if baseline is not None:
-                row[f"vs {baseline} (points, 95% CI)"] = (
-                    "" if m == baseline else self.compare(m, baseline).text()
-                )
+                row[f"vs {baseline} (points, 95% CI)"] = diffs[m].text() if m in diffs else ""
+                row["verdict (Holm)"] = diffs[m].word(p_adjusted=adjusted[m]) if m in diffs else ""
             rows.append(row)
         return pd.DataFrame(rows).set_index("method")
 
@@ -190,7 +217,7 @@ def run_experiment(
     if any(m in LABEL_METHODS for m in methods):
         vectors = word_vectors if word_vectors is not None else load_vectors(config.word_vectors)
         class_vecs = class_vectors(pool.class_names, vectors, config.aliases)
-    rows, outputs, labels, experts = [], {}, {}, {}
+    rows, outputs, labels, experts, image_ids = [], {}, {}, {}, {}
     with deterministic(), num_threads(config.threads):
         steps = tqdm(
             [(s, m) for s in config.seeds for m in methods],
@@ -204,15 +231,17 @@ def run_experiment(
                 fs = pool.draw(seed)
                 run = SeedRun(fs, seed, config, class_vecs)
                 labels[seed] = {s: fs.labels[s] for s in EVAL_SPLITS}
+                if "test" in fs.indices:
+                    image_ids[seed] = fs.indices["test"]
             steps.set_postfix_str(f"seed={seed} {method}")
-            out = outputs[(method, seed)] = method_fn(method)(run)
+            out = outputs[(method, seed)] = run.output(method)
             for metric, value in _metrics(out, run.fs).items():
                 rows.append((pool.dataset, method, seed, metric, float(value)))
         _keep_experts(run, experts)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     if config.out_dir:
         save_results(df, config)
-    return ExperimentResult(df, outputs, labels, experts)
+    return ExperimentResult(df, outputs, labels, experts, image_ids)
 
 
 def _keep_experts(run: SeedRun | None, experts: dict[int, ExpertOutputs]) -> None:
