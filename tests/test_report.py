@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from fusion_lib.book.report import interval, percent, points, table
+from fusion_lib.book.report import interval, markdown, percent, points, table
 from fusion_lib.data.backbones import short_name
 
 
@@ -12,6 +12,15 @@ def test_short_name_shortens_backbones_inside_labels():
     assert short_name("single:squeezenet1_1") == "single:squeezenet"
     assert short_name("label:tf_efficientnet_lite2") == "label:lite2"
     assert short_name("resnet50") == "resnet50" and short_name("moe_thumbnail") == "moe_thumbnail"
+
+
+def test_markdown_is_the_text_even_when_it_names_a_folder_or_url(tmp_path):
+    from IPython.display import Markdown
+
+    with pytest.raises(IsADirectoryError):  # IPython's own reads the folder, keyword or not
+        Markdown(data=str(tmp_path))
+    for text in (str(tmp_path), "http://example.org/x", "**cifar10**"):
+        assert markdown(text)._repr_markdown_() == text
 
 
 def test_number_formats():

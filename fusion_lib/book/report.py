@@ -1,5 +1,6 @@
 """Numbers, tables and figures as the book shows them: percentages, accuracy points, tidy frames turned
-into rounded, labelled tables (no raw frames on the page), and the datasets' example grid."""
+into rounded, labelled tables (no raw frames on the page), text glued as Markdown, and the datasets'
+example grid."""
 
 from __future__ import annotations
 
@@ -12,9 +13,24 @@ from fusion_lib.data.backbones import short_name
 from fusion_lib.studies.stats import interval as interval  # re-exported: the notebooks use it from here
 
 if TYPE_CHECKING:
+    from IPython.display import Markdown
     from matplotlib.figure import Figure
 
     from fusion_lib.data.datasets import DatasetSplits
+
+
+def markdown(text: str) -> Markdown:
+    """``text`` as Markdown to ``display`` or ``glue``, taken as it is.
+
+    ``IPython.display.Markdown(s)`` (also as ``data=s``) reads ``s`` as a file when one of that name
+    exists and fetches it when it starts with "http": a dataset given as an ImageFolder path would
+    fail with ``IsADirectoryError``.
+    """
+    from IPython.display import Markdown
+
+    shown = Markdown()
+    shown.data = text
+    return shown
 
 
 def percent(fraction: float, digits: int = 1) -> str:
