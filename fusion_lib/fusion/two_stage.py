@@ -7,9 +7,9 @@ fit on the experts' out-of-fold probabilities on the train split, by the mixture
 ``-log sum_k g_k(x) p_k(y | x)``, early-stopped on validation. Its weights are then shrunk towards
 uniform over the experts that run, ``g = (1 - alpha) / K + alpha * gate``, with ``alpha`` chosen on
 validation. The anchor ``alpha = 0`` falls back to is an ``Anchor``: a non-adaptive fusion given by its
-probabilities (the caller picks the strongest on validation likelihood: plain or calibrated averaging,
-or one static weight per expert); without one it is calibrated averaging, uniform weights over the
-calibrated experts. Several thumbnail sizes may be tried; the one with the best validation likelihood
+probabilities (the caller picks the strongest non-adaptive fusion on validation likelihood, e.g.
+plain or calibrated averaging, one static weight per expert, or stacking); without one it is calibrated
+averaging, uniform weights over the calibrated experts. Several thumbnail sizes may be tried; the one with the best validation likelihood
 is kept. Nothing is chosen on test data.
 
 Gate inputs (``TwoStageConfig.gate``): ``static`` (one weight per expert), ``thumbnail`` (the paper's

@@ -1,12 +1,12 @@
 """The paper's claims as paired comparisons: tables, forest plots and one word per claim.
 
-C1: performance and agreement vary across datasets (the agreement study, ``agreement.c1_verdict``).
-C2: per-image fusion of the backbones with a thumbnail gate. Two questions, never mixed:
-    does fusion help (the book's recipe ``moe_thumbnail`` against ``best_single``, the backbone best on
-    validation), and does per-image adaptivity help (against ``best_fixed``, the strongest non-adaptive
-    fusion on validation: averaging, calibrated averaging, static weights, the uniform mixture, stacking
-    or concatenation)?
-C3: label-space word vectors add to the blend (the multimodal study).
+- C1, performance and agreement vary across datasets: the agreement study, ``agreement.c1_verdict``.
+- C2, per-image fusion of the backbones with a thumbnail gate, asked as two questions, never mixed.
+  Does fusion help? The book's recipe ``moe_thumbnail`` against ``best_single``, the backbone best on
+  validation. Does per-image adaptivity help? ``moe_thumbnail`` against ``best_fixed``, the strongest
+  non-adaptive fusion on validation (averaging, calibrated averaging, static weights, the uniform
+  mixture, stacking or concatenation).
+- C3, label-space word vectors add to the blend: the multimodal study, ``label_study.c3_verdict``.
 
 Every difference is ``ExperimentResult.compare``: accuracy points with a 95% interval from the
 hierarchical bootstrap over seeds and test images (``fusion_lib.studies.stats``). A frame of comparisons

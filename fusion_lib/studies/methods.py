@@ -41,10 +41,11 @@ EVAL_SPLITS = ("val", "test")
 # Thumbnail sizes the book's recipe chooses among on validation (capped at the stored thumbnail size).
 THUMBNAIL_CHOICES = (8, 16, 32)
 OOF_FOLDS = 5
-# The non-adaptive fusions a gate may be shrunk towards; the one with the lowest validation NLL is used.
-ANCHORS = ("prob_avg", "prob_avg_cal", "moe_static")
 # Fusions that weigh every image alike: best_fixed picks among them on validation accuracy.
 NON_ADAPTIVE = ("prob_avg", "prob_avg_cal", "moe_uniform", "moe_static", "stacking", "concat")
+# What a gate may be shrunk towards: the same fixed fusions, the one with the lowest validation NLL, so
+# that alpha = 0 is the strongest of them and the gate is tried on top of it, not of a weaker one.
+ANCHORS = NON_ADAPTIVE
 # Methods fit on another split than train: never candidates of a choice made on validation.
 FIT_ON = {"stacking_val": "val", "oracle": "the labels of the split it predicts"}
 T = TypeVar("T")
@@ -158,7 +159,9 @@ class SeedRun:
     @cached_property
     def anchor(self) -> Anchor:
         """The strongest non-adaptive fusion on validation NLL among ``ANCHORS``: what a gate is shrunk
-        towards (calibrated averaging is under-confident when every temperature exceeds 1)."""
+        towards (calibrated averaging is under-confident when every temperature exceeds 1). Its weights
+        on the experts, used under top-k, are the static gate's for ``moe_static`` and uniform for the
+        others (averages, or fusions that are no weighting of the experts)."""
         y = self.fs.labels["val"]
         nll = {name: M.log_loss(self.output(name).probs["val"], y) for name in ANCHORS}
         name = min(ANCHORS, key=nll.__getitem__)  # ties: the first, the simplest
