@@ -214,10 +214,14 @@ def test_cli_runs_and_prints_a_table(tmp_path, monkeypatch, capsys):
     assert cfg.seeds == [0, 1] and cfg.epochs == 5 and cfg.train == 240 and cfg.dataset == "planted"
     assert cfg.methods.split(",")[0] == "prob_avg"  # the baseline is run even when not listed
     printed = capsys.readouterr().out
-    assert "vs prob_avg (points, 95% CI)" in printed
+    assert "vs prob_avg (points, 95% CI)" in printed and "verdict (Holm)" in printed
+    # the header says what the intervals cover, and how the words are read
+    assert "hierarchical bootstrap over seeds and test images" in printed
+    assert "Holm's correction over the 2 comparisons" in printed and "±0.5 points" in printed
     for line in printed.splitlines():
         if line.startswith("moe_thumbnail"):
             assert re.search(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", line), line
+            assert re.search(r"(better|worse|equivalent|inconclusive)$", line.rstrip()), line
     assert (out / "results.csv").exists() and (out / "config.json").exists()
 
 

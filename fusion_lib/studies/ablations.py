@@ -35,7 +35,7 @@ from fusion_lib.fusion.training import deterministic, num_threads
 from fusion_lib.fusion.two_stage import ExpertOutputs, TwoStageConfig, TwoStageMoE, expert_outputs
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.methods import SeedRun, gflops, recipe
-from fusion_lib.studies.stats import bootstrap_mean_ci, paired_difference
+from fusion_lib.studies.stats import bootstrap_mean_ci, holm, paired_difference
 
 BOOK_RECIPE = "moe_thumbnail"
 RESULT_COLUMNS = [
@@ -311,10 +311,11 @@ def paired_deltas(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     """One row per (ablation, setting): the accuracy change against the ablation's reference in points,
     ``delta`` with its paired 95% CI ``low``/``high`` (``stats.paired_difference`` over the seeds and
     their test images), ``Δ vs reference`` as text, ``significant`` (the CI excludes 0), ``p_mcnemar``
-    (one seed only) and a ``verdict`` sentence. The reference itself and settings of an ablation without
-    one get NaN / NA."""
+    (one seed only), ``p_holm`` (the bootstrap p-value Holm-adjusted over the settings of the same
+    ablation, the comparisons read together) and a ``verdict`` sentence whose word uses it. The reference
+    itself and settings of an ablation without one get NaN / NA."""
     _check(results)
-    out = []
+    out, diffs = [], {}
     for (ablation, setting), rows in results.groupby(["ablation", "setting"], sort=False):
         ref = results[(results["ablation"] == ablation) & results["reference"]]
         row = {
@@ -326,6 +327,7 @@ def paired_deltas(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
             "Δ vs reference": "reference" if rows["reference"].any() else "",
             "significant": pd.NA,
             "p_mcnemar": np.nan,
+            "p_holm": np.nan,
             "verdict": "",
         }
         if len(ref) and not rows["reference"].any():
@@ -342,10 +344,14 @@ def paired_deltas(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
                 significant=d.significant,
                 p_mcnemar=np.nan if d.p_mcnemar is None else d.p_mcnemar,
             )
-            row.update(
-                {"Δ vs reference": d.text(), "verdict": d.verdict(setting, ref["setting"].iloc[0]) + "."}
-            )
+            row["Δ vs reference"] = d.text()
+            diffs[len(out)] = (d, ref["setting"].iloc[0])
         out.append(row)
+    for ablation in dict.fromkeys(r["ablation"] for r in out):
+        family = [i for i in diffs if out[i]["ablation"] == ablation]
+        for i, p in zip(family, holm([diffs[i][0].p_value for i in family])):
+            d, reference = diffs[i]
+            out[i].update(p_holm=p, verdict=d.verdict(out[i]["setting"], reference, p_adjusted=p) + ".")
     frame = pd.DataFrame(out)
     return frame.astype({"significant": "boolean"})
 
