@@ -8,7 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from fusion_lib.data.datasets import DatasetError, SplitSizes, from_arrays, load_dataset
+from fusion_lib.data.datasets import (
+    BadImagesError,
+    DatasetError,
+    SkippedImagesWarning,
+    SplitSizes,
+    from_arrays,
+    load_dataset,
+)
 
 SMALL = SplitSizes(train=40, val=20, test=30)
 
@@ -122,3 +129,79 @@ def test_wrong_image_shapes_and_dtypes():
         from_arrays("toy", np.zeros((80, 8, 8), np.uint8), labels, ["a", "b", "c"], SplitSizes(30, 15, 30))
     d = from_arrays("toy", np.zeros((90, 8, 8, 3), np.uint8), labels, ["a", "b", "c"], SplitSizes(30, 15, 30))
     assert d.tensor("train", 0).shape == (3, 8, 8)
+
+
+# ---------------------------------------------------------------- the one split: its indices and its messages
+
+
+def _cats_and_dogs(root, cats=61, dogs=60):
+    """An ImageFolder of tiny PNGs: ``cats`` + ``dogs`` images in two classes."""
+    rng = np.random.default_rng(0)
+    for cls, n in (("cat", cats), ("dog", dogs)):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_a_split_that_cannot_be_drawn_says_which_sizes_fit(tmp_path):
+    # 60 + 20 of 121 leave 41 for test: a stratified 40 of them would leave one class out of the rest
+    folder = _cats_and_dogs(tmp_path / "imgs")
+    with pytest.raises(DatasetError) as err:
+        load_dataset(str(folder), SplitSizes(60, 20, 40))
+    msg = str(err.value)
+    assert msg.startswith(f"{folder}: cannot draw test = 40 images")
+    assert "the 41 images left of 121 after train + val ('cat' 21, 'dog' 20)" in msg
+    assert "Asked for train=60, val=20, test=40" in msg and "test can be 2 to 39 or all 41" in msg
+    assert "test_size" not in msg  # scikit-learn's wording
+    assert {s: len(v) for s, v in load_dataset(str(folder), SplitSizes(60, 20, 39)).indices.items()} == {
+        "train": 60,
+        "val": 20,
+        "test": 39,
+    }
+
+
+def test_an_unreadable_image_is_named_before_the_split(tmp_path):
+    folder = _cats_and_dogs(tmp_path / "imgs")
+    bad = folder / "dog" / "7.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(BadImagesError, match="1 of the 121 images") as err:
+        load_dataset(str(folder), SplitSizes(60, 20, 40))  # sizes that cannot be drawn from 121
+    assert str(bad) in str(err.value)
+    with pytest.warns(SkippedImagesWarning, match="left out 1 unreadable") as caught:
+        d = load_dataset(str(folder), SplitSizes(60, 20, 40), skip_bad_images=True)  # 120: test takes all 40
+    assert str(bad) in str(caught[0].message) and d.skipped == (str(bad),)
+    with pytest.warns(SkippedImagesWarning), pytest.raises(DatasetError, match="cannot draw test = 39"):
+        load_dataset(str(folder), SplitSizes(60, 20, 39), skip_bad_images=True)
+
+
+def test_feature_set_draw_that_cannot_be_drawn_says_which_sizes_fit(make_planted):
+    fs = make_planted(
+        {"a": 1.0}, sizes=(12, 1, 6)
+    )  # train 12 of the 13 pooled would leave val 1 of 3 classes
+    with pytest.raises(DatasetError) as err:
+        fs.draw(0)
+    msg = str(err.value)
+    assert msg.startswith("planted (seed 0): cannot draw train = 12 images")
+    assert "Asked for train=12, val=1, test=6" in msg and "train can be 3 to 10 here" in msg
+
+
+def test_split_indices_are_those_the_book_was_drawn_with(make_planted):
+    # pinned from the code before the split was one function; a change here changes the book's numbers
+    d = from_arrays(
+        "toy", np.zeros((30, 4, 4), np.uint8), np.arange(30) % 3, list("abc"), SplitSizes(9, 6, 9)
+    )
+    assert {s: v.tolist() for s, v in d.indices.items()} == {
+        "train": [4, 6, 10, 11, 12, 14, 17, 27, 28],
+        "val": [3, 7, 8, 16, 24, 26],
+        "test": [1, 2, 9, 13, 15, 21, 23, 25, 29],
+    }
+    pinned = {
+        True: {"train": [1, 2, 3, 9, 10, 11, 12, 13, 14, 15, 16, 17], "val": [0, 4, 5, 6, 7, 8]},
+        False: {"train": [1, 2, 3, 12, 13, 16, 18, 19, 20, 21, 22, 23], "val": [0, 8, 9, 10, 14, 17]},
+    }
+    pinned[True]["test"], pinned[False]["test"] = list(range(18, 24)), [4, 5, 6, 7, 11, 15]
+    for fixed_test, rows in pinned.items():
+        fs = make_planted({"a": 1.0}, sizes=(12, 6, 6), fixed_test=fixed_test)
+        fs.indices = {"train": np.arange(12), "val": np.arange(12, 18), "test": np.arange(18, 24)}
+        assert {s: v.tolist() for s, v in fs.draw(1).indices.items()} == rows

@@ -17,6 +17,7 @@ from PIL import Image
 
 from fusion_lib.data.assets import asset_file, cache_root, fetch
 from fusion_lib.data.feature_set import SPLITS
+from fusion_lib.data.splits import DatasetError, draw_split
 
 if TYPE_CHECKING:
     from torchvision.datasets import MNIST
@@ -67,12 +68,8 @@ FASHION_CLASSES = [
 DIGIT_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
-class DatasetError(ValueError):
-    """A dataset that cannot be loaded as asked."""
-
-
 class BadImagesError(DatasetError):
-    """Some selected images cannot be read; the message lists every one of them."""
+    """Some images cannot be read; the message lists every one of them."""
 
 
 class SkippedImagesWarning(UserWarning):
@@ -181,7 +178,7 @@ class PILSource:
 class _Subset:
     """A decoded-from-file source without some of its images (those the pre-flight found unreadable)."""
 
-    def __init__(self, source: "PILSource | _Subset", keep: np.ndarray):
+    def __init__(self, source: PILSource, keep: np.ndarray):
         self.source, self.keep = source, keep
 
     def __len__(self) -> int:
@@ -620,53 +617,40 @@ _UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 def _preflight(
     name: str, loaded: Loaded, sizes: SplitSizes, seed: int, skip_bad_images: bool
 ) -> DatasetSplits:
-    """Split, then decode every selected image read from a file. Unreadable ones are all reported at once
-    (``BadImagesError``), or with ``skip_bad_images`` left out of the pools, counted in the identity,
-    listed in a warning, and the split drawn again among the readable images."""
+    """Decode every image read from a file, then split. Unreadable ones are all reported at once
+    (``BadImagesError``), or with ``skip_bad_images`` left out of the pools, counted in the identity and
+    listed in a warning. Both happen before the split, so a bad file is named even when the sizes do not
+    fit, and every seed and size draws from the same readable images."""
     from tqdm.auto import tqdm
 
     train_pool, test_pool, classes, identity = loaded
+    checked = [p for p in (train_pool, test_pool) if p is not None and hasattr(p.source, "where")]
+    todo = [(pool.source, i) for pool in checked for i in range(len(pool.labels))]
     bad: dict[str, str] = {}
-    good: set[str] = set()
-    while True:
-        data = _split(name, (train_pool, test_pool, classes, identity), sizes, seed)
-        todo = [
-            (s, int(i)) for s in SPLITS if hasattr(data.pools[s].source, "where") for i in data.indices[s]
-        ]
-        found: dict[str, str] = {}
-        for split, i in tqdm(
-            todo, desc=f"pre-flight {name}", unit="img", leave=False, disable=len(todo) < 1000
-        ):
-            source = data.pools[split].source
-            where = source.where(i)
-            if where in good or where in found:
-                continue
-            try:
-                source.tensor(i)
-                good.add(where)
-            except _UNREADABLE as exc:
-                found[where] = f"{type(exc).__name__}: {exc}"
-        if not found:
-            break
-        listing = "\n".join(f"  {path}: {why}" for path, why in sorted(found.items()))
+    for source, i in tqdm(todo, desc=f"pre-flight {name}", unit="img", leave=False, disable=len(todo) < 1000):
+        try:
+            source.tensor(i)
+        except _UNREADABLE as exc:
+            bad[source.where(i)] = f"{type(exc).__name__}: {exc}"
+    if bad:
+        listing = "\n".join(f"  {path}: {why}" for path, why in sorted(bad.items()))
         if not skip_bad_images:
             raise BadImagesError(
-                f"{len(found)} of the {len(todo)} selected images of {name} cannot be read:\n{listing}\n"
+                f"{len(bad)} of the {len(todo)} images of {name} cannot be read:\n{listing}\n"
                 f"Fix or remove these files, or pass skip_bad_images=True (CLI: --skip-bad-images) to leave "
                 f"them out."
             )
         warnings.warn(
-            f"left out {len(found)} unreadable images of {name}:\n{listing}",
+            f"left out {len(bad)} unreadable images of {name}:\n{listing}",
             SkippedImagesWarning,
             stacklevel=3,
         )
-        bad.update(found)
         train_pool = _without(train_pool, bad)
         test_pool = _without(test_pool, bad) if test_pool is not None else None
-    if bad:
         skipped = hashlib.sha256("\n".join(sorted(bad)).encode()).hexdigest()[:16]
-        data = replace(data, identity=f"{identity}:skipped-{len(bad)}-{skipped}", skipped=tuple(sorted(bad)))
-    return data
+        identity = f"{identity}:skipped-{len(bad)}-{skipped}"
+    data = _split(name, (train_pool, test_pool, classes, identity), sizes, seed)
+    return replace(data, skipped=tuple(sorted(bad)))
 
 
 def _without(pool: Pool, bad: dict[str, str]) -> Pool:
@@ -674,25 +658,6 @@ def _without(pool: Pool, bad: dict[str, str]) -> Pool:
         return pool
     keep = np.array([i for i in range(len(pool.labels)) if pool.source.where(i) not in bad], dtype=np.int64)
     return Pool(_Subset(pool.source, keep), pool.labels[keep])
-
-
-def _stratified(labels: np.ndarray, candidates: np.ndarray, n: int, seed: int, what: str) -> np.ndarray:
-    """``n`` indices out of ``candidates``, stratified by label, seeded; sorted for locality."""
-    from sklearn.model_selection import train_test_split
-
-    if n > len(candidates):
-        raise DatasetError(
-            f"{what}: asked for {n} images but only {len(candidates)} are available; use smaller sizes"
-        )
-    if n == len(candidates):
-        return np.sort(candidates)
-    try:
-        chosen, _ = train_test_split(candidates, train_size=n, stratify=labels[candidates], random_state=seed)
-    except ValueError as exc:
-        raise DatasetError(
-            f"{what}: cannot draw a stratified subset of {n} ({exc}); use a larger size"
-        ) from None
-    return np.sort(chosen)
 
 
 def load_dataset(
@@ -708,7 +673,7 @@ def load_dataset(
 
     Where the dataset has an official test split, ``test`` is drawn from it and ``train``/``val`` from
     the official training split; otherwise all three are drawn, disjoint, from the whole set.
-    Every selected image that is decoded from a file is opened first: unreadable ones raise
+    Every image that is decoded from a file is opened first, before the split: unreadable ones raise
     ``BadImagesError`` listing them all, or, with ``skip_bad_images``, are left out. The identity (and so
     every cache key) hashes the files' contents; ``fast_identity=True`` keys an ImageFolder by file sizes
     and mtimes instead, for very large folders (it warns: an in-place edit can go unseen).
@@ -729,21 +694,18 @@ def load_dataset(
 def _split(name: str, loaded: Loaded, sizes: SplitSizes, seed: int) -> DatasetSplits:
     """A loader's pools as stratified, seeded train/val/test subsets (see ``load_dataset``)."""
     train_pool, test_pool, classes, identity = loaded
-    labels = train_pool.labels
-    everything = np.arange(len(labels))
-    trainval = _stratified(labels, everything, sizes.train + sizes.val, seed, f"{name} train+val")
-    train = _stratified(labels, trainval, sizes.train, seed + 1, f"{name} train")
-    val = np.setdiff1d(trainval, train)
     official_test = test_pool is not None
-    if test_pool is None:
-        test_pool = train_pool
-        test = _stratified(labels, np.setdiff1d(everything, trainval), sizes.test, seed + 2, f"{name} test")
-    else:
-        test = _stratified(
-            test_pool.labels, np.arange(len(test_pool.labels)), sizes.test, seed + 2, f"{name} test"
-        )
-    indices = {"train": train, "val": val, "test": test}
-    pools = {"train": train_pool, "val": train_pool, "test": test_pool}
+    indices = draw_split(
+        train_pool.labels,
+        sizes.train,
+        sizes.val,
+        sizes.test,
+        seed,
+        name,
+        test_labels=test_pool.labels if official_test else None,
+        class_names=classes,
+    )
+    pools = {"train": train_pool, "val": train_pool, "test": test_pool if official_test else train_pool}
     return DatasetSplits(
         name=name,
         class_names=classes,

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fusion_lib.data.splits import draw_split
+
 SPLITS = ("train", "val", "test")  # the one list of splits, in order
 
 
@@ -78,24 +80,19 @@ class FeatureSet:
         when ``fixed_test`` is False (datasets without an official test split). Features are extracted
         once for the pool, so more seeds cost no extraction.
         """
-        from fusion_lib.data.datasets import _stratified
-
         pooled = ("train", "val") if self.fixed_test else SPLITS
-        labels = np.concatenate([self.labels[s] for s in pooled])
-        rest = np.arange(len(labels))
-        rows: dict[str, np.ndarray] = {}
-        # test first, then train, so that validation is what is left: the same order as datasets._split
-        for offset, split in ((2, "test"), (1, "train")):
-            if split in pooled:
-                rows[split] = _stratified(
-                    labels,
-                    rest,
-                    len(self.labels[split]),
-                    seed + offset,
-                    f"{self.dataset} {split} (seed {seed})",
-                )
-                rest = np.setdiff1d(rest, rows[split])
-        rows["val"] = rest
+        n = {s: len(self.labels[s]) for s in SPLITS}
+        rows = draw_split(
+            np.concatenate([self.labels[s] for s in pooled]),
+            n["train"],
+            n["val"],
+            n["test"],
+            seed,
+            f"{self.dataset} (seed {seed})",
+            test_labels=self.labels["test"] if self.fixed_test else None,
+            test_first=True,
+            class_names=self.class_names,
+        )
 
         def take(by_split: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             whole = np.concatenate([by_split[s] for s in pooled])
