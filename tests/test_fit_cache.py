@@ -102,7 +102,7 @@ def test_second_run_loads_every_fit_with_the_numbers_of_a_run_without_cache(fits
     assert not fits.exists()  # the cache is off by default
     first = _experiment(fit_cache=True)
     kinds = {p.name.split("-")[0] for p in fits.glob("*.pkl")}
-    assert kinds == {"probes", "oof_probes", "two_stage", "moe", "label_model"}
+    assert kinds == {"probes", "oof_probes", "two_stage", "moe", "label_model", "concat", "stacking"}
     _no_training(monkeypatch)
     second = _experiment(fit_cache=True)
     _assert_same(first, plain)

@@ -236,9 +236,9 @@ def _best_single(r: SeedRun) -> MethodOutput:
 
 
 def _concat(r: SeedRun) -> MethodOutput:
-    return MethodOutput(
-        probs=baselines.fit_concat(r.fs, r.seed, r.train, r.config.expert), gflops_per_image=r.total_gflops()
-    )
+    # through the fit cache: the gate's anchor needs every fixed fusion, in every run that fits a gate
+    probs = r._fit("concat", {}, lambda: baselines.fit_concat(r.fs, r.seed, r.train, r.config.expert))
+    return MethodOutput(probs=probs, gflops_per_image=r.total_gflops())
 
 
 def _prob_avg(r: SeedRun) -> MethodOutput:
@@ -253,8 +253,12 @@ def _prob_avg_calibrated(r: SeedRun) -> MethodOutput:
 def _stacking(source: str) -> Callable[[SeedRun], MethodOutput]:
     def run(r: SeedRun) -> MethodOutput:
         oof = r.oof_probes if source == "oof" else None
-        probs = baselines.fit_stacking(
-            r.fs, r.probes, source, r.seed, r.train, r.config.expert, oof_train=oof
+        probs = r._fit(
+            "stacking",
+            {"source": source, "folds": OOF_FOLDS},
+            lambda: baselines.fit_stacking(
+                r.fs, r.probes, source, r.seed, r.train, r.config.expert, oof_train=oof
+            ),
         )
         return MethodOutput(probs=probs, gflops_per_image=r.total_gflops())
 
