@@ -15,13 +15,13 @@ from fusion_lib.fusion.baselines import best_single, fit_single_probes
 from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies import metrics as M
 from fusion_lib.studies.stats import (
-    ALPHA,
     MARGIN,
     bootstrap_mean_ci,
     bootstrap_means,
     bootstrap_p,
     holm,
     interval,
+    interval_word,
     paired_difference,
     percentile_interval,
 )
@@ -270,12 +270,9 @@ def pair_differences(
 
 
 def _kappa_outcome(low: float, high: float, p_holm: float) -> str:
-    """``Difference.word`` for a difference of kappa_c, with KAPPA_MARGIN and "higher"/"lower"."""
-    if -KAPPA_MARGIN < low and high < KAPPA_MARGIN:
-        return "equivalent"
-    if p_holm < ALPHA and (low > 0 or high < 0):
-        return "higher" if low > 0 else "lower"
-    return "inconclusive"
+    """``stats.interval_word`` for a difference of kappa_c, with KAPPA_MARGIN and "higher"/"lower"."""
+    word = interval_word(low, high, margin=KAPPA_MARGIN, p_adjusted=p_holm)
+    return {"better": "higher", "worse": "lower"}.get(word, word)
 
 
 REVERSAL_COLUMNS = (

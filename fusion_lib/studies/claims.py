@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from fusion_lib.studies.stats import MARGIN, Difference, holm, paired_difference, pooled_difference
+from fusion_lib.studies.stats import (
+    MARGIN,
+    Difference,
+    holm,
+    interval_word,
+    paired_difference,
+    pooled_difference,
+)
 
 if TYPE_CHECKING:
     from fusion_lib.studies.runner import ExperimentResult
@@ -78,15 +85,12 @@ def _adjust(rows: list[dict], words: Mapping[str, str] | None = None) -> pd.Data
     if frame.empty:
         return frame
     frame["p_holm"] = holm(frame["p_value"].to_numpy())
-    frame["verdict"] = [word_of(r["low"], r["high"], r["p_holm"]) for _, r in frame.iterrows()]
+    frame["verdict"] = [
+        interval_word(r["low"], r["high"], p_adjusted=r["p_holm"]) for _, r in frame.iterrows()
+    ]
     if words:
         frame["verdict"] = frame["verdict"].map(lambda w: words.get(w, w))
     return frame
-
-
-def word_of(low: float, high: float, p_adjusted: float | None = None, margin: float = MARGIN) -> str:
-    """``stats.Difference.word`` from an interval and an adjusted p-value."""
-    return Difference(0.0, low, high, 0, 0, p_value=1.0).word(margin=margin, p_adjusted=p_adjusted)
 
 
 def compare_pairs(
@@ -134,15 +138,6 @@ def question_table(
         col["pooled"] = f"{d.text()} {d.word()}"
         table[f"{question} {method} − {baseline}"] = col
     return pd.DataFrame(table).rename_axis("dataset")
-
-
-def claim_row(claim: str, d: Difference, what: str) -> dict[str, str]:
-    """A row of the intro's verdict table: the claim, its word and the deciding number."""
-    return {
-        "claim": claim,
-        "verdict": claim_word(d),
-        "deciding number (points, 95% CI)": f"{what}: {d.text()}",
-    }
 
 
 def _errorbar(ax, x: float, low: float, high: float, y: float, word: str, **kw) -> None:

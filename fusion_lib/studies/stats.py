@@ -82,14 +82,7 @@ class Difference:
         p-value; "better" ("worse") when the interval lies above (below) zero and ``p_adjusted``, if
         given (e.g. Holm-adjusted over the family), is below 0.05; else "inconclusive".
         """
-        if -margin < self.low and self.high < margin:
-            return "equivalent"
-        passes = p_adjusted is None or p_adjusted < ALPHA
-        if self.low > 0 and passes:
-            return "better"
-        if self.high < 0 and passes:
-            return "worse"
-        return "inconclusive"
+        return interval_word(self.low, self.high, margin=margin, p_adjusted=p_adjusted)
 
     def verdict(self, a: str, b: str, *, margin: float = MARGIN, p_adjusted: float | None = None) -> str:
         """A sentence saying ``word`` for methods ``a`` and ``b``, with the difference and its interval."""
@@ -100,6 +93,18 @@ class Difference:
             "equivalent": f"{a} and {b} are equivalent within ±{margin:g} points: {text} points",
             "inconclusive": f"{a} and {b} are not distinguishable (inconclusive): {text} points",
         }[self.word(margin=margin, p_adjusted=p_adjusted)]
+
+
+def interval_word(low: float, high: float, *, margin: float = MARGIN, p_adjusted: float | None = None) -> str:
+    """``Difference.word`` from a 95% interval (and an adjusted p-value), for any measured difference."""
+    if -margin < low and high < margin:
+        return "equivalent"
+    passes = p_adjusted is None or p_adjusted < ALPHA
+    if low > 0 and passes:
+        return "better"
+    if high < 0 and passes:
+        return "worse"
+    return "inconclusive"
 
 
 def _as_seeds(values: Sequence[np.ndarray] | np.ndarray, what: str) -> list[np.ndarray]:
