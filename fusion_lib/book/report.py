@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from IPython.display import Markdown
     from matplotlib.figure import Figure
 
+    from fusion_lib.book.profiles import Profile
     from fusion_lib.data.datasets import DatasetSplits
 
 
@@ -31,6 +32,21 @@ def markdown(text: str) -> Markdown:
     shown = Markdown()
     shown.data = text
     return shown
+
+
+def page_defaults() -> None:
+    """The settings every page is shown with: whole cell text (pandas cuts text over 50 characters to
+    "..."), up to 200 rows of a table, and the book's figure style (``figures.apply_style``)."""
+    from fusion_lib.book.figures import apply_style
+
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_rows", 200)
+    apply_style()
+
+
+def profile_table(profile: Profile) -> pd.DataFrame:
+    """The profile's settings as the table each notebook opens with."""
+    return pd.Series(profile.describe(), name=f"profile {profile.name}").rename_axis("setting").to_frame()
 
 
 def percent(fraction: float, digits: int = 1) -> str:

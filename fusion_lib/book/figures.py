@@ -1,0 +1,95 @@
+"""Figures drawn for the book's column: one style, at most two panels a row, never a strip.
+
+The book's text column is 672 px wide at a laptop's width (1280 px), and notebook figures are
+rendered at 100 dpi, so a figure :data:`COLUMN_WIDTH` inches wide is shown at about its natural size
+and its 10 pt text reads as about 10 pt. ``panel_grid`` wraps one panel per dataset into rows of two,
+so four datasets make a 2 x 2 grid instead of a 4:1 strip that the page would shrink to a third.
+``python -m fusion_lib.book.browser_check`` reports any figure that still ends up too wide or too small.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+COLUMN_WIDTH = 6.8  # inches: 680 px at the notebooks' 100 dpi, the column's width
+PANEL_HEIGHT = 3.2  # inches per row of panels: a row of two stays about twice as wide as tall
+MAX_COLUMNS = 2
+# One style for every figure: text no smaller than 9.5 pt at the column's scale, light grid lines.
+STYLE: dict[str, Any] = {
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "font.size": 10,
+    "axes.titlesize": 10.5,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9.5,
+    "ytick.labelsize": 9.5,
+    "legend.fontsize": 9.5,
+    "legend.title_fontsize": 9.5,
+    "figure.titlesize": 11,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+}
+
+
+def apply_style() -> None:
+    """Set the book's figure style (matplotlib rcParams); every helper here calls it first."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update(STYLE)
+
+
+def panel_grid(
+    n: int,
+    *,
+    panel_height: float = PANEL_HEIGHT,
+    width: float = COLUMN_WIDTH,
+    columns: int = MAX_COLUMNS,
+    **subplots: Any,
+) -> tuple[Figure, list[Axes]]:
+    """A figure with ``n`` panels in rows of at most ``columns`` (two by default), the column's width,
+    and the axes of those panels in reading order (empty grid cells are removed).
+
+    ``subplots`` go to ``plt.subplots`` (``sharex``, ``sharey``, ``gridspec_kw``...).
+    """
+    import matplotlib.pyplot as plt
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"panel_grid needs a number of panels >= 1, got {n!r}")
+    if not 1 <= columns <= MAX_COLUMNS:
+        raise ValueError(f"at most {MAX_COLUMNS} panels a row fit the column, got columns={columns}")
+    apply_style()
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(width, panel_height * rows), squeeze=False, **subplots)
+    axes = list(grid.ravel())
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    return fig, axes[:n]
+
+
+def figure(height: float = PANEL_HEIGHT, width: float = COLUMN_WIDTH) -> tuple[Figure, Axes]:
+    """One panel the column's width (in the book's style)."""
+    fig, (ax,) = panel_grid(1, panel_height=height, width=width)
+    return fig, ax
+
+
+def first_column(ax: Axes) -> bool:
+    """Whether ``ax`` is in the first column of its grid (where shared row labels are written)."""
+    spec = ax.get_subplotspec()
+    return spec is None or spec.is_first_col()
+
+
+def glue_figure(name: str, fig: Figure) -> None:
+    """Lay the figure out, glue it under ``name`` for a ``{glue:figure}`` on the page, and close it."""
+    import matplotlib.pyplot as plt
+    from myst_nb import glue
+
+    fig.tight_layout()
+    glue(name, fig, display=False)
+    plt.close(fig)
