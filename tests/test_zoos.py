@@ -86,9 +86,11 @@ def test_c2_across_zoos_is_paired_on_the_same_images():
     # the oracle's and the gate's gain over the best single: large with two families, none with one
     assert effect.loc[("oracle", "best_single"), "verdict"] == "larger"
     assert effect.loc[("moe_thumbnail", "best_single"), "verdict"] == "larger"
-    sentence = zoo_verdict(cmp, effect.reset_index(), high="two families", low="one family")
-    assert "oracle's gain over the best single backbone grows on 1 of 1 datasets" in sentence
-    assert "best_single)? Datasets with the two families zoo 1 better of 1" in sentence
+    verdict = zoo_verdict(cmp, effect.reset_index(), high="two families", low="one family")
+    assert list(verdict.columns) == ["two families zoo", "one family zoo", "larger on two families"]
+    by_pair = verdict.reset_index().set_index("comparison")
+    assert by_pair.loc["oracle vs best_single", "larger on two families"] == "1 of 1"
+    assert by_pair.loc["moe_thumbnail vs best_single", "two families zoo"] == "1 better (of 1)"
     table = zoo_table(cmp, effect.reset_index(), high="two families", low="one family")
     assert list(table.columns) == ["one family", "two families", "two families − one family"]
     shown = table.loc[("planted", "oracle vs best_single"), "two families − one family"]

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 COLUMN_WIDTH = 6.8  # inches: 680 px at the notebooks' 100 dpi, the column's width
 PANEL_HEIGHT = 3.2  # inches per row of panels: a row of two stays about twice as wide as tall
 MAX_COLUMNS = 2
+MAX_ASPECT = 2.05  # width / height: the browser check allows 2.2 for the drawn PNG, whose edges are trimmed
 # One style for every figure: text no smaller than 9.5 pt at the column's scale, light grid lines.
 STYLE: dict[str, Any] = {
     "figure.dpi": 100,
@@ -55,7 +56,8 @@ def panel_grid(
     """A figure with ``n`` panels in rows of at most ``columns`` (two by default), the column's width,
     and the axes of those panels in reading order (empty grid cells are removed).
 
-    ``subplots`` go to ``plt.subplots`` (``sharex``, ``sharey``, ``gridspec_kw``...).
+    ``subplots`` go to ``plt.subplots`` (``sharex``, ``sharey``, ``gridspec_kw``, ``layout``...). A
+    figure of few short panels is made taller, never wider than ``MAX_ASPECT`` times its height.
     """
     import matplotlib.pyplot as plt
 
@@ -66,7 +68,8 @@ def panel_grid(
     apply_style()
     cols = min(columns, n)
     rows = math.ceil(n / cols)
-    fig, grid = plt.subplots(rows, cols, figsize=(width, panel_height * rows), squeeze=False, **subplots)
+    height = max(panel_height * rows, width / MAX_ASPECT)
+    fig, grid = plt.subplots(rows, cols, figsize=(width, height), squeeze=False, **subplots)
     axes = list(grid.ravel())
     for ax in axes[n:]:
         fig.delaxes(ax)
@@ -86,10 +89,12 @@ def first_column(ax: Axes) -> bool:
 
 
 def glue_figure(name: str, fig: Figure) -> None:
-    """Lay the figure out, glue it under ``name`` for a ``{glue:figure}`` on the page, and close it."""
+    """Lay the figure out (``tight_layout``, unless it has a layout engine of its own), glue it under
+    ``name`` for a ``{glue:figure}`` on the page, and close it."""
     import matplotlib.pyplot as plt
     from myst_nb import glue
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     glue(name, fig, display=False)
     plt.close(fig)

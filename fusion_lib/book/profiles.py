@@ -28,7 +28,9 @@ from fusion_lib.data.datasets import (
     OFFLINE_DATASETS,
     OFFLINE_SPLIT_SIZES,
     ONLINE_DATASETS,
+    DatasetSplits,
     SplitSizes,
+    load_dataset,
 )
 from fusion_lib.data.extraction import load_feature_set
 from fusion_lib.data.feature_set import FeatureSet
@@ -112,6 +114,13 @@ class Profile:
             root=self.data_root,
             download=self.download,
             progress=False,
+        )
+
+    def dataset_splits(self, dataset: str) -> DatasetSplits:
+        """The images of one of the profile's datasets, split as its features were (the pool
+        ``feature_set`` draws its seeds' splits from), for showing them."""
+        return load_dataset(
+            dataset, self.split_sizes(dataset), seed=DATA_SEED, root=self.data_root, download=self.download
         )
 
     def candidates_dataset(self) -> str:

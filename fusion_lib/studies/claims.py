@@ -25,6 +25,7 @@ import pandas as pd
 
 from fusion_lib.studies.stats import (
     MARGIN,
+    VERDICT_WORDS,
     Difference,
     holm,
     interval_word,
@@ -165,11 +166,12 @@ def forest_plot(axes: Sequence, comparisons: pd.DataFrame, margin: float = MARGI
 
 
 # C2 on each zoo of experts: the two questions, and how much room each zoo left (the oracle)
-ZOO_PAIRS: tuple[tuple[str, str], ...] = (
-    *C2_QUESTIONS.values(),
-    ("oracle", "best_single"),
-    ("oracle", "best_fixed"),
-)
+ZOO_QUESTIONS: dict[tuple[str, str], str] = {
+    **{pair: question for question, pair in C2_QUESTIONS.items()},
+    ("oracle", "best_single"): "Room left: the oracle over the best single",
+    ("oracle", "best_fixed"): "Room left: the oracle over the best fixed fusion",
+}
+ZOO_PAIRS: tuple[tuple[str, str], ...] = tuple(ZOO_QUESTIONS)
 ZOO_METHODS: tuple[str, ...] = tuple(dict.fromkeys(m for pair in ZOO_PAIRS for m in pair))
 EFFECT_WORDS = {"better": "larger", "worse": "smaller"}
 
@@ -252,38 +254,31 @@ def zoo_forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
     )
 
 
-def zoo_verdict(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: str) -> str:
-    """C2 across zoos in three sentences, counting datasets (Holm-adjusted words): does fusion help, does
-    per-image adaptivity help, each on both zoos, and does the oracle's room and the gate's gain grow from
-    zoo ``low`` to zoo ``high``."""
+def zoo_verdict(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: str) -> pd.DataFrame:
+    """C2 across zoos at a glance: one row per question (``ZOO_QUESTIONS``), how many datasets got each
+    (Holm-adjusted) word on zoo ``high`` and on zoo ``low``, and on how many the difference is larger
+    on ``high`` than on ``low`` (``diversity_effect``)."""
 
-    def count(method: str, baseline: str) -> str:
-        counts = []
-        for zoo in (high, low):
-            part = comparisons[
-                (comparisons["zoo"] == zoo)
-                & (comparisons["method"] == method)
-                & (comparisons["baseline"] == baseline)
-            ]
-            tally = part["verdict"].value_counts()
-            words = ", ".join(
-                f"{tally[w]} {w}" for w in ("better", "equivalent", "worse", "inconclusive") if w in tally
-            )
-            counts.append(f"{words} of {len(part)}")
-        return f"with the {high} zoo {counts[0]}; with the {low} zoo {counts[1]}"
+    def tally(part: pd.DataFrame) -> str:
+        counts = part["verdict"].value_counts()
+        return ", ".join(f"{counts[w]} {w}" for w in VERDICT_WORDS if w in counts) + f" (of {len(part)})"
 
-    def grows(method: str, baseline: str) -> str:
-        part = effect[(effect["method"] == method) & (effect["baseline"] == baseline)]
-        return f"{int((part['verdict'] == 'larger').sum())} of {len(part)}"
-
-    (fm, fb), (am, ab) = C2_QUESTIONS.values()
-    return (
-        f"Does fusion help ({fm} against {fb})? Datasets {count(fm, fb)}. "
-        f"Does per-image adaptivity help ({am} against {ab})? Datasets {count(am, ab)}. "
-        f"From the {low} to the {high} zoo, the oracle's gain over the best single backbone grows on "
-        f"{grows('oracle', 'best_single')} datasets (over the best fixed fusion on "
-        f"{grows('oracle', 'best_fixed')}), and the gate's gain over the best single on {grows(fm, fb)}."
-    )
+    rows = []
+    for (method, baseline), question in ZOO_QUESTIONS.items():
+        pair = (comparisons["method"] == method) & (comparisons["baseline"] == baseline)
+        grown = effect[(effect["method"] == method) & (effect["baseline"] == baseline)]
+        rows.append(
+            {
+                "question": question,
+                "comparison": f"{method} vs {baseline}",
+                **{
+                    f"{zoo} zoo": tally(comparisons[pair & (comparisons["zoo"] == zoo)])
+                    for zoo in (high, low)
+                },
+                f"larger on {high}": f"{int((grown['verdict'] == 'larger').sum())} of {len(grown)}",
+            }
+        )
+    return pd.DataFrame(rows).set_index(["question", "comparison"])
 
 
 def zoo_table(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: str) -> pd.DataFrame:

@@ -265,3 +265,50 @@ def disagreement_table(result: "ExperimentResult", methods: Sequence[str]) -> pd
         raise ValueError(f"methods {no_gate} have no per-image gate weights")
     fused = {m: result.correct(m) for m in [*methods, "prob_avg"]}
     return disagreement_routing(expert_correct, gated, fused, "prob_avg", result.test_ids)
+
+
+def disagreement_examples(
+    result: "ExperimentResult", seed: int, method: str = "moe_thumbnail", n: int = 3
+) -> pd.DataFrame:
+    """Up to ``n`` test images of one seed where the experts disagree (some right, some wrong), drawn at
+    random with ``seed``: half (rounded up) among those the gated ``method`` fuses right, the rest among
+    those it gets wrong, where there are enough of each. One row per image and expert: ``row`` (the
+    image's row in the seed's test split), ``label``, ``expert`` (index), ``prediction`` (the expert's),
+    ``right``, ``weight`` (the gate's) and ``fused`` (the mixture's answer)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if seed not in result.experts:
+        raise ValueError(f"no expert outputs for seed {seed}; run a two-stage method such as moe_thumbnail")
+    out = result.outputs.get((method, seed))
+    if out is None or out.gate_weights is None:
+        raise ValueError(f"{method!r} has no per-image gate weights on seed {seed}; run a gated mixture")
+    labels = result.labels[seed]["test"]
+    predictions = result.experts[seed].log_probs["test"].argmax(2)  # (n, K)
+    right = predictions == labels[:, None]
+    weights = _check(out.gate_weights, len(labels))
+    fused = out.predictions("test")
+    disagree = right.any(1) & ~right.all(1)
+    rng = np.random.default_rng(seed)
+    wanted = {True: -(-n // 2), False: n // 2}
+    pools = {ok: np.flatnonzero(disagree & ((fused == labels) == ok)) for ok in (True, False)}
+    # where one kind is short, the other fills the gallery
+    for ok in (True, False):
+        spare = len(pools[ok]) - wanted[ok]
+        if spare < 0:
+            wanted[not ok] += -spare
+            wanted[ok] = len(pools[ok])
+    rows = np.concatenate(
+        [np.sort(rng.choice(pools[ok], min(wanted[ok], len(pools[ok])), replace=False)) for ok in (True, False)]
+    ).astype(int)
+    k = right.shape[1]
+    return pd.DataFrame(
+        {
+            "row": np.repeat(rows, k),
+            "label": np.repeat(labels[rows], k),
+            "expert": np.tile(np.arange(k), len(rows)),
+            "prediction": predictions[rows].ravel(),
+            "right": right[rows].ravel(),
+            "weight": weights[rows].ravel(),
+            "fused": np.repeat(fused[rows], k),
+        }
+    )

@@ -1,0 +1,235 @@
+"""Notebook 03's figures (and the own-images report's): the C2 forest plots, routing AUC, the gate's
+weight per class, each expert's favourite thumbnails, accuracy against compute, and the gallery of
+images where the experts disagree. Each returns a figure drawn for the book's column."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fusion_lib.book.figures import COLUMN_WIDTH, first_column, panel_grid
+from fusion_lib.data.backbones import short_name
+from fusion_lib.studies.claims import forest_plot, zoo_forest_plot
+from fusion_lib.studies.frontier import experiment_points, plot_frontier
+from fusion_lib.studies.gate_analysis import disagreement_examples, favourite_images, gate_by_class
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from fusion_lib.data.datasets import DatasetSplits
+    from fusion_lib.data.feature_set import FeatureSet
+    from fusion_lib.studies.runner import ExperimentResult
+
+RIGHT, WRONG = "#2e8b57", "#c0392b"  # an expert (or answer) right or wrong, in every figure here
+
+
+def _datasets(frame: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(frame["dataset"]))
+
+
+def forest_figure(comparisons: pd.DataFrame) -> Figure:
+    """Every comparison of ``claims.compare_pairs`` with its interval and word, a panel per dataset."""
+    rows = comparisons[comparisons["dataset"] == comparisons["dataset"].iloc[0]]
+    fig, axes = panel_grid(len(_datasets(comparisons)), panel_height=0.5 + 0.32 * len(rows), sharex=True)
+    forest_plot(axes, comparisons)
+    return fig
+
+
+def zoo_forest_figure(comparisons: pd.DataFrame) -> Figure:
+    """C2 on each zoo (``claims.zoo_comparisons``), a panel per dataset."""
+    fig, axes = panel_grid(len(_datasets(comparisons)), panel_height=2.9)
+    zoo_forest_plot(axes, comparisons)
+    return fig
+
+
+def routing_auc_figure(auc: pd.DataFrame) -> Figure:
+    """Validation ROC AUC of predicting "expert k is right" from each input (``routing_auc`` rows with a
+    ``dataset`` column), a panel per dataset."""
+    fig, axes = panel_grid(len(_datasets(auc)), sharey=True)
+    for ax, (name, part) in zip(axes, auc.groupby("dataset", sort=False)):
+        wide = part.pivot_table(index="expert", columns="input", values="auc", sort=False)
+        wide.plot.bar(ax=ax, rot=20, legend=ax is axes[0])
+        ax.axhline(0.5, color="black", linewidth=0.8)
+        ax.set(title=name, xlabel="expert (backbone)", ylim=(0.4, 1.0))
+        ax.set_ylabel("validation ROC AUC" if first_column(ax) else "")
+    if axes[0].get_legend() is not None:
+        axes[0].legend(title="gate input", loc="lower left")
+    return fig
+
+
+def gate_by_class_figure(
+    results: Mapping[str, ExperimentResult], pools: Mapping[str, FeatureSet], seed: int, method: str
+) -> Figure:
+    """Mean gate weight of ``method`` per true class and expert on the seed's test images, a heatmap per
+    dataset."""
+    tables = {
+        name: gate_by_class(
+            result.outputs[(method, seed)].gate_weights,
+            result.labels[seed]["test"],
+            pools[name].class_names,
+            [short_name(b) for b in pools[name].backbones],
+        )
+        for name, result in results.items()
+    }
+    most = max(len(t) for t in tables.values())
+    fig, axes = panel_grid(len(tables), panel_height=1.2 + 0.2 * most, layout="constrained")
+    for ax, (name, table) in zip(axes, tables.items()):
+        image = ax.imshow(table.to_numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(table.shape[1]), table.columns, rotation=30, ha="right")
+        ax.set_yticks(range(len(table)), table.index, fontsize=9.5 if len(table) <= 12 else 6)
+        ax.set(title=name, xlabel="expert (backbone)")
+        ax.set_ylabel("true class" if first_column(ax) else "")
+    fig.colorbar(image, ax=axes, label="mean gate weight", shrink=0.8)
+    return fig
+
+
+def favourites_figure(
+    results: Mapping[str, ExperimentResult],
+    pools: Mapping[str, FeatureSet],
+    seed: int,
+    method: str,
+    n: int = 6,
+) -> Figure:
+    """Each expert's ``n`` most-weighted test thumbnails under ``method`` (a row per dataset and expert;
+    title: the gate's weight)."""
+    import matplotlib.pyplot as plt
+
+    from fusion_lib.book.figures import MAX_ASPECT, apply_style
+
+    apply_style()
+    rows = [(name, k) for name in results for k in range(len(pools[name].backbones))]
+    side = COLUMN_WIDTH / (n + 1)
+    fig, axes = plt.subplots(
+        len(rows),
+        n,
+        figsize=(COLUMN_WIDTH, max(1.15 * side * len(rows), COLUMN_WIDTH / MAX_ASPECT)),
+        squeeze=False,
+    )
+    drawn = {name: pools[name].draw(seed) for name in results}
+    for r, (name, k) in enumerate(rows):
+        weights = results[name].outputs[(method, seed)].gate_weights
+        thumbs = drawn[name].thumbnails["test"]
+        for c, i in enumerate(favourite_images(weights, k=n)[k]):
+            axes[r, c].imshow(thumbs[i].transpose(1, 2, 0))
+            axes[r, c].set_title(f"{weights[i, k]:.2f}", fontsize=9.5)
+        axes[r, 0].set_ylabel(f"{name}\n{short_name(pools[name].backbones[k])}", fontsize=9.5)
+    for ax in axes.flat:
+        ax.set(xticks=[], yticks=[])
+    fig.supxlabel("rank among the expert's most-weighted test thumbnails")
+    return fig
+
+
+def frontier_figure(
+    results: Mapping[str, ExperimentResult], pools: Mapping[str, FeatureSet]
+) -> tuple[Figure, pd.DataFrame]:
+    """Test accuracy against GFLOPs per image, a panel per dataset, and the points on each Pareto
+    frontier (with a ``dataset`` column)."""
+    fig, axes = panel_grid(len(results), panel_height=3.6)
+    fronts = []
+    for ax, (name, result) in zip(axes, results.items()):
+        short = {b: short_name(b) for b in pools[name].backbones}
+        front = plot_frontier(ax, experiment_points(result, pools[name], short))
+        ax.set_title(name)
+        if not first_column(ax):
+            ax.set_ylabel("")
+        fronts.append(front[front["on_frontier"]].assign(dataset=name))
+    return fig, pd.concat(fronts, ignore_index=True)
+
+
+def stored_test_images(data: DatasetSplits, drawn: FeatureSet, rows: Sequence[int]) -> list[np.ndarray]:
+    """The stored images (H, W, 3 uint8) of rows of a seed's test split (``drawn``, from
+    ``FeatureSet.draw``) of the pool ``data`` was loaded with."""
+    pool = data.pools["test"]  # a redrawn test split comes from the same pool as train/val
+    images = []
+    for r in rows:
+        image = pool.source.tensor(int(drawn.indices["test"][r]))
+        images.append(image.expand(3, -1, -1).permute(1, 2, 0).numpy())
+    return images
+
+
+def _side_by_side(image: np.ndarray, thumbnail: np.ndarray, height: int = 64) -> np.ndarray:
+    """The image and the thumbnail, each scaled (nearest pixel) to ``height`` and put side by side."""
+
+    def scaled(a: np.ndarray) -> np.ndarray:
+        rows = np.arange(height) * a.shape[0] // height
+        cols = (
+            np.arange(round(height * a.shape[1] / a.shape[0]))
+            * a.shape[1]
+            // round(height * a.shape[1] / a.shape[0])
+        )
+        return a[rows][:, cols]
+
+    gap = np.ones((height, height // 8, 3))
+    left = scaled(image.astype(np.float64) / 255.0)
+    right = scaled(thumbnail)
+    return np.concatenate([left, gap, right], axis=1)
+
+
+def gate_view(thumbnails: np.ndarray, size: int) -> np.ndarray:
+    """Thumbnails (n, 3, t, t) as a thumbnail gate of input ``size`` sees them (resized as
+    ``TwoStageMoE`` resizes them), as (n, size, size, 3)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.as_tensor(thumbnails)
+    if t.shape[-1] != size:
+        t = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return t.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+def disagreement_gallery(
+    results: Mapping[str, ExperimentResult],
+    pools: Mapping[str, FeatureSet],
+    data: Mapping[str, DatasetSplits],
+    seed: int,
+    method: str = "moe_thumbnail",
+    n: int = 3,
+) -> Figure:
+    """Test images where the experts disagree (``gate_analysis.disagreement_examples``), ``n`` per
+    dataset, one row each: the image as stored beside the thumbnail the gate saw (at the size chosen on
+    validation), and the gate's weight on each expert, coloured by whether that expert is right and
+    labelled with its answer; the title gives the true class and the fused answer."""
+    examples = {name: disagreement_examples(result, seed, method, n) for name, result in results.items()}
+    count = sum(e["row"].nunique() for e in examples.values())
+    if count == 0:
+        raise ValueError("the experts never disagree on these test images: there is nothing to show")
+    k_most = max(len(pools[name].backbones) for name in results)
+    fig, axes = panel_grid(
+        2 * count,
+        panel_height=max(1.35, 0.5 + 0.25 * k_most),
+        gridspec_kw={"width_ratios": [1, 1.35]},
+    )
+    pairs = iter(zip(axes[::2], axes[1::2]))
+    for name, frame in examples.items():
+        drawn = pools[name].draw(seed)
+        classes = drawn.class_names
+        experts = [short_name(b) for b in drawn.backbones]
+        size = int(
+            results[name]
+            .outputs[(method, seed)]
+            .extra.get("thumbnail_size", drawn.thumbnails["test"].shape[-1])
+        )
+        rows = list(dict.fromkeys(frame["row"]))
+        stored = stored_test_images(data[name], drawn, rows)
+        seen = gate_view(drawn.thumbnails["test"][rows], size)
+        for row, image, thumb in zip(rows, stored, seen):
+            left, right = next(pairs)
+            part = frame[frame["row"] == row]
+            label, fused = classes[part["label"].iloc[0]], classes[part["fused"].iloc[0]]
+            left.imshow(_side_by_side(image, thumb))
+            left.set(xticks=[], yticks=[], title=f"{name}: a {label}")
+            left.set_xlabel(f"image | {size} px thumbnail", fontsize=9)
+            y = np.arange(len(part))[::-1]
+            colours = [RIGHT if ok else WRONG for ok in part["right"]]
+            right.barh(y, part["weight"], color=colours)
+            for yi, w, p in zip(y, part["weight"], part["prediction"]):
+                right.text(min(w, 1.0) + 0.02, yi, classes[p], va="center", fontsize=9)
+            right.set_yticks(y, experts[: len(part)])
+            right.set_xlim(0, 1.45)
+            right.set_xticks([0, 0.5, 1])
+            ok = "right" if fused == label else "wrong"
+            right.set_title(f"fused: {fused} ({ok})", color=RIGHT if ok == "right" else WRONG)
+    axes[-1].set_xlabel("gate weight (bar colour: the expert is right / wrong)")
+    return fig
