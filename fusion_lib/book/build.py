@@ -1,7 +1,8 @@
 """Execute the book's notebooks with papermill and build the Jupyter Book.
 
 ``python -m fusion_lib.book run --profile book --out DIR [--notebooks 01 03] [-p key value ...]``
-executes notebooks/NN_*.ipynb into DIR; ``python -m fusion_lib.book sync-colab`` points every
+executes notebooks/NN_*.ipynb into DIR; ``python -m fusion_lib.book report PATH --out DIR`` runs the
+book's study on an ImageFolder of your own (``fusion_lib.book.own_images``); ``python -m fusion_lib.book sync-colab`` points every
 notebook's Colab install cell at ``repository.url`` of ``_config.yml`` (the one place the URL is
 configured; the build refuses notebooks that disagree); ``python -m fusion_lib.book build`` is
 ``make book``:
@@ -40,6 +41,7 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
+from fusion_lib.book import own_images
 from fusion_lib.book.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 
 log = logging.getLogger("fusion_lib.book.build")
@@ -551,6 +553,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", parents=[common], help="execute the notebooks and build _build/html")
     b.add_argument("--force", action="store_true", help="re-execute notebooks even if unchanged")
     b.add_argument("--jobs", type=int, default=2, help="notebooks executed at once (default 2)")
+    own_images.add_parser(sub, common)
     sync = sub.add_parser(
         "sync-colab", help="point every notebook's Colab install cell at _config.yml's repository.url"
     )
@@ -568,6 +571,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.info("updated %d notebook(s): %s", len(changed), ", ".join(p.name for p in changed) or "none")
             return 0
         overrides = parse_overrides(args.param)
+        if args.command == "report":
+            report = own_images.write_report(
+                args.path, args.out, args.profile, aliases=dict(args.alias), **overrides
+            )
+            log.info("wrote %s", report)
+            return 0
         if args.command == "build":
             return build(
                 args.root,

@@ -219,7 +219,7 @@ def disagreement_gallery(
             part = frame[frame["row"] == row]
             label, fused = classes[part["label"].iloc[0]], classes[part["fused"].iloc[0]]
             left.imshow(_side_by_side(image, thumb))
-            left.set(xticks=[], yticks=[], title=f"{name}: a {label}")
+            left.set(xticks=[], yticks=[], title=f"{name}: {label}")
             left.set_xlabel(f"image | {size} px thumbnail", fontsize=9)
             y = np.arange(len(part))[::-1]
             colours = [RIGHT if ok else WRONG for ok in part["right"]]

@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -591,16 +591,21 @@ LOADERS: dict[str, Callable[[Path | None, bool], Loaded]] = {
 }
 
 
-def _image_folder(path: Path, fast_identity: bool = False) -> Loaded:
-    """An ImageFolder, identified by every file's contents, relative path and class (not by its path)."""
+def image_folder(path: str | Path) -> Any:
+    """torchvision's ``ImageFolder`` of ``path`` (files listed, none decoded), or the project's message."""
     from torchvision.datasets import ImageFolder
 
     try:
-        ds = ImageFolder(str(path))
+        return ImageFolder(str(Path(path).expanduser()))
     except (FileNotFoundError, RuntimeError) as exc:
         raise DatasetError(
             f"{path} is not a usable ImageFolder (one sub-folder of images per class): {exc}"
         ) from None
+
+
+def _image_folder(path: Path, fast_identity: bool = False) -> Loaded:
+    """An ImageFolder, identified by every file's contents, relative path and class (not by its path)."""
+    ds = image_folder(path)
     digest = files_digest([(Path(f), ds.classes[c]) for f, c in ds.samples], path, fast=fast_identity)
     return (
         Pool(PILSource(ds), np.asarray(ds.targets, dtype=np.int64)),

@@ -1,0 +1,292 @@
+"""The book's study on a reader's own images: ``python -m fusion_lib.book report PATH --out DIR``.
+
+``PATH`` is an ImageFolder (one sub-folder of images per class; the folder names are the class names).
+The report answers a practitioner's first question, "would fusing backbones help on my images, and
+which ones?", with the book's own code and settings (a profile, ``book`` by default):
+
+1. the folder is split stratified, 60/20/20 of what it holds (``folder_sizes``), and every backbone of
+   the profile extracts its features (cached, with progress bars);
+2. **agreement**: each backbone's linear probe, how often pairs agree, Cohen's kappa on labels and on
+   correctness, and the oracle bound (notebook 02's study);
+3. **fusion**: every method of notebook 03 that needs no second gate family, with test accuracy, its
+   95% interval over seeds and test images, and the paired difference to ``best_fixed`` with its word;
+4. **verdicts**: the two C2 questions on this folder (does fusion help, does per-image adaptivity help);
+5. **word vectors** (C3): where every class name has a GloVe vector (``--alias NAME WORDS`` maps one
+   that has not), the label-space blend against the visual fusion; otherwise the section says which
+   names lack a vector and how to alias them, and the rest of the report stands;
+6. **the gallery** of test images where the experts disagree (notebook 03's figure).
+
+It writes ``DIR/report.html`` (one self-contained page: figures inline) and ``DIR/metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import pandas as pd
+
+from fusion_lib.data.atomic import write_text_atomic
+from fusion_lib.data.datasets import DatasetError, SplitSizes, image_folder
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from fusion_lib.book.profiles import Profile
+
+log = logging.getLogger("fusion_lib.book.own_images")
+
+FRACTIONS = (0.6, 0.2, 0.2)  # train, validation, test shares of the folder's images
+# notebook 03's methods, less the jointly trained and second-family gates (which add time, not answers)
+REPORT_METHODS: tuple[str, ...] = (
+    "best_single",
+    "concat",
+    "prob_avg",
+    "prob_avg_cal",
+    "stacking",
+    "moe_uniform",
+    "moe_static",
+    "best_fixed",
+    "moe_thumbnail",
+    "moe_cheap_feature",
+    "moe_confidence",
+    "oracle",
+)
+REPORT_NAME, METRICS_NAME = "report.html", "metrics.csv"
+
+
+def folder_sizes(path: str | Path, fractions: Sequence[float] = FRACTIONS) -> SplitSizes:
+    """Train/val/test sizes that use every image of an ImageFolder, ``fractions`` of it each (each
+    split stratified by class, so each needs at least one image of every class)."""
+    folder = image_folder(path)
+    counts = Counter(folder.targets)
+    n, classes = len(folder.targets), len(folder.classes)
+    thin = sorted(folder.classes[c] for c in range(classes) if counts[c] < 3)
+    if thin or classes < 2:
+        raise DatasetError(
+            f"{path}: a fusion study needs at least 2 classes and 3 images of each (one per split); "
+            + (f"these classes have fewer: {', '.join(thin)}" if thin else f"it has {classes} class")
+        )
+    val = max(classes, round(fractions[1] * n))
+    test = max(classes, round(fractions[2] * n))
+    return SplitSizes(n - val - test, val, test)
+
+
+@dataclass
+class Section:
+    """One section of the report: a title, a paragraph, and tables and figures in order."""
+
+    title: str
+    text: str
+    parts: list[Any] = field(default_factory=list)  # DataFrames and matplotlib Figures
+
+
+def _figure_html(fig: Figure) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="figure">'
+
+
+def _part_html(part: Any) -> str:
+    if isinstance(part, pd.DataFrame):
+        return f'<div class="scroll">{part.to_html(escape=True, na_rep="")}</div>'
+    if isinstance(part, str):
+        return f'<p class="note">{html.escape(part)}</p>'
+    return _figure_html(part)
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;
+line-height:1.45;color:#222}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}
+.scroll{overflow-x:auto;margin:1em 0}table{border-collapse:collapse;font-size:.9em}
+th,td{border-bottom:1px solid #e5e5e5;padding:.25em .6em;text-align:right;white-space:nowrap}
+th{background:#f6f6f6}img{max-width:100%;height:auto}.note{background:#fff8e1;padding:.6em;
+border-left:3px solid #f0b400}"""
+
+
+def render(title: str, intro: str, sections: Sequence[Section]) -> str:
+    """The report as one HTML page (figures inline as PNG, tables scroll sideways where wide)."""
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
+    for s in sections:
+        body += [f"<h2>{html.escape(s.title)}</h2>", f"<p>{html.escape(s.text)}</p>"]
+        body += [_part_html(p) for p in s.parts]
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+
+
+def _agreement(profile: Profile, name: str, fs: Any) -> Section:
+    from fusion_lib.book.study_figures import agreement_matrices_figure
+    from fusion_lib.data.backbones import short_name
+    from fusion_lib.studies.agreement import run_agreement_study
+
+    study = run_agreement_study(fs, profile.seeds_for(name), profile.experiment_config(name).train_config())
+    pairs = study.pairs[study.pairs["a"] < study.pairs["b"]]
+    pairs = pairs.groupby(["a", "b"], sort=False)[["agreement", "kappa", "kappa_correct", "double_fault"]]
+    pairs = pairs.mean().round(3).rename(index=short_name)
+    pairs.index.names = ["backbone", "with"]
+    bounds = study.bounds[["best_single", "mean_single", "oracle"]].mean().mul(100).round(2)
+    return Section(
+        "Do the backbones agree?",
+        "Each backbone's linear probe on the test images (mean over seeds): how often each pair gives the "
+        "same answer, Cohen's kappa on the answers and on being right (agreement beyond what the two "
+        "accuracies imply), and the share both get wrong (double fault). Fusion has room only where they "
+        "differ; the oracle, right whenever some backbone is, bounds what any per-image choice can reach.",
+        [
+            pairs.rename(columns={"kappa_correct": "kappa on correctness", "double_fault": "double fault"}),
+            bounds.rename({"best_single": "best single (chosen on validation)", "mean_single": "mean single"})
+            .rename("test accuracy %")
+            .to_frame(),
+            agreement_matrices_figure({Path(name).name: study}),
+        ],
+    )
+
+
+def _word_vectors(profile: Profile, name: str, fs: Any, aliases: Mapping[str, str]) -> Section:
+    from fusion_lib.fusion.label_space import class_vectors, load_vectors
+    from fusion_lib.studies.label_study import aliases_for, compare, run_label_study
+
+    title = "Do word vectors of the class names help? (C3)"
+    used = {**aliases_for(fs.class_names), **aliases}
+    try:
+        vectors = class_vectors(fs.class_names, load_vectors(), used)
+    except (KeyError, ValueError) as exc:
+        message = str(exc.args[0] if exc.args else exc).rstrip(".")
+        return Section(
+            title,
+            "Skipped: the label-space models need a word vector for every class name.",
+            [
+                f"{message}. On the command line, alias a name with --alias NAME 'some words' "
+                "(repeatable), e.g. --alias my_cat_breed 'cat'."
+            ],
+        )
+    study = run_label_study(fs, vectors, profile.experiment_config(name, aliases=used), progress=True)
+    table = compare(study)[["a", "b", "text", "word"]]
+    return Section(
+        title,
+        "The visual fusion blended with a model that maps features into the GloVe space of the class "
+        "names (weight chosen on validation), against the visual fusion alone and against the same "
+        "blend with random class vectors; paired differences in accuracy points, 95% intervals over seeds "
+        "and test images.",
+        [
+            table.rename(columns={"text": "difference (points, 95% CI)", "word": "verdict"}).set_index(
+                ["a", "b"]
+            )
+        ],
+    )
+
+
+def study_folder(
+    path: str | Path,
+    profile: str = "book",
+    aliases: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> tuple[str, list[Section], pd.DataFrame]:
+    """Run the book's study on an ImageFolder: the report's intro, its sections and the metrics frame."""
+    from fusion_lib.book.moe_figures import disagreement_gallery, forest_figure
+    from fusion_lib.book.profiles import get_profile
+    from fusion_lib.studies.claims import compare_pairs, question_table
+    from fusion_lib.studies.methods import SINGLE_PREFIX
+    from fusion_lib.studies.runner import run_experiment
+
+    start = time.perf_counter()
+    name = str(Path(path).expanduser())
+    sizes = overrides.pop("sizes", None) or folder_sizes(name)
+    P = get_profile(profile, datasets=[name], sizes=sizes, **overrides)
+    log.info(
+        "%s: %s/%s/%s train/val/test images, profile %s", name, sizes.train, sizes.val, sizes.test, P.name
+    )
+    fs = P.feature_set(name)
+    methods = [f"{SINGLE_PREFIX}{b}" for b in P.backbones] + list(REPORT_METHODS)
+    config = P.experiment_config(name, methods=methods)
+    result = run_experiment(config, feature_set=fs, progress=True)
+    label = Path(name).name  # what tables and figures call the folder
+    results = {label: result}
+    comparisons = compare_pairs(results)
+    seed0 = P.seeds_for(name)[0]
+    sections = [
+        _agreement(P, name, fs),
+        Section(
+            "Does fusion help, and does routing? (C2)",
+            "Does fusion help: the thumbnail-gated mixture (moe_thumbnail) against the single backbone "
+            "best on validation. Does per-image adaptivity help: the same mixture against the strongest "
+            "fusion that weighs every image alike (best_fixed, chosen on validation). Differences in "
+            "accuracy points with 95% intervals over seeds and test images; better / worse when the "
+            "interval excludes 0 (Holm-adjusted), equivalent when it lies within ±0.5 points.",
+            [question_table(results, comparisons), forest_figure(comparisons)],
+        ),
+        Section(
+            "Every method",
+            "Test accuracy with its 95% interval, test NLL, backbone compute per image and the paired "
+            "difference to best_fixed. oracle peeks at the label: a bound, not a method.",
+            [result.table("best_fixed")],
+        ),
+        _word_vectors(P, name, fs, aliases or {}),
+    ]
+    try:
+        gallery = disagreement_gallery(results, {label: fs}, {label: P.dataset_splits(name)}, seed0, n=3)
+        sections.append(
+            Section(
+                "Where the experts disagree",
+                f"Test images of seed {seed0} where some backbones are right and some wrong, each beside "
+                "the thumbnail the gate saw; bars are the gate's weight on each expert (green: that expert "
+                "is right), labelled with its answer.",
+                [gallery],
+            )
+        )
+    except ValueError as exc:  # every expert right (or wrong) on every test image: nothing to show
+        sections.append(Section("Where the experts disagree", str(exc)))
+    minutes = (time.perf_counter() - start) / 60
+    intro = (
+        f"The book's study (profile {P.name}: backbones {', '.join(P.backbones)}; "
+        f"seeds {', '.join(map(str, P.seeds_for(name)))}; features at {P.input_size or 'native'} px, {P.thumbnail_size} px "
+        f"thumbnails) on {name}: {fs.n_classes} classes ({', '.join(fs.class_names)}), "
+        f"{sizes.train}/{sizes.val}/{sizes.test} train/validation/test images, drawn stratified. "
+        f"Computed in {minutes:.1f} min."
+    )
+    return intro, sections, result.metrics
+
+
+def write_report(path: str | Path, out: str | Path, profile: str = "book", **kwargs: Any) -> Path:
+    """Run ``study_folder`` and write ``out/report.html`` and ``out/metrics.csv``; the report's path."""
+    intro, sections, metrics = study_folder(path, profile, **kwargs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    page = render(f"Fusing pre-trained backbones on {Path(path).name}", intro, sections)
+    write_text_atomic(out / REPORT_NAME, page)
+    write_text_atomic(out / METRICS_NAME, metrics.to_csv(index=False))
+    return out / REPORT_NAME
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``report`` subcommand of ``python -m fusion_lib.book``."""
+    report = sub.add_parser(
+        "report",
+        parents=[common],
+        help="run the book's study on your own ImageFolder and write an HTML report",
+        description=__doc__.split("\n\n")[1],
+    )
+    report.add_argument("path", help="an ImageFolder: one sub-folder of images per class")
+    report.add_argument("--out", type=Path, required=True, help="folder for report.html and metrics.csv")
+    report.add_argument(
+        "--alias",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "WORDS"),
+        help="words for a class name (or token) without a word vector, e.g. --alias tabby 'cat'",
+    )
