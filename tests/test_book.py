@@ -360,3 +360,23 @@ def test_api_chapter_covers_every_public_module():
     md = book.api_markdown(modules)
     assert all(f".. automodule:: {m}\n" in md for m in modules)
     assert "_generated/api.md" in (ROOT / "book" / "api.md").read_text()
+
+
+def test_placeholder_repository_gets_no_launch_buttons(tmp_path):
+    staging = tmp_path / "src"
+    book.stage_sources(ROOT, staging)
+    assert book.is_placeholder(book.repository_url(ROOT))  # what this repository ships with
+    note = book.stage_launch_buttons(ROOT, staging)
+    config = yaml.safe_load((staging / "_config.yml").read_text())
+    assert "launch_buttons" not in config
+    assert config["html"]["use_repository_button"] is False and config["html"]["use_issues_button"] is False
+    assert "placeholder" in note and "sync-colab" in note
+    fork = tmp_path / "fork"
+    fork.mkdir()
+    real = yaml.safe_load((ROOT / "_config.yml").read_text())
+    real["repository"]["url"] = "https://example.org/me/fork"
+    (fork / "_config.yml").write_text(yaml.safe_dump(real))
+    (staging / "_config.yml").write_text(yaml.safe_dump(real))
+    note = book.stage_launch_buttons(fork, staging)
+    assert "https://example.org/me/fork" in note and "placeholder" not in note
+    assert yaml.safe_load((staging / "_config.yml").read_text())["launch_buttons"]["colab_url"]

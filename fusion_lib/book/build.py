@@ -60,6 +60,9 @@ MATHJAX_STATIC = Path("_mathjax") / "mathjax"
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds
 # the pip requirement in each notebook's Colab install cell; its URL is _config.yml's repository.url
 COLAB_INSTALL = re.compile(r'"fusion-book @ git\+(?P<url>[^"]+)"')
+# The repository.url this repository ships with: nothing is published there yet, so a book built with it
+# has no repository, issues or launch buttons (they would lead nowhere); set your fork's URL to get them.
+PLACEHOLDER_URL = "https://github.com/fusion-book/fusion-book"
 
 
 @dataclass
@@ -390,6 +393,40 @@ def stage_sources(root: Path, staging: Path) -> None:
     stage_mathjax(staging)
 
 
+def is_placeholder(url: str) -> bool:
+    """Whether ``url`` is ``PLACEHOLDER_URL``, the repository URL no repository is published at."""
+    return url.rstrip("/").removesuffix(".git") == PLACEHOLDER_URL
+
+
+def stage_launch_buttons(root: Path, staging: Path) -> str:
+    """Make the staged ``_config.yml``'s buttons lead somewhere, and say where (Markdown for the
+    reproducibility chapter): with a real ``repository.url`` the repository, issues and launch (Binder,
+    Colab) buttons open it; with the placeholder they are left out, and the download buttons stay."""
+    url = repository_url(root)
+    if not is_placeholder(url):
+        return (
+            f"This build's launch buttons open the notebooks of {url} (`repository.url` in `_config.yml`) "
+            "on Binder or Colab; the download buttons give the executed notebook or its source."
+        )
+    config = yaml.safe_load((staging / "_config.yml").read_text())
+    config.setdefault("html", {}).update(use_repository_button=False, use_issues_button=False)
+    config.pop("launch_buttons", None)
+    (staging / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    log.warning(
+        "repository.url in _config.yml is the placeholder %s: the book is built without repository, "
+        "issues and launch buttons; set it to your repository's URL and run "
+        "`python -m fusion_lib.book sync-colab` to get them",
+        url,
+    )
+    return (
+        f"```{{note}}\nThis build's `repository.url` (in `_config.yml`) is the placeholder {url}, where "
+        "no repository is published, so the notebook pages have download buttons (the executed "
+        "notebook, or its source) but no launch buttons. Set it to your fork's URL and run "
+        "`python -m fusion_lib.book sync-colab`: the rebuilt pages then open each notebook on Binder or "
+        "Colab, and its Colab install cell installs from that URL.\n```"
+    )
+
+
 def stage_mathjax(staging: Path) -> Path:
     """Copy the fetched MathJax (``tex-chtml.js`` and its fonts) into the book's static files."""
     from fusion_lib.data.assets import MARKER, fetch
@@ -518,6 +555,7 @@ def build(
     record = write_timings(runs, profile, generated / "timings.json", jobs=jobs, phases=phases)
     (generated / "timings.md").write_text(timings_markdown(record))
     (generated / "profiles.md").write_text(profiles_markdown())
+    (generated / "launch.md").write_text(stage_launch_buttons(root, staging) + "\n")
     (generated / "api.md").write_text(api_markdown(public_modules()))
     code = jupyter_book_build(staging, root)
     index = root / "_build" / "html" / "index.html"
