@@ -47,7 +47,12 @@ def test_report_on_a_tiny_image_folder(tmp_path):
     args = ["report", str(folder), "--out", str(out), "--profile", "ci", "-p", "seeds", "1"]
     assert build.main([*args, "-p", "epochs", "3"]) == 0
     page = (out / own_images.REPORT_NAME).read_text()
-    for title in ("Do the backbones agree?", "Does fusion help, and does routing? (C2)", "Every method"):
+    for title in (
+        "At a glance",
+        "Do the backbones agree?",
+        "Does fusion help, and does routing? (C2)",
+        "Every method",
+    ):
         assert f"<h2>{title}</h2>" in page
     # a class name without a word vector skips the label-space part with a note naming it
     assert "Skipped" in page and "qzxvy" in page and "--alias NAME" in page

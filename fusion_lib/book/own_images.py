@@ -109,7 +109,7 @@ def _part_html(part: Any) -> str:
     return _figure_html(part)
 
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 line-height:1.45;color:#222}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}
 .scroll{overflow-x:auto;margin:1em 0}table{border-collapse:collapse;font-size:.9em}
 th,td{border-bottom:1px solid #e5e5e5;padding:.25em .6em;text-align:right;white-space:nowrap}
@@ -199,7 +199,8 @@ def study_folder(
     """Run the book's study on an ImageFolder: the report's intro, its sections and the metrics frame."""
     from fusion_lib.book.moe_figures import disagreement_gallery, forest_figure
     from fusion_lib.book.profiles import get_profile
-    from fusion_lib.studies.claims import compare_pairs, question_table
+    from fusion_lib.data.backbones import short_name
+    from fusion_lib.studies.claims import C2_QUESTIONS, compare_pairs, question_table
     from fusion_lib.studies.methods import SINGLE_PREFIX
     from fusion_lib.studies.runner import run_experiment
 
@@ -218,7 +219,29 @@ def study_folder(
     results = {label: result}
     comparisons = compare_pairs(results)
     seed0 = P.seeds_for(name)[0]
+    verdicts = pd.DataFrame(
+        [
+            {
+                "question": question,
+                "comparison": f"{method} − {baseline}",
+                "difference (points, 95% CI)": result.compare(method, baseline).text(),
+                "verdict": result.compare(method, baseline).word(),
+            }
+            for question, (method, baseline) in {
+                **C2_QUESTIONS,
+                "Room left for any per-image choice": ("oracle", "best_single"),
+            }.items()
+        ]
+    ).set_index("question")
     sections = [
+        Section(
+            "At a glance",
+            "The report's answers on this folder, each a paired difference in test accuracy (points) with "
+            "its 95% interval over seeds and test images: better (or worse) when the interval excludes 0, "
+            "equivalent when it lies within ±0.5 points, inconclusive when it is too wide to tell (more "
+            "test images narrow it). The sections below give the detail.",
+            [verdicts],
+        ),
         _agreement(P, name, fs),
         Section(
             "Does fusion help, and does routing? (C2)",
@@ -233,7 +256,7 @@ def study_folder(
             "Every method",
             "Test accuracy with its 95% interval, test NLL, backbone compute per image and the paired "
             "difference to best_fixed. oracle peeks at the label: a bound, not a method.",
-            [result.table("best_fixed")],
+            [result.table("best_fixed").rename(index=short_name)],
         ),
         _word_vectors(P, name, fs, aliases or {}),
     ]
