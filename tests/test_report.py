@@ -56,14 +56,3 @@ def test_table_rounds_labels_and_shortens():
     assert out["gflops"].tolist() == [0.123, 0.2] and out["n"].tolist() == [3, 3]
     with pytest.raises(KeyError, match="acc"):
         table(tidy, percent_columns=["acc"])
-
-
-def test_class_grid_shows_every_class_of_every_dataset():
-    from fusion_lib.book.report import class_grid
-    from fusion_lib.data.datasets import SplitSizes, load_dataset
-
-    digits = load_dataset("digits", SplitSizes(30, 10, 10), seed=0)
-    fig = class_grid({"digits": digits, "again": digits}, size=8)
-    shown = [ax for ax in fig.axes if ax.images]
-    assert len(fig.axes) == 4 * 10 and len(shown) == 4 * 10
-    assert fig.axes[0].get_title() == f"digits: {digits.class_names[0]}"

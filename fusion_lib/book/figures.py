@@ -83,9 +83,10 @@ def figure(height: float = PANEL_HEIGHT, width: float = COLUMN_WIDTH) -> tuple[F
 
 
 def first_column(ax: Axes) -> bool:
-    """Whether ``ax`` is in the first column of its grid (where shared row labels are written)."""
+    """Whether ``ax`` is in the first column of its figure's grid (where shared row labels are written),
+    also once a colour bar has nested it in a grid of its own."""
     spec = ax.get_subplotspec()
-    return spec is None or spec.is_first_col()
+    return spec is None or spec.get_topmost_subplotspec().is_first_col()
 
 
 def glue_figure(name: str, fig: Figure) -> None:

@@ -1,6 +1,6 @@
 """Numbers, tables and figures as the book shows them: percentages, accuracy points, tidy frames turned
-into rounded, labelled tables (no raw frames on the page), text glued as Markdown, and the datasets'
-example grid."""
+into rounded, labelled tables (no raw frames on the page), text glued as Markdown, and the settings
+every page is shown with."""
 
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ from fusion_lib.studies.stats import interval as interval  # re-exported: the no
 
 if TYPE_CHECKING:
     from IPython.display import Markdown
-    from matplotlib.figure import Figure
 
     from fusion_lib.book.profiles import Profile
-    from fusion_lib.data.datasets import DatasetSplits
 
 
 def markdown(text: str) -> Markdown:
@@ -92,35 +90,3 @@ def table(
     out = out.rename(columns=labels)
     out.index.names = [labels.get(n, n) for n in out.index.names]
     return out
-
-
-def class_grid(datasets: Mapping[str, DatasetSplits], size: int) -> Figure:
-    """The first training image of every class of every dataset (one pair of rows per dataset): the
-    image as stored, and below it the ``size`` x ``size`` thumbnail the thumbnail gate sees."""
-    import matplotlib.pyplot as plt
-
-    from fusion_lib.data.datasets import thumbnail
-
-    width = max(len(d.class_names) for d in datasets.values())
-    fig, axes = plt.subplots(
-        2 * len(datasets), width, figsize=(1.25 * width, 2.9 * len(datasets)), squeeze=False
-    )
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for row, (name, splits) in enumerate(datasets.items()):
-        labels = splits.labels["train"]
-        for col, c in enumerate(sorted(set(labels.tolist()))):
-            i = int((labels == c).argmax())  # the first training image of class c
-            top, bottom = axes[2 * row, col], axes[2 * row + 1, col]
-            top.imshow(splits.image("train", i))
-            bottom.imshow(thumbnail(splits.tensor("train", i), size).permute(1, 2, 0).numpy())
-            top.set_title(
-                f"{name}: {splits.class_names[c]}" if col == 0 else splits.class_names[c], fontsize=8
-            )
-            for ax in (top, bottom):
-                ax.set_axis_on()
-                ax.set(xticks=[], yticks=[])
-        axes[2 * row, 0].set_ylabel("image", fontsize=8)
-        axes[2 * row + 1, 0].set_ylabel(f"{size}x{size}\nthumbnail", fontsize=8)
-    fig.tight_layout()
-    return fig

@@ -38,8 +38,8 @@ ROW_HEIGHT = 3.4
 
 
 def _legible(fig: Figure) -> Figure:
-    """Raise every text of ``fig`` smaller than :data:`MIN_FONT` to it (library plotters such as
-    ``ablations.plot_accuracy`` write their annotations at 8 pt)."""
+    """Raise every text of ``fig`` smaller than :data:`MIN_FONT` to it (a guard for text sized by
+    hand, such as heatmap annotations)."""
     from matplotlib.text import Text
 
     for text in fig.findobj(Text):
@@ -135,12 +135,15 @@ def backbone_cost_figure(backbones: pd.DataFrame, input_size: int | None) -> Fig
     return _legible(fig)
 
 
-def class_gallery_figure(datasets: Mapping[str, DatasetSplits], size: int, columns: int = 5) -> Figure:
+def class_gallery_figure(
+    datasets: Mapping[str, DatasetSplits], size: int, columns: int = 5, max_classes: int = 20
+) -> Figure:
     """``fig_classes``: the first training image of every class of every dataset, as stored, and under
     it the ``size`` x ``size`` thumbnail the thumbnail gate sees; ``columns`` classes a row (ten
     classes make two rows of image-and-thumbnail pairs), so the gallery keeps the column's width
     however many classes there are. Each image is titled with its class, and the first image of a row
-    names the dataset and what the row shows.
+    names the dataset and what the row shows. A dataset with more than ``max_classes`` classes shows
+    its first ``max_classes`` (and says so), so CIFAR-100 does not make a page-long figure.
     """
     import matplotlib.pyplot as plt
 
@@ -150,8 +153,9 @@ def class_gallery_figure(datasets: Mapping[str, DatasetSplits], size: int, colum
     if not datasets:
         raise ValueError("class_gallery_figure needs at least one dataset")
     apply_style()
-    width = min(columns, max(len(d.class_names) for d in datasets.values()))
-    blocks = {name: math.ceil(len(d.class_names) / width) for name, d in datasets.items()}
+    shown = {name: sorted(set(d.labels["train"].tolist()))[:max_classes] for name, d in datasets.items()}
+    width = min(columns, max(len(c) for c in shown.values()))
+    blocks = {name: math.ceil(len(c) / width) for name, c in shown.items()}
     rows = 2 * sum(blocks.values())  # an image row and a thumbnail row per row of classes
     cell = COLUMN_WIDTH / (width + 0.6)  # room on the left for the row labels
     fig, grid = plt.subplots(
@@ -168,7 +172,7 @@ def class_gallery_figure(datasets: Mapping[str, DatasetSplits], size: int, colum
     top = 0
     for name, splits in datasets.items():
         labels = splits.labels["train"]
-        for k, c in enumerate(sorted(set(labels.tolist()))):
+        for k, c in enumerate(shown[name]):
             i = int((labels == c).argmax())  # the first training image of class c
             row, col = top + 2 * (k // width), k % width
             image, thumb = grid[row, col], grid[row + 1, col]
@@ -179,7 +183,10 @@ def class_gallery_figure(datasets: Mapping[str, DatasetSplits], size: int, colum
                 ax.set_axis_on()
                 ax.set(xticks=[], yticks=[])
             if col == 0:
-                image.set_ylabel(f"{name}\nimage")
+                more = len(splits.class_names) > len(shown[name])
+                image.set_ylabel(
+                    f"{name}\nimage" + (f"\n(first {len(shown[name])} classes)" if k == 0 and more else "")
+                )
                 thumb.set_ylabel(f"{size}x{size}\nthumbnail")
         top += 2 * blocks[name]
     return _legible(fig)

@@ -432,7 +432,7 @@ def plot_accuracy(
         ref = summary[summary["reference"]].iloc[0]
         ax.axhline(100 * ref["accuracy_mean"], color="C1", linewidth=1, label=ref["setting"])
         ax.axhspan(100 * ref["accuracy_low"], 100 * ref["accuracy_high"], color="C1", alpha=0.15)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower right")
         keep = ~summary["reference"].to_numpy()
         summary = summary[keep]
         x = x if x is None or isinstance(x, str) else [v for v, k in zip(x, keep) if k]
@@ -451,7 +451,7 @@ def plot_accuracy(
         ax.minorticks_off()
     if annotate and x is not None:
         for xi, yi, s in zip(xs, y, summary["setting"]):
-            ax.annotate(s, (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
+            ax.annotate(s, (xi, yi), textcoords="offset points", xytext=(6, 6))
         ax.margins(x=0.12)  # room for the last point's label
     ax.set_ylabel("test accuracy, % (95% CI)")
 

@@ -298,7 +298,10 @@ def disagreement_examples(
             wanted[not ok] += -spare
             wanted[ok] = len(pools[ok])
     rows = np.concatenate(
-        [np.sort(rng.choice(pools[ok], min(wanted[ok], len(pools[ok])), replace=False)) for ok in (True, False)]
+        [
+            np.sort(rng.choice(pools[ok], min(wanted[ok], len(pools[ok])), replace=False))
+            for ok in (True, False)
+        ]
     ).astype(int)
     k = right.shape[1]
     return pd.DataFrame(
