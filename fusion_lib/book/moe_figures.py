@@ -29,19 +29,28 @@ def _datasets(frame: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(frame["dataset"]))
 
 
+def _shared_xlabel(fig: Figure, axes: Sequence) -> Figure:
+    """One x label under the whole figure instead of one per panel (too long for half the column)."""
+    label = axes[0].get_xlabel()
+    for ax in axes:
+        ax.set_xlabel("")
+    fig.supxlabel(label)
+    return fig
+
+
 def forest_figure(comparisons: pd.DataFrame) -> Figure:
     """Every comparison of ``claims.compare_pairs`` with its interval and word, a panel per dataset."""
     rows = comparisons[comparisons["dataset"] == comparisons["dataset"].iloc[0]]
     fig, axes = panel_grid(len(_datasets(comparisons)), panel_height=0.5 + 0.32 * len(rows), sharex=True)
     forest_plot(axes, comparisons)
-    return fig
+    return _shared_xlabel(fig, axes)
 
 
 def zoo_forest_figure(comparisons: pd.DataFrame) -> Figure:
     """C2 on each zoo (``claims.zoo_comparisons``), a panel per dataset."""
     fig, axes = panel_grid(len(_datasets(comparisons)), panel_height=2.9)
     zoo_forest_plot(axes, comparisons)
-    return fig
+    return _shared_xlabel(fig, axes)
 
 
 def routing_auc_figure(auc: pd.DataFrame) -> Figure:
@@ -124,16 +133,16 @@ def favourites_figure(
 def frontier_figure(
     results: Mapping[str, ExperimentResult], pools: Mapping[str, FeatureSet]
 ) -> tuple[Figure, pd.DataFrame]:
-    """Test accuracy against GFLOPs per image, a panel per dataset, and the points on each Pareto
-    frontier (with a ``dataset`` column)."""
-    fig, axes = panel_grid(len(results), panel_height=3.6)
+    """Test accuracy against GFLOPs per image, a panel per dataset (one a row: the methods crowd a
+    half-width panel), and the points on each Pareto frontier (with a ``dataset`` column)."""
+    fig, axes = panel_grid(len(results), panel_height=3.4, columns=1)
     fronts = []
     for ax, (name, result) in zip(axes, results.items()):
         short = {b: short_name(b) for b in pools[name].backbones}
         front = plot_frontier(ax, experiment_points(result, pools[name], short))
         ax.set_title(name)
-        if not first_column(ax):
-            ax.set_ylabel("")
+        if ax is not axes[0]:
+            ax.get_legend().remove()
         fronts.append(front[front["on_frontier"]].assign(dataset=name))
     return fig, pd.concat(fronts, ignore_index=True)
 

@@ -249,9 +249,10 @@ def _check_points(points: pd.DataFrame) -> None:
 
 
 def plot_frontier(ax, points: pd.DataFrame, logx: bool = True, annotate: bool = True) -> pd.DataFrame:
-    """Every point (marker by ``family``, error bars where ``low``/``high`` are given), labelled with its
-    ``label`` and k, and the Pareto frontier as a staircase. Returns ``points`` with an ``on_frontier``
-    column, for the caption or a table."""
+    """Every point (marker by ``family``, error bars where ``low``/``high`` are given), the Pareto frontier
+    as a staircase, and (``annotate``) the frontier's points labelled with their ``label`` and k (the
+    others are too many to name legibly). Returns ``points`` with an ``on_frontier`` column, for the
+    caption or a table."""
     _check_points(points)
     pts = points.assign(on_frontier=pareto_mask(points["gflops"], points["accuracy"]))
     for i, (family, group) in enumerate(pts.groupby("family", sort=False)):
@@ -271,13 +272,12 @@ def plot_frontier(ax, points: pd.DataFrame, logx: bool = True, annotate: bool = 
             zorder=3,
             s=36,
         )
-        for _, r in group.iterrows() if annotate else ():
+        for _, r in group[group["on_frontier"]].iterrows() if annotate else ():
             ax.annotate(
                 f"{r['label']} (k={r['k']:g})",
                 (r["gflops"], r["accuracy"]),
                 textcoords="offset points",
-                xytext=(5, 4),
-                fontsize=7,
+                xytext=(5, -10),
             )
     front = pts[pts["on_frontier"]].sort_values("gflops")
     # "post": the best accuracy available at a cost of at most x is flat until the next frontier point
@@ -294,5 +294,5 @@ def plot_frontier(ax, points: pd.DataFrame, logx: bool = True, annotate: bool = 
     if logx:
         ax.set_xscale("log")
     ax.set(xlabel="GFLOPs per image" + (" (log scale)" if logx else ""), ylabel="test accuracy")
-    ax.legend(fontsize=8)
+    ax.legend(loc="lower right")
     return pts
