@@ -1,7 +1,7 @@
 """Figures drawn for the book's column: one style, at most two panels a row, never a strip.
 
 The book's text column is 672 px wide at a laptop's width (1280 px), and notebook figures are
-rendered at 100 dpi, so a figure :data:`COLUMN_WIDTH` inches wide is shown at about its natural size
+rendered at 100 dpi, so a figure ``COLUMN_WIDTH`` inches wide is shown at about its natural size
 and its 10 pt text reads as about 10 pt. ``panel_grid`` wraps one panel per dataset into rows of two,
 so four datasets make a 2 x 2 grid instead of a 4:1 strip that the page would shrink to a third.
 ``python -m fusion_lib.book.browser_check`` reports any figure that still ends up too wide or too small.

@@ -1,7 +1,7 @@
 """The figures of the multimodal notebook (``05_multimodal``), drawn for the book's column.
 
 One function per figure; each takes the tidy frames (or small objects) the notebook computes and
-returns a matplotlib ``Figure`` the column's width (:data:`fusion_lib.book.figures.COLUMN_WIDTH`)
+returns a matplotlib ``Figure`` the column's width (``fusion_lib.book.figures.COLUMN_WIDTH``)
 with at most two panels a row, for ``glue_figure``: one panel per dataset wraps into rows of two
 (``figures.panel_grid``), so four datasets make a 2 x 2 grid rather than a 4:1 strip.
 """
@@ -56,7 +56,7 @@ SINGLE_HEIGHT = 3.8  # inches: one panel alone spans the column, so it is drawn 
 
 
 def _height(n: int, per_row: float) -> float:
-    """Height of each row of panels: ``per_row``, or :data:`SINGLE_HEIGHT` when one panel spans the
+    """Height of each row of panels: ``per_row``, or ``SINGLE_HEIGHT`` when one panel spans the
     whole column (a lone panel ``per_row`` high would be more than twice as wide as tall)."""
     return max(per_row, SINGLE_HEIGHT) if n == 1 else per_row
 
@@ -370,7 +370,7 @@ def label_space_figure(views: Mapping[str, LabelSpaceView], seed: int) -> Figure
     """Test images (dots, coloured by true class) and class vectors (stars, named in their class's
     colour) in the plane of the class vectors' first two principal components, one panel per dataset.
 
-    With more than :data:`MAX_NAMED` classes only the outermost stars are named, so the names stay
+    With more than ``MAX_NAMED`` classes only the outermost stars are named, so the names stay
     legible; the names stand in for a colour legend.
     """
     import seaborn as sns

@@ -2,9 +2,9 @@
 column.
 
 One function per figure: each takes the tidy frames (or study objects) its notebook already computes
-and returns a matplotlib Figure at most :data:`~fusion_lib.book.figures.COLUMN_WIDTH` wide, with at
+and returns a matplotlib Figure at most ``fusion_lib.book.figures.COLUMN_WIDTH`` wide, with at
 most two panels a row, never more than about twice as wide as tall, and no text under
-:data:`MIN_FONT` points. The notebook glues it with ``figures.glue_figure(name, fig)``.
+``MIN_FONT`` points. The notebook glues it with ``figures.glue_figure(name, fig)``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ ROW_HEIGHT = 3.4
 
 
 def _legible(fig: Figure) -> Figure:
-    """Raise every text of ``fig`` smaller than :data:`MIN_FONT` to it (a guard for text sized by
+    """Raise every text of ``fig`` smaller than ``MIN_FONT`` to it (a guard for text sized by
     hand, such as heatmap annotations)."""
     from matplotlib.text import Text
 
