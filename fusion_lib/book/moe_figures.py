@@ -134,16 +134,18 @@ def frontier_figure(
     results: Mapping[str, ExperimentResult], pools: Mapping[str, FeatureSet]
 ) -> tuple[Figure, pd.DataFrame]:
     """Test accuracy against GFLOPs per image, a panel per dataset (one a row: the methods crowd a
-    half-width panel), and the points on each Pareto frontier (with a ``dataset`` column)."""
-    fig, axes = panel_grid(len(results), panel_height=3.4, columns=1)
+    half-width panel) and one legend under them, and the points on each Pareto frontier (with a
+    ``dataset`` column) for a table: named on the plot, the many points near the frontier overlap."""
+    fig, axes = panel_grid(len(results), panel_height=3.0, columns=1, layout="constrained")
     fronts = []
     for ax, (name, result) in zip(axes, results.items()):
         short = {b: short_name(b) for b in pools[name].backbones}
-        front = plot_frontier(ax, experiment_points(result, pools[name], short))
+        front = plot_frontier(ax, experiment_points(result, pools[name], short), annotate=False)
         ax.set_title(name)
-        if ax is not axes[0]:
-            ax.get_legend().remove()
+        ax.get_legend().remove()
         fronts.append(front[front["on_frontier"]].assign(dataset=name))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)
     return fig, pd.concat(fronts, ignore_index=True)
 
 
