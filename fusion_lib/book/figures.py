@@ -89,6 +89,12 @@ def first_column(ax: Axes) -> bool:
     return spec is None or spec.get_topmost_subplotspec().is_first_col()
 
 
+def rotate_xticks(ax: Axes, degrees: float = 30) -> None:
+    """Slant the x tick labels, anchored at their right end, so that neighbours do not run together."""
+    for label in ax.get_xticklabels():
+        label.set(rotation=degrees, ha="right", rotation_mode="anchor")
+
+
 def glue_figure(name: str, fig: Figure) -> None:
     """Lay the figure out (``tight_layout``, unless it has a layout engine of its own), glue it under
     ``name`` for a ``{glue:figure}`` on the page, and close it."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from fusion_lib.book.figures import COLUMN_WIDTH, first_column, panel_grid
+from fusion_lib.book.figures import COLUMN_WIDTH, first_column, panel_grid, rotate_xticks
 from fusion_lib.data.backbones import short_name
 
 if TYPE_CHECKING:
@@ -134,11 +134,6 @@ def _legend(ax: Axes, handles: Sequence[object] | None = None) -> None:
     ax.legend(**kwargs, loc="upper center", ncol=2, frameon=False, handlelength=1.2, columnspacing=0.9)
 
 
-def _rotate_xticks(ax: Axes, degrees: float = 30) -> None:
-    for label in ax.get_xticklabels():
-        label.set(rotation=degrees, ha="right", rotation_mode="anchor")
-
-
 def expert_accuracy_figure(
     expert_ci: pd.DataFrame,
     datasets: Sequence[str],
@@ -175,7 +170,7 @@ def expert_accuracy_figure(
                 lw=0.8,
             )
         ax.set_xticks(range(len(order)), order)
-        _rotate_xticks(ax)
+        rotate_xticks(ax)
         _headroom(ax, max(0.0, math.floor((d["low"].min() - 10) / 10) * 10), 100.0)
         ax.set(title=name, xlabel="backbone", ylabel="test accuracy (%)")
     _legend(axes[0])
@@ -257,7 +252,7 @@ def gate_weight_figure(
         ax.set(title=mixture, ylabel="expert", xlabel="dataset" if last else "")
         ax.tick_params(axis="x", labelrotation=0, labelbottom=last)
         if last and len(datasets) > 3:
-            _rotate_xticks(ax, 20)
+            rotate_xticks(ax, 20)
         ax.tick_params(axis="y", labelrotation=0)
     return fig
 

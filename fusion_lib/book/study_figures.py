@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from fusion_lib.book.figures import figure, first_column, panel_grid
+from fusion_lib.book.figures import figure, first_column, panel_grid, rotate_xticks
 from fusion_lib.data.backbones import short_name
 
 if TYPE_CHECKING:
@@ -62,14 +62,6 @@ def _legend_below(fig: Figure, ax: Axes, title: str | None, ncol: int, x: float 
     fig.legend(
         handles, labels, title=title, loc="upper center", bbox_to_anchor=(x, 0.0), ncol=ncol, frameon=False
     )
-
-
-def _rotate_x(ax: Axes, degrees: float = 25) -> None:
-    """Slant the x tick labels (dataset names) so that neighbours do not run into each other."""
-    for label in ax.get_xticklabels():
-        label.set_rotation(degrees)
-        label.set_horizontalalignment("right")
-        label.set_rotation_mode("anchor")
 
 
 def _heatmap(
@@ -253,7 +245,7 @@ def agreement_matrices_figure(
             _heatmap(ax, m, label, vmin=low, vmax=high, shrink=0.8)
             ax.set(title=f"{name}: {label}", xlabel="backbone", ylabel="backbone" if first else "")
             ax.tick_params(axis="y", rotation=0)  # horizontal names do not overlap
-            _rotate_x(ax, 35)
+            rotate_xticks(ax, 35)
     return _legible(fig)
 
 
@@ -297,7 +289,7 @@ def candidates_figure(kappa: pd.DataFrame, dataset: str) -> Figure:
     ax.set_aspect("equal")
     ax.set(title=f"{dataset}: pairwise kappa of every offline backbone", xlabel="backbone", ylabel="backbone")
     ax.tick_params(axis="y", rotation=0)
-    _rotate_x(ax, 35)
+    rotate_xticks(ax, 35)
     return _legible(fig)
 
 
@@ -315,7 +307,7 @@ def zoo_figure(zoos: pd.DataFrame) -> Figure:
     sns.barplot(data=zoos, x="dataset", y="oracle_gain", hue="zoo", ax=axes[1])
     axes[1].set(xlabel="dataset", ylabel="oracle gain over best single (points)", title="Room for fusion")
     for ax in axes:
-        _rotate_x(ax)
+        rotate_xticks(ax, 25)
     _legend_below(fig, axes[1], "zoo", ncol=zoos["zoo"].nunique())
     return _legible(fig)
 
@@ -361,7 +353,7 @@ def c1_difficulty_figure(accuracy: pd.DataFrame, kappas: pd.DataFrame) -> Figure
     axes[1].axhline(0, color="grey", linewidth=0.8)
     axes[1].set(xlabel="dataset", ylabel="mean kappa over backbone pairs", title="Agreement beyond accuracy")
     for ax in axes:
-        _rotate_x(ax)
+        rotate_xticks(ax, 25)
         ax.margins(x=0.15)
     for ax, title, x in zip(axes, ("backbone", "kappa"), (0.27, 0.77)):  # under each panel's middle
         ax.legend()
