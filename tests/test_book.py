@@ -290,8 +290,14 @@ def test_colab_cells_install_from_the_configured_repository(tmp_path):
     with pytest.raises(ValueError, match="sync-colab"):
         book.check_colab_cells(tmp_path)
     assert book.main(["sync-colab", "--root", str(tmp_path)]) == 0
-    assert 'git+https://example.org/me/fork"' in nbformat.read(nb, as_version=4).cells[-1].source
+    synced = nbformat.read(nb, as_version=4).cells[-1].source
+    assert 'git+https://example.org/me/fork"' in synced and book.PLACEHOLDER_NOTE not in synced
     book.check_colab_cells(tmp_path)
+    # back to the placeholder: the cell says so, once however often it is synced
+    (tmp_path / "_config.yml").write_text(f"repository:\n  url: {book.PLACEHOLDER_URL}\n")
+    assert book.main(["sync-colab", "--root", str(tmp_path)]) == 0
+    assert book.sync_colab_cells(tmp_path) == []
+    assert nbformat.read(nb, as_version=4).cells[-1].source.count(book.PLACEHOLDER_NOTE) == 1
 
 
 def test_mathjax_is_staged_where_mathjax_path_points(tmp_path, monkeypatch):

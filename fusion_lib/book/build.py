@@ -63,6 +63,11 @@ COLAB_INSTALL = re.compile(r'"fusion-book @ git\+(?P<url>[^"]+)"')
 # The repository.url this repository ships with: nothing is published there yet, so a book built with it
 # has no repository, issues or launch buttons (they would lead nowhere); set your fork's URL to get them.
 PLACEHOLDER_URL = "https://github.com/fusion-book/fusion-book"
+# What the Colab install cell says while repository.url is the placeholder (sync-colab writes and removes it)
+PLACEHOLDER_NOTE = (
+    "# repository.url in _config.yml is still the placeholder: nothing is published at the URL below.\n"
+    "# Set it to your fork's URL and run `python -m fusion_lib.book sync-colab` before using Colab.\n"
+)
 
 
 @dataclass
@@ -466,7 +471,9 @@ def sync_colab_cells(root: Path, write: bool = True) -> list[Path]:
             raise ValueError(
                 f"{path} needs exactly one Colab install cell (pip install 'fusion-book @ git+URL')"
             )
-        new = COLAB_INSTALL.sub(f'"fusion-book @ git+{url}"', cell.source)
+        new = COLAB_INSTALL.sub(f'"fusion-book @ git+{url}"', cell.source.replace(PLACEHOLDER_NOTE, ""))
+        if is_placeholder(url):
+            new = PLACEHOLDER_NOTE + new
         if new != cell.source:
             stale.append(path)
             if write:
