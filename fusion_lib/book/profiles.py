@@ -308,8 +308,17 @@ def get_profile(name: str, **overrides: Any) -> Profile:
                 f"{key} names {missing}, which are not among the profile's datasets "
                 f"{list(profile.datasets)}; add them to `datasets` or drop them"
             )
-    V.profile(profile)
+    _check(profile)
     return profile
+
+
+def _check(p: Profile) -> None:
+    """A whole profile, after its overrides are applied: sizes against each dataset, input size against
+    each backbone, and a device this machine has."""
+    V.input_size(p.input_size, p.all_backbones())
+    V.device(p.device)
+    for d in p.datasets:
+        V.split_sizes(d, p.split_sizes(d), online=p.download or p.data_root is not None)
 
 
 def _names(value: Any, what: str) -> list[str]:

@@ -2,13 +2,14 @@
 
 The command line (``studies.cli.main``), ``ExperimentConfig``, ``extraction.load_feature_set`` and the
 notebook profiles (``profiles.get_profile``) all call these checks, so a bad value fails at once, with a
-message that names the value and the valid range, before weights load or features are extracted.
+message that names the value and the valid range, before weights load or features are extracted. The
+checks of a whole config or profile live with those objects, in the layers above: this module knows
+only parameters.
 Each check raises ``ValueError`` (``ParameterError``) and returns the value in its normal form.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tempfile
@@ -222,32 +223,3 @@ def feature_request(
     split_sizes(name, sizes, online)
     cache_dir(cache)
     return names
-
-
-def experiment_config(config: Any) -> None:
-    """An ``ExperimentConfig``'s values (its dataset and backbone names may be a given FeatureSet's own,
-    so they are checked where features are loaded; its method names belong to the studies layer, which
-    checks them: ``studies.config.check_methods``)."""
-    seeds(list(config.seeds))
-    integer(config.data_seed, "data_seed", 0)
-    split_sizes(config.dataset, SplitSizes(config.train, config.val, config.test))
-    config.input_size = input_size(config.input_size)
-    thumbnail_size(config.thumbnail_size)
-    device(config.device)
-    for k in config.top_k:
-        integer(k, "each top_k level", 1)
-    if not isinstance(config.lr, (int, float)) or not math.isfinite(config.lr):
-        raise ParameterError(f"lr must be a finite number > 0, got {config.lr!r}")
-    config.train_config()  # epochs, lr, batch size, patience, threads: TrainConfig's own checks
-    boolean(config.fit_cache, "fit_cache")
-    if config.out_dir is not None:
-        writable_dir(config.out_dir, "output folder (out_dir)")
-
-
-def profile(p: Any) -> None:
-    """A whole notebook profile, after its overrides are applied: sizes against each dataset, input size
-    against each backbone, and a device this machine has."""
-    input_size(p.input_size, p.all_backbones())
-    device(p.device)
-    for d in p.datasets:
-        split_sizes(d, p.split_sizes(d), online=p.download or p.data_root is not None)

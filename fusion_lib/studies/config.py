@@ -4,11 +4,13 @@ training settings of an experiment (checked in full when it is made; read and wr
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from fusion_lib.data import validation
+from fusion_lib.data.datasets import SplitSizes
 from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE
 from fusion_lib.fusion.experts import EXPERT_KINDS
 from fusion_lib.fusion.label_space import OFFLINE_WORD_VECTORS
@@ -88,7 +90,7 @@ class ExperimentConfig:
     fit_cache: bool = False
 
     def __post_init__(self) -> None:
-        validation.experiment_config(self)  # every value, before any work
+        self._check_values()  # every value, before any work
         check_methods(self.methods)
         if self.expert not in EXPERT_KINDS:
             raise ValueError(f"unknown expert kind {self.expert!r}; valid kinds: {list(EXPERT_KINDS)}")
@@ -96,6 +98,24 @@ class ExperimentConfig:
         unknown = sorted(set(self.moe) - valid)
         if unknown:
             raise ValueError(f"unknown moe options {unknown}; valid options: {sorted(valid)}")
+
+    def _check_values(self) -> None:
+        """Every value but the names (the dataset and backbones may be a given FeatureSet's own, so they
+        are checked where features are loaded; the methods by ``check_methods``)."""
+        validation.seeds(list(self.seeds))
+        validation.integer(self.data_seed, "data_seed", 0)
+        validation.split_sizes(self.dataset, SplitSizes(self.train, self.val, self.test))
+        self.input_size = validation.input_size(self.input_size)
+        validation.thumbnail_size(self.thumbnail_size)
+        validation.device(self.device)
+        for k in self.top_k:
+            validation.integer(k, "each top_k level", 1)
+        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr):
+            raise validation.ParameterError(f"lr must be a finite number > 0, got {self.lr!r}")
+        self.train_config()  # epochs, lr, batch size, patience, threads: TrainConfig's own checks
+        validation.boolean(self.fit_cache, "fit_cache")
+        if self.out_dir is not None:
+            validation.writable_dir(self.out_dir, "output folder (out_dir)")
 
     def train_config(self) -> TrainConfig:
         """The shared optimisation settings."""
