@@ -267,7 +267,8 @@ def study_folder(
                 "Where the experts disagree",
                 f"Test images of seed {seed0} where some backbones are right and some wrong, each beside "
                 "the thumbnail the gate saw; bars are the gate's weight on each expert (green: that expert "
-                "is right), labelled with its answer.",
+                "is right), labelled with its answer. The gate is shrunk towards a fixed fusion (by a weight chosen "
+                "on validation), so where the bars are about equal that fusion decides.",
                 [gallery],
             )
         )
