@@ -31,14 +31,13 @@ CHUNK_ROWS = 512
 # v2: resize + crop run on whole uint8 batches and the forward pass runs channels_last on every device
 # (features move by ~1e-5 against v1, so v1 entries are not reused). v3: normalisation is one fused
 # multiply-add. v4: resizing runs in float32 (then rounds to the 8-bit grid), antialiased only when it
-# shrinks, and normalisation writes each channel straight into the channels_last input (preparation
-# measured 1.5-2.0 ms per 32 images against 1.9-2.0 for v3: within this machine's noise of a small
-# gain); pixels move by at most one grey level against v3's uint8 resize.
+# shrinks, and normalisation writes each channel straight into the channels_last input; pixels move by
+# at most one grey level against v3's uint8 resize (timings: book/reproducibility.md, "On this CPU").
 PREPROCESS_VERSION = "resize-shorter+center-crop+normalize/v4-float-resize"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# Images per forward pass. On the 2-core CPU 32 is faster per image than 64 (SqueezeNet at 96 px: 1.16
-# against 1.35 ms): a batch's activations then stay below glibc's 32 MiB ceiling for heap blocks, so
-# they are reused instead of mapped and page-faulted in afresh (see ``host_memory``). CUDA: not measured.
+# Images per forward pass. On a CPU, 32: a batch's activations then stay below glibc's 32 MiB ceiling for
+# heap blocks, so they are reused instead of mapped and page-faulted in afresh (see ``host_memory``;
+# timings: book/reproducibility.md, "On this CPU"). CUDA's 64 was not measured.
 BATCH_SIZE = {"cpu": 32, "cuda": 64}
 
 
@@ -177,7 +176,8 @@ class FeatureExtractor:
         self.device = resolve_device(device)
         self.precision, self.batch_size = forward_settings(self.device, precision, batch_size)
         self.num_workers = default_workers(self.device) if num_workers is None else num_workers
-        # channels_last: same features (max abs difference ~1e-5) and 1.8-2.4x faster on the CPU too
+        # channels_last: the same features (max abs difference ~1e-5), faster on the CPU too (timings:
+        # book/reproducibility.md, "On this CPU")
         self.model = backbone.model.to(self.device, memory_format=torch.channels_last)
         if self.device.type == "cpu":  # every core, unless the launcher (torchrun) shares them out
             keep_freed_memory()
