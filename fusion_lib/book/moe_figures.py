@@ -179,15 +179,13 @@ def _side_by_side(image: np.ndarray, thumbnail: np.ndarray, height: int = 64) ->
 
 
 def gate_view(thumbnails: np.ndarray, size: int) -> np.ndarray:
-    """Thumbnails (n, 3, t, t) as a thumbnail gate of input ``size`` sees them (resized as
-    ``TwoStageMoE`` resizes them), as (n, size, size, 3)."""
+    """Thumbnails (n, 3, t, t) as a thumbnail gate of input ``size`` sees them
+    (``gates.resize_thumbnails``), as (n, size, size, 3)."""
     import torch
-    import torch.nn.functional as F
 
-    t = torch.as_tensor(thumbnails)
-    if t.shape[-1] != size:
-        t = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return t.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    from fusion_lib.fusion.gates import resize_thumbnails
+
+    return resize_thumbnails(torch.as_tensor(thumbnails), size).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
 def disagreement_gallery(

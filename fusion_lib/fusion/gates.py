@@ -43,6 +43,16 @@ class Gate(nn.Module):
         return 0
 
 
+def resize_thumbnails(thumbnails: Tensor, size: int) -> Tensor:
+    """Thumbnails ``(n, 3, t, t)`` at the ``size`` a thumbnail gate takes (antialiased bilinear; unchanged
+    when already that size): the one resize every gate, analysis and figure of the gate's view uses."""
+    if thumbnails.shape[-1] == size:
+        return thumbnails
+    return nn.functional.interpolate(
+        thumbnails, size=size, mode="bilinear", antialias=True, align_corners=False
+    )
+
+
 def _batch_size(features: Sequence[Tensor], thumbnails: Tensor | None) -> tuple[int, torch.device]:
     ref = thumbnails if thumbnails is not None else features[0]
     return len(ref), ref.device

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from fusion_lib.data.device import resolve_device
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.experts import EXPERT_KINDS, make_expert
-from fusion_lib.fusion.gates import GATES, Gate, gate_log_weights, make_gate, top_k_mask
+from fusion_lib.fusion.gates import GATES, Gate, gate_log_weights, make_gate, resize_thumbnails, top_k_mask
 from fusion_lib.fusion.label_space import LabelSpaceHead
 from fusion_lib.fusion.training import (
     Batch,
@@ -141,10 +141,7 @@ class MoE:
         tensors = to_tensors(arrays, self.device)
         if thumbs is not None and self._resize_to is not None:
             b = len(self.backbones_)
-            resized = F.interpolate(
-                tensors[b], size=self._resize_to, mode="bilinear", antialias=True, align_corners=False
-            )
-            tensors = tensors[:b] + (resized,) + tensors[b + 1 :]
+            tensors = tensors[:b] + (resize_thumbnails(tensors[b], self._resize_to),) + tensors[b + 1 :]
         return tensors
 
     def _split_batch(self, batch: Batch) -> tuple[list[Tensor], Tensor | None]:

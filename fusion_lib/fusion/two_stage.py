@@ -31,7 +31,14 @@ from torch import Tensor, nn
 
 from fusion_lib.data.device import resolve_device
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
-from fusion_lib.fusion.gates import FeatureGate, StaticGate, ThumbnailGate, count_macs, top_k_mask
+from fusion_lib.fusion.gates import (
+    FeatureGate,
+    StaticGate,
+    ThumbnailGate,
+    count_macs,
+    resize_thumbnails,
+    top_k_mask,
+)
 from fusion_lib.fusion.training import BLEND_GRID, TrainConfig, fit_module, predict_in_batches, to_tensors
 
 GATE_INPUTS = ("static", "thumbnail", "feature", "confidence", "thumbnail+confidence")
@@ -251,8 +258,8 @@ class TwoStageMoE:
             if "thumbnail" in self.config.gate
             else torch.zeros(len(fs.labels[split]), 0)
         )
-        if "thumbnail" in self.config.gate and thumbs.shape[-1] != size:
-            thumbs = F.interpolate(thumbs, size=size, mode="bilinear", antialias=True, align_corners=False)
+        if "thumbnail" in self.config.gate:
+            thumbs = resize_thumbnails(thumbs, size)
         conf = confidence_inputs(experts.log_probs[split])
         feats = [fs.features[split][b] for b in self.feature_backbones(experts)]
         y = fs.labels[split]

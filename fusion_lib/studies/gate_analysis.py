@@ -108,7 +108,7 @@ def routing_auc(
     import torch.nn.functional as F
     from sklearn.metrics import roc_auc_score
 
-    from fusion_lib.fusion.gates import FeatureGate, ThumbnailGate
+    from fusion_lib.fusion.gates import FeatureGate, ThumbnailGate, resize_thumbnails
     from fusion_lib.fusion.training import TrainConfig, fit_module, predict_in_batches, to_tensors
 
     train = train or TrainConfig()
@@ -119,8 +119,7 @@ def routing_auc(
     size = thumbnail_size or fs.thumbnails["train"].shape[-1]
 
     def thumbs(split: str) -> torch.Tensor:
-        t = torch.as_tensor(fs.thumbnails[split])
-        return F.interpolate(t, size=size, mode="bilinear", antialias=True) if t.shape[-1] != size else t
+        return resize_thumbnails(torch.as_tensor(fs.thumbnails[split]), size)
 
     models = {
         "thumbnail": (
