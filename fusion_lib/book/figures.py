@@ -68,12 +68,26 @@ def panel_grid(
     apply_style()
     cols = min(columns, n)
     rows = math.ceil(n / cols)
-    height = max(panel_height * rows, width / MAX_ASPECT)
-    fig, grid = plt.subplots(rows, cols, figsize=(width, height), squeeze=False, **subplots)
+    fig, grid = plt.subplots(rows, cols, figsize=_size(width, panel_height * rows), squeeze=False, **subplots)
     axes = list(grid.ravel())
     for ax in axes[n:]:
         fig.delaxes(ax)
     return fig, axes[:n]
+
+
+def image_grid(rows: int, columns: int, height: float, **subplots: Any) -> tuple[Figure, Any]:
+    """A ``rows`` x ``columns`` grid of small images (thumbnails, class examples) the column's width and
+    ``height`` inches tall (taller where needed to stay within ``MAX_ASPECT``), in the book's style; the
+    axes as ``plt.subplots`` gives them (a 2-d array). Images, unlike data panels, may be many a row."""
+    import matplotlib.pyplot as plt
+
+    apply_style()
+    return plt.subplots(rows, columns, figsize=_size(COLUMN_WIDTH, height), squeeze=False, **subplots)
+
+
+def _size(width: float, height: float) -> tuple[float, float]:
+    """A figure size no wider than ``MAX_ASPECT`` times its height."""
+    return width, max(height, width / MAX_ASPECT)
 
 
 def figure(height: float = PANEL_HEIGHT, width: float = COLUMN_WIDTH) -> tuple[Figure, Axes]:
@@ -95,13 +109,18 @@ def rotate_xticks(ax: Axes, degrees: float = 30) -> None:
         label.set(rotation=degrees, ha="right", rotation_mode="anchor")
 
 
+def lay_out(fig: Figure) -> Figure:
+    """``tight_layout``, unless the figure has a layout engine of its own (constrained layout)."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    return fig
+
+
 def glue_figure(name: str, fig: Figure) -> None:
     """Lay the figure out (``tight_layout``, unless it has a layout engine of its own), glue it under
     ``name`` for a ``{glue:figure}`` on the page, and close it."""
     import matplotlib.pyplot as plt
     from myst_nb import glue
 
-    if fig.get_layout_engine() is None:
-        fig.tight_layout()
-    glue(name, fig, display=False)
+    glue(name, lay_out(fig), display=False)
     plt.close(fig)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from fusion_lib.book.figures import COLUMN_WIDTH, first_column, panel_grid
+from fusion_lib.book.figures import COLUMN_WIDTH, first_column, image_grid, panel_grid
 from fusion_lib.data.backbones import short_name
 from fusion_lib.studies.claims import forest_plot, zoo_forest_plot
 from fusion_lib.studies.frontier import experiment_points, plot_frontier
@@ -103,19 +103,9 @@ def favourites_figure(
 ) -> Figure:
     """Each expert's ``n`` most-weighted test thumbnails under ``method`` (a row per dataset and expert;
     title: the gate's weight)."""
-    import matplotlib.pyplot as plt
-
-    from fusion_lib.book.figures import MAX_ASPECT, apply_style
-
-    apply_style()
     rows = [(name, k) for name in results for k in range(len(pools[name].backbones))]
     side = COLUMN_WIDTH / (n + 1)
-    fig, axes = plt.subplots(
-        len(rows),
-        n,
-        figsize=(COLUMN_WIDTH, max(1.15 * side * len(rows), COLUMN_WIDTH / MAX_ASPECT)),
-        squeeze=False,
-    )
+    fig, axes = image_grid(len(rows), n, 1.15 * side * len(rows))
     drawn = {name: pools[name].draw(seed) for name in results}
     for r, (name, k) in enumerate(rows):
         weights = results[name].outputs[(method, seed)].gate_weights

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
+from fusion_lib.book.figures import lay_out
 from fusion_lib.data.atomic import write_text_atomic
 from fusion_lib.data.datasets import DatasetError, SplitSizes, image_folder
 
@@ -93,9 +94,7 @@ def _figure_html(fig: Figure) -> str:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    if fig.get_layout_engine() is None:
-        fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    lay_out(fig).savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode()
     return f'<img src="data:image/png;base64,{data}" alt="figure">'
@@ -219,18 +218,17 @@ def study_folder(
     results = {label: result}
     comparisons = compare_pairs(results)
     seed0 = P.seeds_for(name)[0]
+    questions = {**C2_QUESTIONS, "Room left for any per-image choice": ("oracle", "best_single")}
+    differences = {q: result.compare(m, b) for q, (m, b) in questions.items()}
     verdicts = pd.DataFrame(
         [
             {
-                "question": question,
-                "comparison": f"{method} − {baseline}",
-                "difference (points, 95% CI)": result.compare(method, baseline).text(),
-                "verdict": result.compare(method, baseline).word(),
+                "question": q,
+                "comparison": f"{m} − {b}",
+                "difference (points, 95% CI)": differences[q].text(),
+                "verdict": differences[q].word(),
             }
-            for question, (method, baseline) in {
-                **C2_QUESTIONS,
-                "Room left for any per-image choice": ("oracle", "best_single"),
-            }.items()
+            for q, (m, b) in questions.items()
         ]
     ).set_index("question")
     sections = [

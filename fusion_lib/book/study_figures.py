@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from fusion_lib.book.figures import figure, first_column, panel_grid, rotate_xticks
+from fusion_lib.book.figures import COLUMN_WIDTH, figure, first_column, image_grid, panel_grid, rotate_xticks
 from fusion_lib.data.backbones import short_name
 
 if TYPE_CHECKING:
@@ -137,25 +137,20 @@ def class_gallery_figure(
     names the dataset and what the row shows. A dataset with more than ``max_classes`` classes shows
     its first ``max_classes`` (and says so), so CIFAR-100 does not make a page-long figure.
     """
-    import matplotlib.pyplot as plt
-
-    from fusion_lib.book.figures import COLUMN_WIDTH, apply_style
     from fusion_lib.data.datasets import thumbnail
 
     if not datasets:
         raise ValueError("class_gallery_figure needs at least one dataset")
-    apply_style()
     shown = {name: sorted(set(d.labels["train"].tolist()))[:max_classes] for name, d in datasets.items()}
     width = min(columns, max(len(c) for c in shown.values()))
     blocks = {name: math.ceil(len(c) / width) for name, c in shown.items()}
     rows = 2 * sum(blocks.values())  # an image row and a thumbnail row per row of classes
     cell = COLUMN_WIDTH / (width + 0.6)  # room on the left for the row labels
-    fig, grid = plt.subplots(
+    fig, grid = image_grid(
         rows,
         width,
+        (2 * cell + 0.25) * rows / 2,
         # a pair of rows: the image with its title over it, then the thumbnail
-        figsize=(COLUMN_WIDTH, max((2 * cell + 0.25) * rows / 2, COLUMN_WIDTH / 2.1)),
-        squeeze=False,
         gridspec_kw={"height_ratios": [1.2, 1.0] * (rows // 2)},
     )
     for ax in grid.flat:
