@@ -386,3 +386,13 @@ def test_placeholder_repository_gets_no_launch_buttons(tmp_path):
     note = book.stage_launch_buttons(fork, staging)
     assert "https://example.org/me/fork" in note and "placeholder" not in note
     assert yaml.safe_load((staging / "_config.yml").read_text())["launch_buttons"]["colab_url"]
+
+
+def test_html_output_is_emptied_before_each_build(tmp_path, monkeypatch):
+    stale = tmp_path / "_build" / "html" / "_images" / "old-figure.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"png")
+    calls = []
+    monkeypatch.setattr(book.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert book.jupyter_book_build(tmp_path / "src", tmp_path) == 0
+    assert calls and not stale.exists()

@@ -501,7 +501,10 @@ def _drop_stale_notebooks(staging: Path, notebooks: Sequence[Path]) -> None:
 
 
 def jupyter_book_build(staging: Path, output: Path) -> int:
-    """``jupyter-book build`` with warnings as errors; the HTML lands in ``output/_build/html``."""
+    """``jupyter-book build`` with warnings as errors; the HTML lands in ``output/_build/html``, which is
+    emptied first: Sphinx rewrites every page with ``--all`` but never deletes, so images of figures
+    that no page shows any more would otherwise stay in the published ``_images``."""
+    shutil.rmtree(output / "_build" / "html", ignore_errors=True)
     cmd = [
         sys.executable,
         "-c",
