@@ -21,6 +21,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "FeatureSet": "fusion_lib.data.feature_set",
+    "FeatureSpec": "fusion_lib.data.spec",
+    "SplitSizes": "fusion_lib.data.datasets",
+    "TrainConfig": "fusion_lib.fusion.training",
     "load_backbone": "fusion_lib.data.backbones",
     "load_dataset": "fusion_lib.data.datasets",
     "load_feature_set": "fusion_lib.data.extraction",

@@ -6,6 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from configs import experiment
 
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.two_stage import TwoStageConfig, TwoStageMoE
@@ -110,9 +111,7 @@ def pool(make_planted):
 
 
 def config(**kw) -> ExperimentConfig:
-    return ExperimentConfig(
-        **{"methods": "moe_thumbnail", "seeds": [0, 1], "epochs": 3, "patience": 2, "thumbnail_size": T, **kw}
-    )
+    return experiment(**{"methods": "moe_thumbnail", "seeds": [0, 1], "epochs": 3, "patience": 2, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -262,9 +261,7 @@ def test_paired_deltas_of_a_run_pair_each_seeds_images(ablation):
 def test_variants_from_different_pools_are_refused(make_planted):
     a, b = (make_planted({"x": 1.0, "y": 1.0}, sizes=(30, 15, 15), seed=s) for s in (0, 1))
     with pytest.raises(ValueError, match="different test images.*one FeatureSet pool"):
-        run_ablation(
-            "x", {"a": Variant(a), "b": Variant(b)}, SeedRuns(config(thumbnail_size=8)), progress=False
-        )
+        run_ablation("x", {"a": Variant(a), "b": Variant(b)}, SeedRuns(config()), progress=False)
 
 
 def test_run_ablation_and_variant_reject_bad_input(pool):

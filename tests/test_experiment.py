@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from configs import experiment
 
+from fusion_lib.data.datasets import SplitSizes
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.training import TrainConfig, fit_module
 from fusion_lib.studies import cli
@@ -41,7 +43,7 @@ def planted(seed: int = 0, sizes=(240, 120, 120)) -> tuple[FeatureSet, dict[str,
 
 
 def small_config(**kw) -> ExperimentConfig:
-    return ExperimentConfig(**{"seeds": [0, 1], "epochs": 15, "thumbnail_size": T, **kw})
+    return experiment(**{"seeds": [0, 1], "epochs": 15, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +154,8 @@ def test_results_and_config_are_written(tmp_path):
 def test_backbone_subset_of_a_given_feature_set():
     fs, _ = planted()
     df = run_experiment(
-        small_config(seeds=[0], backbones=["b"], methods="all"),
-        feature_set=fs,
+        small_config(seeds=[0], methods="all"),
+        feature_set=fs.subset_backbones(["b"]),
         word_vectors=planted()[1],
         progress=False,
     ).metrics
@@ -179,7 +181,17 @@ def test_summarize_gives_mean_and_std_per_method_and_metric():
 
 
 def test_cli_runs_and_prints_a_table(tmp_path, monkeypatch, capsys):
-    fs, _ = planted()
+    planted_fs, _ = planted()
+    real = {"a": "squeezenet1_1", "b": "tf_efficientnet_lite0"}  # the CLI checks names against the registry
+    fs = FeatureSet(
+        "digits",
+        list(real.values()),
+        planted_fs.class_names,
+        {s: {real[b]: x for b, x in f.items()} for s, f in planted_fs.features.items()},
+        planted_fs.labels,
+        planted_fs.thumbnails,
+        {real[b]: g for b, g in planted_fs.backbone_gflops.items()},
+    )
     seen = {}
 
     def fake_load(config):
@@ -192,7 +204,9 @@ def test_cli_runs_and_prints_a_table(tmp_path, monkeypatch, capsys):
         [
             "run",
             "--dataset",
-            "planted",
+            "digits",
+            "--backbones",
+            "squeezenet1_1,tf_efficientnet_lite0",
             "--methods",
             "moe_thumbnail,moe_thumbnail_joint",
             "--seeds",
@@ -211,8 +225,9 @@ def test_cli_runs_and_prints_a_table(tmp_path, monkeypatch, capsys):
     )
     assert code == 0
     cfg = seen["config"]
-    assert cfg.seeds == [0, 1] and cfg.epochs == 5 and cfg.train == 240 and cfg.dataset == "planted"
-    assert cfg.methods.split(",")[0] == "prob_avg"  # the baseline is run even when not listed
+    assert cfg.seeds == [0, 1] and cfg.train.epochs == 5 and cfg.data.dataset == "digits"
+    assert cfg.data.sizes == SplitSizes(240, 297, 500)  # the sizes not given are the book's for digits
+    assert cfg.methods[0] == "prob_avg"  # the baseline is run even when not listed
     printed = capsys.readouterr().out
     assert "vs prob_avg (points, 95% CI)" in printed and "verdict (Holm)" in printed
     # the header says what the intervals cover, and how the words are read
@@ -244,14 +259,12 @@ def test_mismatched_tensor_lengths_are_an_error():
 def test_end_to_end_on_real_cached_digits_features():
     from fusion_lib.data.datasets import SplitSizes
     from fusion_lib.data.extraction import load_feature_set
+    from fusion_lib.data.spec import FeatureSpec
     from fusion_lib.fusion.gates import ThumbnailGate
 
-    fs = load_feature_set("digits", "offline", SplitSizes(300, 100, 200), seed=0, progress=False)
-    df = run_experiment(
-        ExperimentConfig(dataset="digits", train=300, val=100, test=200, seeds=[0]),
-        feature_set=fs,
-        progress=False,
-    ).metrics
+    spec = FeatureSpec("digits", sizes=SplitSizes(300, 100, 200))
+    fs = load_feature_set(spec, progress=False)
+    df = run_experiment(ExperimentConfig(data=spec, seeds=[0]), feature_set=fs, progress=False).metrics
     assert list(df.columns) == E.RESULT_COLUMNS
     acc = df[df["metric"] == "accuracy"].set_index("method")["value"]
     assert list(acc.index) == resolve_methods("all", fs.backbones)

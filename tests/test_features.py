@@ -7,6 +7,7 @@ import torch
 from fusion_lib.data import extraction as features
 from fusion_lib.data.cache import CorruptCacheWarning
 from fusion_lib.data.datasets import SplitSizes, load_dataset
+from fusion_lib.data.spec import FeatureSpec
 
 SIZE = 64
 FP32_CPU = ("auto", "fp32", features.BATCH_SIZE["cpu"])  # weights, precision, batch size
@@ -115,15 +116,15 @@ def test_extraction_uses_the_device_batch_size_and_keys_it(digits, tmp_path):
 
 
 def test_load_feature_set(tmp_path):
-    fs = features.load_feature_set(
+    spec = FeatureSpec(
         "digits",
-        ["squeezenet1_1", "tf_efficientnet_lite0"],
+        "squeezenet1_1,tf_efficientnet_lite0",
         SplitSizes(60, 20, 40),
         input_size=SIZE,
         thumbnail_size=16,
-        progress=False,
-        cache_dir=tmp_path,
     )
+    assert spec.backbones == ("squeezenet1_1", "tf_efficientnet_lite0")
+    fs = features.load_feature_set(spec, progress=False, cache_dir=tmp_path)
     assert fs.dims() == {"squeezenet1_1": 512, "tf_efficientnet_lite0": 1280}
     assert fs.thumbnails["test"].shape == (40, 3, 16, 16)
     assert set(fs.backbone_gflops) == set(fs.backbones)

@@ -3,13 +3,13 @@ zero-shot with its permutation null, blend curve, projection."""
 
 import numpy as np
 import pytest
+from configs import experiment
 from gensim.models import KeyedVectors
 from sklearn.decomposition import PCA
 
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.label_space import LabelSpaceModel, choose_blend_weight, class_vectors
 from fusion_lib.fusion.training import BLEND_GRID, TrainConfig
-from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.label_study import (
     C3_COMPARISONS,
     ZERO_SHOT_MEASURES,
@@ -64,7 +64,7 @@ def fs(vecs):
 
 @pytest.fixture(scope="module")
 def config():
-    return ExperimentConfig(dataset="planted", seeds=[0, 1], epochs=30, thumbnail_size=16)
+    return experiment(seeds=[0, 1], epochs=30)
 
 
 def test_aliases_for_keeps_only_the_entries_that_apply():
@@ -216,9 +216,7 @@ def test_run_label_study_tables(fs, vecs, config):
     # the control is the documented one: label-space heads on random_class_vectors(C, dim, seed), trained
     # on the seed's split of the pool
     drawn = fs.draw(1)
-    control = LabelSpaceModel(random_class_vectors(*vecs.shape, seed=1), config.train_config()).fit(
-        drawn, seed=1
-    )
+    control = LabelSpaceModel(random_class_vectors(*vecs.shape, seed=1), config.train).fit(drawn, seed=1)
     got = acc[(acc["seed"] == 1) & (acc["model"] == "random_space")]["accuracy"].item()
     assert got == pytest.approx(
         np.mean(control.predict_proba(drawn, "test").argmax(1) == drawn.labels["test"])

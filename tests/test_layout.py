@@ -15,6 +15,7 @@ from fusion_lib.book.profiles import PROFILES
 from fusion_lib.data import datasets, feature_set
 from fusion_lib.data.assets import ASSETS
 from fusion_lib.data.backbones import BACKBONE_CFGS, OFFLINE_BACKBONES, short_name
+from fusion_lib.data.spec import FeatureSpec, default_sizes
 from fusion_lib.data.validation import split_names
 from fusion_lib.fusion import label_space, training, two_stage
 from fusion_lib.studies import cli
@@ -101,10 +102,14 @@ def test_one_config_per_offline_backbone_names_real_assets():
         assert short_name(f"single:{name}") == f"single:{cfg.short_name}"
 
 
-def test_command_line_defaults_to_the_book_sizes():
-    # the CLI cannot import the book's profiles (a higher layer): both take the sizes from the data layer
+def test_command_line_defaults_to_the_book_data():
+    # the CLI cannot import the book's profiles (a higher layer): both take the data spec's defaults, so
+    # a plain `run --dataset D` reads the features the book cached
     book = PROFILES["book"]
-    assert all(cli._default_sizes(d) == book.split_sizes(d) for d in book.datasets)
+    for d in book.datasets:
+        args = cli._parser().parse_args(["--dataset", d])
+        assert default_sizes(d) == book.split_sizes(d) and args.input_size == book.input_size
+        assert FeatureSpec(d, args.backbones) == book.feature_spec(d)
 
 
 def test_shared_constants_are_defined_once():

@@ -9,11 +9,12 @@ import pytest
 
 matplotlib.use("Agg")
 
+from configs import experiment  # noqa: E402
+
 from fusion_lib.book import moe_figures  # noqa: E402
 from fusion_lib.book.figures import COLUMN_WIDTH, MAX_COLUMNS, panel_grid  # noqa: E402
 from fusion_lib.data.datasets import SplitSizes, from_arrays  # noqa: E402
 from fusion_lib.studies.claims import compare_pairs, diversity_effect, zoo_comparisons  # noqa: E402
-from fusion_lib.studies.config import ExperimentConfig  # noqa: E402
 from fusion_lib.studies.gate_analysis import disagreement_examples  # noqa: E402
 from fusion_lib.studies.methods import SINGLE_PREFIX  # noqa: E402
 from fusion_lib.studies.runner import run_experiment  # noqa: E402
@@ -35,13 +36,8 @@ def runs(make_planted):
         name: make_planted(SIGNAL, n_classes=3, sizes=(150, 60, 90), seed=i, thumb_size=16)
         for i, name in enumerate(["one", "two", "three"])
     }
-    config = dict(train=150, val=60, test=90, methods=METHODS, seeds=[0, 1], epochs=8, thumbnail_size=16)
-    results = {
-        name: run_experiment(
-            ExperimentConfig(dataset=name, backbones=list(SIGNAL), **config), feature_set=fs, progress=False
-        )
-        for name, fs in pools.items()
-    }
+    config = experiment(methods=METHODS, seeds=[0, 1], epochs=8)
+    results = {name: run_experiment(config, feature_set=fs, progress=False) for name, fs in pools.items()}
     return pools, results
 
 

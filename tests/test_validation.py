@@ -16,6 +16,8 @@ from fusion_lib.data import backbones
 from fusion_lib.data import extraction as features
 from fusion_lib.data.datasets import SplitSizes
 from fusion_lib.data.extraction import load_feature_set
+from fusion_lib.data.spec import FeatureSpec
+from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies import cli as E
 from fusion_lib.studies.config import ExperimentConfig
 
@@ -39,8 +41,16 @@ def config(**kw):
     return lambda: ExperimentConfig(**kw)
 
 
+def train(**kw):
+    return lambda: TrainConfig(**kw)
+
+
+def spec(dataset="digits", **kw):
+    return lambda: FeatureSpec(dataset, **{"sizes": SplitSizes(100, 50, 50), **kw})
+
+
 def feats(dataset="digits", **kw):
-    return lambda: load_feature_set(dataset, **{"sizes": SplitSizes(100, 50, 50), "progress": False, **kw})
+    return lambda: load_feature_set(FeatureSpec(dataset, sizes=SplitSizes(100, 50, 50)), progress=False, **kw)
 
 
 def profile(name="ci", **kw):
@@ -53,17 +63,17 @@ CASES = [
         "input size 0",
         "run --input-size 0",
         cli("--input-size", "0"),
-        r"input_size .* 32 to 1024, got 0.*native",
+        r"input_size .* 75 to 1024, got 0.*native",
     ),
     ("negative input size", "run --input-size -5", cli("--input-size", "-5"), r"got -5"),
     (
         "input size too small for a backbone",
-        "load_feature_set(..., backbones='inception_v3', input_size=64)",
-        feats(backbones="inception_v3", input_size=64),
+        "FeatureSpec(..., backbones='inception_v3', input_size=64)",
+        spec(backbones="inception_v3", input_size=64),
         r"too small for inception_v3: it needs at least 75",
     ),
-    ("input size far too large", "ExperimentConfig(input_size=5000)", config(input_size=5000), r"got 5000"),
-    ("input size not a number", "ExperimentConfig(input_size='96')", config(input_size="96"), r"got '96'"),
+    ("input size far too large", "FeatureSpec(..., input_size=5000)", spec(input_size=5000), r"got 5000"),
+    ("input size not a number", "FeatureSpec(..., input_size='96')", spec(input_size="96"), r"got '96'"),
     (
         "thumbnail not a multiple of 8",
         "run --thumbnail-size 12",
@@ -104,14 +114,14 @@ CASES = [
     ),
     (
         "more test images than the official test split",
-        "ExperimentConfig(dataset='fashion_mnist', test=20000)",
-        config(dataset="fashion_mnist", test=20000),
+        "FeatureSpec('fashion_mnist', sizes=SplitSizes(1500, 500, 20000))",
+        spec("fashion_mnist", sizes=SplitSizes(1500, 500, 20000)),
         r"official test split has only 10000",
     ),
     (
         "fewer images than classes",
-        "ExperimentConfig(dataset='cifar_cats_dogs', train=1000, val=1, test=500)",
-        config(dataset="cifar_cats_dogs", train=1000, val=1, test=500),
+        "FeatureSpec('cifar_cats_dogs', sizes=SplitSizes(1000, 1, 500))",
+        spec("cifar_cats_dogs", sizes=SplitSizes(1000, 1, 500)),
         r"val=1 is smaller than its 2 classes",
     ),
     (
@@ -134,7 +144,7 @@ CASES = [
     ),
     (
         "device of the wrong type",
-        "load_feature_set(..., device=0)",
+        "load_feature_set(spec, device=0)",
         feats(device=0),
         r"device must be 'auto'",
     ),
@@ -165,8 +175,8 @@ CASES = [
     ),
     (
         "unknown dataset",
-        "load_feature_set('imagenet22k')",
-        feats("imagenet22k"),
+        "FeatureSpec('imagenet22k')",
+        spec("imagenet22k"),
         r"unknown dataset 'imagenet22k'; valid datasets: fashion_mnist",
     ),
     (
@@ -184,18 +194,18 @@ CASES = [
     ),
     (
         "cache_dir under a file",
-        "load_feature_set(..., cache_dir='README.md/c')",
+        "load_feature_set(spec, cache_dir='README.md/c')",
         feats(cache_dir=f"{README}/c"),
         r"cache_dir '\S*README.md/c' cannot be a folder",
     ),
     ("non-positive learning rate", "run --lr -1", cli("--lr", "-1"), r"lr must be > 0"),
     (
         "learning rate not finite",
-        "ExperimentConfig(lr=float('nan'))",
-        config(lr=float("nan")),
+        "TrainConfig(lr=float('nan'))",
+        train(lr=float("nan")),
         r"lr must be a finite number",
     ),
-    ("zero epochs", "run --epochs 0", cli("--epochs", "0"), r"epochs must be >= 1"),
+    ("zero epochs", "run --epochs 0", cli("--epochs", "0"), r"epochs must be an integer >= 1, got 0"),
     ("top-k level 0", "ExperimentConfig(top_k=[0])", config(top_k=[0]), r"each top_k level must be"),
     ("unknown profile", "get_profile('nope')", profile("nope"), r"unknown profile 'nope'; valid profiles"),
     (
@@ -243,9 +253,19 @@ def test_bad_input_is_rejected_up_front_with_a_clear_message(
 
 
 def test_native_is_a_name_and_good_values_pass():
-    assert ExperimentConfig(input_size="native").input_size is None
+    assert FeatureSpec("digits", input_size="native").input_size is None
     assert get_profile("ci", thumbnail_size=8, input_size=None).thumbnail_size == 8
-    assert ExperimentConfig(dataset="cifar_cats_dogs", train=1200, val=300, test=500).test == 500
+    assert FeatureSpec("cifar_cats_dogs", sizes=SplitSizes(1200, 300, 500)).sizes.test == 500
+
+
+def test_a_spec_is_resolved_once_and_defaults_to_the_books_data():
+    book = get_profile("book")
+    spec = FeatureSpec("fashion_mnist")
+    assert spec == book.feature_spec("fashion_mnist")  # the command line reads the book's cache
+    assert FeatureSpec("digits", "offline").backbones == book.backbones
+    assert spec.replace(input_size=96).input_size == 96 and spec.input_size == 80
+    with pytest.raises(ValueError, match="takes a FeatureSpec"):
+        load_feature_set("digits")
 
 
 if __name__ == "__main__":  # the reproducibility chapter's table, from the real messages

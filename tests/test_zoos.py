@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from configs import experiment
 
 from fusion_lib.book.profiles import get_profile
 from fusion_lib.data import backbones
@@ -17,7 +18,6 @@ from fusion_lib.studies.claims import (
     zoo_table,
     zoo_verdict,
 )
-from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.runner import run_experiment
 
 LITE0, LITE1, XCEPTION = "tf_efficientnet_lite0", "tf_efficientnet_lite1", "keras_xception"
@@ -69,13 +69,9 @@ def test_pairs_of_one_family_agree_more_and_their_zoo_leaves_less_room():
 
 def test_c2_across_zoos_is_paired_on_the_same_images():
     fs = _planted()
-    config = dict(dataset="planted", methods=list(ZOO_METHODS), seeds=[0, 1], epochs=150, thumbnail_size=8)
+    config = dict(methods=list(ZOO_METHODS), seeds=[0, 1], epochs=150)
     results = {
-        z: {
-            "planted": run_experiment(
-                ExperimentConfig(backbones=m, **config), feature_set=fs.subset_backbones(m)
-            )
-        }
+        z: {"planted": run_experiment(experiment(**config), feature_set=fs.subset_backbones(m))}
         for z, m in ZOOS.items()
     }
     cmp = zoo_comparisons(results)
@@ -97,7 +93,7 @@ def test_c2_across_zoos_is_paired_on_the_same_images():
     assert shown == effect.loc[("oracle", "best_single"), "difference (points, 95% CI)"] + " larger"
     other = _planted(seed=1)
     results["one family"]["planted"] = run_experiment(
-        ExperimentConfig(backbones=ZOOS["one family"], **{**config, "methods": ["best_single", "oracle"]}),
+        experiment(**{**config, "methods": ["best_single", "oracle"]}),
         feature_set=other.subset_backbones(ZOOS["one family"]),
     )
     with pytest.raises(ValueError, match="not tested on the same images"):

@@ -81,13 +81,13 @@ def bench_features(argv: list[str]) -> int:
     from fusion_lib.data.datasets import SplitSizes, load_dataset
     from fusion_lib.data.device import resolve_device
     from fusion_lib.data.extraction import (
-        OFFLINE_INPUT_SIZE,
         FeatureExtractor,
         default_batch_size,
         default_workers,
         extract_features,
         resolve_precision,
     )
+    from fusion_lib.data.spec import DEFAULT_INPUT_SIZE
 
     p = argparse.ArgumentParser(
         prog="python -m fusion_lib.bench features",
@@ -99,7 +99,7 @@ def bench_features(argv: list[str]) -> int:
     p.add_argument(
         "--repeats", type=int, default=REPEATS, help="each measurement's repeats; the median is shown"
     )
-    p.add_argument("--input-size", type=int, default=OFFLINE_INPUT_SIZE)
+    p.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--sweep", default="64,96,128", help="input sizes whose raw speed is measured for the first backbone"
@@ -209,7 +209,8 @@ def precision_check(
 
 
 def bench_precision(argv: list[str]) -> int:
-    from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE, cpu_bf16_supported
+    from fusion_lib.data.extraction import cpu_bf16_supported
+    from fusion_lib.data.spec import DEFAULT_INPUT_SIZE
 
     p = argparse.ArgumentParser(
         prog="python -m fusion_lib.bench precision",
@@ -220,7 +221,7 @@ def bench_precision(argv: list[str]) -> int:
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--train", type=int, default=1000)
     p.add_argument("--test", type=int, default=1000)
-    p.add_argument("--input-size", type=int, default=OFFLINE_INPUT_SIZE)
+    p.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
     args = p.parse_args(argv)
     from fusion_lib.data.backbones import resolve_backbones
 

@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
         return 1
     from fusion_lib.bench.extraction import precision_check
     from fusion_lib.data.backbones import imagenet_predictions, load_backbone
-    from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE
+    from fusion_lib.data.spec import DEFAULT_INPUT_SIZE
 
     start = time.perf_counter()
     lines = [
@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
 
     half = args.images // 2
     r = precision_check(
-        args.backbone, "fashion_mnist", (half, args.images - half), OFFLINE_INPUT_SIZE, "cuda", "fp16"
+        args.backbone, "fashion_mnist", (half, args.images - half), DEFAULT_INPUT_SIZE, "cuda", "fp16"
     )
     probe_ok = abs(r["acc diff"]) <= PROBE_TOLERANCE
     ok &= probe_ok
@@ -74,11 +74,12 @@ def _pipeline_ratio(name: str) -> float:
     from fusion_lib.bench.extraction import pipeline_rates
     from fusion_lib.data.backbones import load_backbone
     from fusion_lib.data.datasets import SplitSizes, load_dataset
-    from fusion_lib.data.extraction import OFFLINE_INPUT_SIZE, FeatureExtractor
+    from fusion_lib.data.extraction import FeatureExtractor
+    from fusion_lib.data.spec import DEFAULT_INPUT_SIZE
 
     data = load_dataset("fashion_mnist", SplitSizes(100, 10, 1024))
     rows = np.arange(1024)
-    ex = FeatureExtractor(load_backbone(name, input_size=OFFLINE_INPUT_SIZE), "cuda")
+    ex = FeatureExtractor(load_backbone(name, input_size=DEFAULT_INPUT_SIZE), "cuda")
     rates = pipeline_rates(ex, data, "test", rows)
     return rates["pipeline"] / rates["raw"]
 
@@ -88,18 +89,13 @@ def _moe_on_cuda() -> tuple[float, float]:
 
     from fusion_lib.data.datasets import SplitSizes
     from fusion_lib.data.extraction import load_feature_set
+    from fusion_lib.data.spec import FeatureSpec
     from fusion_lib.fusion.moe import MoE, MoEConfig
     from fusion_lib.fusion.training import TrainConfig
 
     with tempfile.TemporaryDirectory() as tmp:
-        fs = load_feature_set(
-            "digits",
-            ["squeezenet1_1", "tf_efficientnet_lite0"],
-            SplitSizes(1000, 297, 500),
-            device="cuda",
-            progress=False,
-            cache_dir=tmp,
-        )
+        spec = FeatureSpec("digits", ("squeezenet1_1", "tf_efficientnet_lite0"), SplitSizes(1000, 297, 500))
+        fs = load_feature_set(spec, device="cuda", progress=False, cache_dir=tmp)
     t = time.perf_counter()
     model = MoE(MoEConfig(gate="thumbnail"), TrainConfig(device="cuda", threads=None)).fit(fs, seed=0)
     seconds = time.perf_counter() - t

@@ -34,6 +34,7 @@ from fusion_lib.data.datasets import (
 )
 from fusion_lib.data.extraction import load_feature_set
 from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.data.spec import DEFAULT_BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_SIZES, FeatureSpec
 
 if TYPE_CHECKING:
     from fusion_lib.studies.config import ExperimentConfig
@@ -100,21 +101,23 @@ class Profile:
         """The profile's experts and every zoo's, once each, in order."""
         return tuple(dict.fromkeys([*self.backbones, *(b for zoo in self.zoos.values() for b in zoo)]))
 
-    def feature_set(self, dataset: str, backbones: Sequence[str] | None = None) -> FeatureSet:
-        """The cached features of one of the profile's datasets (of its experts, or of ``backbones``), loaded
-        the one way every notebook (and the book build's cache warm-up) loads them."""
-        return load_feature_set(
+    def feature_spec(self, dataset: str, backbones: Sequence[str] | None = None) -> FeatureSpec:
+        """The data spec of one of the profile's datasets (its experts, or ``backbones``)."""
+        return FeatureSpec(
             dataset,
-            list(backbones or self.backbones),
+            tuple(backbones or self.backbones),
             self.split_sizes(dataset),
             seed=DATA_SEED,
             input_size=self.input_size,
             thumbnail_size=self.thumbnail_size,
-            device=self.device,
             root=self.data_root,
             download=self.download,
-            progress=False,
         )
+
+    def feature_set(self, dataset: str, backbones: Sequence[str] | None = None) -> FeatureSet:
+        """The cached features of ``feature_spec(dataset, backbones)``, loaded the one way every notebook
+        (and the book build's cache warm-up) loads them."""
+        return load_feature_set(self.feature_spec(dataset, backbones), self.device, progress=False)
 
     def dataset_splits(self, dataset: str) -> DatasetSplits:
         """The images of one of the profile's datasets, split as its features were (the pool
@@ -154,25 +157,19 @@ class Profile:
             for px in self.push_inputs()
         }
 
-    def experiment_config(self, dataset: str, **settings: Any) -> "ExperimentConfig":
-        """The ``ExperimentConfig`` of one of the profile's datasets; ``settings`` replace any field
-        (e.g. ``methods="prob_avg,moe_thumbnail"``). The fit cache is on: notebooks that train the same
-        models for a seed (03 and 05) fit them once."""
+    def experiment_config(
+        self, dataset: str, backbones: Sequence[str] | None = None, **settings: Any
+    ) -> "ExperimentConfig":
+        """The ``ExperimentConfig`` of one of the profile's datasets (its experts, or ``backbones``);
+        ``settings`` replace any other field (e.g. ``methods="prob_avg,moe_thumbnail"``). The fit cache
+        is on: notebooks that train the same models for a seed (03 and 05) fit them once."""
+        from fusion_lib.fusion.training import TrainConfig
         from fusion_lib.studies.config import ExperimentConfig
 
-        sizes = self.split_sizes(dataset)
         base = dict(
-            dataset=dataset,
-            train=sizes.train,
-            val=sizes.val,
-            test=sizes.test,
-            backbones=list(self.backbones),
-            seeds=list(self.seeds_for(dataset)),
-            epochs=self.epochs,
-            input_size=self.input_size,
-            thumbnail_size=self.thumbnail_size,
-            device=self.device,
-            data_seed=DATA_SEED,
+            data=self.feature_spec(dataset, backbones),
+            train=TrainConfig(epochs=self.epochs, device=self.device),
+            seeds=self.seeds_for(dataset),
             fit_cache=True,
         )
         return ExperimentConfig(**{**base, **settings})
@@ -226,22 +223,20 @@ PROFILES: dict[str, Profile] = {
             }
         ),
     ),
-    # the offline datasets' own sizes (OFFLINE_SPLIT_SIZES) are shared with the command line
+    # the library's defaults (fusion_lib.data.spec: experts, sizes, input size), so that the command
+    # line reads the features this profile cached
     "book": Profile(
         name="book",
         datasets=("fashion_mnist", "cifar_cats_dogs", "digits", "mnist"),
-        backbones=ZOOS["diverse"],
-        sizes=SplitSizes(1500, 500, 1000),
+        backbones=DEFAULT_BACKBONES,
+        sizes=DEFAULT_SIZES,
         # five seeds: the intervals resample seeds as well as images, and fewer leave the seed level of
         # that bootstrap coarse. Fashion-MNIST gets three (max_seeds below): its 10,000 training images
         # make a seed of every method cost about 2.3 min, five times any other dataset's, and five would
         # take a cold build past its 35 minutes; its official test set is shared by the seeds.
         seeds=(0, 1, 2, 3, 4),
         epochs=60,
-        # 80 px, not the library's 96: extraction cost grows with the pixels (0.69x at 80 px), and at 96 px
-        # a cold build of this profile overran its 30 minutes; notebook 04's accuracy push measures what
-        # 64, 80 and 96 px are worth
-        input_size=80,
+        input_size=DEFAULT_INPUT_SIZE,
         thumbnail_size=32,
         device="cpu",
         dataset_sizes=OFFLINE_SPLIT_SIZES,
@@ -313,12 +308,11 @@ def get_profile(name: str, **overrides: Any) -> Profile:
 
 
 def _check(p: Profile) -> None:
-    """A whole profile, after its overrides are applied: sizes against each dataset, input size against
-    each backbone, and a device this machine has."""
-    V.input_size(p.input_size, p.all_backbones())
+    """A whole profile, after its overrides are applied: each dataset's data spec (sizes against the
+    dataset, input size against every backbone) and a device this machine has."""
     V.device(p.device)
     for d in p.datasets:
-        V.split_sizes(d, p.split_sizes(d), online=p.download or p.data_root is not None)
+        p.feature_spec(d, p.all_backbones())
 
 
 def _names(value: Any, what: str) -> list[str]:

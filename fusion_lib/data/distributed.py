@@ -15,10 +15,9 @@ import sys
 from typing import Sequence
 
 from fusion_lib.data import validation
-from fusion_lib.data.backbones import BackboneError, resolve_backbones
+from fusion_lib.data.backbones import BackboneError
 from fusion_lib.data.datasets import SPLITS, DatasetError, DatasetSplits, SplitSizes, load_dataset
 from fusion_lib.data.extraction import (
-    OFFLINE_INPUT_SIZE,
     PRECISIONS,
     FeatureExtractor,
     feature_cache,
@@ -26,6 +25,7 @@ from fusion_lib.data.extraction import (
     forward_settings,
     load_feature_set,
 )
+from fusion_lib.data.spec import DEFAULT_INPUT_SIZE, FeatureSpec
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="the data seed of the stratified subsets")
     p.add_argument(
         "--input-size",
-        default=str(OFFLINE_INPUT_SIZE),
-        help=f"pixels, or 'native' for each backbone's own size (default {OFFLINE_INPUT_SIZE})",
+        default=str(DEFAULT_INPUT_SIZE),
+        help=f"pixels, or 'native' for each backbone's own size (default {DEFAULT_INPUT_SIZE})",
     )
     p.add_argument("--thumbnail-size", type=int, default=32)
     p.add_argument(
@@ -98,17 +98,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --input-size takes pixels or 'native', got {args.input_size!r}", file=sys.stderr)
         return 2
     try:  # every parameter, before any rank loads data or weights
-        sizes = SplitSizes(args.train, args.val, args.test)
-        validation.feature_request(
+        spec = FeatureSpec(
             args.dataset,
             args.backbones,
-            sizes,
-            input_size,
-            args.thumbnail_size,
-            args.device,
-            args.cache_dir,
-            online=args.root is not None or args.download,
+            SplitSizes(args.train, args.val, args.test),
+            seed=args.seed,
+            input_size=input_size,
+            thumbnail_size=args.thumbnail_size,
+            root=args.root,
+            download=args.download,
         )
+        validation.device(args.device)
+        validation.cache_dir(args.cache_dir)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device = f"cuda:{local}"
         dist.init_process_group("nccl" if cuda else "gloo")
     try:
-        names = resolve_backbones(args.backbones)
+        names, sizes = list(spec.backbones), spec.sizes
         if rank == 0:  # only rank 0 downloads; the others wait for it, then read the same files
             data = load_dataset(args.dataset, sizes, seed=args.seed, root=args.root, download=args.download)
         if world > 1:
@@ -138,17 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rank {rank}/{world}: computed {done} chunk(s)", flush=True)
             dist.barrier()  # every chunk is in the store
         if rank == 0:
+            # every chunk is in the store: this reads them (and downloads nothing again)
             fs = load_feature_set(
-                args.dataset,
-                names,
-                sizes,
-                seed=args.seed,
-                input_size=input_size,
-                thumbnail_size=args.thumbnail_size,
-                device=device,
-                root=args.root,
-                cache_dir=args.cache_dir,
-                precision=args.precision,
+                spec.replace(download=False), device, cache_dir=args.cache_dir, precision=args.precision
             )
             print(
                 f"cached features of {', '.join(names)} on {args.dataset}: "

@@ -16,17 +16,13 @@ from fusion_lib.data import validation
 from fusion_lib.data.assets import cache_root
 from fusion_lib.data.backbones import Backbone, default_input_size, load_backbone, weights_identity
 from fusion_lib.data.cache import ArrayCache, ChunkStore
-from fusion_lib.data.datasets import SPLITS, DatasetSplits, SplitSizes, load_dataset
+from fusion_lib.data.datasets import SPLITS, DatasetSplits, load_dataset
 from fusion_lib.data.device import resolve_device
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.data.fold_bn import FOLD_VERSION
 from fusion_lib.data.host_memory import keep_freed_memory
+from fusion_lib.data.spec import FeatureSpec
 
-# Chosen by measurement on the 2-core CPU (see `python -m fusion_lib.bench features` and the book's
-# reproducibility chapter): 96 px keeps four backbones x a few thousand images within minutes, while
-# the 28 px and 8 px source images gain little from larger inputs. The sweep in the benchmark
-# re-measures the cost of 64, 96 and 128 px on any machine.
-OFFLINE_INPUT_SIZE = 96
 CHUNK_ROWS = 512
 # v2: resize + crop run on whole uint8 batches and the forward pass runs channels_last on every device
 # (features move by ~1e-5 against v1, so v1 entries are not reused). v3: normalisation is one fused
@@ -392,50 +388,34 @@ def cached_thumbnails(
 
 
 def load_feature_set(
-    dataset: str,
-    backbones: str | Sequence[str] = "offline",
-    sizes: SplitSizes | None = None,
-    seed: int = 0,
-    input_size: int | None = OFFLINE_INPUT_SIZE,
-    thumbnail_size: int = 32,
+    spec: FeatureSpec,
     device: str = "auto",
     num_workers: int | None = None,
     progress: bool = True,
-    root: str | None = None,
-    download: bool = False,
-    weights: str = "auto",
     cache_dir: str | os.PathLike | None = None,
     precision: str = "auto",
-    skip_bad_images: bool = False,
-    fast_identity: bool = False,
 ) -> FeatureSet:
-    """Features of every backbone on every split of a dataset, with labels and thumbnails (all cached).
-
-    ``input_size=None`` uses each backbone's native size (the online, paper-scale setting). Every
-    parameter is checked first (``fusion_lib.data.validation``); ``skip_bad_images`` and ``fast_identity``
-    go to ``load_dataset``.
-    """
+    """The features ``spec`` describes, for every backbone and split, with labels and thumbnails (all
+    cached). The other arguments say how the work runs and change no value: ``device``, data-loader
+    ``num_workers``, ``progress`` bars, the feature ``cache_dir`` and the extraction ``precision``."""
     from tqdm.auto import tqdm
 
-    sizes = sizes or SplitSizes()
-    names = validation.feature_request(
-        dataset,
-        backbones,
-        sizes,
-        input_size,
-        thumbnail_size,
-        device,
-        cache_dir,
-        online=root is not None or download,
-    )
+    if not isinstance(spec, FeatureSpec):
+        raise validation.ParameterError(
+            f"load_feature_set takes a FeatureSpec (fusion_lib.data.spec), got {spec!r}; "
+            f"e.g. load_feature_set(FeatureSpec('digits'))"
+        )
+    validation.device(device)
+    validation.cache_dir(cache_dir)
+    dataset, names, input_size = spec.dataset, list(spec.backbones), spec.input_size
     data = load_dataset(
         dataset,
-        sizes,
-        seed=seed,
-        root=root,
-        download=download,
-        skip_bad_images=skip_bad_images,
-        fast_identity=fast_identity,
+        spec.sizes,
+        seed=spec.seed,
+        root=spec.root,
+        download=spec.download,
+        skip_bad_images=spec.skip_bad_images,
+        fast_identity=spec.fast_identity,
     )
     feats: dict[str, dict[str, np.ndarray]] = {s: {} for s in SPLITS}
     gflops: dict[str, float] = {}
@@ -445,7 +425,7 @@ def load_feature_set(
             data,
             SPLITS,
             input_size,
-            weights,
+            spec.weights,
             device,
             num_workers=num_workers,
             progress=progress,
@@ -460,7 +440,7 @@ def load_feature_set(
         class_names=data.class_names,
         features=feats,
         labels=dict(data.labels),
-        thumbnails={s: cached_thumbnails(data, s, thumbnail_size, cache_dir) for s in SPLITS},
+        thumbnails={s: cached_thumbnails(data, s, spec.thumbnail_size, cache_dir) for s in SPLITS},
         backbone_gflops=gflops,
         indices=dict(data.indices),
         fixed_test=data.official_test,

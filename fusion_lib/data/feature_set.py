@@ -52,6 +52,11 @@ class FeatureSet:
     def n_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def thumbnail_size(self) -> int:
+        """The side of the stored thumbnails in pixels (what a thumbnail gate can see at most)."""
+        return int(next(iter(self.thumbnails.values())).shape[-1])
+
     def dims(self) -> dict[str, int]:
         """Feature dimension per backbone."""
         return {b: int(self.features["train"][b].shape[1]) for b in self.backbones}

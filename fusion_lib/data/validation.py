@@ -1,7 +1,7 @@
 """Every user-facing parameter, checked before any work: one place for the rules and their messages.
 
-The command line (``studies.cli.main``), ``ExperimentConfig``, ``extraction.load_feature_set`` and the
-notebook profiles (``profiles.get_profile``) all call these checks, so a bad value fails at once, with a
+The data spec (``spec.FeatureSpec``), ``ExperimentConfig``, the command lines and the notebook profiles
+(``profiles.get_profile``) all call these checks, so a bad value fails at once, with a
 message that names the value and the valid range, before weights load or features are extracted. The
 checks of a whole config or profile live with those objects, in the layers above: this module knows
 only parameters.
@@ -202,24 +202,3 @@ def backbones(spec: Any) -> list[str]:
         return resolve_backbones(spec)
     except BackboneError as exc:
         raise ParameterError(str(exc)) from None
-
-
-def feature_request(
-    name: str,
-    backbone_spec: Any,
-    sizes: SplitSizes,
-    size: Any,
-    thumb: Any,
-    dev: Any,
-    cache: str | os.PathLike | None,
-    online: bool,
-) -> list[str]:
-    """Everything ``load_feature_set`` is asked for; returns the backbone names."""
-    dataset(name)
-    names = backbones(backbone_spec)
-    input_size(size, names)
-    thumbnail_size(thumb)
-    device(dev)
-    split_sizes(name, sizes, online)
-    cache_dir(cache)
-    return names

@@ -8,6 +8,7 @@ mini-batches by index (or uses the full batch), and restores the best validation
 from __future__ import annotations
 
 import copy
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,10 +48,14 @@ class TrainConfig:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        from fusion_lib.data import validation
+
+        validation.integer(self.epochs, "epochs", 1)
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr):
+            raise validation.ParameterError(f"lr must be a finite number > 0, got {self.lr!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        validation.device(self.device)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None (full batch), got {self.batch_size}")
         if self.patience < 1:

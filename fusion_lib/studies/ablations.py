@@ -116,7 +116,7 @@ class Variant:
 
     def config(self, run: SeedRun) -> TwoStageConfig:
         """The two-stage recipe of this variant on ``run``: the book's, with ``recipe`` replaced."""
-        book = recipe(BOOK_RECIPE, run.config.thumbnail_size, len(run.fs.backbones))
+        book = recipe(BOOK_RECIPE, run.fs.thumbnail_size, len(run.fs.backbones))
         return replace(book, **self.recipe)
 
     @property
@@ -276,7 +276,7 @@ def run_ablation(
         )
     first = next(iter(variants))
     rows = []
-    with deterministic(), num_threads(runs.config.threads):
+    with deterministic(), num_threads(runs.config.train.threads):
         steps = tqdm(
             [(s, n) for s in seeds for n in variants], desc=f"ablation: {ablation}", disable=not progress
         )

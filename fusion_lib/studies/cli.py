@@ -11,8 +11,16 @@ from typing import Sequence
 import pandas as pd
 
 from fusion_lib.data import validation
-from fusion_lib.data.datasets import OFFLINE_SPLIT_SIZES, SPLITS, SplitSizes
-from fusion_lib.studies.config import ExperimentConfig, check_compare, check_methods
+from fusion_lib.data.datasets import SPLITS, SplitSizes
+from fusion_lib.data.spec import (
+    DEFAULT_INPUT_SIZE,
+    DEFAULT_SIZES,
+    DEFAULT_THUMBNAIL_SIZE,
+    FeatureSpec,
+    default_sizes,
+)
+from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.studies.config import ExperimentConfig, check_compare
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
 from fusion_lib.studies.stats import MARGIN
 
@@ -22,37 +30,37 @@ def _input_size(text: str) -> int | None:
 
 
 def add_selection_arguments(p: argparse.ArgumentParser, *, sizes_per_dataset: bool) -> None:
-    """The arguments that choose what an experiment runs on, with ``ExperimentConfig``'s defaults:
+    """The arguments that choose what an experiment runs on, with the library's defaults (the book's):
     --dataset, --backbones, --methods, --seeds (a count) and the split sizes --train, --val and --test.
     ``sizes_per_dataset``: the sizes default to None, for the caller to fill in per dataset."""
     d = ExperimentConfig()
-    p.add_argument("--dataset", default=d.dataset)
-    p.add_argument("--backbones", default=d.backbones, help="comma-separated names or 'offline'")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--backbones", default="offline", help="comma-separated names or 'offline'")
     p.add_argument("--methods", default=d.methods, help="comma-separated names or 'all'")
     p.add_argument("--seeds", type=int, default=len(d.seeds), help="number of seeds (0..n-1)")
     for split in SPLITS:
-        default = None if sizes_per_dataset else getattr(d, split)
+        default = None if sizes_per_dataset else getattr(DEFAULT_SIZES, split)
         shown = "the book's size for the dataset" if default is None else default
         p.add_argument(f"--{split}", type=int, default=default, help=f"images in the split; default: {shown}")
 
 
 def _parser() -> argparse.ArgumentParser:
-    d = ExperimentConfig()
+    d, t = ExperimentConfig(), TrainConfig()
     p = argparse.ArgumentParser(
         prog="python -m fusion_lib run",
         description="Run fusion methods over seeds on cached backbone features.",
     )
     add_selection_arguments(p, sizes_per_dataset=True)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--device", default=d.device)
+    p.add_argument("--epochs", type=int, default=t.epochs)
+    p.add_argument("--lr", type=float, default=t.lr)
+    p.add_argument("--device", default=t.device)
     p.add_argument(
         "--input-size",
         type=_input_size,
-        default=d.input_size,
+        default=DEFAULT_INPUT_SIZE,
         help="backbone input size in px, or 'native' for each backbone's own",
     )
-    p.add_argument("--thumbnail-size", type=int, default=d.thumbnail_size)
+    p.add_argument("--thumbnail-size", type=int, default=DEFAULT_THUMBNAIL_SIZE)
     p.add_argument("--expert", default=d.expert, help="expert head: 'linear' or 'mlp'")
     p.add_argument(
         "--compare",
@@ -72,12 +80,6 @@ def _parser() -> argparse.ArgumentParser:
         help="keep each seed's fitted models in $FUSION_CACHE/fits and load them in later runs",
     )
     return p
-
-
-def _default_sizes(dataset: str) -> SplitSizes:
-    """The book's split sizes for its datasets (so the CLI reuses the book's feature cache)."""
-    d = ExperimentConfig()
-    return OFFLINE_SPLIT_SIZES.get(dataset, SplitSizes(d.train, d.val, d.test))
 
 
 def _given(value: int | None, default: int) -> int:
@@ -113,31 +115,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     if a.seeds < 1:
         raise SystemExit("--seeds must be at least 1")
-    sizes = _default_sizes(a.dataset)
     methods = a.methods
     if a.compare and a.methods != "all" and a.compare not in validation.split_names(a.methods):
         methods = f"{a.compare},{a.methods}"  # the baseline must run to be compared with
     try:
-        names = validation.backbones(a.backbones)
-        check_methods(methods, names)
+        sizes = default_sizes(validation.dataset(a.dataset))
+        data = FeatureSpec(
+            a.dataset,
+            a.backbones,
+            SplitSizes(*(_given(getattr(a, s), getattr(sizes, s)) for s in SPLITS)),
+            input_size=a.input_size,
+            thumbnail_size=a.thumbnail_size,
+            skip_bad_images=a.skip_bad_images,
+        )
         if a.compare:
-            check_compare(a.compare, names)
+            check_compare(a.compare, data.backbones)
         config = ExperimentConfig(
-            dataset=a.dataset,
-            train=_given(a.train, sizes.train),
-            val=_given(a.val, sizes.val),
-            test=_given(a.test, sizes.test),
-            backbones=a.backbones,
+            data=data,
+            train=TrainConfig(epochs=a.epochs, lr=a.lr, device=a.device),
             methods=methods,
             seeds=list(range(a.seeds)),
-            thumbnail_size=a.thumbnail_size,
-            epochs=a.epochs,
-            lr=a.lr,
-            device=a.device,
-            input_size=a.input_size,
             expert=a.expert,
             out_dir=a.out,
-            skip_bad_images=a.skip_bad_images,
             fit_cache=a.fit_cache,
         )
         result = run_experiment(config)

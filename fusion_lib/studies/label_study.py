@@ -274,10 +274,8 @@ def run_label_study(
     """Train and score, for each of ``config.seeds`` on ``fs.draw(seed)``, the probes, label heads,
     random-vector heads and label-space methods (``random:`` heads use ``random_class_vectors(C, dim,
     seed)``)."""
-    if not config.seeds:
-        raise ValueError("config.seeds is empty; give at least one seed")
     acc_rows, gate_rows, blend_rows, curve_rows, correct, models, ids = [], [], [], [], {}, {}, {}
-    with deterministic(), num_threads(config.threads):
+    with deterministic(), num_threads(config.train.threads):
         for seed in tqdm(config.seeds, desc=f"{fs.dataset} label study", disable=not progress):
             split = fs.draw(seed)
             y = split.labels

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 import numpy as np
 
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
-from fusion_lib.data.validation import split_names
+from fusion_lib.data.validation import ParameterError, split_names
 from fusion_lib.fusion import baselines
 from fusion_lib.fusion.label_space import LabelSpaceModel, blend, choose_blend_weight
 from fusion_lib.fusion.moe import MoE, MoEConfig
@@ -73,7 +73,7 @@ class SeedRun:
         self, fs: FeatureSet, seed: int, config: "ExperimentConfig", class_vecs: np.ndarray | None
     ) -> None:
         self.fs, self.seed, self.config, self._class_vecs = fs, seed, config, class_vecs
-        self.train = config.train_config()
+        self.train = config.train
         self._moes: dict[str, MoE] = {}
         self._two_stage: dict[TwoStageConfig, TwoStageMoE] = {}
         self._outputs: dict[str, MethodOutput] = {}
@@ -142,7 +142,7 @@ class SeedRun:
             cfg = MoEConfig(
                 gate=gate,
                 label_experts=label_experts,
-                thumbnail_size=self.config.thumbnail_size,
+                thumbnail_size=self.fs.thumbnail_size,
                 expert=self.config.expert,
                 **self.config.moe,
             )
@@ -352,7 +352,7 @@ def recipe(name: str, thumbnail_size: int, n_experts: int, cheapest: str | None 
 
 def _two_stage_output(r: SeedRun, name: str) -> MethodOutput:
     fs, ex = r.fs, r.experts
-    m = r.two_stage(recipe(name, r.config.thumbnail_size, len(ex.names), r.cheapest))
+    m = r.two_stage(recipe(name, fs.thumbnail_size, len(ex.names), r.cheapest))
     weights = m.gate_weights(fs, ex, "test")
     usage = gate_usage(weights)
     out = MethodOutput(
@@ -442,11 +442,29 @@ def method_names(backbones: Sequence[str]) -> list[str]:
     return [f"{SINGLE_PREFIX}{b}" for b in backbones] + list(METHODS)
 
 
-def resolve_methods(spec: str | Sequence[str], backbones: Sequence[str]) -> list[str]:
-    """Method names from a list or comma-separated string; ``"all"`` expands, ``single_<b>`` is accepted."""
+def resolve_methods(spec: Any, backbones: Sequence[str] | None) -> list[str] | str:
+    """The one check of method names: a list or comma-separated string of registered names,
+    ``single_<backbone>`` (or ``single:<backbone>``) and ``"all"``, resolved against ``backbones``.
+    Without backbones (features not known yet) every name is checked but ``single_<b>`` and ``"all"``
+    stay unexpanded, and the names come back as given."""
+    if not isinstance(spec, str) and not (
+        isinstance(spec, Sequence) and all(isinstance(m, str) for m in spec)
+    ):
+        raise ParameterError(f"methods must be a comma-separated string or a list of names, got {spec!r}")
+    names = split_names(spec)
+    if backbones is None:
+        shown = f"{', '.join(METHODS)}, single_<backbone> (or 'all')"
+        unknown = [
+            m
+            for m in names
+            if m != "all" and m not in METHODS and not m.startswith(("single_", SINGLE_PREFIX))
+        ]
+        if unknown or not names:
+            raise ParameterError(f"unknown method(s) {unknown or spec!r}; valid methods: {shown}")
+        return spec if isinstance(spec, str) else list(spec)
     valid = method_names(backbones)
     out: list[str] = []
-    for name in split_names(spec):
+    for name in names:
         expanded = (
             valid
             if name == "all"
@@ -454,11 +472,11 @@ def resolve_methods(spec: str | Sequence[str], backbones: Sequence[str]) -> list
         )
         for m in expanded:
             if m not in valid:
-                raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(valid)} (or 'all')")
+                raise ParameterError(f"unknown method {name!r}; valid methods: {', '.join(valid)} (or 'all')")
             if m not in out:
                 out.append(m)
     if not out:
-        raise ValueError(f"no methods given; valid methods: {', '.join(valid)} (or 'all')")
+        raise ParameterError(f"no methods given; valid methods: {', '.join(valid)} (or 'all')")
     return out
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from fusion_lib.data.datasets import SplitSizes
 from fusion_lib.data.extraction import load_feature_set
 from fusion_lib.data.feature_set import SPLITS
+from fusion_lib.data.spec import FeatureSpec
 
 # 300 CIFAR cats and dogs, the size of the check in the assets' notes (../shared/ASSETS.md)
 PROBE_SIZES = SplitSizes(200, 50, 50)
@@ -43,15 +44,8 @@ def probe_check(
     margin in points. Features go through the feature cache like any others."""
     acc: dict[str, dict[str, float]] = {}
     for weights in ("auto", "random"):
-        fs = load_feature_set(
-            dataset,
-            list(backbones),
-            sizes,
-            seed=seed,
-            input_size=input_size,
-            weights=weights,
-            progress=progress,
-        )
+        spec = FeatureSpec(dataset, tuple(backbones), sizes, seed, input_size, weights=weights)
+        fs = load_feature_set(spec, progress=progress)
         labels = np.concatenate([fs.labels[s] for s in SPLITS])
         for b in fs.backbones:
             x = np.concatenate([fs.features[s][b] for s in SPLITS])

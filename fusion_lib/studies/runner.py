@@ -19,7 +19,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.data.validation import split_names
 from fusion_lib.fusion.label_space import class_vectors, load_vectors
 from fusion_lib.fusion.training import deterministic, num_threads
 from fusion_lib.fusion.two_stage import ExpertOutputs
@@ -49,20 +48,13 @@ RESULT_COLUMNS = ["dataset", "method", "seed", "metric", "value"]
 
 
 def load_features(config: ExperimentConfig) -> FeatureSet:
-    """The config's FeatureSet through ``fusion_lib.data.extraction.load_feature_set`` (cached on disk)."""
-    from fusion_lib.data.datasets import SplitSizes
+    """The features of ``config.data`` (``fusion_lib.data.extraction.load_feature_set``, cached on disk),
+    extracted on the training device."""
     from fusion_lib.data.extraction import load_feature_set
 
-    return load_feature_set(
-        config.dataset,
-        config.backbones,
-        SplitSizes(config.train, config.val, config.test),
-        seed=config.data_seed,
-        input_size=config.input_size,
-        thumbnail_size=config.thumbnail_size,
-        device=config.device,
-        skip_bad_images=config.skip_bad_images,
-    )
+    if config.data is None:
+        raise ValueError("config.data is None: give a FeatureSpec, or pass the FeatureSet to run_experiment")
+    return load_feature_set(config.data, config.train.device)
 
 
 def _metrics(out: MethodOutput, fs: FeatureSet) -> dict[str, float]:
@@ -199,26 +191,20 @@ def run_experiment(
     Features are extracted once for a pool of images (``feature_set``, or loaded from the cache);
     each seed then trains on its own split of that pool, ``pool.draw(seed)``: train and validation
     are re-drawn per seed, and so is the test split where the dataset has no official one.
-    ``feature_set`` uses all its backbones when ``config.backbones`` is "offline", else the named
-    subset; ``word_vectors`` (gensim KeyedVectors or a word -> vector mapping) replaces loading
-    ``config.word_vectors``.
+    A given ``feature_set`` is used as it is when ``config.data`` is None, else restricted to the
+    spec's backbones; ``word_vectors`` (gensim KeyedVectors or a word -> vector mapping) replaces
+    loading ``config.word_vectors``.
     """
-    if feature_set is None:  # bad method names fail before any extraction
-        from fusion_lib.data.backbones import resolve_backbones
-
-        resolve_methods(config.methods, resolve_backbones(config.backbones))
     pool = feature_set if feature_set is not None else load_features(config)
-    if feature_set is not None and config.backbones != "offline":
-        pool = pool.subset_backbones(split_names(config.backbones))
+    if feature_set is not None and config.data is not None:
+        pool = pool.subset_backbones(list(config.data.backbones))
     methods = resolve_methods(config.methods, pool.backbones)
-    if not config.seeds:
-        raise ValueError("config.seeds is empty; give at least one seed")
     class_vecs = None
     if any(m in LABEL_METHODS for m in methods):
         vectors = word_vectors if word_vectors is not None else load_vectors(config.word_vectors)
         class_vecs = class_vectors(pool.class_names, vectors, config.aliases)
     rows, outputs, labels, experts, image_ids = [], {}, {}, {}, {}
-    with deterministic(), num_threads(config.threads):
+    with deterministic(), num_threads(config.train.threads):
         steps = tqdm(
             [(s, m) for s in config.seeds for m in methods],
             desc=f"{pool.dataset} methods",
