@@ -19,6 +19,7 @@ from fusion_lib.studies.frontier import (  # noqa: E402
     subset_points,
     subset_table,
 )
+from fusion_lib.studies.runner import TOP_K_COLUMNS  # noqa: E402
 
 C, N = 3, 60
 COST = {"a": 1.0, "b": 2.0, "c": 4.0}
@@ -193,11 +194,9 @@ def test_runner_points_read_singles_mixtures_top_k_and_skip_the_oracle():
             ("oracle", "gflops_per_image", 0.3),
             ("moe_thumbnail", "accuracy", 0.84),
             ("moe_thumbnail", "gflops_per_image", 0.31),
-            ("moe_thumbnail", "accuracy_top1", 0.82),
-            ("moe_thumbnail", "gflops_per_image_top1", 0.12),
-            ("moe_noisy", "accuracy", 0.83),
-            ("moe_noisy", "gflops_per_image", 0.2),
-            ("moe_noisy", "active_experts", 2.0),
+            ("moe_thumbnail_noisy", "accuracy", 0.83),
+            ("moe_thumbnail_noisy", "gflops_per_image", 0.2),
+            ("moe_thumbnail_noisy", "active_experts", 2.0),
             ("label_space", "accuracy", 0.7),
         ]:
             rows.append(
@@ -209,19 +208,31 @@ def test_runner_points_read_singles_mixtures_top_k_and_skip_the_oracle():
                     "value": value + (shift if metric.startswith("accuracy") else 0.0),
                 }
             )
+    top_k = pd.DataFrame(
+        [("d", "moe_thumbnail", seed, 1, 0.82 + shift, 0.12) for seed, shift in ((0, 0.0), (1, 0.02))],
+        columns=TOP_K_COLUMNS,
+    )
     pts = runner_points(
         pd.DataFrame(rows),
         n_backbones=3,
         names={"tf_efficientnet_lite0": "lite0"},
         accuracy_ci=lambda m: (0.0, 50.0, 90.0),
+        top_k=top_k,
     ).set_index("label")
-    assert list(pts.index) == ["lite0", "prob_avg", "moe_thumbnail", "moe_thumbnail top-1", "moe_noisy"]
+    assert list(pts.index) == [
+        "lite0",
+        "prob_avg",
+        "moe_thumbnail",
+        "moe_thumbnail top-1",
+        "moe_thumbnail_noisy",
+    ]
+    assert pts.loc["moe_thumbnail top-1", "accuracy"] == pytest.approx(0.83)
     assert pts.loc["lite0", "family"] == "single backbone" and pts.loc["lite0", "k"] == 1
     assert pts.loc["lite0", "accuracy"] == pytest.approx(0.81)  # mean over seeds
     assert pts.loc["prob_avg", "family"] == "other fusion" and pts.loc["prob_avg", "k"] == 3
     assert pts.loc["moe_thumbnail", "k"] == 3 and pts.loc["moe_thumbnail top-1", "k"] == 1
     assert pts.loc["moe_thumbnail top-1", "gflops"] == pytest.approx(0.12)
-    assert pts.loc["moe_noisy", "k"] == 2, "a sparse recipe's k is the number of experts it runs"
+    assert pts.loc["moe_thumbnail_noisy", "k"] == 2, "a sparse recipe's k is the number of experts it runs"
     assert (pts.loc["prob_avg", "low"], pts.loc["prob_avg", "high"]) == (0.5, 0.9)
     assert np.isnan(pts.loc["moe_thumbnail top-1", "low"])
     with pytest.raises(ValueError, match="lack columns"):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion_lib.studies.gate_analysis import favourite_images, gate_by_class, topk_curve
+from fusion_lib.studies.gate_analysis import favourite_images, gate_by_class
 
 
 def test_gate_by_class_means_per_class():
@@ -25,24 +25,6 @@ def test_favourite_images_best_first_and_stable():
         favourite_images(w, k=9)
     with pytest.raises(ValueError, match="n_images, n_experts"):
         favourite_images(np.zeros(3))
-
-
-def test_topk_curve_from_results():
-    rows = []
-    for seed in (0, 1):
-        rows += [
-            ("d", "moe_thumbnail", seed, "accuracy", 0.9),
-            ("d", "moe_thumbnail", seed, "gflops_per_image", 3.0),
-            ("d", "moe_thumbnail", seed, "accuracy_top1", 0.8),
-            ("d", "moe_thumbnail", seed, "gflops_per_image_top1", 1.0),
-            ("d", "prob_avg", seed, "accuracy", 0.85),
-            ("d", "prob_avg", seed, "gflops_per_image", 3.0),
-        ]
-    df = pd.DataFrame(rows, columns=["dataset", "method", "seed", "metric", "value"])
-    curve = topk_curve(df, n_experts=3)
-    assert set(curve["method"]) == {"moe_thumbnail"}  # prob_avg reports no top-k, so it is no curve
-    one = curve[(curve["seed"] == 0)].set_index("k")
-    assert one.loc[1, "accuracy"] == 0.8 and one.loc[3, "gflops_per_image"] == 3.0
 
 
 def test_gate_usage_detects_collapse_and_spread():
@@ -82,7 +64,6 @@ def test_routing_auc_sees_the_planted_signal_and_its_absence():
 def test_routing_auc_does_not_depend_on_what_trained_before():
     """Its models are built after seeding, so it gives the same numbers whether the fits before it ran
     or came from the fit cache (which leaves torch's global generator elsewhere)."""
-    import pandas as pd
     import torch
     from test_experiment import planted
 
@@ -104,7 +85,6 @@ def test_routing_auc_does_not_depend_on_what_trained_before():
 
 
 def test_gap_closed_scales_averaging_to_zero_and_oracle_to_one():
-    import pandas as pd
 
     from fusion_lib.studies.gate_analysis import gap_closed
 

@@ -11,7 +11,6 @@ Every choice here (the best subset of each size, a setting) is made on validatio
 
 from __future__ import annotations
 
-import re
 from itertools import combinations
 from typing import TYPE_CHECKING, Callable, Hashable, Mapping, Sequence, TypeVar
 
@@ -21,7 +20,7 @@ import pandas as pd
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.baselines import prob_average
 from fusion_lib.studies import metrics as M
-from fusion_lib.studies.methods import SINGLE_PREFIX
+from fusion_lib.studies.methods import SINGLE_PREFIX, method_info
 
 if TYPE_CHECKING:
     from fusion_lib.studies.runner import ExperimentResult
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 Probs = Mapping[str, np.ndarray]
 K = TypeVar("K", bound=Hashable)
 POINT_COLUMNS = ["label", "family", "k", "gflops", "accuracy"]
-_TOP_K = re.compile(r"^accuracy_top(\d+)$")
 FAMILY_STYLE = {  # marker per family; families not listed get "o"
     "single backbone": "s",
     "subset average": "^",
@@ -141,7 +139,7 @@ def experiment_points(
         probes = {b: result.outputs[(f"{SINGLE_PREFIX}{b}", seed)].probs for b in pool.backbones}
         tables.append(subset_table(probes, pool.draw(seed)).assign(seed=seed))
     subsets = subset_points(best_subsets(pd.concat(tables, ignore_index=True)), names)
-    runner = runner_points(result.metrics, len(pool.backbones), result.accuracy_ci, names)
+    runner = runner_points(result.metrics, len(pool.backbones), result.accuracy_ci, names, result.top_k)
     return pd.concat([runner, subsets], ignore_index=True)
 
 
@@ -150,13 +148,14 @@ def runner_points(
     n_backbones: int,
     accuracy_ci: Callable[[str], tuple[float, float, float]] | None = None,
     names: Mapping[str, str] | None = None,
+    top_k: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Frontier points from ``run_experiment``'s tidy metrics (one dataset), averaged over seeds.
 
-    ``single:<b>`` methods are single backbones (k=1, labelled through ``names``); ``moe_*`` methods
-    are gated mixtures, soft (k = ``n_backbones``, or the mean ``active_experts`` where reported)
-    and at every reported ``accuracy_top<k>``; other methods with a cost are "other fusion" with
-    k = ``n_backbones``. The oracle is left out (no method can run it), as are methods without
+    ``single:<b>`` methods are single backbones (k=1, labelled through ``names``); the registry's gated
+    mixtures are soft (k = ``n_backbones``, or the mean ``active_experts`` where reported) and, from
+    ``top_k`` (``ExperimentResult.top_k``), at every sparse level k; other methods with a cost are
+    "other fusion" with k = ``n_backbones``. The oracle is left out (no method can run it), as are methods without
     ``gflops_per_image``. ``accuracy_ci(method) -> (accuracy, low, high)`` in points (e.g.
     ``ExperimentResult.accuracy_ci``) adds ``low``/``high`` to the soft points.
     """
@@ -165,6 +164,11 @@ def runner_points(
         raise ValueError(f"metrics lack columns {missing}; pass run_experiment's tidy metrics")
     names = names or {}
     mean = metrics.groupby(["method", "metric"], sort=False)["value"].mean()
+    sparse = (
+        top_k.groupby(["method", "k"], sort=False)[["accuracy", "gflops_per_image"]].mean()
+        if top_k is not None and len(top_k)
+        else None
+    )
     rows = []
     for method in dict.fromkeys(metrics["method"]):
         got = mean[method]
@@ -174,7 +178,7 @@ def runner_points(
             b = method[len(SINGLE_PREFIX) :]
             family, label, k = "single backbone", names.get(b, b), 1.0
         else:
-            family = "gated mixture" if method.startswith("moe_") else "other fusion"
+            family = "gated mixture" if method_info(method).family == "gated mixture" else "other fusion"
             label, k = method, float(got.get("active_experts", n_backbones))
         row = {
             "label": label,
@@ -189,20 +193,20 @@ def runner_points(
             _, low, high = accuracy_ci(method)
             row.update(low=low / 100, high=high / 100)
         rows.append(row)
-        for metric in got.index:
-            top = _TOP_K.match(metric)
-            if top and f"gflops_per_image_top{top[1]}" in got:
-                rows.append(
-                    {
-                        "label": f"{method} top-{top[1]}",
-                        "family": family,
-                        "k": float(top[1]),
-                        "gflops": got[f"gflops_per_image_top{top[1]}"],
-                        "accuracy": got[metric],
-                        "low": np.nan,
-                        "high": np.nan,
-                    }
-                )
+        if sparse is None or method not in sparse.index.get_level_values("method"):
+            continue
+        for k, point in sparse.loc[method].iterrows():
+            rows.append(
+                {
+                    "label": f"{method} top-{k}",
+                    "family": family,
+                    "k": float(k),
+                    "gflops": point["gflops_per_image"],
+                    "accuracy": point["accuracy"],
+                    "low": np.nan,
+                    "high": np.nan,
+                }
+            )
     return pd.DataFrame(rows, columns=[*POINT_COLUMNS, "low", "high"])
 
 

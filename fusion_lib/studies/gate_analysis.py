@@ -1,10 +1,9 @@
 """What a trained gate does, and whether any gate can win: mean weight per class, each expert's
-favourite images, top-k trade-offs, how predictable "expert k is right" is, the share of the
+favourite images, how predictable "expert k is right" is, the share of the
 averaging-to-oracle gap a gate closes, and how it routes on the images where the experts disagree."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
@@ -15,8 +14,6 @@ if TYPE_CHECKING:
     from fusion_lib.fusion.training import TrainConfig
     from fusion_lib.fusion.two_stage import ExpertOutputs
     from fusion_lib.studies.runner import ExperimentResult
-
-_TOPK = re.compile(r"^(accuracy|gflops_per_image)_top(\d+)$")
 
 
 def _check(weights: np.ndarray, n: int | None = None) -> np.ndarray:
@@ -52,27 +49,6 @@ def favourite_images(weights: np.ndarray, k: int = 6) -> np.ndarray:
         raise ValueError(f"k must be between 1 and the number of images ({len(w)}), got {k}")
     # stable sort on the negated weights keeps ties in image order, so the choice is reproducible
     return np.argsort(-w, axis=0, kind="stable")[:k].T
-
-
-def topk_curve(results: pd.DataFrame, n_experts: int) -> pd.DataFrame:
-    """Accuracy against backbone compute for top-k gating, from ``run_experiment`` results.
-
-    Dense gating (every expert) is k = n_experts; its rows are the method's plain accuracy and
-    gflops_per_image. Returns (dataset, method, seed, k, accuracy, gflops_per_image).
-    """
-    parts = []
-    for metric, value in [("accuracy", "accuracy"), ("gflops_per_image", "gflops_per_image")]:
-        dense = results[results["metric"] == metric].assign(k=n_experts, what=value)
-        parts.append(dense)
-    m = results["metric"].str.extract(_TOPK)
-    sparse = results[m[0].notna()].assign(what=m[0].dropna(), k=m[1].dropna().astype(int))
-    parts.append(sparse)
-    long = pd.concat(parts, ignore_index=True)
-    gated = long.groupby(["dataset", "method"])["k"].transform("nunique") > 1  # methods that report top-k
-    wide = long[gated].pivot_table(index=["dataset", "method", "seed", "k"], columns="what", values="value")
-    return wide.reset_index().rename_axis(columns=None)[
-        ["dataset", "method", "seed", "k", "accuracy", "gflops_per_image"]
-    ]
 
 
 def gate_usage(weights: np.ndarray) -> dict[str, float]:

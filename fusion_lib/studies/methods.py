@@ -1,18 +1,22 @@
 """The method registry: every fusion method of the book, as a function of one seed's trained models.
 
+Each method is one entry, made by ``@register_method(name, family=..., needs_class_vectors=...,
+fit_on=...)`` on a function ``SeedRun -> MethodOutput`` (as timm registers its models); ``METHODS``
+maps each name to its ``MethodInfo``, and ``resolve_methods`` is the one place names are checked.
+
 A ``SeedRun`` trains lazily, once per seed, what several methods share: the single-backbone probes,
 their out-of-fold train probabilities, the calibrated expert outputs, the jointly trained mixtures and
 the two-stage gates. With ``ExperimentConfig.fit_cache`` its fits go through the disk cache of
 ``fusion_lib.studies.fit_cache``, so that another run (another notebook) loads them instead.
-``METHODS`` maps each name to a function ``SeedRun -> MethodOutput``; ``SeedRun.output(name)`` runs
-one, once per seed, so that methods built on others (``best_fixed``, the gates' anchor) reuse them.
+``SeedRun.output(name)`` runs one, once per seed, so that methods built on others (``best_fixed``, the
+gates' anchor) reuse them.
 
-Two facts about each method govern what may be chosen on validation (``selectable``): ``FIT_ON`` names
-the methods whose parameters are fit on a split other than train (``stacking_val`` on validation, so
-its validation accuracy is in-sample; ``oracle`` reads the labels of the split it predicts), and no
-choice made on validation may include them. ``NON_ADAPTIVE`` lists the fusions that weigh every image
-alike, among which ``best_fixed`` takes the best on validation: the reference for "does per-image
-adaptivity help?", as ``best_single`` is for "does fusion help?".
+A method's ``fit_on`` governs what may be chosen on validation (``selectable``): a method fit on
+another split than train (``stacking_val`` on validation, so its validation accuracy is in-sample;
+``oracle`` on the labels of the split it predicts) is never a candidate of such a choice.
+``NON_ADAPTIVE`` lists the fusions that weigh every image alike, simplest first, among which
+``best_fixed`` takes the best on validation: the reference for "does per-image adaptivity help?", as
+``best_single`` is for "does fusion help?".
 """
 
 from __future__ import annotations
@@ -41,14 +45,25 @@ EVAL_SPLITS = ("val", "test")
 # Thumbnail sizes the book's recipe chooses among on validation (capped at the stored thumbnail size).
 THUMBNAIL_CHOICES = (8, 16, 32)
 OOF_FOLDS = 5
-# Fusions that weigh every image alike: best_fixed picks among them on validation accuracy.
+# Fusions that weigh every image alike, simplest first (ties go to the first): best_fixed picks among
+# them on validation accuracy.
 NON_ADAPTIVE = ("prob_avg", "prob_avg_cal", "moe_uniform", "moe_static", "stacking", "concat")
 # What a gate may be shrunk towards: the same fixed fusions, the one with the lowest validation NLL, so
 # that alpha = 0 is the strongest of them and the gate is tried on top of it, not of a weaker one.
 ANCHORS = NON_ADAPTIVE
-# Methods fit on another split than train: never candidates of a choice made on validation.
-FIT_ON = {"stacking_val": "val", "oracle": "the labels of the split it predicts"}
+# What a method may be fit on: "train" (every honest method), "val" (in-sample on validation) or
+# "labels" (of the split it predicts: the oracle bound).
+FIT_ON = ("train", "val", "labels")
+FAMILIES = ("single backbone", "fixed fusion", "gated mixture", "label space", "oracle")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TopK:
+    """A gated mixture under sparse top-k inference: test accuracy and backbone GFLOPs per image."""
+
+    accuracy: float
+    gflops_per_image: float
 
 
 @dataclass
@@ -60,6 +75,7 @@ class MethodOutput:
     gflops_per_image: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
     gate_weights: np.ndarray | None = None  # a gated mixture's per-image weights on the test split
+    top_k: dict[int, TopK] = field(default_factory=dict)  # sparse inference, per number of experts kept
 
     def predictions(self, split: str) -> np.ndarray:
         """Predicted class per image of ``split``."""
@@ -81,7 +97,7 @@ class SeedRun:
     def output(self, name: str) -> "MethodOutput":
         """Method ``name``'s output on this seed, computed once."""
         if name not in self._outputs:
-            self._outputs[name] = method_fn(name)(self)
+            self._outputs[name] = method_info(name).fn(self)
         return self._outputs[name]
 
     @property
@@ -218,6 +234,49 @@ def gflops(fs: FeatureSet, backbones: Sequence[str]) -> float | None:
     return float(sum(fs.backbone_gflops[b] for b in backbones))
 
 
+# -- the registry ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registered method: ``fn(run) -> MethodOutput`` and the facts that govern its use. ``family``
+    is one of ``FAMILIES``; ``needs_class_vectors``: it reads the classes' word vectors;
+    ``fit_on``: "train", or the split it is also fit on ("val", or the "labels" of the split it
+    predicts), which keeps it out of any choice made on validation."""
+
+    name: str
+    fn: Callable[["SeedRun"], MethodOutput]
+    family: str
+    needs_class_vectors: bool = False
+    fit_on: str = "train"
+
+
+METHODS: dict[str, MethodInfo] = {}  # in report order: the order "all" expands to
+
+
+def register_method(
+    name: str, *, family: str, needs_class_vectors: bool = False, fit_on: str = "train"
+) -> Callable[[Callable[["SeedRun"], MethodOutput]], Callable[["SeedRun"], MethodOutput]]:
+    """Register ``fn(run) -> MethodOutput`` as method ``name`` (a decorator, as timm registers models)."""
+    if family not in FAMILIES:
+        raise ValueError(f"method {name!r}: unknown family {family!r}; valid: {', '.join(FAMILIES)}")
+    if fit_on not in FIT_ON:
+        raise ValueError(f"method {name!r}: fit_on must be one of {FIT_ON}, got {fit_on!r}")
+    if name in METHODS or name.startswith(("single_", SINGLE_PREFIX)) or name == "all":
+        raise ValueError(f"method name {name!r} is taken")
+
+    def add(fn: Callable[["SeedRun"], MethodOutput]) -> Callable[["SeedRun"], MethodOutput]:
+        METHODS[name] = MethodInfo(name, fn, family, needs_class_vectors, fit_on)
+        return fn
+
+    return add
+
+
+def method_info(name: str) -> MethodInfo:
+    """The registry entry of a resolved name (``single:<backbone>`` methods are made on demand)."""
+    if name.startswith(SINGLE_PREFIX):
+        return MethodInfo(name, _single(name[len(SINGLE_PREFIX) :]), "single backbone")
+    return METHODS[name]
+
+
 # -- baselines -----------------------------------------------------------------------------------
 def _single(backbone: str) -> Callable[[SeedRun], MethodOutput]:
     def run(r: SeedRun) -> MethodOutput:
@@ -226,6 +285,7 @@ def _single(backbone: str) -> Callable[[SeedRun], MethodOutput]:
     return run
 
 
+@register_method("best_single", family="single backbone")
 def _best_single(r: SeedRun) -> MethodOutput:
     best = baselines.best_single(r.probes, r.fs)
     return MethodOutput(
@@ -235,36 +295,49 @@ def _best_single(r: SeedRun) -> MethodOutput:
     )
 
 
+@register_method("concat", family="fixed fusion")
 def _concat(r: SeedRun) -> MethodOutput:
     # through the fit cache: the gate's anchor needs every fixed fusion, in every run that fits a gate
     probs = r._fit("concat", {}, lambda: baselines.fit_concat(r.fs, r.seed, r.train, r.config.expert))
     return MethodOutput(probs=probs, gflops_per_image=r.total_gflops())
 
 
+@register_method("prob_avg", family="fixed fusion")
 def _prob_avg(r: SeedRun) -> MethodOutput:
     return MethodOutput(probs=baselines.prob_average(r.probes), gflops_per_image=r.total_gflops())
 
 
+@register_method("prob_avg_cal", family="fixed fusion")
 def _prob_avg_calibrated(r: SeedRun) -> MethodOutput:
     probs = {s: r.experts.probs(s).mean(axis=1) for s in EVAL_SPLITS}
     return MethodOutput(probs=probs, gflops_per_image=r.total_gflops())
 
 
-def _stacking(source: str) -> Callable[[SeedRun], MethodOutput]:
-    def run(r: SeedRun) -> MethodOutput:
-        oof = r.oof_probes if source == "oof" else None
-        probs = r._fit(
-            "stacking",
-            {"source": source, "folds": OOF_FOLDS},
-            lambda: baselines.fit_stacking(
-                r.fs, r.probes, source, r.seed, r.train, r.config.expert, oof_train=oof
-            ),
-        )
-        return MethodOutput(probs=probs, gflops_per_image=r.total_gflops())
-
-    return run
+def _stacking(r: SeedRun, source: str) -> MethodOutput:
+    oof = r.oof_probes if source == "oof" else None
+    probs = r._fit(
+        "stacking",
+        {"source": source, "folds": OOF_FOLDS},
+        lambda: baselines.fit_stacking(
+            r.fs, r.probes, source, r.seed, r.train, r.config.expert, oof_train=oof
+        ),
+    )
+    return MethodOutput(probs=probs, gflops_per_image=r.total_gflops())
 
 
+@register_method("stacking", family="fixed fusion")
+def _stacking_oof(r: SeedRun) -> MethodOutput:
+    """A meta-learner on the probes' out-of-fold train probabilities."""
+    return _stacking(r, "oof")
+
+
+@register_method("stacking_val", family="fixed fusion", fit_on="val")
+def _stacking_val(r: SeedRun) -> MethodOutput:
+    """A meta-learner fit on the validation split (its validation accuracy is in-sample)."""
+    return _stacking(r, "val")
+
+
+@register_method("best_fixed", family="fixed fusion")
 def _best_fixed(r: SeedRun) -> MethodOutput:
     """The non-adaptive fusion with the best validation accuracy (then NLL) on this seed."""
     y = r.fs.labels["val"]
@@ -282,6 +355,7 @@ def _best_fixed(r: SeedRun) -> MethodOutput:
     )
 
 
+@register_method("oracle", family="oracle", fit_on="labels")
 def _oracle(r: SeedRun) -> MethodOutput:
     preds = {
         s: baselines.oracle_predictions({b: p[s].argmax(1) for b, p in r.probes.items()}, r.fs.labels[s])
@@ -314,15 +388,26 @@ def _moe_output(r: SeedRun, moe: MoE) -> MethodOutput:
     if moe.config.gate in ("thumbnail", "feature", "static"):
         for k in r.config.top_k:
             if k < len(moe.expert_names):
-                out.extra[f"accuracy_top{k}"] = M.accuracy(
-                    fs.labels["test"], moe.predict(fs, "test", top_k=k)
+                out.top_k[k] = TopK(
+                    M.accuracy(fs.labels["test"], moe.predict(fs, "test", top_k=k)),
+                    moe.expected_gflops(fs, "test", top_k=k),
                 )
-                out.extra[f"gflops_per_image_top{k}"] = moe.expected_gflops(fs, "test", top_k=k)
     return out
 
 
-def _moe(gate: str, label_experts: bool = False) -> Callable[[SeedRun], MethodOutput]:
-    return lambda r: _moe_output(r, r.moe(gate, label_experts))
+@register_method("moe_uniform", family="gated mixture")
+def _moe_uniform(r: SeedRun) -> MethodOutput:
+    return _moe_output(r, r.moe("uniform"))
+
+
+@register_method("moe_thumbnail_joint", family="gated mixture")
+def _moe_thumbnail_joint(r: SeedRun) -> MethodOutput:
+    return _moe_output(r, r.moe("thumbnail"))
+
+
+@register_method("moe_feature_joint", family="gated mixture")
+def _moe_feature_joint(r: SeedRun) -> MethodOutput:
+    return _moe_output(r, r.moe("feature"))
 
 
 # -- two-stage mixtures (gates fit on out-of-fold expert outputs) --------------------------------
@@ -375,10 +460,10 @@ def _two_stage_output(r: SeedRun, name: str) -> MethodOutput:
     if m.config.noisy_top_k is None and not m.needs_all_backbones:
         for k in r.config.top_k:
             if k < len(ex.names):
-                out.extra[f"accuracy_top{k}"] = M.accuracy(
-                    fs.labels["test"], m.predict_proba(fs, ex, "test", top_k=k).argmax(1)
+                out.top_k[k] = TopK(
+                    M.accuracy(fs.labels["test"], m.predict_proba(fs, ex, "test", top_k=k).argmax(1)),
+                    m.expected_gflops(fs, ex, "test", top_k=k),
                 )
-                out.extra[f"gflops_per_image_top{k}"] = m.expected_gflops(fs, ex, "test", top_k=k)
     return out
 
 
@@ -395,16 +480,30 @@ TWO_STAGE: dict[str, tuple[str, int | None]] = {
 }
 
 
-def _two_stage(name: str) -> Callable[[SeedRun], MethodOutput]:
-    return lambda r: _two_stage_output(r, name)
+def _register_two_stage(name: str) -> None:
+    @register_method(name, family="gated mixture")
+    def run(r: SeedRun) -> MethodOutput:
+        return _two_stage_output(r, name)
+
+
+for _recipe in TWO_STAGE:  # one entry per recipe, in the table's order
+    _register_two_stage(_recipe)
+
+
+@register_method("moe_thumbnail_label", family="gated mixture", needs_class_vectors=True)
+def _moe_thumbnail_label(r: SeedRun) -> MethodOutput:
+    """The joint thumbnail mixture with a label-space head beside each visual expert."""
+    return _moe_output(r, r.moe("thumbnail", label_experts=True))
 
 
 # -- label space ---------------------------------------------------------------------------------
+@register_method("label_space", family="label space", needs_class_vectors=True)
 def _label_space(r: SeedRun) -> MethodOutput:
     probs = {s: r.label_model.predict_proba(r.fs, s) for s in EVAL_SPLITS}
     return MethodOutput(probs=probs, gflops_per_image=r.total_gflops())
 
 
+@register_method("blend_label", family="label space", needs_class_vectors=True)
 def _blend_label(r: SeedRun) -> MethodOutput:
     """The book's visual fusion (``moe_thumbnail``) blended with the label-space heads."""
     visual = _two_stage_output(r, "moe_thumbnail")
@@ -417,29 +516,13 @@ def _blend_label(r: SeedRun) -> MethodOutput:
     )
 
 
-METHODS: dict[str, Callable[[SeedRun], MethodOutput]] = {
-    "best_single": _best_single,
-    "concat": _concat,
-    "prob_avg": _prob_avg,
-    "prob_avg_cal": _prob_avg_calibrated,
-    "stacking": _stacking("oof"),
-    "stacking_val": _stacking("val"),
-    "best_fixed": _best_fixed,
-    "oracle": _oracle,
-    "moe_uniform": _moe("uniform"),
-    "moe_thumbnail_joint": _moe("thumbnail"),
-    "moe_feature_joint": _moe("feature"),
-    **{name: _two_stage(name) for name in TWO_STAGE},
-    "moe_thumbnail_label": _moe("thumbnail", label_experts=True),
-    "label_space": _label_space,
-    "blend_label": _blend_label,
-}
-LABEL_METHODS = ("moe_thumbnail_label", "label_space", "blend_label")
-
-
-def method_names(backbones: Sequence[str]) -> list[str]:
-    """Every valid method name for these backbones, in report order (``"all"`` expands to this)."""
-    return [f"{SINGLE_PREFIX}{b}" for b in backbones] + list(METHODS)
+def method_names(backbones: Sequence[str], needs_class_vectors: bool | None = None) -> list[str]:
+    """Every valid method name for these backbones, in report order (``"all"`` expands to this); with
+    ``needs_class_vectors`` False (True), only the methods that do not (do) read word vectors."""
+    names = [f"{SINGLE_PREFIX}{b}" for b in backbones] + list(METHODS)
+    if needs_class_vectors is None:
+        return names
+    return [m for m in names if method_info(m).needs_class_vectors == needs_class_vectors]
 
 
 def resolve_methods(spec: Any, backbones: Sequence[str] | None) -> list[str] | str:
@@ -481,11 +564,10 @@ def resolve_methods(spec: Any, backbones: Sequence[str] | None) -> list[str] | s
 
 
 def selectable(methods: Sequence[str]) -> list[str]:
-    """The methods a choice made on validation may pick among: none fit on validation or on labels of
-    the split it predicts (``FIT_ON``)."""
-    return [m for m in methods if m not in FIT_ON]
+    """The methods a choice made on validation may pick among: only those fit on train alone."""
+    return [m for m in methods if method_info(m).fit_on == "train"]
 
 
-def method_fn(name: str) -> Callable[[SeedRun], MethodOutput]:
-    """The function behind a resolved method name."""
-    return _single(name[len(SINGLE_PREFIX) :]) if name.startswith(SINGLE_PREFIX) else METHODS[name]
+def any_needs_class_vectors(methods: Sequence[str]) -> bool:
+    """Whether any of these resolved methods reads the classes' word vectors."""
+    return any(method_info(m).needs_class_vectors for m in methods)

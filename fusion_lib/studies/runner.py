@@ -27,9 +27,9 @@ from fusion_lib.studies.agreement import mean_std
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.methods import (
     EVAL_SPLITS,
-    LABEL_METHODS,
     MethodOutput,
     SeedRun,
+    any_needs_class_vectors,
     resolve_methods,
     selectable,
 )
@@ -45,6 +45,7 @@ __all__ = [
     "summary_table",
 ]
 RESULT_COLUMNS = ["dataset", "method", "seed", "metric", "value"]
+TOP_K_COLUMNS = ["dataset", "method", "seed", "k", "accuracy", "gflops_per_image"]
 
 
 def load_features(config: ExperimentConfig) -> FeatureSet:
@@ -70,7 +71,10 @@ def _metrics(out: MethodOutput, fs: FeatureSet) -> dict[str, float]:
         )
     if out.gflops_per_image is not None:
         res["gflops_per_image"] = out.gflops_per_image
-    return {**res, **out.extra}
+    top_k = {}  # the CSV's flat names; ExperimentResult.top_k keeps them as fields
+    for k, t in out.top_k.items():
+        top_k.update({f"accuracy_top{k}": t.accuracy, f"gflops_per_image_top{k}": t.gflops_per_image})
+    return {**res, **out.extra, **top_k}
 
 
 @dataclass
@@ -89,6 +93,18 @@ class ExperimentResult:
     labels: dict[int, dict[str, np.ndarray]]
     experts: dict[int, ExpertOutputs] = field(default_factory=dict)
     image_ids: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def top_k(self) -> pd.DataFrame:
+        """Sparse top-k inference of the gated mixtures that report it: one row per (method, seed, k)
+        with test ``accuracy`` and ``gflops_per_image`` (columns ``TOP_K_COLUMNS``)."""
+        dataset = self.metrics["dataset"].iat[0] if len(self.metrics) else ""
+        rows = [
+            (dataset, method, seed, k, t.accuracy, t.gflops_per_image)
+            for (method, seed), out in self.outputs.items()
+            for k, t in out.top_k.items()
+        ]
+        return pd.DataFrame(rows, columns=TOP_K_COLUMNS)
 
     @property
     def methods(self) -> list[str]:
@@ -200,7 +216,7 @@ def run_experiment(
         pool = pool.subset_backbones(list(config.data.backbones))
     methods = resolve_methods(config.methods, pool.backbones)
     class_vecs = None
-    if any(m in LABEL_METHODS for m in methods):
+    if any_needs_class_vectors(methods):
         vectors = word_vectors if word_vectors is not None else load_vectors(config.word_vectors)
         class_vecs = class_vectors(pool.class_names, vectors, config.aliases)
     rows, outputs, labels, experts, image_ids = [], {}, {}, {}, {}
