@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from configs import experiment
 
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies.agreement import (
     VERDICTS,
     AgreementStudy,
@@ -45,7 +45,7 @@ def _planted(seed=0, n=300, classes=4, signal=4.0):
 
 def test_agreement_study_recovers_planted_structure():
     fs = _planted()
-    study = run_agreement_study(fs, seeds=[0, 1], train=TrainConfig(epochs=40, lr=0.05, batch_size=None))
+    study = run_agreement_study(fs, experiment(seeds=[0, 1], epochs=40, lr=0.05, batch_size=None))
     acc = study.accuracy.groupby("backbone")["accuracy"].mean()
     assert acc["c"] > 0.9 and 0.5 < acc["a"] < 0.8 and 0.5 < acc["b"] < 0.8
     agree = study.matrix("agreement")
@@ -61,7 +61,7 @@ def test_agreement_study_recovers_planted_structure():
 
 def test_each_seed_draws_its_split_and_keeps_per_image_correctness():
     fs = _planted(n=120)
-    study = run_agreement_study(fs, seeds=[0, 1], train=TrainConfig(epochs=20, lr=0.05, batch_size=None))
+    study = run_agreement_study(fs, experiment(seeds=[0, 1], epochs=20, lr=0.05, batch_size=None))
     for seed in (0, 1):
         y = fs.draw(seed).labels["test"]
         assert study.correct[("c", seed)].shape == y.shape
@@ -72,9 +72,9 @@ def test_each_seed_draws_its_split_and_keeps_per_image_correctness():
 
 
 def test_variation_summary_separates_an_easy_from_a_hard_dataset():
-    train = TrainConfig(epochs=40, lr=0.05, batch_size=None)
-    easy = run_agreement_study(_planted(signal=6.0), seeds=[0, 1], train=train)
-    hard = run_agreement_study(_planted(signal=1.0), seeds=[0, 1], train=train)
+    config = experiment(seeds=[0, 1], epochs=40, lr=0.05, batch_size=None)
+    easy = run_agreement_study(_planted(signal=6.0), config)
+    hard = run_agreement_study(_planted(signal=1.0), config)
     summary = variation_summary({"easy": easy, "hard": hard}, n_boot=300)
     s = summary.set_index("dataset")
     assert s.loc["easy", "accuracy"] > s.loc["hard", "accuracy_high"]
@@ -142,9 +142,9 @@ def test_a_planted_reversal_survives_holm_and_a_kept_ranking_gives_none():
 
 def test_a_reversal_among_trained_probes(make_planted):
     """Backbone a sees the class on dataset one, b on dataset two; the study records the test images' ids."""
-    train = TrainConfig(epochs=30, lr=0.05, batch_size=None)
+    config = experiment(seeds=[0, 1], epochs=30, lr=0.05, batch_size=None)
     studies = {
-        name: run_agreement_study(make_planted(signal, sizes=(200, 100, 300)), [0, 1], train)
+        name: run_agreement_study(make_planted(signal, sizes=(200, 100, 300)), config)
         for name, signal in (("one", {"a": 2.0, "b": 0.2}), ("two", {"a": 0.2, "b": 2.0}))
     }
     study = studies["one"]
@@ -237,8 +237,8 @@ def test_c1_bad_input_says_what_is_wrong():
 
 def test_bad_arguments():
     fs = _planted(n=40)
-    with pytest.raises(ValueError, match="at least one seed"):
-        run_agreement_study(fs, seeds=[])
+    with pytest.raises(ValueError, match="seeds must be a count n >= 1"):
+        run_agreement_study(fs, experiment(seeds=[]))
     empty = AgreementStudy(*(None,) * 3)
     with pytest.raises(ValueError, match="valid: agreement, kappa, kappa_correct"):
         empty.matrix("correlation")

@@ -8,7 +8,6 @@ from fusion_lib.book.profiles import get_profile
 from fusion_lib.data import backbones
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.data.validation import ParameterError, input_size
-from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies.agreement import family_pairs, run_agreement_study, zoo_summary
 from fusion_lib.studies.claims import (
     ZOO_METHODS,
@@ -50,14 +49,12 @@ def _planted(n=240, classes=4, signal=4.0, seed=0) -> FeatureSet:
 
 
 ZOOS = {"one family": [LITE0, LITE1], "two families": [LITE0, XCEPTION]}
-TRAIN = TrainConfig(epochs=30, lr=0.05, batch_size=None)
+CONFIG = experiment(seeds=[0, 1], epochs=30, lr=0.05, batch_size=None)
 
 
 def test_pairs_of_one_family_agree_more_and_their_zoo_leaves_less_room():
     fs = _planted()
-    studies = {
-        z: {"planted": run_agreement_study(fs.subset_backbones(m), [0, 1], TRAIN)} for z, m in ZOOS.items()
-    }
+    studies = {z: {"planted": run_agreement_study(fs.subset_backbones(m), CONFIG)} for z, m in ZOOS.items()}
     pairs = family_pairs([s for by in studies.values() for s in by.values()]).set_index("pair")
     assert pairs.loc["same family", "kappa"] > pairs.loc["across families", "kappa"] + 0.3
     assert pairs.loc["same family", "pairs"] == 1 and pairs.loc["across families", "pairs"] == 1

@@ -133,7 +133,7 @@ def _agreement(profile: Profile, name: str, fs: Any) -> Section:
     from fusion_lib.data.backbones import short_name
     from fusion_lib.studies.agreement import run_agreement_study
 
-    study = run_agreement_study(fs, profile.seeds_for(name), profile.experiment_config(name).train)
+    study = run_agreement_study(fs, profile.experiment_config(name))  # its probes serve every section
     pairs = study.pairs[study.pairs["a"] < study.pairs["b"]]
     pairs = pairs.groupby(["a", "b"], sort=False)[["agreement", "kappa", "kappa_correct", "double_fault"]]
     pairs = pairs.mean().round(3).rename(index=short_name)

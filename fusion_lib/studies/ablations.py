@@ -22,7 +22,6 @@ CI over seeds and test images); ``summarize`` adds each accuracy with its CI and
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -31,9 +30,9 @@ from tqdm.auto import tqdm
 
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.experts import EXPERT_KINDS
-from fusion_lib.fusion.training import deterministic, num_threads
-from fusion_lib.fusion.two_stage import ExpertOutputs, TwoStageConfig, TwoStageMoE, expert_outputs
+from fusion_lib.fusion.two_stage import TwoStageConfig, TwoStageMoE
 from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.engine import seed_mode
 from fusion_lib.studies.methods import SeedRun, gflops, recipe
 from fusion_lib.studies.stats import bootstrap_mean_ci, holm, paired_difference
 
@@ -125,27 +124,6 @@ class Variant:
         return self.recipe.get("calibrate", True)
 
 
-class _RawExpertsRun(SeedRun):
-    """A seed's run whose experts keep their raw probabilities (``calibrate=False``): the gates and the
-    anchor are refit on them, the probes are the calibrated run's (``SeedRun`` always calibrates)."""
-
-    def __init__(self, calibrated: SeedRun) -> None:
-        super().__init__(calibrated.fs, calibrated.seed, calibrated.config, None)
-        self._calibrated = calibrated
-
-    @property
-    def probes(self) -> dict[str, dict[str, np.ndarray]]:
-        return self._calibrated.probes
-
-    @property
-    def oof_probes(self) -> dict[str, np.ndarray]:
-        return self._calibrated.oof_probes
-
-    @cached_property
-    def experts(self) -> ExpertOutputs:
-        return expert_outputs(self.fs, self.probes, self.oof_probes, calibrate=False)
-
-
 class SeedRuns:
     """Each seed's models for the ablations, shared by every variant and every ``run_ablation`` call.
 
@@ -181,7 +159,7 @@ class SeedRuns:
             return run
         raw = (*key, "raw experts")
         if raw not in self._runs:
-            self._runs[raw] = (variant.features, _RawExpertsRun(run))
+            self._runs[raw] = (variant.features, run.uncalibrated())
         return self._runs[raw][1]
 
     def fit(self, variant: Variant, seed: int) -> tuple[SeedRun, TwoStageMoE]:
@@ -276,7 +254,7 @@ def run_ablation(
         )
     first = next(iter(variants))
     rows = []
-    with deterministic(), num_threads(runs.config.train.threads):
+    with seed_mode(runs.config.train):
         steps = tqdm(
             [(s, n) for s in seeds for n in variants], desc=f"ablation: {ablation}", disable=not progress
         )

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.fusion.baselines import best_single, fit_single_probes
-from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.fusion.baselines import best_single
 from fusion_lib.studies import metrics as M
+from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.engine import restrict, seed_runs
 from fusion_lib.studies.stats import (
     MARGIN,
     bootstrap_mean_ci,
@@ -79,24 +80,23 @@ class AgreementStudy:
         return m.loc[order, order].rename_axis(index="backbone", columns="backbone")
 
 
-def run_agreement_study(
-    fs: FeatureSet, seeds: Sequence[int], train: TrainConfig | None = None
-) -> AgreementStudy:
-    """Fit one linear probe per backbone per seed and measure accuracy, agreement, kappa (on labels and
-    on correctness), double fault and the oracle bound on the test split. Each seed draws its own split of
-    the pool (``fs.draw``) and records its test images' pool indices when the features carry them."""
-    if not seeds:
-        raise ValueError("run_agreement_study needs at least one seed")
+def run_agreement_study(fs: FeatureSet, config: ExperimentConfig, progress: bool = False) -> AgreementStudy:
+    """Fit one probe per backbone per seed (``config.expert``, through the fit cache when
+    ``config.fit_cache``, so an experiment on the same pool reuses them) and measure accuracy,
+    agreement, kappa (on labels and on correctness), double fault and the oracle bound on the test
+    split. Each seed draws its own split of the pool (``fs.draw``) and records its test images' pool
+    indices when the features carry them."""
+    fs = restrict(fs, config)
     acc_rows, pair_rows, bound_rows = [], [], []
     correct: dict[tuple[str, int], np.ndarray] = {}
     agree: dict[int, np.ndarray] = {}
     test_ids: dict[int, np.ndarray] = {}
-    for seed in seeds:
-        split = fs.draw(seed)
+    for run in seed_runs(fs, config, desc="agreement", progress=progress):
+        split, seed = run.fs, run.seed
         y = split.labels["test"]
-        if "test" in split.indices:
-            test_ids[seed] = np.asarray(split.indices["test"], dtype=np.int64)
-        probes = fit_single_probes(split, seed, train)
+        if run.test_ids is not None:
+            test_ids[seed] = np.asarray(run.test_ids, dtype=np.int64)
+        probes = run.probes
         preds = {b: probes[b]["test"].argmax(1) for b in fs.backbones}
         for b, p in preds.items():
             correct[(b, seed)] = p == y

@@ -39,10 +39,10 @@ from fusion_lib.fusion.label_space import (
     fit_zero_shot_map,
     tokenize,
 )
-from fusion_lib.fusion.training import BLEND_GRID, deterministic, num_threads, to_tensors
+from fusion_lib.fusion.training import BLEND_GRID, to_tensors
 from fusion_lib.studies import metrics as M
 from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.methods import SeedRun
+from fusion_lib.studies.engine import restrict, seed_runs
 from fusion_lib.studies.stats import (
     Difference,
     bootstrap_mean_ci,
@@ -275,63 +275,61 @@ def run_label_study(
     random-vector heads and label-space methods (``random:`` heads use ``random_class_vectors(C, dim,
     seed)``)."""
     acc_rows, gate_rows, blend_rows, curve_rows, correct, models, ids = [], [], [], [], {}, {}, {}
-    with deterministic(), num_threads(config.train.threads):
-        for seed in tqdm(config.seeds, desc=f"{fs.dataset} label study", disable=not progress):
-            split = fs.draw(seed)
-            y = split.labels
-            run = SeedRun(split, seed, config, class_vecs)
-            if "test" in split.indices:
-                ids[seed] = split.indices["test"]
+    for run in seed_runs(restrict(fs, config), config, class_vecs, desc="label study", progress=progress):
+        split, seed = run.fs, run.seed
+        y = split.labels
+        if run.test_ids is not None:
+            ids[seed] = run.test_ids
 
-            def add(model: str, family: str, backbone: str, probs: np.ndarray) -> None:
-                correct[(model, seed)] = probs.argmax(1) == y["test"]
-                acc_rows.append(
+        def add(model: str, family: str, backbone: str, probs: np.ndarray) -> None:
+            correct[(model, seed)] = probs.argmax(1) == y["test"]
+            acc_rows.append(
+                {
+                    "dataset": fs.dataset,
+                    "seed": seed,
+                    "model": model,
+                    "family": family,
+                    "backbone": backbone,
+                    "accuracy": float(correct[(model, seed)].mean()),
+                }
+            )
+
+        for b, p in run.probes.items():
+            add(f"probe:{b}", "visual", b, p["test"])
+        for b, p in run.label_model.backbone_proba(split, "test").items():
+            add(f"label:{b}", "label space", b, p)
+        control = run.label_space(random_class_vectors(*class_vecs.shape, seed=seed))
+        for b, p in control.backbone_proba(split, "test").items():
+            add(f"random:{b}", "random vectors", b, p)
+        outputs = {m: run.output(m) for m in STUDY_METHODS}
+        weight = outputs["blend_label"].extra["blend_weight"]
+        probs = {m: out.probs for m, out in outputs.items()}
+        visual = probs["moe_thumbnail"]
+        probs["random_space"] = {s: control.predict_proba(split, s) for s in ("val", "test")}
+        random_space = probs["random_space"]
+        weight_random = choose_blend_weight(visual["val"], random_space["val"], y["val"], BLEND_GRID)
+        probs["blend_random"] = {s: blend(visual[s], random_space[s], weight_random) for s in visual}
+        for m, (family, kind) in _COMBINED.items():
+            add(m, family, kind, probs[m]["test"])
+        for label_experts in (False, True):
+            moe = run.moe("thumbnail", label_experts)
+            for expert, w in zip(moe.expert_names, moe.gate_weights(split, "test").mean(0)):
+                gate_rows.append(
                     {
                         "dataset": fs.dataset,
                         "seed": seed,
-                        "model": model,
-                        "family": family,
-                        "backbone": backbone,
-                        "accuracy": float(correct[(model, seed)].mean()),
+                        "expert": expert,
+                        "weight": float(w),
+                        "model": f"moe_thumbnail_{'label' if label_experts else 'joint'}",
                     }
                 )
-
-            for b, p in run.probes.items():
-                add(f"probe:{b}", "visual", b, p["test"])
-            for b, p in run.label_model.backbone_proba(split, "test").items():
-                add(f"label:{b}", "label space", b, p)
-            control = run.label_space(random_class_vectors(*class_vecs.shape, seed=seed))
-            for b, p in control.backbone_proba(split, "test").items():
-                add(f"random:{b}", "random vectors", b, p)
-            outputs = {m: run.output(m) for m in STUDY_METHODS}
-            weight = outputs["blend_label"].extra["blend_weight"]
-            probs = {m: out.probs for m, out in outputs.items()}
-            visual = probs["moe_thumbnail"]
-            probs["random_space"] = {s: control.predict_proba(split, s) for s in ("val", "test")}
-            random_space = probs["random_space"]
-            weight_random = choose_blend_weight(visual["val"], random_space["val"], y["val"], BLEND_GRID)
-            probs["blend_random"] = {s: blend(visual[s], random_space[s], weight_random) for s in visual}
-            for m, (family, kind) in _COMBINED.items():
-                add(m, family, kind, probs[m]["test"])
-            for label_experts in (False, True):
-                moe = run.moe("thumbnail", label_experts)
-                for expert, w in zip(moe.expert_names, moe.gate_weights(split, "test").mean(0)):
-                    gate_rows.append(
-                        {
-                            "dataset": fs.dataset,
-                            "seed": seed,
-                            "expert": expert,
-                            "weight": float(w),
-                            "model": f"moe_thumbnail_{'label' if label_experts else 'joint'}",
-                        }
-                    )
-            blend_rows.append(
-                {"dataset": fs.dataset, "seed": seed, "weight": weight, "weight_random": weight_random}
-            )
-            for part in ("val", "test"):
-                curve = blend_curve(visual[part], probs["label_space"][part], y[part])
-                curve_rows.append(curve.assign(dataset=fs.dataset, seed=seed, split=part))
-            models[seed] = run.label_model
+        blend_rows.append(
+            {"dataset": fs.dataset, "seed": seed, "weight": weight, "weight_random": weight_random}
+        )
+        for part in ("val", "test"):
+            curve = blend_curve(visual[part], probs["label_space"][part], y[part])
+            curve_rows.append(curve.assign(dataset=fs.dataset, seed=seed, split=part))
+        models[seed] = run.label_model
     curves = pd.concat(curve_rows, ignore_index=True)
     curves = curves[["dataset", "seed", "split", "weight", "accuracy", "nll"]]
     gates = pd.DataFrame(gate_rows)[["dataset", "seed", "model", "expert", "weight"]]

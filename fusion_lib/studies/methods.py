@@ -83,12 +83,19 @@ class MethodOutput:
 
 
 class SeedRun:
-    """Lazily trained models shared between the methods of one seed (on that seed's split)."""
+    """Lazily trained models shared between the methods of one seed (on that seed's split); the experts
+    are temperature-scaled on validation unless ``calibrate`` is False (see ``uncalibrated``)."""
 
     def __init__(
-        self, fs: FeatureSet, seed: int, config: "ExperimentConfig", class_vecs: np.ndarray | None
+        self,
+        fs: FeatureSet,
+        seed: int,
+        config: "ExperimentConfig",
+        class_vecs: np.ndarray | None,
+        calibrate: bool = True,
     ) -> None:
         self.fs, self.seed, self.config, self._class_vecs = fs, seed, config, class_vecs
+        self.calibrate = calibrate
         self.train = config.train
         self._moes: dict[str, MoE] = {}
         self._two_stage: dict[TwoStageConfig, TwoStageMoE] = {}
@@ -136,8 +143,20 @@ class SeedRun:
 
     @cached_property
     def experts(self) -> ExpertOutputs:
-        """Calibrated expert outputs: out-of-fold on train, temperature-scaled on validation."""
-        return expert_outputs(self.fs, self.probes, self.oof_probes, calibrate=True)
+        """Expert outputs: out-of-fold on train, temperature-scaled on validation (if ``calibrate``)."""
+        return expert_outputs(self.fs, self.probes, self.oof_probes, calibrate=self.calibrate)
+
+    def uncalibrated(self) -> "SeedRun":
+        """This seed's run with raw expert probabilities: its gates and anchor are fit again on them,
+        its probes are this run's (fitted once)."""
+        raw = SeedRun(self.fs, self.seed, self.config, self._class_vecs, calibrate=False)
+        raw.__dict__.update(probes=self.probes, oof_probes=self.oof_probes)  # the cached properties
+        return raw
+
+    @property
+    def test_ids(self) -> np.ndarray | None:
+        """The pool index of each test image of this seed (None when the pool does not record them)."""
+        return self.fs.indices.get("test")
 
     @cached_property
     def label_model(self) -> LabelSpaceModel:

@@ -16,19 +16,17 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.label_space import class_vectors, load_vectors
-from fusion_lib.fusion.training import deterministic, num_threads
 from fusion_lib.fusion.two_stage import ExpertOutputs
 from fusion_lib.studies import metrics as M
 from fusion_lib.studies.agreement import mean_std
 from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.engine import restrict, seed_runs
 from fusion_lib.studies.methods import (
     EVAL_SPLITS,
     MethodOutput,
-    SeedRun,
     any_needs_class_vectors,
     resolve_methods,
     selectable,
@@ -211,45 +209,27 @@ def run_experiment(
     spec's backbones; ``word_vectors`` (gensim KeyedVectors or a word -> vector mapping) replaces
     loading ``config.word_vectors``.
     """
-    pool = feature_set if feature_set is not None else load_features(config)
-    if feature_set is not None and config.data is not None:
-        pool = pool.subset_backbones(list(config.data.backbones))
+    pool = restrict(feature_set, config) if feature_set is not None else load_features(config)
     methods = resolve_methods(config.methods, pool.backbones)
     class_vecs = None
     if any_needs_class_vectors(methods):
         vectors = word_vectors if word_vectors is not None else load_vectors(config.word_vectors)
         class_vecs = class_vectors(pool.class_names, vectors, config.aliases)
     rows, outputs, labels, experts, image_ids = [], {}, {}, {}, {}
-    with deterministic(), num_threads(config.train.threads):
-        steps = tqdm(
-            [(s, m) for s in config.seeds for m in methods],
-            desc=f"{pool.dataset} methods",
-            disable=not progress,
-        )
-        run = None
-        for seed, method in steps:
-            if run is None or run.seed != seed:
-                _keep_experts(run, experts)
-                fs = pool.draw(seed)
-                run = SeedRun(fs, seed, config, class_vecs)
-                labels[seed] = {s: fs.labels[s] for s in EVAL_SPLITS}
-                if "test" in fs.indices:
-                    image_ids[seed] = fs.indices["test"]
-            steps.set_postfix_str(f"seed={seed} {method}")
-            out = outputs[(method, seed)] = run.output(method)
+    for run in seed_runs(pool, config, class_vecs, desc="methods", progress=progress):
+        labels[run.seed] = {s: run.fs.labels[s] for s in EVAL_SPLITS}
+        if run.test_ids is not None:
+            image_ids[run.seed] = run.test_ids
+        for method in methods:
+            out = outputs[(method, run.seed)] = run.output(method)
             for metric, value in _metrics(out, run.fs).items():
-                rows.append((pool.dataset, method, seed, metric, float(value)))
-        _keep_experts(run, experts)
+                rows.append((pool.dataset, method, run.seed, metric, float(value)))
+        if "experts" in vars(run):  # only what the seed computed anyway (a cached property)
+            experts[run.seed] = run.experts
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     if config.out_dir:
         save_results(df, config)
     return ExperimentResult(df, outputs, labels, experts, image_ids)
-
-
-def _keep_experts(run: SeedRun | None, experts: dict[int, ExpertOutputs]) -> None:
-    # only what a seed computed anyway: SeedRun.experts is a cached property
-    if run is not None and "experts" in vars(run):
-        experts[run.seed] = run.experts
 
 
 def save_results(df: pd.DataFrame, config: ExperimentConfig) -> Path:
