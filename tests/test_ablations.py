@@ -11,7 +11,7 @@ from configs import experiment
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.two_stage import TwoStageConfig, TwoStageMoE
 from fusion_lib.studies.ablations import (
-    RESULT_COLUMNS,
+    ABLATION_COLUMNS,
     SeedRuns,
     Variant,
     paired_deltas,
@@ -153,7 +153,7 @@ def test_the_reference_is_the_books_moe_thumbnail(pool, ablation):
 
 def test_rows_and_costs(ablation):
     variants, _, results = ablation
-    assert list(results.columns) == RESULT_COLUMNS
+    assert list(results.columns) == ABLATION_COLUMNS
     assert len(results) == len(variants) * 2 and set(results["seed"]) == {0, 1}
     by = results.groupby("setting")
     assert by["reference"].any()[lambda s: s].index.tolist() == ["book recipe"]
@@ -327,7 +327,7 @@ def planted_results():
                     "test_ids": np.arange(400),  # an official test set: the same images every seed
                 }
             )
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
 
 
 def test_paired_deltas_give_differences_with_confidence_intervals():

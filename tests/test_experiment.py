@@ -16,7 +16,7 @@ from fusion_lib.studies import cli
 from fusion_lib.studies import runner as E
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.methods import METHODS, SeedRun, resolve_methods
-from fusion_lib.studies.runner import run_experiment, summarize
+from fusion_lib.studies.runner import run_experiment
 
 C, D, T = 3, 8, 8
 NAMES = ["cat", "dog", "fish"]
@@ -160,24 +160,6 @@ def test_backbone_subset_of_a_given_feature_set():
         progress=False,
     ).metrics
     assert "single:a" not in set(df["method"]) and "single:b" in set(df["method"])
-
-
-def test_summarize_gives_mean_and_std_per_method_and_metric():
-    df = pd.DataFrame(
-        {
-            "dataset": "d",
-            "method": ["m", "m", "m", "n"],
-            "seed": [0, 1, 2, 0],
-            "metric": "accuracy",
-            "value": [0.5, 0.7, 0.9, 0.4],
-        }
-    )
-    s = summarize(df).set_index("method")
-    assert s.loc["m", "mean"] == pytest.approx(0.7) and s.loc["m", "std"] == pytest.approx(0.2)
-    assert s.loc["m", "n"] == 3 and s.loc["n", "std"] == 0.0
-    assert s.loc["m", "mean ± std"] == "0.7000 ± 0.2000"
-    with pytest.raises(ValueError, match="lacks columns"):
-        summarize(df.drop(columns="seed"))
 
 
 def test_cli_runs_and_prints_a_table(tmp_path, monkeypatch, capsys):

@@ -18,7 +18,7 @@ from matplotlib.text import Text  # noqa: E402
 
 from fusion_lib.book import study_figures as sf  # noqa: E402
 from fusion_lib.book.figures import COLUMN_WIDTH  # noqa: E402
-from fusion_lib.studies.ablations import RESULT_COLUMNS, summarize  # noqa: E402
+from fusion_lib.studies.ablations import ABLATION_COLUMNS, summarize  # noqa: E402
 from fusion_lib.studies.agreement import AgreementStudy  # noqa: E402
 
 DATASETS = ["fashion_mnist", "cifar_cats_dogs", "digits", "mnist"]
@@ -167,7 +167,7 @@ def ablation_results(settings: list[str], ablation: str = "gate width") -> pd.Da
                     "test_ids": np.arange(200),
                 }
             )
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
 
 
 # ---------------------------------------------------------------- notebook 01

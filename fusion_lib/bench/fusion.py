@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fusion_lib.data.datasets import SplitSizes
     from fusion_lib.data.spec import FeatureSpec
     from fusion_lib.studies.config import ExperimentConfig
-    from fusion_lib.studies.runner import load_features, run_experiment, summary_table
+    from fusion_lib.studies.runner import load_features, run_experiment
 
     a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     data = FeatureSpec(a.dataset, a.backbones, SplitSizes(a.train, a.val, a.test))
@@ -69,12 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, rate in rates.items():
         print(f"training throughput, {name}: {rate:,.0f} samples/s")
     t = time.perf_counter()
-    df = run_experiment(config, feature_set=fs, progress=False).metrics
+    result = run_experiment(config, feature_set=fs, progress=False)
     wall = time.perf_counter() - t
-    n_methods = df["method"].nunique()
+    n_methods = len(result.methods)
     print(
         f"wall time: {n_methods} methods x {len(config.seeds)} seeds on {fs.dataset}: {wall:.1f}s "
         f"({'within' if wall <= TARGET_SECONDS else 'OVER'} the {TARGET_SECONDS:.0f}s target)"
     )
-    print(summary_table(df).to_string())
+    print(result.table().to_string())
     return 0

@@ -34,10 +34,10 @@ from fusion_lib.fusion.two_stage import TwoStageConfig, TwoStageMoE
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.engine import seed_mode
 from fusion_lib.studies.methods import SeedRun, gflops, recipe
-from fusion_lib.studies.stats import bootstrap_mean_ci, holm, paired_difference
+from fusion_lib.studies.stats import score_table, verdict_sentence
 
 BOOK_RECIPE = "moe_thumbnail"
-RESULT_COLUMNS = [
+ABLATION_COLUMNS = [
     "ablation",
     "setting",
     "reference",
@@ -229,7 +229,7 @@ def run_ablation(
     """Fit every variant once per seed (default: the config's seeds) on that seed's draw and score it;
     one row per (variant, seed).
 
-    Columns are ``RESULT_COLUMNS``: test ``accuracy`` and ``val_accuracy`` (for choices made on
+    Columns are ``ABLATION_COLUMNS``: test ``accuracy`` and ``val_accuracy`` (for choices made on
     validation); ``correct``, the per-image test correctness (a bool array, aligned between the
     variants of a seed) and ``test_ids``, those images' pool indices (None when the pool has none);
     ``gflops_per_image``, the backbone GFLOPs that run per image plus the gate's
@@ -265,11 +265,11 @@ def run_ablation(
             run, m = runs.fit(v, seed)
             row = {"ablation": ablation, "setting": name, "reference": name == reference, "seed": seed}
             rows.append({**row, **_score(run, m, v.top_k)})
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
 
 
 def _check(results: pd.DataFrame) -> None:
-    missing = sorted(set(RESULT_COLUMNS) - set(results.columns))
+    missing = sorted(set(ABLATION_COLUMNS) - set(results.columns))
     if missing:
         raise ValueError(f"results lack columns {missing}; pass the output of run_ablation")
 
@@ -285,6 +285,32 @@ def _image_ids(rows: pd.DataFrame) -> list[np.ndarray] | None:
     return None if any(i is None for i in ids) else [np.asarray(i) for i in ids]
 
 
+def _scores(results: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """``stats.score_table`` of each ablation's settings against its reference (None: no reference),
+    with ``ablation`` and ``reference_setting`` columns, one row per (ablation, setting) in order."""
+    _check(results)
+    parts = []
+    for ablation, g in results.groupby("ablation", sort=False):
+        settings = dict(tuple(g.groupby("setting", sort=False)))
+        ref = g[g["reference"]]
+        reference = ref["setting"].iloc[0] if len(ref) else None
+        for setting, rows in settings.items():
+            if reference is not None and sorted(ref["seed"]) != sorted(rows["seed"]):
+                raise ValueError(
+                    f"{ablation}: setting {setting!r} has seeds {sorted(rows['seed'])} but the "
+                    f"reference has {sorted(ref['seed'])}; pair them on the same seeds"
+                )
+        ids = _image_ids(ref if len(ref) else next(iter(settings.values())))
+        table = score_table(
+            {name: _per_seed(rows) for name, rows in settings.items()},
+            reference,
+            image_ids=ids,
+            n_boot=n_boot,
+        )
+        parts.append(table.assign(ablation=ablation, reference_setting=reference))
+    return pd.concat(parts, ignore_index=True).rename(columns={"model": "setting"})
+
+
 def paired_deltas(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     """One row per (ablation, setting): the accuracy change against the ablation's reference in points,
     ``delta`` with its paired 95% CI ``low``/``high`` (``stats.paired_difference`` over the seeds and
@@ -292,45 +318,33 @@ def paired_deltas(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     (one seed only), ``p_holm`` (the bootstrap p-value Holm-adjusted over the settings of the same
     ablation, the comparisons read together) and a ``verdict`` sentence whose word uses it. The reference
     itself and settings of an ablation without one get NaN / NA."""
-    _check(results)
-    out, diffs = [], {}
-    for (ablation, setting), rows in results.groupby(["ablation", "setting"], sort=False):
-        ref = results[(results["ablation"] == ablation) & results["reference"]]
-        row = {
-            "ablation": ablation,
-            "setting": setting,
-            "delta": np.nan,
-            "low": np.nan,
-            "high": np.nan,
-            "Δ vs reference": "reference" if rows["reference"].any() else "",
-            "significant": pd.NA,
-            "p_mcnemar": np.nan,
-            "p_holm": np.nan,
-            "verdict": "",
+    scores = _scores(results, n_boot)
+    compared = scores["reference_setting"].notna() & (scores["setting"] != scores["reference_setting"])
+    if "diff" not in scores:  # no ablation has a reference
+        scores = scores.assign(
+            diff=np.nan, diff_low=np.nan, diff_high=np.nan, p_mcnemar=np.nan, p_holm=np.nan
+        )
+    is_reference = scores["setting"] == scores["reference_setting"]
+    frame = pd.DataFrame(
+        {
+            "ablation": scores["ablation"],
+            "setting": scores["setting"],
+            "delta": scores["diff"],
+            "low": scores["diff_low"],
+            "high": scores["diff_high"],
+            "Δ vs reference": np.where(is_reference, "reference", scores.get("difference", "")),
+            "significant": [
+                (r.diff_low > 0 or r.diff_high < 0) if c else pd.NA
+                for r, c in zip(scores.itertuples(), compared)
+            ],
+            "p_mcnemar": scores["p_mcnemar"],
+            "p_holm": scores["p_holm"],
+            "verdict": [
+                verdict_sentence(r.setting, r.reference_setting, r.word, r.difference) + "." if c else ""
+                for r, c in zip(scores.itertuples(), compared)
+            ],
         }
-        if len(ref) and not rows["reference"].any():
-            if sorted(ref["seed"]) != sorted(rows["seed"]):
-                raise ValueError(
-                    f"{ablation}: setting {setting!r} has seeds {sorted(rows['seed'])} but the "
-                    f"reference has {sorted(ref['seed'])}; pair them on the same seeds"
-                )
-            d = paired_difference(_per_seed(rows), _per_seed(ref), n_boot=n_boot, image_ids=_image_ids(ref))
-            row.update(
-                delta=d.diff,
-                low=d.low,
-                high=d.high,
-                significant=d.significant,
-                p_mcnemar=np.nan if d.p_mcnemar is None else d.p_mcnemar,
-            )
-            row["Δ vs reference"] = d.text()
-            diffs[len(out)] = (d, ref["setting"].iloc[0])
-        out.append(row)
-    for ablation in dict.fromkeys(r["ablation"] for r in out):
-        family = [i for i in diffs if out[i]["ablation"] == ablation]
-        for i, p in zip(family, holm([diffs[i][0].p_value for i in family])):
-            d, reference = diffs[i]
-            out[i].update(p_holm=p, verdict=d.verdict(out[i]["setting"], reference, p_adjusted=p) + ".")
-    frame = pd.DataFrame(out)
+    )
     return frame.astype({"significant": "boolean"})
 
 
@@ -340,21 +354,20 @@ def summarize(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     as text in % (``accuracy (95% CI)``); the mean ``val_accuracy``; whether it is the ``reference``;
     the paired change against the reference (``paired_deltas``); ``n_seeds``, ``n_test`` (per seed),
     the mean of the cost columns and the ``thumbnail sizes`` chosen, per seed."""
+    scores = _scores(results, n_boot).set_index(["ablation", "setting"])
     deltas = paired_deltas(results, n_boot).set_index(["ablation", "setting"])
     rows = []
     for (ablation, setting), g in results.groupby(["ablation", "setting"], sort=False):
-        mean, low, high = bootstrap_mean_ci(
-            [100.0 * c for c in _per_seed(g)], n_boot=n_boot, image_ids=_image_ids(g)
-        )
+        score = scores.loc[(ablation, setting)]
         rows.append(
             {
                 "ablation": ablation,
                 "setting": setting,
                 "reference": bool(g["reference"].any()),
-                "accuracy_mean": mean / 100,
-                "accuracy_low": low / 100,
-                "accuracy_high": high / 100,
-                "accuracy (95% CI)": f"{mean:.2f} [{low:.2f}, {high:.2f}]",
+                "accuracy_mean": score["accuracy"] / 100,
+                "accuracy_low": score["low"] / 100,
+                "accuracy_high": score["high"] / 100,
+                "accuracy (95% CI)": score["text"],
                 "val_accuracy": float(g["val_accuracy"].mean()),
                 "n_seeds": len(g),
                 "n_test": int(g["n_test"].iloc[0]),

@@ -45,11 +45,11 @@ from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.engine import restrict, seed_runs
 from fusion_lib.studies.stats import (
     Difference,
-    bootstrap_mean_ci,
     bootstrap_means,
     paired_difference,
     percentile_interval,
     pooled_difference,
+    score_table,
 )
 
 # Class-name words that need replacing in GloVe 6B: a single letter ("T" of "T-shirt") is a letter's
@@ -338,27 +338,10 @@ def run_label_study(
 
 def accuracy_ci(study: LabelStudy, models: Sequence[str], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Test accuracy in percent of each model, mean over seeds, with its 95% CI (hierarchical bootstrap
-    over seeds and test images, ``fusion_lib.studies.stats``): columns model, accuracy, low, high,
-    text (``"91.23 [90.61, 91.80]"``)."""
-    seeds = study.seeds
-    rows = []
-    for m in models:
-        mean, low, high = bootstrap_mean_ci(
-            [100.0 * study.correct[(m, s)] for s in seeds],
-            image_ids=study.test_ids(),
-            n_boot=n_boot,
-            seed=seed,
-        )
-        rows.append(
-            {
-                "model": m,
-                "accuracy": mean,
-                "low": low,
-                "high": high,
-                "text": f"{mean:.2f} [{low:.2f}, {high:.2f}]",
-            }
-        )
-    return pd.DataFrame(rows)
+    over seeds and test images, ``stats.score_table``): columns model, accuracy, low, high, text
+    (``"91.23 [90.61, 91.80]"``)."""
+    correct = {m: [study.correct[(m, s)] for s in study.seeds] for m in models}
+    return score_table(correct, image_ids=study.test_ids(), n_boot=n_boot, seed=seed)
 
 
 def difference(study: LabelStudy, a: str, b: str, n_boot: int = 2000, seed: int = 0) -> Difference:

@@ -21,7 +21,6 @@ from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.label_space import class_vectors, load_vectors
 from fusion_lib.fusion.two_stage import ExpertOutputs
 from fusion_lib.studies import metrics as M
-from fusion_lib.studies.agreement import mean_std
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.engine import restrict, seed_runs
 from fusion_lib.studies.methods import (
@@ -31,7 +30,7 @@ from fusion_lib.studies.methods import (
     resolve_methods,
     selectable,
 )
-from fusion_lib.studies.stats import Difference, bootstrap_mean_ci, holm, paired_difference
+from fusion_lib.studies.stats import Difference, paired_difference, score_table
 
 __all__ = [
     "ExperimentResult",
@@ -39,8 +38,6 @@ __all__ = [
     "load_results",
     "run_experiment",
     "save_results",
-    "summarize",
-    "summary_table",
 ]
 RESULT_COLUMNS = ["dataset", "method", "seed", "metric", "value"]
 TOP_K_COLUMNS = ["dataset", "method", "seed", "k", "accuracy", "gflops_per_image"]
@@ -163,7 +160,8 @@ class ExperimentResult:
     def accuracy_ci(self, method: str) -> tuple[float, float, float]:
         """(accuracy, low, high) in points over every seed's test images (hierarchical bootstrap over
         seeds and images)."""
-        return bootstrap_mean_ci([100.0 * c for c in self.correct(method)], image_ids=self.test_ids)
+        row = score_table({method: self.correct(method)}, image_ids=self.test_ids).iloc[0]
+        return float(row["accuracy"]), float(row["low"]), float(row["high"])
 
     def mean_metric(self, metric: str) -> pd.Series:
         """The mean over seeds of ``metric`` per method (methods without it are left out)."""
@@ -175,21 +173,20 @@ class ExperimentResult:
         method without probabilities), mean GFLOPs per image and, given a ``baseline``, the paired
         difference to it (points, 95% CI) with its word, Holm-adjusted over the methods compared."""
         gf, nll = self.mean_metric("gflops_per_image"), self.mean_metric("nll")
-        others = [m for m in self.methods if m != baseline]
-        diffs = {m: self.compare(m, baseline) for m in others} if baseline is not None else {}
-        adjusted = dict(zip(diffs, holm([d.p_value for d in diffs.values()]))) if diffs else {}
+        if baseline is not None and baseline not in self.methods:
+            raise ValueError(f"method {baseline!r} was not run; run methods: {', '.join(self.methods)}")
+        scores = score_table({m: self.correct(m) for m in self.methods}, baseline, image_ids=self.test_ids)
         rows = []
-        for m in self.methods:
-            acc, lo, hi = self.accuracy_ci(m)
+        for m, s in zip(self.methods, scores.itertuples()):
             row = {
                 "method": m,
-                "accuracy % (95% CI)": f"{acc:.2f} [{lo:.2f}, {hi:.2f}]",
+                "accuracy % (95% CI)": s.text,
                 "test NLL": f"{nll[m]:.3f}" if m in nll.index else "",
                 "GFLOPs / image": f"{gf[m]:.3f}" if m in gf.index else "",
             }
             if baseline is not None:
-                row[f"vs {baseline} (points, 95% CI)"] = diffs[m].text() if m in diffs else ""
-                row["verdict (Holm)"] = diffs[m].word(p_adjusted=adjusted[m]) if m in diffs else ""
+                row[f"vs {baseline} (points, 95% CI)"] = s.difference
+                row["verdict (Holm)"] = s.word
             rows.append(row)
         return pd.DataFrame(rows).set_index("method")
 
@@ -245,23 +242,3 @@ def save_results(df: pd.DataFrame, config: ExperimentConfig) -> Path:
 def load_results(out_dir: str | Path) -> pd.DataFrame:
     """Read the results.csv of a run folder."""
     return pd.read_csv(Path(out_dir) / "results.csv")
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard deviation (over seeds) and count per (dataset, method, metric), with a text column."""
-    missing = sorted(set(RESULT_COLUMNS) - set(df.columns))
-    if missing:
-        raise ValueError(f"results frame lacks columns {missing}; expected {RESULT_COLUMNS}")
-    return mean_std(df, ["dataset", "method", "metric"], "value", digits=4)
-
-
-def summary_table(
-    df: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "ece", "gflops_per_image")
-) -> pd.DataFrame:
-    """Methods as rows, the chosen metrics as "mean ± std" columns (one dataset at a time)."""
-    s = summarize(df)
-    s = s[s["metric"].isin(metrics)]
-    table = s.pivot_table(
-        index=["dataset", "method"], columns="metric", values="mean ± std", aggfunc="first", sort=False
-    )
-    return table[[m for m in metrics if m in table.columns]].fillna("")

@@ -32,9 +32,10 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy.stats import binomtest
 
 CONFIDENCE = 0.95
@@ -86,13 +87,17 @@ class Difference:
 
     def verdict(self, a: str, b: str, *, margin: float = MARGIN, p_adjusted: float | None = None) -> str:
         """A sentence saying ``word`` for methods ``a`` and ``b``, with the difference and its interval."""
-        text = self.text()
-        return {
-            "better": f"{a} beats {b} by {text} points",
-            "worse": f"{a} trails {b}: {text} points",  # signed A - B, so no "by -x"
-            "equivalent": f"{a} and {b} are equivalent within ±{margin:g} points: {text} points",
-            "inconclusive": f"{a} and {b} are not distinguishable (inconclusive): {text} points",
-        }[self.word(margin=margin, p_adjusted=p_adjusted)]
+        return verdict_sentence(a, b, self.word(margin=margin, p_adjusted=p_adjusted), self.text(), margin)
+
+
+def verdict_sentence(a: str, b: str, word: str, text: str, margin: float = MARGIN) -> str:
+    """``a`` against ``b`` in words: ``word`` (one of ``VERDICT_WORDS``) with the difference ``text``."""
+    return {
+        "better": f"{a} beats {b} by {text} points",
+        "worse": f"{a} trails {b}: {text} points",  # signed A - B, so no "by -x"
+        "equivalent": f"{a} and {b} are equivalent within ±{margin:g} points: {text} points",
+        "inconclusive": f"{a} and {b} are not distinguishable (inconclusive): {text} points",
+    }[word]
 
 
 def interval_word(low: float, high: float, *, margin: float = MARGIN, p_adjusted: float | None = None) -> str:
@@ -361,3 +366,70 @@ def bootstrap_mean_ci(
     per_seed = _as_seeds(values, "values")
     low, high = percentile_interval(bootstrap_means(per_seed, image_ids=image_ids, n_boot=n_boot, seed=seed))
     return float(np.mean([v.mean() for v in per_seed])), low, high
+
+
+def score_table(
+    correct: Mapping[str, Sequence[np.ndarray]],
+    baseline: str | None = None,
+    *,
+    image_ids: Sequence[np.ndarray] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The one table of results every study reports: a row per model, in order.
+
+    ``correct[model]`` holds one boolean array per seed, aligned image by image across the models
+    (``image_ids`` identify the images, see ``bootstrap_means``). Columns: test ``accuracy`` in points
+    with its 95% CI (``low``, ``high``) and ``text``; given a ``baseline`` (one of the models), every
+    other model's paired difference to it (``paired_difference``): ``diff``, ``diff_low``,
+    ``diff_high``, ``p_value``, ``p_mcnemar`` (one seed), ``p_holm`` (Holm-adjusted over the models
+    compared), ``difference`` as text and its ``word``; the baseline's own row has NaN and "".
+    """
+    if baseline is not None and baseline not in correct:
+        raise ValueError(f"baseline {baseline!r} is not among the models {list(correct)}")
+    rows = []
+    for model, per_seed in correct.items():
+        acc, low, high = bootstrap_mean_ci(
+            [100.0 * c for c in per_seed], image_ids=image_ids, n_boot=n_boot, seed=seed
+        )
+        rows.append(
+            {"model": model, "accuracy": acc, "low": low, "high": high, "text": interval(acc, low, high, 2)}
+        )
+    table = pd.DataFrame(rows)
+    if baseline is None:
+        return table
+    others = [m for m in correct if m != baseline]
+    diffs = {
+        m: paired_difference(correct[m], correct[baseline], image_ids=image_ids, n_boot=n_boot, seed=seed)
+        for m in others
+    }
+    adjusted = dict(zip(others, holm([d.p_value for d in diffs.values()]))) if others else {}
+    compared = pd.DataFrame(
+        [
+            {
+                "model": m,
+                "diff": d.diff,
+                "diff_low": d.low,
+                "diff_high": d.high,
+                "p_value": d.p_value,
+                "p_mcnemar": np.nan if d.p_mcnemar is None else d.p_mcnemar,
+                "p_holm": adjusted[m],
+                "difference": d.text(),
+                "word": d.word(p_adjusted=adjusted[m]),
+            }
+            for m, d in diffs.items()
+        ],
+        columns=[
+            "model",
+            "diff",
+            "diff_low",
+            "diff_high",
+            "p_value",
+            "p_mcnemar",
+            "p_holm",
+            "difference",
+            "word",
+        ],
+    )
+    out = table.merge(compared, on="model", how="left")
+    return out.fillna({"difference": "", "word": ""})
