@@ -274,3 +274,22 @@ def test_draw_redraws_splits_within_the_pool(fixed_test):
     assert same_test == fixed_test
     assert not np.array_equal(one.features["train"]["b"], two.features["train"]["b"])
     np.testing.assert_array_equal(pool.draw(1).features["train"]["b"], one.features["train"]["b"])
+
+
+def test_score_table_is_the_accuracy_and_paired_difference_of_every_model():
+    from fusion_lib.studies.stats import bootstrap_mean_ci, holm, paired_difference, score_table
+
+    rng = np.random.default_rng(0)
+    correct = {m: [rng.random(80) < p for _ in range(3)] for m, p in (("a", 0.7), ("b", 0.8), ("c", 0.9))}
+    t = score_table(correct, "a", n_boot=300).set_index("model")
+    for m in correct:
+        assert tuple(t.loc[m, ["accuracy", "low", "high"]]) == bootstrap_mean_ci(
+            [100.0 * c for c in correct[m]], n_boot=300
+        )
+    diffs = [paired_difference(correct[m], correct["a"], n_boot=300) for m in ("b", "c")]
+    assert list(t.loc[["b", "c"], "diff"]) == [d.diff for d in diffs]
+    assert list(t.loc[["b", "c"], "p_holm"]) == list(holm([d.p_value for d in diffs]))
+    assert t.loc["c", "word"] == diffs[1].word(p_adjusted=t.loc["c", "p_holm"])
+    assert t.loc["a", "difference"] == "" and np.isnan(t.loc["a", "diff"])
+    with pytest.raises(ValueError, match="baseline 'z' is not among"):
+        score_table(correct, "z")

@@ -90,3 +90,11 @@ def table(
     out = out.rename(columns=labels)
     out.index.names = [labels.get(n, n) for n in out.index.names]
     return out
+
+
+def glue_values(values: Mapping[str, object]) -> None:
+    """``myst_nb.glue`` every name -> value, for the page's text to cite (none is shown in place)."""
+    from myst_nb import glue
+
+    for name, value in values.items():
+        glue(name, value, display=False)

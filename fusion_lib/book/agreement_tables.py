@@ -1,0 +1,130 @@
+"""Notebook 02's tables and study runs: the agreement studies of a profile's datasets, its zoos and its
+candidate experts, and the frames the page shows (shortened names, one column per dataset)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from fusion_lib.book.report import interval, table
+from fusion_lib.data.backbones import BACKBONE_CFGS, short_name
+from fusion_lib.studies.agreement import AgreementStudy, mean_std, run_agreement_study
+
+if TYPE_CHECKING:
+    from fusion_lib.book.profiles import Profile
+    from fusion_lib.data.feature_set import FeatureSet
+
+# The accuracy bounds of a set of experts, as the page names them (column of AgreementStudy.bounds).
+BOUNDS = {
+    "mean_single": "mean of the probes",
+    "best_single": "best single (chosen on val)",
+    "oracle": "oracle",
+}
+
+
+def dims_table(feature_sets: Mapping[str, FeatureSet]) -> pd.DataFrame:
+    """Feature dimension of every backbone (rows) on every dataset (columns)."""
+    dims = pd.DataFrame({name: fs.dims() for name, fs in feature_sets.items()})
+    return dims.rename(index=short_name).rename_axis(
+        index="backbone", columns="feature dimension per dataset"
+    )
+
+
+def run_studies(profile: Profile, feature_sets: Mapping[str, FeatureSet]) -> dict[str, AgreementStudy]:
+    """The agreement study of each dataset's experts, under the profile's experiment config."""
+    return {
+        name: run_agreement_study(fs, profile.experiment_config(name)) for name, fs in feature_sets.items()
+    }
+
+
+def accuracy_table(accuracy: pd.DataFrame, backbones: Sequence[str], datasets: Sequence[str]) -> pd.DataFrame:
+    """Each backbone's test accuracy per dataset, "mean ± std" over seeds (``AgreementStudy.accuracy``
+    rows of every dataset, backbone names shortened or not)."""
+    shown = accuracy.assign(backbone=accuracy["backbone"].map(short_name))
+    wide = mean_std(shown, ["dataset", "backbone"], "accuracy").pivot(
+        index="backbone", columns="dataset", values="mean ± std"
+    )
+    order = [short_name(b) for b in backbones]
+    return wide.loc[order, list(datasets)].rename_axis(columns="test accuracy (mean ± std over seeds)")
+
+
+def bounds_table(bounds: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
+    """The mean probe, the best single probe and the oracle per dataset, "mean ± std" over seeds."""
+    long = pd.concat(
+        [mean_std(bounds, ["dataset"], col).assign(measure=label) for col, label in BOUNDS.items()]
+    )
+    wide = long.pivot(index="dataset", columns="measure", values="mean ± std")
+    return wide.loc[list(datasets), list(BOUNDS.values())].rename_axis(columns="test accuracy (mean ± std)")
+
+
+def candidates_table(
+    candidates: AgreementStudy, pool: FeatureSet, experts: Sequence[str], dataset: str
+) -> pd.DataFrame:
+    """Every candidate backbone on ``dataset``: family, mean test accuracy, GFLOPs, mean kappa and mean
+    double fault with the other candidates, and whether it is one of the book's ``experts``."""
+    kappa, fault = candidates.matrix("kappa"), candidates.matrix("double_fault")
+    others = ~np.eye(len(kappa), dtype=bool)  # every pair but a backbone with itself
+    order = list(kappa.index)
+    frame = pd.DataFrame(
+        {
+            "family": [BACKBONE_CFGS[b].family for b in order],
+            "accuracy": candidates.accuracy.groupby("backbone")["accuracy"].mean()[order].to_numpy(),
+            "GFLOPs": [pool.backbone_gflops[b] for b in order],
+            "mean kappa with the others": kappa.where(others).mean(axis=1).to_numpy(),
+            "mean double fault with the others": fault.where(others).mean(axis=1).to_numpy(),
+            "book's experts": ["yes" if b in experts else "" for b in order],
+        },
+        index=pd.Index([short_name(b) for b in order], name=f"backbone ({dataset})"),
+    )
+    return frame.round(3)
+
+
+def zoo_studies(
+    profile: Profile, studies: Mapping[str, AgreementStudy]
+) -> dict[str, dict[str, AgreementStudy]]:
+    """``[zoo][dataset]``: each zoo's agreement study on each dataset (a zoo equal to the profile's
+    experts reuses ``studies``); every zoo's features come from one load per dataset."""
+    out: dict[str, dict[str, AgreementStudy]] = {zoo: {} for zoo in profile.zoos}
+    for name in profile.datasets:
+        sets = profile.zoo_feature_sets(name)
+        for zoo, members in profile.zoos.items():
+            same = tuple(members) == tuple(profile.backbones)
+            out[zoo][name] = (
+                studies[name]
+                if same
+                else run_agreement_study(sets[zoo], profile.experiment_config(name, members))
+            )
+    return out
+
+
+def zoo_table(zoos: pd.DataFrame) -> pd.DataFrame:
+    """``agreement.zoo_summary`` as the page shows it: the oracle's gain as an interval in points."""
+    gain = ["oracle_gain", "oracle_gain_low", "oracle_gain_high"]
+    shown = zoos.assign(**{"oracle gain (points)": [interval(*r, sign=True) for r in zoos[gain].values]})
+    shown[["best_single", "oracle"]] = shown[["best_single", "oracle"]].round(1)
+    return table(
+        shown.drop(columns=gain),
+        index=["dataset", "zoo"],
+        digits=3,
+        labels={
+            "kappa": "mean kappa",
+            "double_fault": "mean double fault",
+            "best_single": "best single (%)",
+            "oracle": "oracle (%)",
+        },
+    )
+
+
+def variation_extremes(summary: pd.DataFrame) -> dict[str, float]:
+    """The ranges the page's text cites from ``agreement.variation_summary``: accuracy and agreement
+    (lowest and highest over datasets) and the largest oracle gain."""
+    return {
+        "acc_min": float(summary["accuracy"].min()),
+        "acc_max": float(summary["accuracy"].max()),
+        "agree_min": float(summary["agreement"].min()),
+        "agree_max": float(summary["agreement"].max()),
+        "gain_max": float(summary["oracle_gain"].max()),
+    }
