@@ -1,0 +1,363 @@
+"""Notebook 05's tables and study runs: the class names and their word vectors, the label-space study's
+accuracies and differences, the blend and gate weights, C3, and the zero-shot study, as the page
+shows them (one column per dataset, intervals as text, names shortened)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from fusion_lib.book.multimodal_figures import FAMILIES, FUSION_METHODS
+from fusion_lib.book.report import interval, markdown
+from fusion_lib.data.backbones import short_name
+from fusion_lib.data.feature_set import SPLITS
+from fusion_lib.fusion.label_space import class_vectors
+from fusion_lib.studies.label_study import (
+    C3_COMPARISONS,
+    N_HELD_OUT,
+    ZERO_SHOT_MEASURES,
+    LabelStudy,
+    ZeroShotStudy,
+    accuracy_ci,
+    aliases_for,
+    best_head,
+    c3_verdict,
+    class_name_table,
+    compare,
+    cosine_matrix,
+    label_embeddings,
+    run_label_study,
+    run_zero_shot,
+)
+from fusion_lib.studies.stats import holm, interval_word
+
+if TYPE_CHECKING:
+    from fusion_lib.book.profiles import Profile
+    from fusion_lib.data.feature_set import FeatureSet
+    from fusion_lib.studies.config import ExperimentConfig
+
+Groups = Mapping[tuple[str, ...], Sequence[str]]
+
+
+def label_inputs(
+    profile: Profile, feature_sets: Mapping[str, FeatureSet], vectors: Any
+) -> tuple[dict[str, ExperimentConfig], dict[str, np.ndarray]]:
+    """Per dataset, the experiment config with the book's aliases for its class names, and its class
+    vectors from ``vectors`` through those aliases."""
+    configs = {
+        name: profile.experiment_config(name, aliases=aliases_for(fs.class_names))
+        for name, fs in feature_sets.items()
+    }
+    vecs = {
+        name: class_vectors(fs.class_names, vectors, configs[name].aliases)
+        for name, fs in feature_sets.items()
+    }
+    return configs, vecs
+
+
+def run_label_studies(
+    feature_sets: Mapping[str, FeatureSet],
+    class_vecs: Mapping[str, np.ndarray],
+    configs: Mapping[str, ExperimentConfig],
+) -> dict[str, LabelStudy]:
+    """The label-space study of every dataset (``label_study.run_label_study``)."""
+    return {
+        name: run_label_study(fs, class_vecs[name], configs[name], progress=False)
+        for name, fs in feature_sets.items()
+    }
+
+
+def study_frames(studies: Mapping[str, LabelStudy], *parts: str) -> list[pd.DataFrame]:
+    """Each named frame of the studies (e.g. "blend", "gates", "curves"), every dataset's rows in one."""
+    return [pd.concat([getattr(s, part) for s in studies.values()], ignore_index=True) for part in parts]
+
+
+def splits_table(feature_sets: Mapping[str, FeatureSet]) -> pd.DataFrame:
+    """Classes, images per split and whether the test split is fixed, per dataset."""
+    rows = [
+        {
+            "dataset": name,
+            "classes": fs.n_classes,
+            "train / val / test per seed": " / ".join(f"{len(fs.labels[s]):,}" for s in SPLITS),
+            "test split": "official, fixed" if fs.fixed_test else "drawn per seed",
+        }
+        for name, fs in feature_sets.items()
+    ]
+    return pd.DataFrame(rows).set_index("dataset")
+
+
+def class_name_groups(feature_sets: Mapping[str, FeatureSet]) -> dict[tuple[str, ...], list[str]]:
+    """Datasets grouped by identical class names (they share their class vectors)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, fs in feature_sets.items():
+        groups.setdefault(tuple(fs.class_names), []).append(name)
+    return groups
+
+
+def word_tables(
+    groups: Groups,
+    class_vecs: Mapping[str, np.ndarray],
+    vectors: Any,
+    configs: Mapping[str, ExperimentConfig],
+) -> dict[str, pd.DataFrame]:
+    """Per group of datasets, a caption naming the aliases used and the table of each class's tokens,
+    the words that got a vector and their nearest words (``label_study.class_name_table``)."""
+    out = {}
+    for names, members in groups.items():
+        aliases = configs[members[0]].aliases
+        caption = f"{', '.join(members)}: aliases used {aliases or 'none'}"
+        out[caption] = class_name_table(list(names), class_vecs[members[0]], vectors, aliases).set_index(
+            "class"
+        )
+    return out
+
+
+def alias_effects(
+    groups: Groups, vectors: Any, configs: Mapping[str, ExperimentConfig]
+) -> tuple[pd.DataFrame, list[str]]:
+    """What each alias changes: for every aliased class, the words used, their nearest words and the most
+    similar other class, without and with the aliases; and a note for a variant that cannot be built
+    (a word with no vector at all, so the alias is required), or "no aliases apply"."""
+    rows, notes = [], []
+    for names, members in groups.items():
+        aliases = configs[members[0]].aliases
+        for variant, used in (("without aliases", {}), ("with aliases", aliases)):
+            if not aliases:
+                continue
+            try:
+                vecs = class_vectors(list(names), vectors, used)
+            except KeyError as err:
+                notes.append(f"{', '.join(members)} {variant}: {err}")
+                continue
+            sim = cosine_matrix(vecs, names)
+            table = class_name_table(list(names), vecs, vectors, used)
+            for i, name in enumerate(names):
+                if not [k for k in aliases if k == name or k in table["tokens"][i].split()]:
+                    continue
+                other = sim.loc[name].drop(name)
+                rows.append(
+                    {
+                        "datasets": ", ".join(members),
+                        "class": name,
+                        "variant": variant,
+                        "words used": table["words used"][i],
+                        "nearest words": table["nearest words"][i],
+                        "most similar other class": f"{other.idxmax()} ({other.max():.2f})",
+                    }
+                )
+    columns = ["datasets", "class", "variant", "words used", "nearest words", "most similar other class"]
+    if not rows:
+        notes.append("no aliases apply")
+    return pd.DataFrame(rows, columns=columns).set_index(["datasets", "class", "variant"]), notes
+
+
+def class_similarities(groups: Groups, class_vecs: Mapping[str, np.ndarray]) -> dict[str, pd.DataFrame]:
+    """The cosine matrix of each group's class vectors, keyed by the group's datasets."""
+    return {
+        ", ".join(members): cosine_matrix(class_vecs[members[0]], names) for names, members in groups.items()
+    }
+
+
+def expert_order(backbones: Sequence[str]) -> list[str]:
+    """The rows of the expert table and figure: the experts (short names), then their average."""
+    return [short_name(b) for b in backbones] + ["average"]
+
+
+def expert_ci(studies: Mapping[str, LabelStudy], backbones: Sequence[str]) -> pd.DataFrame:
+    """Test accuracy with its 95% CI of every single-backbone head (visual probe, label-space head,
+    random-vector head) and of their averages, per dataset; ``backbone`` shortened."""
+    parts = []
+    for name, study in studies.items():
+        info = study.accuracy[["dataset", "model", "family", "backbone"]].drop_duplicates()
+        experts = info[info["family"].isin(FAMILIES) & info["backbone"].isin([*backbones, "average"])]
+        ci = accuracy_ci(study, experts["model"].tolist()).assign(dataset=name)
+        parts.append(ci.merge(experts, on=["dataset", "model"]))
+    out = pd.concat(parts)
+    return out.assign(backbone=out["backbone"].map(short_name))
+
+
+def expert_table(ci: pd.DataFrame, backbones: Sequence[str], datasets: Sequence[str]) -> pd.DataFrame:
+    """``expert_ci`` with experts as rows and (dataset, family) as columns."""
+    return (
+        ci.pivot(index="backbone", columns=["dataset", "family"], values="text")
+        .reindex(
+            index=expert_order(backbones), columns=pd.MultiIndex.from_product([list(datasets), FAMILIES])
+        )
+        .rename_axis(index="backbone", columns=["dataset", "test accuracy, % [95% CI]"])
+    )
+
+
+def head_differences(
+    studies: Mapping[str, LabelStudy], backbones: Sequence[str], datasets: Sequence[str]
+) -> pd.DataFrame:
+    """Each label-space head against the visual probe and the random-vector head of its backbone, and the
+    label-space average against probability averaging and the random-vector average (points, 95% CI)."""
+    pairs = [(f"label:{b}", f"{p}:{b}") for b in backbones for p in ("probe", "random")]
+    pairs += [("label_space", "prob_avg"), ("label_space", "random_space")]
+    diffs = pd.concat([compare(studies[name], pairs) for name in datasets], ignore_index=True)
+    return (
+        diffs.assign(a=diffs["a"].map(short_name), b=diffs["b"].map(short_name))
+        .pivot(index=["a", "b"], columns="dataset", values="text")
+        .reindex(columns=list(datasets))
+        .rename_axis(index=["model", "against"], columns="difference, points [95% CI]")
+    )
+
+
+def fused_ci(studies: Mapping[str, LabelStudy], datasets: Sequence[str]) -> pd.DataFrame:
+    """Test accuracy with its 95% CI of every fusion of ``FUSION_METHODS``, per dataset."""
+    parts = [accuracy_ci(studies[name], list(FUSION_METHODS)).assign(dataset=name) for name in datasets]
+    return pd.concat(parts, ignore_index=True)
+
+
+def fused_table(ci: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
+    """``fused_ci`` with the fusions as rows and the datasets as columns."""
+    wide = ci.pivot(index="model", columns="dataset", values="text")
+    return wide.loc[list(FUSION_METHODS), list(datasets)].rename_axis(columns="test accuracy, % [95% CI]")
+
+
+def blend_weights(blends: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
+    """The blend weights chosen on validation, per dataset and seed, for the word vectors and for the
+    random-vector control."""
+    long = blends.melt(
+        id_vars=["dataset", "seed"], value_vars=["weight", "weight_random"], var_name="blend", value_name="w"
+    )
+    long = long.replace({"blend": {"weight": "blend_label", "weight_random": "blend_random"}})
+    wide = long.pivot_table(index="dataset", columns=["blend", "seed"], values="w", sort=False)
+    return wide.loc[list(datasets)].round(1)
+
+
+def gate_shares(gates: pd.DataFrame) -> list[str]:
+    """A sentence per (dataset, mixture): the mean weight of its most-used expert and, for the mixture
+    with label experts, the label experts' total share (means over seeds)."""
+    lines = []
+    per_seed = gates.assign(label=gates["expert"].str.startswith("label:"))
+    for (name, model), g in per_seed.groupby(["dataset", "model"], sort=False):
+        top = g.groupby("seed")["weight"].max()
+        line = (
+            f"{name} {model}: the most-used expert takes {top.mean():.2f} of the weight on average over seeds"
+        )
+        if model == "moe_thumbnail_label":
+            line += f"; the label experts together take {g[g['label']].groupby('seed')['weight'].sum().mean():.3f}"
+        lines.append(line)
+    return lines
+
+
+def c3_comparisons(studies: Mapping[str, LabelStudy], datasets: Sequence[str]) -> pd.DataFrame:
+    """C3's comparisons on every dataset (``label_study.compare``), with their words Holm-adjusted
+    over all of them (``p_holm``, ``word``)."""
+    c3 = pd.concat([compare(studies[name]) for name in datasets], ignore_index=True)
+    c3["p_holm"] = holm(c3["p_value"].to_numpy())
+    c3["word"] = [interval_word(r.low, r.high, p_adjusted=r.p_holm) for r in c3.itertuples()]
+    return c3
+
+
+def c3_values(c3: pd.DataFrame, studies: Mapping[str, LabelStudy]) -> dict[str, str]:
+    """What the page's text cites of C3: its word, its two deciding differences (``c3_verdict``) and the
+    number of comparisons read."""
+    word, gain, words = c3_verdict(dict(studies))
+    return {
+        "mm-c3-word": word,
+        "mm-c3-gain": gain.text(),
+        "mm-c3-words": words.text(),
+        "mm-c3-n-read": str(len(c3)),
+    }
+
+
+def c3_table(c3: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
+    """``c3_comparisons`` with the comparisons as rows and the datasets as columns."""
+    return (
+        c3.assign(shown=c3["text"] + " " + c3["word"])
+        .pivot(index=["a", "b"], columns="dataset", values="shown")
+        .reindex(index=list(C3_COMPARISONS), columns=list(datasets))
+        .rename_axis(index=["model", "against"], columns="difference, points [95% CI], word (Holm)")
+    )
+
+
+def run_zero_shots(
+    profile: Profile, feature_sets: Mapping[str, FeatureSet], class_vecs: Mapping[str, np.ndarray]
+) -> dict[str, ZeroShotStudy]:
+    """The zero-shot study of every dataset with enough classes to hold some out (and two to see)."""
+    return {
+        name: run_zero_shot(
+            fs, class_vecs[name], profile.seeds_for(name), max_splits=profile.zero_shot_splits, progress=False
+        )
+        for name, fs in feature_sets.items()
+        if fs.n_classes >= N_HELD_OUT + 2
+    }
+
+
+def zero_shot_table(zero: Mapping[str, ZeroShotStudy]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every zero-shot study's summary (the figure reads it) and its display table: each measure in %
+    with its 95% CI, chance, the shuffled-vectors null and the permutation p-value."""
+    zs = pd.concat([z.summary() for z in zero.values()], ignore_index=True)
+    pct = zs[["estimate", "low", "high", "chance", "null_mean", "null_low", "null_high"]] * 100
+    shown = pd.DataFrame(
+        {
+            "dataset": zs["dataset"],
+            "measure": zs["measure"].map(ZERO_SHOT_MEASURES),
+            "% [95% CI]": [interval(*r) for r in pct[["estimate", "low", "high"]].to_numpy()],
+            "chance, %": pct["chance"].map("{:.1f}".format),
+            "shuffled vectors, % (mean [95% range])": [
+                interval(*r) for r in pct[["null_mean", "null_low", "null_high"]].to_numpy()
+            ],
+            "p (permutation)": zs["p_value"].map("{:.3f}".format),
+        }
+    )
+    return zs, shown.set_index(["dataset", "measure"])
+
+
+def zero_shot_values(zs: pd.DataFrame, zero: Mapping[str, ZeroShotStudy]) -> dict[str, Any]:
+    """The numbers the page's text cites, from the first zero-shot dataset (none without one)."""
+    if not zero:
+        return {}
+    name = next(iter(zero))
+    first = zs[zs["dataset"] == name].set_index("measure")
+    # markdown, not Markdown: a dataset given as an ImageFolder path names a folder, which Markdown
+    # would try to read
+    values: dict[str, Any] = {"mm-zs-dataset": markdown(name)}
+    for m in ("zsl_top1", "gzsl_unseen", "harmonic", "top5"):
+        for stat in ("estimate", "low", "high", "null_mean"):
+            values[f"mm-zs-{m}-{stat}"] = 100 * float(first.loc[m, stat])
+    values["mm-zs-p"] = float(first.loc["zsl_top1", "p_value"])
+    return values
+
+
+def zero_shot_notes(zero: Mapping[str, ZeroShotStudy]) -> list[str]:
+    """A line per zero-shot study: its held-out triples, seeds and training images per seed."""
+    return [
+        f"{n}: {len(z.splits)} held-out triples over seeds {z.seeds}; {z.n_train:,} train images per seed"
+        for n, z in zero.items()
+    ]
+
+
+def zero_shot_per_model(zero: Mapping[str, ZeroShotStudy]) -> pd.DataFrame:
+    """Each zero-shot measure in % per dataset and model (every backbone's map, and their mean)."""
+    per_model = pd.concat({n: 100 * z.per_model() for n, z in zero.items()}, names=["dataset", "model"])
+    return per_model.rename(index=short_name, level="model").rename(columns=ZERO_SHOT_MEASURES).round(1)
+
+
+def label_space_notes(
+    studies: Mapping[str, LabelStudy],
+    drawn: Mapping[str, FeatureSet],
+    class_vecs: Mapping[str, np.ndarray],
+    seed: int,
+) -> list[str]:
+    """Per dataset, for the best label-space head of ``seed``: the mean cosine of a test image's
+    embedding to its true class vector and to the other classes', and the learned softmax scale."""
+    lines = []
+    for name, fs in drawn.items():
+        model = studies[name].label_models[seed]
+        head = best_head(model, fs)
+        emb = label_embeddings(model, fs, "test", head)
+        cos_true = (emb * class_vecs[name][fs.labels["test"]]).sum(1)
+        cos_all = emb @ class_vecs[name].T
+        scale = model.heads_[head].log_scale.detach().exp().item()
+        lines.append(
+            f"{name} ({short_name(head)}): mean cosine to the true class {cos_true.mean():.3f}, "
+            f"to the other classes {(cos_all.sum(1) - cos_true).mean() / (fs.n_classes - 1):.3f}; "
+            f"learned softmax scale {scale:.1f}"
+        )
+    return lines
