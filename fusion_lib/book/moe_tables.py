@@ -1,0 +1,224 @@
+"""Notebook 03's tables and study runs: every visual method on each dataset and on each zoo, the C2
+comparisons, how the gates route where the experts disagree, what they cost, and the numbers the
+text cites, as the page shows them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from fusion_lib.book.report import interval, markdown, table
+from fusion_lib.data.backbones import short_name
+from fusion_lib.studies.claims import C2_QUESTIONS, ZOO_METHODS, claim_word, pooled
+from fusion_lib.studies.gate_analysis import disagreement_table, gap_closed, routing_auc
+from fusion_lib.studies.methods import SINGLE_PREFIX, method_names
+from fusion_lib.studies.runner import ExperimentResult, run_experiment
+
+if TYPE_CHECKING:
+    from fusion_lib.book.profiles import Profile
+    from fusion_lib.data.feature_set import FeatureSet
+
+# The two-stage gates whose routing on disagreement images the page shows (not the recipe's variants).
+ROUTED_GATES = (
+    "moe_static",
+    "moe_thumbnail",
+    "moe_cheap_feature",
+    "moe_feature",
+    "moe_confidence",
+    "moe_thumbnail_conf",
+)
+# The fusions whose share of the averaging-to-oracle gap the page shows.
+GAP_METHODS = (
+    "best_fixed",
+    "moe_static",
+    "moe_thumbnail_joint",
+    "moe_thumbnail_oof",
+    "moe_thumbnail_noisy",
+    "moe_thumbnail",
+    "moe_feature",
+    "moe_cheap_feature",
+    "moe_confidence",
+    "moe_thumbnail_conf",
+    "stacking",
+)
+USAGE = {  # the gates' use of their experts, as the usage table names it
+    "gate_max_weight": "mean largest weight",
+    "gate_effective_experts": "effective experts",
+    "alpha": "alpha (val)",
+    "thumbnail_size": "thumbnail px (val)",
+}
+
+
+def run_results(profile: Profile, pools: Mapping[str, FeatureSet]) -> dict[str, ExperimentResult]:
+    """Every visual method (the registry's methods that need no word vectors) on each dataset, with
+    top-k inference at every level below the number of experts."""
+    methods = method_names(profile.backbones, needs_class_vectors=False)
+    top_k = list(range(1, len(profile.backbones)))
+    return {
+        name: run_experiment(
+            profile.experiment_config(name, methods=methods, top_k=top_k),
+            feature_set=pools[name],
+            progress=False,
+        )
+        for name in profile.datasets
+    }
+
+
+def result_tables(results: Mapping[str, ExperimentResult], baseline: str = "best_fixed") -> list[Any]:
+    """Per dataset, a line naming its seeds and test images and its table against ``baseline``."""
+    out: list[Any] = []
+    for name, result in results.items():
+        n_test = len(result.labels[result.seeds[0]]["test"])
+        out.append(markdown(f"**{name}**: {len(result.seeds)} seeds x {n_test:,} test images"))
+        out.append(result.table(baseline).rename(index=short_name))
+    return out
+
+
+def c2_values(results: Mapping[str, ExperimentResult], comparisons: pd.DataFrame) -> dict[str, str]:
+    """What the text cites of C2: each question's pooled word and difference, and the comparisons read."""
+    values = {}
+    for key, (a, b) in zip(("fusion", "adapt"), C2_QUESTIONS.values()):
+        d = pooled(results, a, b)
+        values[f"moe-c2-{key}-word"] = claim_word(d)
+        values[f"moe-c2-{key}-number"] = d.text()
+    values["moe-c2-n-read"] = str(len(comparisons))
+    return values
+
+
+def comparisons_table(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Every C2 comparison with its difference, Holm-adjusted p and verdict."""
+    shown = comparisons[["dataset", "method", "baseline", "difference (points, 95% CI)", "p_holm", "verdict"]]
+    return table(shown, index=["dataset", "method", "baseline"], labels={"p_holm": "p (Holm)"})
+
+
+def zoo_results(
+    profile: Profile, results: Mapping[str, ExperimentResult]
+) -> dict[str, dict[str, ExperimentResult]]:
+    """``[zoo][dataset]``: the zoo comparisons' methods on each zoo (a zoo equal to the profile's experts
+    reuses ``results``); every zoo's features come from one load per dataset."""
+    out: dict[str, dict[str, ExperimentResult]] = {zoo: {} for zoo in profile.zoos}
+    for name in profile.datasets:
+        sets = profile.zoo_feature_sets(name)
+        for zoo, members in profile.zoos.items():
+            if tuple(members) == tuple(profile.backbones):
+                out[zoo][name] = results[name]
+            else:
+                config = profile.experiment_config(name, members, methods=list(ZOO_METHODS))
+                out[zoo][name] = run_experiment(config, feature_set=sets[zoo], progress=False)
+    return out
+
+
+def routing_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
+    """How each of ``ROUTED_GATES`` routes on the test images where the experts disagree, per dataset."""
+    parts = [
+        disagreement_table(r, [m for m in ROUTED_GATES if m in r.methods]).assign(dataset=name)
+        for name, r in results.items()
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def disagreement_share(routing: pd.DataFrame) -> dict[str, str]:
+    """The share of test images where the experts disagree, per dataset, as the text cites it."""
+    share = routing.groupby("dataset", sort=False)["images where experts disagree, %"].first()
+    return {"moe-disagree-share": ", ".join(f"{d} {v:.0f}%" for d, v in share.items())}
+
+
+def routing_views(routing: pd.DataFrame) -> list[pd.DataFrame]:
+    """``routing_table`` as three tables (gates by datasets): routed to a right expert, accuracy on
+    these images and the gap closed."""
+    return [
+        routing.pivot_table(index="method", columns="dataset", values=column, aggfunc="first", sort=False)
+        .rename_axis(columns=column)
+        .round(2)
+        for column in ("routes to a right expert, %", "accuracy on these images, %", "gap closed")
+    ]
+
+
+def routing_aucs(
+    profile: Profile, pools: Mapping[str, FeatureSet], results: Mapping[str, ExperimentResult], seed: int
+) -> pd.DataFrame:
+    """How well each input predicts that each expert is right (``gate_analysis.routing_auc``) on ``seed``,
+    per dataset, experts shortened."""
+    auc = pd.concat(
+        [
+            routing_auc(
+                pools[name].draw(seed),
+                results[name].experts[seed],
+                seed,
+                profile.experiment_config(name).train,
+            ).assign(dataset=name)
+            for name in profile.datasets
+        ],
+        ignore_index=True,
+    )
+    return auc.assign(expert=auc["expert"].map(short_name))
+
+
+def gap_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
+    """The share of the averaging-to-oracle gap each of ``GAP_METHODS`` closes, mean over seeds."""
+    gap = pd.concat(
+        [
+            gap_closed(
+                r.metrics[r.metrics["metric"] == "accuracy"], [m for m in GAP_METHODS if m in r.methods]
+            ).assign(dataset=name)
+            for name, r in results.items()
+        ],
+        ignore_index=True,
+    )
+    return gap.pivot_table(index="method", columns="dataset", values="gap_closed", sort=False).round(3)
+
+
+def usage_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
+    """How the gates use their experts (``USAGE``), mean over seeds, per dataset and method."""
+    usage = pd.concat([r.metrics.assign(dataset=name) for name, r in results.items()])
+    usage = usage[usage["metric"].isin(list(USAGE))]
+    usage = usage.pivot_table(index=["dataset", "method"], columns="metric", values="value", sort=False)
+    return table(
+        usage.reindex(columns=list(USAGE)).reset_index(), index=["dataset", "method"], digits=2, labels=USAGE
+    )
+
+
+def gate_cost(result: ExperimentResult, pool: FeatureSet) -> tuple[pd.DataFrame, str]:
+    """Each backbone's GFLOPs per image beside the largest thumbnail gate's, as shares of the cheapest
+    backbone; and the gate's share as the text cites it."""
+    m = result.metrics
+    gate_mflops = m[(m["method"] == "moe_thumbnail") & (m["metric"] == "gate_mflops")]["value"].max()
+    gflops = pool.backbone_gflops
+    cost = pd.DataFrame(
+        {
+            "model": [*map(short_name, gflops), "thumbnail gate (largest)"],
+            "GFLOPs per image": [*gflops.values(), gate_mflops / 1e3],
+        }
+    )
+    cheapest = min(gflops.values())
+    cost["share of the cheapest backbone"] = cost["GFLOPs per image"] / cheapest
+    shown = table(cost, index="model", percent_columns=["share of the cheapest backbone"], digits=4)
+    return shown, f"{100 * gate_mflops / 1e3 / cheapest:.2f}%"
+
+
+def frontier_table(on_front: pd.DataFrame) -> pd.DataFrame:
+    """The points on the accuracy-compute frontier (``moe_figures.frontier_figure``)."""
+    return table(
+        on_front[["dataset", "label", "k", "gflops", "accuracy"]],
+        index=["dataset", "label"],
+        percent_columns=["accuracy"],
+        labels={"gflops": "GFLOPs / image", "label": "on the frontier"},
+    )
+
+
+def best_fashion(results: Mapping[str, ExperimentResult]) -> str:
+    """The Fashion-MNIST fusion with the best mean validation accuracy (never one fit on validation nor
+    the oracle) and its test accuracy with its 95% CI, as the text cites it."""
+    if "fashion_mnist" not in results:
+        return "(Fashion-MNIST is not in this profile)"
+    fashion = results["fashion_mnist"]
+    fusions = [m for m in fashion.methods if not m.startswith(SINGLE_PREFIX) and m != "best_single"]
+    best = fashion.best_on_validation(fusions)
+    acc, lo, hi = fashion.accuracy_ci(best)
+    return (
+        f"{interval(acc, lo, hi, digits=2)}% test accuracy ({best}, the fusion with "
+        "the best mean validation accuracy among those not fit on validation; mean "
+        "over seeds on the 10,000-image official test set, 95% CI over seeds and images)"
+    )
