@@ -226,3 +226,15 @@ def test_the_setting_is_checked_and_on_in_the_notebook_profiles():
         ExperimentConfig(fit_cache="yes")
     assert get_profile("ci").experiment_config("digits").fit_cache is True
     assert get_profile("ci").experiment_config("digits", fit_cache=False).fit_cache is False
+
+
+def test_the_agreement_study_and_the_experiment_fit_each_probe_once(fits, monkeypatch):
+    from fusion_lib.studies.agreement import run_agreement_study
+
+    fs, _ = planted()
+    config = small_config(methods="single:a,single:b,best_single", seeds=[0, 1], epochs=5, fit_cache=True)
+    study = run_agreement_study(fs, config)
+    _no_training(monkeypatch)  # the experiment's probes are the agreement study's, from the cache
+    result = run_experiment(config, feature_set=fs, progress=False)
+    for seed in config.seeds:
+        np.testing.assert_array_equal(result.correct("single:a")[seed], study.correct[("a", seed)])
