@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.label_space import class_vectors, load_vectors
@@ -217,7 +218,7 @@ def run_experiment(
         labels[run.seed] = {s: run.fs.labels[s] for s in EVAL_SPLITS}
         if run.test_ids is not None:
             image_ids[run.seed] = run.test_ids
-        for method in methods:
+        for method in tqdm(methods, desc=f"seed {run.seed}", leave=False, disable=not progress):
             out = outputs[(method, run.seed)] = run.output(method)
             for metric, value in _metrics(out, run.fs).items():
                 rows.append((pool.dataset, method, run.seed, metric, float(value)))
