@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from fusion_lib.data.feature_set import FeatureSet
     from fusion_lib.studies.config import ExperimentConfig
 
-Groups = Mapping[tuple[str, ...], Sequence[str]]
-
 
 def label_inputs(
     profile: Profile, feature_sets: Mapping[str, FeatureSet], vectors: Any
@@ -98,7 +96,7 @@ def class_name_groups(feature_sets: Mapping[str, FeatureSet]) -> dict[tuple[str,
 
 
 def word_tables(
-    groups: Groups,
+    groups: Mapping[tuple[str, ...], Sequence[str]],
     class_vecs: Mapping[str, np.ndarray],
     vectors: Any,
     configs: Mapping[str, ExperimentConfig],
@@ -116,7 +114,7 @@ def word_tables(
 
 
 def alias_effects(
-    groups: Groups, vectors: Any, configs: Mapping[str, ExperimentConfig]
+    groups: Mapping[tuple[str, ...], Sequence[str]], vectors: Any, configs: Mapping[str, ExperimentConfig]
 ) -> tuple[pd.DataFrame, list[str]]:
     """What each alias changes: for every aliased class, the words used, their nearest words and the most
     similar other class, without and with the aliases; and a note for a variant that cannot be built
@@ -154,7 +152,9 @@ def alias_effects(
     return pd.DataFrame(rows, columns=columns).set_index(["datasets", "class", "variant"]), notes
 
 
-def class_similarities(groups: Groups, class_vecs: Mapping[str, np.ndarray]) -> dict[str, pd.DataFrame]:
+def class_similarities(
+    groups: Mapping[tuple[str, ...], Sequence[str]], class_vecs: Mapping[str, np.ndarray]
+) -> dict[str, pd.DataFrame]:
     """The cosine matrix of each group's class vectors, keyed by the group's datasets."""
     return {
         ", ".join(members): cosine_matrix(class_vecs[members[0]], names) for names, members in groups.items()
