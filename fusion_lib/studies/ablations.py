@@ -318,7 +318,11 @@ def paired_deltas(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     (one seed only), ``p_holm`` (the bootstrap p-value Holm-adjusted over the settings of the same
     ablation, the comparisons read together) and a ``verdict`` sentence whose word uses it. The reference
     itself and settings of an ablation without one get NaN / NA."""
-    scores = _scores(results, n_boot)
+    return _deltas(_scores(results, n_boot))
+
+
+def _deltas(scores: pd.DataFrame) -> pd.DataFrame:
+    """``paired_deltas`` from the ablations' ``_scores``."""
     compared = scores["reference_setting"].notna() & (scores["setting"] != scores["reference_setting"])
     if "diff" not in scores:  # no ablation has a reference
         scores = scores.assign(
@@ -354,8 +358,9 @@ def summarize(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     as text in % (``accuracy (95% CI)``); the mean ``val_accuracy``; whether it is the ``reference``;
     the paired change against the reference (``paired_deltas``); ``n_seeds``, ``n_test`` (per seed),
     the mean of the cost columns and the ``thumbnail sizes`` chosen, per seed."""
-    scores = _scores(results, n_boot).set_index(["ablation", "setting"])
-    deltas = paired_deltas(results, n_boot).set_index(["ablation", "setting"])
+    scored = _scores(results, n_boot)  # one bootstrap serves the accuracies and the deltas
+    scores = scored.set_index(["ablation", "setting"])
+    deltas = _deltas(scored).set_index(["ablation", "setting"])
     rows = []
     for (ablation, setting), g in results.groupby(["ablation", "setting"], sort=False):
         score = scores.loc[(ablation, setting)]
