@@ -12,7 +12,7 @@ and hold specs rather than repeating these fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 from fusion_lib.data import validation
 from fusion_lib.data.backbones.config import ZOOS
@@ -38,8 +38,9 @@ def default_sizes(dataset: str) -> SplitSizes:
 class FeatureSpec:
     """What a ``FeatureSet`` holds: ``dataset`` (a registered name or an ImageFolder path) seen through
     ``backbones`` (names, a comma-separated string or ``"offline"``; stored resolved) on ``sizes`` images
-    drawn with ``seed`` (None: ``default_sizes(dataset)``); ``input_size`` px for every backbone (None or ``"native"``: each backbone's
-    own); ``weights`` as ``load_backbone`` takes them ("auto": pretrained, "random", a file); thumbnails of ``thumbnail_size`` px for the gate;
+    (None: ``default_sizes(dataset)``) drawn with ``seed``; ``input_size`` px for every backbone (None
+    or ``"native"``: each backbone's own); ``weights`` as ``load_backbone`` takes them ("auto":
+    pretrained, "random", a file); thumbnails of ``thumbnail_size`` px for the gate;
     ``root``/``download`` for torchvision datasets; ``skip_bad_images`` leaves unreadable files out
     (listed) instead of stopping; ``fast_identity`` keys an ImageFolder by file sizes and times instead
     of contents. Every value is checked when the spec is made."""
@@ -87,7 +88,3 @@ class FeatureSpec:
     def replace(self, **changes: Any) -> "FeatureSpec":
         """This spec with some fields changed (checked again)."""
         return replace(self, **changes)
-
-    def with_backbones(self, backbones: str | Sequence[str]) -> "FeatureSpec":
-        """This spec for other backbones."""
-        return replace(self, backbones=backbones)

@@ -11,7 +11,7 @@ does those steps once; a study only scores the runs it is given.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -33,18 +33,14 @@ def seed_runs(
     pool: FeatureSet,
     config: ExperimentConfig,
     class_vecs: np.ndarray | None = None,
-    seeds: Sequence[int] | None = None,
     desc: str = "seeds",
     progress: bool = True,
 ) -> Iterator[SeedRun]:
-    """One ``SeedRun`` per seed (``config.seeds`` unless ``seeds`` are given) on that seed's draw of
+    """One ``SeedRun`` per seed of ``config`` (never empty: the config checks it) on that seed's draw of
     ``pool``, each used inside ``seed_mode``; ``class_vecs`` are the classes' word vectors for the
     methods that read them."""
-    seeds = list(config.seeds if seeds is None else seeds)
-    if not seeds:
-        raise ValueError("no seeds given; give at least one seed")
     with seed_mode(config.train):
-        bar = tqdm(seeds, desc=f"{pool.dataset} {desc}", disable=not progress)
+        bar = tqdm(config.seeds, desc=f"{pool.dataset} {desc}", disable=not progress)
         for seed in bar:
             bar.set_postfix_str(f"seed={seed}")
             yield SeedRun(pool.draw(seed), seed, config, class_vecs)
