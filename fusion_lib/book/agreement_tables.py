@@ -85,19 +85,9 @@ def candidates_table(
 def zoo_studies(
     profile: Profile, studies: Mapping[str, AgreementStudy]
 ) -> dict[str, dict[str, AgreementStudy]]:
-    """``[zoo][dataset]``: each zoo's agreement study on each dataset (a zoo equal to the profile's
-    experts reuses ``studies``); every zoo's features come from one load per dataset."""
-    out: dict[str, dict[str, AgreementStudy]] = {zoo: {} for zoo in profile.zoos}
-    for name in profile.datasets:
-        sets = profile.zoo_feature_sets(name)
-        for zoo, members in profile.zoos.items():
-            same = tuple(members) == tuple(profile.backbones)
-            out[zoo][name] = (
-                studies[name]
-                if same
-                else run_agreement_study(sets[zoo], profile.experiment_config(name, members))
-            )
-    return out
+    """``[zoo][dataset]``: each zoo's agreement study on each dataset (``Profile.zoo_runs``: a zoo equal
+    to the profile's experts reuses ``studies``)."""
+    return profile.zoo_runs(studies, run_agreement_study)
 
 
 def zoo_table(zoos: pd.DataFrame) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from fusion_lib.studies.runner import ExperimentResult, run_experiment
 if TYPE_CHECKING:
     from fusion_lib.book.profiles import Profile
     from fusion_lib.data.feature_set import FeatureSet
+    from fusion_lib.studies.config import ExperimentConfig
 
 # The two-stage gates whose routing on disagreement images the page shows (not the recipe's variants).
 ROUTED_GATES = (
@@ -96,18 +97,13 @@ def comparisons_table(comparisons: pd.DataFrame) -> pd.DataFrame:
 def zoo_results(
     profile: Profile, results: Mapping[str, ExperimentResult]
 ) -> dict[str, dict[str, ExperimentResult]]:
-    """``[zoo][dataset]``: the zoo comparisons' methods on each zoo (a zoo equal to the profile's experts
-    reuses ``results``); every zoo's features come from one load per dataset."""
-    out: dict[str, dict[str, ExperimentResult]] = {zoo: {} for zoo in profile.zoos}
-    for name in profile.datasets:
-        sets = profile.zoo_feature_sets(name)
-        for zoo, members in profile.zoos.items():
-            if tuple(members) == tuple(profile.backbones):
-                out[zoo][name] = results[name]
-            else:
-                config = profile.experiment_config(name, members, methods=list(ZOO_METHODS))
-                out[zoo][name] = run_experiment(config, feature_set=sets[zoo], progress=False)
-    return out
+    """``[zoo][dataset]``: the zoo comparisons' methods on each zoo (``Profile.zoo_runs``: a zoo equal to
+    the profile's experts reuses ``results``)."""
+
+    def run(features: FeatureSet, config: ExperimentConfig) -> ExperimentResult:
+        return run_experiment(config, feature_set=features, progress=False)
+
+    return profile.zoo_runs(results, run, methods=list(ZOO_METHODS))
 
 
 def routing_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from fusion_lib.data import validation as V
 from fusion_lib.data.backbones import OFFLINE_BACKBONES, ZOOS, hub_or_offline, min_input_size, short_name
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from fusion_lib.studies.config import ExperimentConfig
 
 DEFAULT_PROFILE = "book"
+T = TypeVar("T")
 # The pool of images whose features are extracted is drawn once, with this seed; each of a profile's
 # ``seeds`` then draws its own split inside the pool (FeatureSet.draw) and trains its own models.
 DATA_SEED = 0
@@ -139,6 +140,27 @@ class Profile:
         """Each zoo's features of ``dataset``: one load of every zoo's backbones, restricted per zoo."""
         union = self.feature_set(dataset, self.all_backbones())
         return {name: union.subset_backbones(list(zoo)) for name, zoo in self.zoos.items()}
+
+    def zoo_runs(
+        self,
+        reused: Mapping[str, T],
+        run: Callable[[FeatureSet, "ExperimentConfig"], T],
+        **settings: Any,
+    ) -> dict[str, dict[str, T]]:
+        """``[zoo][dataset]``: ``run(features, config)`` of every zoo on every dataset (``settings`` go to
+        ``experiment_config``); a zoo equal to the profile's experts takes ``reused[dataset]``, and every
+        zoo's features of a dataset come from one load (``zoo_feature_sets``)."""
+        out: dict[str, dict[str, T]] = {zoo: {} for zoo in self.zoos}
+        for name in self.datasets:
+            sets = self.zoo_feature_sets(name)
+            for zoo, members in self.zoos.items():
+                same = tuple(members) == tuple(self.backbones)
+                out[zoo][name] = (
+                    reused[name]
+                    if same
+                    else run(sets[zoo], self.experiment_config(name, members, **settings))
+                )
+        return out
 
     def push_inputs(self) -> tuple[int | None, ...]:
         """The input sizes notebook 04's accuracy push compares: 64 px where every expert takes it (Xception
