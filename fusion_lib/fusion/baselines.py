@@ -17,7 +17,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from fusion_lib.data.device import resolve_device
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
-from fusion_lib.fusion.experts import ExpertHead, make_expert
+from fusion_lib.fusion.experts import ExpertHead, inputs_transformed, make_expert
 from fusion_lib.fusion.training import TrainConfig, TrainHistory, fit_module, predict_in_batches, to_tensors
 
 Probs = dict[str, np.ndarray]
@@ -51,11 +51,16 @@ def fit_probe(
     x_train = _features(fs, "train", names)[rows]
     torch.manual_seed(seed)
     head = make_expert(x_train, fs.n_classes, kind).to(device)
-    train_data = to_tensors([x_train, fs.labels["train"][rows]], device)
-    val_data = (
-        to_tensors([_features(fs, "val", names), fs.labels["val"]], device) if len(fs.labels["val"]) else None
-    )
-    history = fit_module(head, lambda m, b: F.cross_entropy(m(b[0]), b[1]), train_data, val_data, train, seed)
+    x, y = to_tensors([x_train, fs.labels["train"][rows]], device)
+    train_data = (head.norm.transform(x), y)
+    val_data = None
+    if len(fs.labels["val"]):
+        x_val, y_val = to_tensors([_features(fs, "val", names), fs.labels["val"]], device)
+        val_data = (head.norm.transform(x_val), y_val)
+    with inputs_transformed(head):
+        history = fit_module(
+            head, lambda m, b: F.cross_entropy(m(b[0]), b[1]), train_data, val_data, train, seed
+        )
     return head, history
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -17,7 +18,40 @@ def floored_std(std: T, floor: float = 0.05) -> T:
     return std.clip(min=max(floor * float(std.mean()), 1e-6))
 
 
-class Standardize(nn.Module):
+class FixedTransform(nn.Module):
+    """A fixed, parameter-free transform of a model's input (standardisation, centring).
+
+    Training applies it once to each whole split (``transform``) and runs the model inside
+    ``inputs_transformed``, where the transform passes its input through: the same arithmetic per
+    element, so the same numbers, without two passes over every mini-batch (measured: a third of a
+    linear probe's step on 2,048-d features)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied_outside = False
+
+    def transform(self, x: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x if self.applied_outside else self.transform(x)
+
+
+@contextmanager
+def inputs_transformed(model: nn.Module) -> Iterator[None]:
+    """Within the block every ``FixedTransform`` of ``model`` passes its input through: the caller feeds
+    inputs it has already transformed (restored after, also on error)."""
+    parts = [m for m in model.modules() if isinstance(m, FixedTransform)]
+    for m in parts:
+        m.applied_outside = True
+    try:
+        yield
+    finally:
+        for m in parts:
+            m.applied_outside = False
+
+
+class Standardize(FixedTransform):
     """Fixed per-dimension standardisation with train-split statistics.
 
     Backbone features live on very different scales (e.g. SqueezeNet vs EfficientNet); standardising
@@ -35,8 +69,24 @@ class Standardize(nn.Module):
         self.register_buffer("mean", x.mean(dim=0))
         self.register_buffer("std", floored_std(x.std(dim=0, unbiased=False), floor))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def transform(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std
+
+    def same_as(self, other: "Standardize") -> bool:
+        """Whether ``other`` standardises with the very same statistics."""
+        return torch.equal(self.mean, other.mean) and torch.equal(self.std, other.std)
+
+
+def shared_standardize(readers: "list[Standardize]", x: Tensor, what: str) -> Tensor:
+    """``x`` standardised once for every module in ``readers`` that reads it (unchanged when none does);
+    they must share their statistics (each computed from the same train features)."""
+    if not readers:
+        return x
+    if not all(r.same_as(readers[0]) for r in readers[1:]):
+        raise RuntimeError(
+            f"the modules reading {what} standardise it differently; they must share statistics"
+        )
+    return readers[0].transform(x)
 
 
 class ExpertHead(nn.Module):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fusion_lib.fusion.experts import Standardize
+from fusion_lib.fusion.experts import FixedTransform, Standardize
 
 GATES = ("uniform", "static", "feature", "thumbnail")
 
@@ -108,6 +108,14 @@ class FeatureGate(Gate):
         return sum(m.in_features * m.out_features for m in self.modules() if isinstance(m, nn.Linear))
 
 
+class CentreThumbnails(FixedTransform):
+    """Thumbnails in [0, 1] centred to ``(x - 0.5) / 0.25``: it keeps the gate's first ReLUs from starting
+    half dead."""
+
+    def transform(self, x: Tensor) -> Tensor:
+        return (x - 0.5) / 0.25
+
+
 class ThumbnailGate(Gate):
     """The paper's miniature CNN on a ``t x t`` RGB thumbnail.
 
@@ -134,6 +142,7 @@ class ThumbnailGate(Gate):
         if len(channels) != 2:
             raise ValueError(f"channels must list 2 widths (patch stem, second conv), got {list(channels)}")
         self.thumbnail_size = int(thumbnail_size)
+        self.centre = CentreThumbnails()
         self.features = nn.Sequential(
             nn.Conv2d(3, channels[0], kernel_size=4, stride=4),
             nn.ReLU(),
@@ -150,8 +159,7 @@ class ThumbnailGate(Gate):
                 f"ThumbnailGate expects thumbnails of shape (n, 3, {self.thumbnail_size}, {self.thumbnail_size}), "
                 f"got {tuple(thumbnails.shape)}; build the gate with the FeatureSet's thumbnail size"
             )
-        # thumbnails are in [0, 1]; centring them keeps the first ReLUs from starting half dead
-        x = self.features((thumbnails - 0.5) / 0.25)
+        x = self.features(self.centre(thumbnails))
         return self.head(x.mean(dim=(2, 3)))
 
     def flops(self) -> int:

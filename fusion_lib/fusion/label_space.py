@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from fusion_lib.data.device import resolve_device
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.fusion.experts import Standardize, floored_std
+from fusion_lib.fusion.experts import Standardize, floored_std, inputs_transformed
 from fusion_lib.fusion.training import (
     BLEND_GRID,
     TrainConfig,
@@ -123,10 +123,14 @@ def fit_label_head(
     device = resolve_device(train.device)
     torch.manual_seed(seed)
     head = LabelSpaceHead(fs.features["train"][backbone], class_vecs).to(device)
-    data = {s: to_tensors([fs.features[s][backbone], fs.labels[s]], device) for s in ("train", "val")}
-    history = fit_module(
-        head, lambda m, b: F.cross_entropy(m(b[0]), b[1]), data["train"], data["val"], train, seed=seed
-    )
+    data = {}
+    for s in ("train", "val"):
+        x, y = to_tensors([fs.features[s][backbone], fs.labels[s]], device)
+        data[s] = (head.norm.transform(x), y)
+    with inputs_transformed(head):
+        history = fit_module(
+            head, lambda m, b: F.cross_entropy(m(b[0]), b[1]), data["train"], data["val"], train, seed=seed
+        )
     return head, history
 
 

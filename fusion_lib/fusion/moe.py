@@ -19,8 +19,23 @@ from torch import Tensor, nn
 
 from fusion_lib.data.device import resolve_device
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.fusion.experts import EXPERT_KINDS, make_expert
-from fusion_lib.fusion.gates import GATES, Gate, gate_log_weights, make_gate, resize_thumbnails, top_k_mask
+from fusion_lib.fusion.experts import (
+    EXPERT_KINDS,
+    Standardize,
+    inputs_transformed,
+    make_expert,
+    shared_standardize,
+)
+from fusion_lib.fusion.gates import (
+    GATES,
+    FeatureGate,
+    Gate,
+    ThumbnailGate,
+    gate_log_weights,
+    make_gate,
+    resize_thumbnails,
+    top_k_mask,
+)
 from fusion_lib.fusion.label_space import LabelSpaceHead
 from fusion_lib.fusion.training import (
     Batch,
@@ -86,6 +101,26 @@ class MixtureOfExperts(nn.Module):
         self.expert_inputs = list(expert_inputs)
         self.gate = gate
         self.temperature = temperature
+
+    def transform_inputs(
+        self, features: Sequence[Tensor], thumbnails: Tensor | None
+    ) -> tuple[list[Tensor], Tensor | None]:
+        """The inputs with every fixed transform applied once, for training inside
+        ``inputs_transformed(self)``: each backbone's features standardised by the experts (and feature
+        gate) that read them, the thumbnails centred for a thumbnail gate."""
+        readers: list[list[Standardize]] = [[] for _ in features]
+        for expert, i in zip(self.experts, self.expert_inputs):
+            readers[i].append(expert.norm)
+        if isinstance(self.gate, FeatureGate):
+            for i, norm in enumerate(self.gate.norms):
+                readers[i].append(norm)
+        feats = [
+            shared_standardize(r, f, f"backbone {i}'s features")
+            for i, (r, f) in enumerate(zip(readers, features))
+        ]
+        if thumbnails is not None and isinstance(self.gate, ThumbnailGate):
+            thumbnails = self.gate.centre.transform(thumbnails)
+        return feats, thumbnails
 
     def forward(
         self, features: Sequence[Tensor], thumbnails: Tensor | None, top_k: int | None = None
@@ -192,12 +227,23 @@ class MoE:
         self.backbones_ = list(fs.backbones)
         torch.manual_seed(seed)
         self.model_ = self._build(fs)
-        train = self._inputs(fs, "train", with_labels=True)
+        train = self._transformed(self._inputs(fs, "train", with_labels=True))
         val = self._inputs(fs, "val", with_labels=True) if len(fs.labels.get("val", ())) else None
-        self.history_: TrainHistory = fit_module(
-            self.model_, self._loss, train, val, self.train, seed, val_fn=self._val_nll
-        )
+        with inputs_transformed(self.model_):
+            self.history_: TrainHistory = fit_module(
+                self.model_,
+                self._loss,
+                train,
+                None if val is None else self._transformed(val),
+                self.train,
+                seed,
+                val_fn=self._val_nll,
+            )
         return self
+
+    def _transformed(self, batch: Batch) -> Batch:
+        feats, thumbs = self.model_.transform_inputs(*self._split_batch(batch))
+        return (*feats, *([] if thumbs is None else [thumbs]), batch[-1])
 
     # -- inference --------------------------------------------------------------------------
     def _forward(self, fs: FeatureSet, split: str, top_k: int | None) -> tuple[Tensor, Tensor, Tensor]:

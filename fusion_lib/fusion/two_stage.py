@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from fusion_lib.data.device import resolve_device
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
+from fusion_lib.fusion.experts import inputs_transformed, shared_standardize
 from fusion_lib.fusion.gates import (
     FeatureGate,
     StaticGate,
@@ -297,6 +298,20 @@ class TwoStageMoE:
             raise ValueError(f"feature_backbones {unknown} are not experts; experts: {experts.names}")
         return chosen
 
+    def _transformed(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """``batch`` with the gate's fixed transforms applied once, for training inside
+        ``inputs_transformed(self.model_)`` (a noisy gate's two nets read the same inputs alike)."""
+        thumbs, conf, target, feats = self._unpack(batch)
+        nets = [self.model_.clean, self.model_.noise] if isinstance(self.model_, _Noisy) else [self.model_]
+        if nets[0].thumb is not None:
+            thumbs = nets[0].thumb.centre.transform(thumbs)
+        if nets[0].feat is not None:
+            feats = [
+                shared_standardize([net.feat.norms[i] for net in nets], f, f"the gate's feature input {i}")
+                for i, f in enumerate(feats)
+            ]
+        return (thumbs, conf, target, *feats)
+
     def _build(self, fs: FeatureSet, experts: ExpertOutputs, size: int) -> nn.Module:
         cfg, n = self.config, len(experts.names)
         feats = [fs.features["train"][b] for b in self.feature_backbones(experts)]
@@ -324,10 +339,12 @@ class TwoStageMoE:
         if len(sizes) > 1:
             return self.adopt_best([self.for_size(s).fit(fs, experts, seed, anchor) for s in sizes])
         torch.manual_seed(seed)
+        self._memo: dict[str, tuple[FeatureSet, ExpertOutputs, Tensor]] = {}
         self.model_, self.size_ = self._build(fs, experts, sizes[0]), sizes[0]
-        train = self._inputs(fs, experts, "train", self.size_)
-        val = self._inputs(fs, experts, "val", self.size_)
-        fit_module(self.model_, self._loss, train, val, self.train, seed)
+        train = self._transformed(self._inputs(fs, experts, "train", self.size_))
+        val = self._transformed(self._inputs(fs, experts, "val", self.size_))
+        with inputs_transformed(self.model_):
+            fit_module(self.model_, self._loss, train, val, self.train, seed)
         self.alpha_, self.val_nll_ = self._choose_alpha(fs, experts)
         self.names_ = list(experts.names)
         return self
@@ -367,7 +384,21 @@ class TwoStageMoE:
         return float(alphas[i]), scores[i]
 
     # -- inference ------------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        # the memo holds its inputs: a pickled (fit-cached) mixture keeps only what it learned
+        return {k: v for k, v in self.__dict__.items() if k != "_memo"}
+
     def _logits(self, fs: FeatureSet, experts: ExpertOutputs, split: str) -> Tensor:
+        """The gate's logits on ``split``, computed once per split of these inputs: choosing alpha, the
+        probabilities, the weights, top-k and the compute all read them."""
+        memo = self.__dict__.setdefault("_memo", {})
+        hit = memo.get(split)
+        if hit is not None and hit[0] is fs and hit[1] is experts:
+            return hit[2]
+        memo[split] = (fs, experts, self._compute_logits(fs, experts, split))
+        return memo[split][2]
+
+    def _compute_logits(self, fs: FeatureSet, experts: ExpertOutputs, split: str) -> Tensor:
         inputs = self._inputs(fs, experts, split, self.size_)
 
         def fn(batch: tuple[Tensor, ...]) -> Tensor:
