@@ -102,7 +102,7 @@ def test_second_run_loads_every_fit_with_the_numbers_of_a_run_without_cache(fits
     assert not fits.exists()  # the cache is off by default
     first = _experiment(fit_cache=True)
     kinds = {p.name.split("-")[0] for p in fits.glob("*.pkl")}
-    assert kinds == {"probes", "oof_probes", "two_stage", "moe", "label_model", "concat", "stacking"}
+    assert kinds == {"probe", "oof_probe", "two_stage", "moe", "label_model", "concat", "stacking"}
     _no_training(monkeypatch)
     second = _experiment(fit_cache=True)
     _assert_same(first, plain)
@@ -123,17 +123,45 @@ def test_label_study_loads_its_fits_and_the_control_model(fits, monkeypatch):
         np.testing.assert_array_equal(hits, second.correct[key])
 
 
-@pytest.mark.parametrize("change", ["one feature value", "one thumbnail pixel", "one label", "a class name"])
-def test_any_change_to_the_features_is_a_new_key(fits, monkeypatch, change):
+# how many of the two backbones' probes a change refits: a probe reads its own backbone's features and
+# the labels, never the thumbnails
+@pytest.mark.parametrize(
+    "change, refit",
+    [("one feature value", 1), ("one thumbnail pixel", 0), ("one label", 2), ("a class name", 2)],
+)
+def test_any_change_to_what_a_probe_reads_is_a_new_key(fits, monkeypatch, change, refit):
     fs, _ = planted()
     calls = _count(monkeypatch, baselines, "fit_single_probes")
     config = small_config(epochs=2, fit_cache=True)
     first = _probes(fs, 0, config)
     assert _probes(copy.deepcopy(fs), 0, config).keys() == first.keys()
-    assert len(calls) == 1  # an equal copy is the same key
+    assert len(calls) == 2  # one per backbone; an equal copy is the same key
     _probes(_changed(fs, change), 0, config)
-    assert len(calls) == 2
-    assert len(list(fits.glob("probes-*.pkl"))) == 2
+    assert len(calls) == 2 + refit
+    assert len(list(fits.glob("probe-*.pkl"))) == 2 + refit
+
+
+def test_a_thumbnail_change_refits_the_gates_that_read_thumbnails(fits, monkeypatch):
+    fs, _ = planted()
+    config = small_config(methods="moe_thumbnail_oof", seeds=[0], epochs=2, fit_cache=True)
+    run_experiment(config, feature_set=fs, progress=False)
+    gates = len(list(fits.glob("two_stage-*.pkl")))  # the gate and the static gate of its anchor
+    calls = _count(monkeypatch, baselines, "fit_single_probes")
+    run_experiment(config, feature_set=_changed(fs, "one thumbnail pixel"), progress=False)
+    assert not calls  # the probes are loaded
+    assert len(list(fits.glob("two_stage-*.pkl"))) == 2 * gates  # the gates are fit again
+
+
+def test_zoos_that_share_a_backbone_share_its_probes(fits, monkeypatch):
+    fs, _ = planted()
+    config = small_config(epochs=2, fit_cache=True)
+    both = SeedRun(fs, 0, config, None)
+    assert both.probes.keys() == both.oof_probes.keys() == {"a", "b"}
+    _no_training(monkeypatch)
+    alone = SeedRun(fs.subset_backbones(["b"]), 0, config, None)
+    for b_split, p in alone.probes["b"].items():
+        np.testing.assert_array_equal(p, both.probes["b"][b_split])
+    np.testing.assert_array_equal(alone.oof_probes["b"], both.oof_probes["b"])
 
 
 def test_seed_train_settings_expert_and_code_are_in_the_key(fits, monkeypatch):
@@ -142,14 +170,14 @@ def test_seed_train_settings_expert_and_code_are_in_the_key(fits, monkeypatch):
     config = small_config(epochs=2, fit_cache=True)
     _probes(fs, 0, config)
     _probes(fs, 0, config)
-    assert len(calls) == 1
+    assert len(calls) == 2
     _probes(fs, 1, config)  # the seed
     _probes(fs, 0, small_config(epochs=2, patience=3, fit_cache=True))  # a TrainConfig field
     _probes(fs, 0, small_config(epochs=2, expert="mlp", fit_cache=True))  # the expert kind
     monkeypatch.setattr(fit_cache, "code_digest", lambda: "other code")
     _probes(fs, 0, config)
-    assert len(calls) == 5
-    assert len(list(fits.glob("probes-*.pkl"))) == 5
+    assert len(calls) == 10  # five keys, two backbones each
+    assert len(list(fits.glob("probe-*.pkl"))) == 10
 
 
 def test_model_settings_and_class_vectors_are_in_the_key(fits):
@@ -174,7 +202,7 @@ def test_an_unreadable_entry_warns_and_is_fit_again(fits, monkeypatch, damage):
     config = small_config(epochs=2, fit_cache=True)
     fresh = _probes(fs, 0, config)
     SeedRun(fs, 0, config, vecs).label_space(vecs)
-    (entry,) = fits.glob("probes-*.pkl")
+    entry = sorted(fits.glob("probe-*.pkl"))[0]
     data = entry.read_bytes()
     if damage == "truncated":
         entry.write_bytes(data[: len(data) // 2])

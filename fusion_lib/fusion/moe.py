@@ -34,11 +34,11 @@ from fusion_lib.fusion.gates import (
     gate_log_weights,
     make_gate,
     resize_thumbnails,
-    top_k_mask,
 )
 from fusion_lib.fusion.label_space import LabelSpaceHead
 from fusion_lib.fusion.training import (
     Batch,
+    InputMemo,
     TrainConfig,
     TrainHistory,
     fit_module,
@@ -225,6 +225,7 @@ class MoE:
     def fit(self, fs: FeatureSet, seed: int = 0) -> "MoE":
         """Train experts and gate jointly on the train split, early-stopping on validation NLL."""
         self.backbones_ = list(fs.backbones)
+        self._memo = InputMemo()
         torch.manual_seed(seed)
         self.model_ = self._build(fs)
         train = self._transformed(self._inputs(fs, "train", with_labels=True))
@@ -247,9 +248,14 @@ class MoE:
 
     # -- inference --------------------------------------------------------------------------
     def _forward(self, fs: FeatureSet, split: str, top_k: int | None) -> tuple[Tensor, Tensor, Tensor]:
+        """The model's outputs on ``split``, computed once per split and top-k of ``fs``."""
         self._check_fitted()
-        inputs = self._inputs(fs, split, with_labels=False)
-        return predict_in_batches(lambda b: self.model_(*self._split_batch(b), top_k=top_k), inputs)
+
+        def compute() -> tuple[Tensor, Tensor, Tensor]:
+            inputs = self._inputs(fs, split, with_labels=False)
+            return predict_in_batches(lambda b: self.model_(*self._split_batch(b), top_k=top_k), inputs)
+
+        return self.__dict__.setdefault("_memo", InputMemo()).get((split, top_k), (fs,), compute)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -298,12 +304,8 @@ class MoE:
         gate_gflops = self.gate_flops / 1e9
         if top_k is None or self.model_.gate.needs_features:
             return float(cost.sum() + gate_gflops)
-        inputs = self._inputs(fs, split, with_labels=False)
-        chosen = (
-            predict_in_batches(lambda b: top_k_mask(self.model_.gate(*self._split_batch(b)), top_k), inputs)
-            .cpu()
-            .numpy()
-        )
+        # the experts kept are those whose top-k log weight is finite (the others are masked to -inf)
+        chosen = torch.isfinite(self._forward(fs, split, top_k)[1]).cpu().numpy()
         runs = np.zeros((len(chosen), len(self.backbones_)), dtype=bool)
         for k, i in enumerate(self.model_.expert_inputs):
             runs[:, i] |= chosen[:, k]

@@ -12,7 +12,7 @@ import math
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Hashable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 Batch = tuple[Tensor, ...]
+T = TypeVar("T")
 LossFn = Callable[[nn.Module, Batch], Tensor]
 
 # The one grid of mixing weights in [0, 1] chosen on validation: the label-space blend weight and the
@@ -211,6 +212,28 @@ def _fit(
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+class InputMemo:
+    """Results a fitted model computes once per key (a split, a top-k) of the same inputs.
+
+    Inputs are compared by identity, so another FeatureSet is never served a result computed on a
+    different one; a memo pickles empty, so a fit-cached model stores only what it learned."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, tuple[tuple[object, ...], Any]] = {}
+
+    def get(self, key: Hashable, inputs: tuple[object, ...], compute: Callable[[], T]) -> T:
+        """The value stored under ``key`` for these very ``inputs``, else ``compute()`` (then stored)."""
+        hit = self._entries.get(key)
+        if hit is not None and len(hit[0]) == len(inputs) and all(a is b for a, b in zip(hit[0], inputs)):
+            return hit[1]
+        value = compute()
+        self._entries[key] = (inputs, value)
+        return value
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (InputMemo, ())
 
 
 @torch.no_grad()

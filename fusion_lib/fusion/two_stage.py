@@ -40,7 +40,14 @@ from fusion_lib.fusion.gates import (
     resize_thumbnails,
     top_k_mask,
 )
-from fusion_lib.fusion.training import BLEND_GRID, TrainConfig, fit_module, predict_in_batches, to_tensors
+from fusion_lib.fusion.training import (
+    BLEND_GRID,
+    InputMemo,
+    TrainConfig,
+    fit_module,
+    predict_in_batches,
+    to_tensors,
+)
 
 GATE_INPUTS = ("static", "thumbnail", "feature", "confidence", "thumbnail+confidence")
 _EPS = 1e-12
@@ -339,7 +346,7 @@ class TwoStageMoE:
         if len(sizes) > 1:
             return self.adopt_best([self.for_size(s).fit(fs, experts, seed, anchor) for s in sizes])
         torch.manual_seed(seed)
-        self._memo: dict[str, tuple[FeatureSet, ExpertOutputs, Tensor]] = {}
+        self._memo = InputMemo()
         self.model_, self.size_ = self._build(fs, experts, sizes[0]), sizes[0]
         train = self._transformed(self._inputs(fs, experts, "train", self.size_))
         val = self._transformed(self._inputs(fs, experts, "val", self.size_))
@@ -384,19 +391,11 @@ class TwoStageMoE:
         return float(alphas[i]), scores[i]
 
     # -- inference ------------------------------------------------------------------------------
-    def __getstate__(self) -> dict:
-        # the memo holds its inputs: a pickled (fit-cached) mixture keeps only what it learned
-        return {k: v for k, v in self.__dict__.items() if k != "_memo"}
-
     def _logits(self, fs: FeatureSet, experts: ExpertOutputs, split: str) -> Tensor:
         """The gate's logits on ``split``, computed once per split of these inputs: choosing alpha, the
         probabilities, the weights, top-k and the compute all read them."""
-        memo = self.__dict__.setdefault("_memo", {})
-        hit = memo.get(split)
-        if hit is not None and hit[0] is fs and hit[1] is experts:
-            return hit[2]
-        memo[split] = (fs, experts, self._compute_logits(fs, experts, split))
-        return memo[split][2]
+        memo = self.__dict__.setdefault("_memo", InputMemo())
+        return memo.get(split, (fs, experts), lambda: self._compute_logits(fs, experts, split))
 
     def _compute_logits(self, fs: FeatureSet, experts: ExpertOutputs, split: str) -> Tensor:
         inputs = self._inputs(fs, experts, split, self.size_)

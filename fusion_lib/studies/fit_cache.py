@@ -37,7 +37,15 @@ from fusion_lib.data.device import resolve_device
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.training import TrainConfig
 
-__all__ = ["SeedFits", "array_digest", "code_digest", "feature_digest", "fits_root", "run_spec"]
+__all__ = [
+    "SeedFits",
+    "array_digest",
+    "backbone_spec",
+    "code_digest",
+    "feature_digest",
+    "fits_root",
+    "run_spec",
+]
 
 T = TypeVar("T")
 FITS_DIR = "fits"
@@ -91,12 +99,13 @@ def array_digest(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def feature_digest(fs: FeatureSet) -> str:
+def feature_digest(fs: FeatureSet, thumbnails: bool = True) -> str:
     """sha256 over everything of ``fs`` that a fit reads: the backbone and class names, and every
-    split's features (of ``fs.backbones``, in their order), labels and thumbnails."""
+    split's features (of ``fs.backbones``, in their order), labels and (unless ``thumbnails`` is False)
+    thumbnails."""
     h = hashlib.sha256()
-    _feed(h, json.dumps([fs.backbones, fs.class_names]).encode())
-    parts = [("labels", fs.labels), ("thumbnails", fs.thumbnails)]
+    _feed(h, json.dumps([fs.backbones, fs.class_names, thumbnails]).encode())
+    parts = [("labels", fs.labels)] + ([("thumbnails", fs.thumbnails)] if thumbnails else [])
     parts += [(f"features {b}", {s: f[b] for s, f in fs.features.items()}) for b in fs.backbones]
     for name, by_split in parts:
         for split in sorted(by_split):
@@ -107,8 +116,21 @@ def feature_digest(fs: FeatureSet) -> str:
 
 def run_spec(fs: FeatureSet, seed: int, train: TrainConfig, expert: str) -> dict[str, Any]:
     """The part of the key that every entry of one seed's run shares (``fs`` is hashed here, once)."""
+    return _spec(feature_digest(fs), seed, train, expert)
+
+
+def backbone_spec(fs: FeatureSet, seed: int, train: TrainConfig, expert: str) -> dict[str, Any]:
+    """The shared part of the key of a fit that reads one backbone's features and the labels alone (a
+    probe): ``fs`` holds that one backbone; its thumbnails, which such a fit never reads, are left out,
+    so every feature set with the backbone on the same images and labels shares the entry."""
+    if len(fs.backbones) != 1:
+        raise ValueError(f"backbone_spec keys a one-backbone FeatureSet, got {fs.backbones}")
+    return _spec(feature_digest(fs, thumbnails=False), seed, train, expert)
+
+
+def _spec(features: str, seed: int, train: TrainConfig, expert: str) -> dict[str, Any]:
     return {
-        "features": feature_digest(fs),
+        "features": features,
         "seed": seed,
         "train": asdict(train),
         "expert": expert,

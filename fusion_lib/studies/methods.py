@@ -34,7 +34,7 @@ from fusion_lib.fusion.label_space import LabelSpaceModel, blend, choose_blend_w
 from fusion_lib.fusion.moe import MoE, MoEConfig
 from fusion_lib.fusion.two_stage import Anchor, ExpertOutputs, TwoStageConfig, TwoStageMoE, expert_outputs
 from fusion_lib.studies import metrics as M
-from fusion_lib.studies.fit_cache import SeedFits, array_digest, run_spec
+from fusion_lib.studies.fit_cache import SeedFits, array_digest, backbone_spec, run_spec
 from fusion_lib.studies.gate_analysis import gate_usage
 
 if TYPE_CHECKING:
@@ -124,21 +124,40 @@ class SeedRun:
         """``fit()``, through the fit cache when it is on (``spec``: what else the fit depends on)."""
         return fit() if self._fits is None else self._fits.get(kind, spec, fit)
 
+    def _per_backbone(self, kind: str, spec: dict[str, Any], fit: Callable[[FeatureSet], T]) -> dict[str, T]:
+        """``fit(features of one backbone)`` for every backbone, each through the fit cache under a key of
+        that backbone's features alone (``backbone_spec``), so that every zoo and every study that has
+        the backbone on the same images and seed shares its probes."""
+        out = {}
+        for b in self.fs.backbones:
+            one = self.fs.subset_backbones([b])
+            if self._fits is None:
+                out[b] = fit(one)
+            else:
+                shared = backbone_spec(one, self.seed, self.train, self.config.expert)
+                out[b] = SeedFits(shared).get(kind, spec, lambda: fit(one))
+        return out
+
     @cached_property
     def probes(self) -> dict[str, dict[str, np.ndarray]]:
-        return self._fit(
-            "probes",
+        """Each backbone's probe: its probabilities on every split."""
+        return self._per_backbone(
+            "probe",
             {},
-            lambda: baselines.fit_single_probes(self.fs, self.seed, self.train, self.config.expert),
+            lambda one: baselines.fit_single_probes(one, self.seed, self.train, self.config.expert)[
+                one.backbones[0]
+            ],
         )
 
     @cached_property
     def oof_probes(self) -> dict[str, np.ndarray]:
         """Each probe's out-of-fold probabilities on the train split."""
-        return self._fit(
-            "oof_probes",
+        return self._per_backbone(
+            "oof_probe",
             {"folds": OOF_FOLDS},
-            lambda: baselines.oof_train_probs(self.fs, self.seed, self.train, self.config.expert, OOF_FOLDS),
+            lambda one: baselines.oof_train_probs(one, self.seed, self.train, self.config.expert, OOF_FOLDS)[
+                one.backbones[0]
+            ],
         )
 
     @cached_property
