@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -95,7 +96,7 @@ def test_feature_benchmark_prints_ratios():
     assert "96px" in out
 
 
-def test_fusion_benchmark_prints_throughput_and_wall_time():
+def test_fusion_benchmark_prints_each_methods_time_shared_fits_and_arithmetic(tmp_path):
     out = subprocess.run(
         [
             sys.executable,
@@ -110,19 +111,37 @@ def test_fusion_benchmark_prints_throughput_and_wall_time():
             "100",
             "--test",
             "200",
-            "--seeds",
-            "1",
             "--methods",
-            "best_single,moe_thumbnail",
+            "single_squeezenet1_1,best_single,prob_avg,moe_thumbnail_oof,moe_thumbnail",
             "--backbones",
             "squeezenet1_1,tf_efficientnet_lite0",
             "--epochs",
             "3",
+            "--out",
+            str(tmp_path / "methods.csv"),
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    assert re.search(r"MoE, thumbnail gate, 2 experts: [\d,]+ samples/s", out)
-    assert re.search(r"wall time: 2 methods x 1 seeds on digits: [\d.]+s", out)
-    assert "moe_thumbnail" in out
+    assert re.search(r"matrix rate: \d+ GFLOP/s", out)
+    assert re.search(r"one seed, 5 methods: [\d.]+s", out)
+    table = pd.read_csv(tmp_path / "methods.csv", index_col="method")
+    lists = ["makes (for later methods too)", "shares (made earlier)"]
+    table[lists] = table[lists].astype(object).fillna("")
+    assert list(table.index) == [
+        "single:squeezenet1_1",
+        "best_single",
+        "prob_avg",
+        "moe_thumbnail_oof",
+        "moe_thumbnail",
+    ]
+    assert table.loc["single:squeezenet1_1", "fits made"] == 2  # both probes, made once
+    assert table.loc["best_single", "fits made"] == 0
+    assert "probes" in table.loc["best_single", "shares (made earlier)"]
+    oof = table.loc["moe_thumbnail_oof"]
+    assert oof["GFLOP"] > 0 and oof["time / arithmetic"] >= 1  # no fit beats its own arithmetic
+    # the recipe tries three thumbnail sizes: the 32 px gate is the one moe_thumbnail_oof made
+    assert "32 px" in table.loc["moe_thumbnail", "shares (made earlier)"]
+    assert table.loc["moe_thumbnail", "fits made"] == 2
+    assert "scikit-learn LogisticRegression" in out

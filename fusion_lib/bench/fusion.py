@@ -1,80 +1,219 @@
-"""`python -m fusion_lib.bench fusion`: training throughput and the wall time of a full fusion run.
+"""`python -m fusion_lib.bench fusion`: where one seed's fitting time goes, method by method.
 
-Features are loaded (and cached on first use) before anything is timed, so the numbers measure the
-fusion methods alone: samples/s of the training loop for a linear probe and for the thumbnail-gated
-mixture, then one dataset x every method x the seeds at the default sizes, against a 2-minute target.
+On cached features (the book's Fashion-MNIST features by default: 10,000 training images, the four
+experts), one seed runs every method in the registry's order, with the fit cache off, the way a study
+runs it (deterministic kernels, the train config's thread cap). Methods share fits (the probes, the
+out-of-fold probes, the anchor's fixed fusions, one gate per thumbnail size), so each method's time is
+what it added: the fits it made and its own inference; the fits it only read are listed as shared.
+
+Each fit's arithmetic is counted from its layers (``TrainHistory.flops``) and set against this CPU's
+one-thread matrix rate, measured in the same run: the ratio says how far a method's time is from the
+arithmetic it cannot avoid. A scikit-learn ``LogisticRegression`` (lbfgs) on the widest expert's
+features is timed beside the library's probe on the same features, as a reference.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 
-from fusion_lib.fusion.training import TrainConfig, num_threads
+from fusion_lib.data.datasets import SplitSizes
+from fusion_lib.data.extraction import load_feature_set
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.data.spec import FeatureSpec, default_sizes
+from fusion_lib.fusion import baselines
+from fusion_lib.fusion.label_space import class_vectors, load_vectors
+from fusion_lib.fusion.training import TrainConfig, num_threads, recorded_fits
+from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.engine import seed_mode
+from fusion_lib.studies.methods import SeedRun, any_needs_class_vectors, resolve_methods
 
-TARGET_SECONDS = 120.0
+# What a SeedRun shares between methods: lazily made stages, read by attribute
+SHARED_STAGES = ("probes", "oof_probes", "experts", "anchor", "label_model")
+
+
+def matrix_rate(threads: int | None, n: int = 1024, repeats: int = 5) -> float:
+    """GFLOP/s of a float32 ``n x n`` matrix product on ``threads`` torch threads (median of ``repeats``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    with num_threads(threads):
+        a @ b  # warm-up
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+class _TracedRun(SeedRun):
+    """A SeedRun that notes, while a method runs, which shared stages, mixtures, gates and other methods'
+    outputs it reads, and which of those it was the first to make."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.made: set[str] = set()
+        self.reads: list[set[str]] = []
+
+    @contextmanager
+    def method(self) -> Iterator[set[str]]:
+        """Collect what the block reads (nested methods collect into the outer one too)."""
+        seen: set[str] = set()
+        self.reads.append(seen)
+        try:
+            yield seen
+        finally:
+            self.reads.pop()
+            if self.reads:
+                self.reads[-1] |= seen
+
+    def _note(self, name: str) -> None:
+        if self.reads:
+            self.reads[-1].add(name)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in SHARED_STAGES:
+            object.__getattribute__(self, "_note")(name)
+        return object.__getattribute__(self, name)
+
+    def output(self, name: str) -> Any:
+        self._note(f"output:{name}")
+        return super().output(name)
+
+    def moe(self, gate: str, label_experts: bool = False) -> Any:
+        self._note(f"joint mixture ({gate}{', label experts' if label_experts else ''})")
+        return super().moe(gate, label_experts)
+
+    def two_stage(self, cfg: Any) -> Any:
+        sizes = f", {'/'.join(map(str, cfg.thumbnail_sizes))} px" if "thumbnail" in cfg.gate else ""
+        noisy = ", noisy" if cfg.noisy_top_k else ""
+        feats = f" of {'+'.join(cfg.feature_backbones)}" if cfg.feature_backbones else ""
+        self._note(f"gate ({cfg.gate}{feats}{sizes}{noisy})")
+        return super().two_stage(cfg)
+
+
+def method_table(run: _TracedRun, methods: Sequence[str], rate: float) -> pd.DataFrame:
+    """Per method, in order: seconds it added, the fits it made, their arithmetic, time over arithmetic at
+    ``rate`` GFLOP/s, the shared stages (and other methods' outputs) it was the first to make, and those
+    made by earlier methods that it read."""
+    rows = []
+    for name in methods:
+        with recorded_fits() as fits, run.method() as reads:
+            t = time.perf_counter()
+            run.output(name)
+            seconds = time.perf_counter() - t
+        reads.discard(f"output:{name}")
+        shared = sorted(r for r in reads if r in run.made)
+        made = sorted(r for r in reads if r not in run.made)
+        run.made |= reads | {f"output:{name}"}
+        gflop = sum(f.flops for f in fits) / 1e9
+        rows.append(
+            {
+                "method": name,
+                "seconds": seconds,
+                "fits made": len(fits),
+                "GFLOP": gflop,
+                "time / arithmetic": seconds / (gflop / rate) if gflop > 0 else float("nan"),
+                "makes (for later methods too)": ", ".join(r.removeprefix("output:") for r in made),
+                "shares (made earlier)": ", ".join(r.removeprefix("output:") for r in shared),
+            }
+        )
+    return pd.DataFrame(rows).set_index("method")
+
+
+def sklearn_reference(fs: FeatureSet, train: TrainConfig, rate: float) -> pd.DataFrame:
+    """The library's linear probe against scikit-learn's ``LogisticRegression`` (lbfgs, standardised
+    features) on the widest expert's features: seconds, test accuracy, and the probe's time over its
+    arithmetic at ``rate`` GFLOP/s."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    widest = max(fs.backbones, key=lambda b: fs.features["train"][b].shape[1])
+    y = fs.labels
+    with seed_mode(train), recorded_fits() as fits:
+        t = time.perf_counter()
+        head, _ = baselines.fit_probe(fs, widest, 0, train)
+        probe_s = time.perf_counter() - t
+        probe_acc = float(np.mean(baselines.probe_proba(head, fs, "test", widest).argmax(1) == y["test"]))
+        t = time.perf_counter()
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        model.fit(fs.features["train"][widest], y["train"])
+        sk_s = time.perf_counter() - t
+        sk_acc = float(model.score(fs.features["test"][widest], y["test"]))
+    dim = fs.features["train"][widest].shape[1]
+    arithmetic = fits[0].flops / 1e9 / rate
+    return (
+        pd.DataFrame(
+            [
+                {
+                    "fit": f"fusion_lib linear probe ({widest}, {dim}-d)",
+                    "seconds": probe_s,
+                    "test accuracy": probe_acc,
+                },
+                {"fit": "scikit-learn LogisticRegression (lbfgs)", "seconds": sk_s, "test accuracy": sk_acc},
+            ]
+        )
+        .set_index("fit")
+        .assign(**{"time / arithmetic": [probe_s / arithmetic, float("nan")]})
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    from fusion_lib.studies.cli import add_selection_arguments
-
     p = argparse.ArgumentParser(
         prog="python -m fusion_lib.bench fusion",
-        description="Training throughput and wall time of all fusion methods on cached features.",
+        description="One seed of every method on cached features: seconds, shared fits, time over arithmetic.",
     )
-    # the default sizes on every dataset: the 2-minute target is for a run at those sizes
-    add_selection_arguments(p, sizes_per_dataset=False)
-    p.add_argument("--epochs", type=int, default=10, help="fixed epochs of the throughput measurement")
+    p.add_argument("--dataset", default="fashion_mnist", help="default: the book's Fashion-MNIST features")
+    p.add_argument("--backbones", default=None, help="comma-separated names; default: the book's experts")
+    p.add_argument("--methods", default="all", help="comma-separated names or 'all' (default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=TrainConfig().epochs, help="maximum epochs of every fit")
+    for split in ("train", "val", "test"):
+        p.add_argument(f"--{split}", type=int, default=None, help="images in the split; default: the book's")
+    p.add_argument("--out", default=None, help="also write the method table to this CSV file")
     return p
 
 
-def _throughput(fs, epochs: int, threads: int | None) -> dict[str, float]:
-    from fusion_lib.fusion import baselines
-    from fusion_lib.fusion.moe import MoE, MoEConfig
-
-    # patience = epochs: every epoch runs, so samples/s is comparable across models
-    fixed = TrainConfig(epochs=epochs, patience=epochs, threads=threads)
-    _, probe = baselines.fit_probe(fs, fs.backbones[0], train=fixed)
-    moe = MoE(MoEConfig(gate="thumbnail"), fixed).fit(fs)
-    return {
-        f"linear probe ({fs.backbones[0]})": probe.samples_per_s,
-        f"MoE, thumbnail gate, {len(fs.backbones)} experts": moe.history_.samples_per_s,
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print throughput (samples/s) and the wall time of every method over the seeds."""
-    from fusion_lib.data.datasets import SplitSizes
-    from fusion_lib.data.spec import FeatureSpec
-    from fusion_lib.studies.config import ExperimentConfig
-    from fusion_lib.studies.runner import load_features, run_experiment
-
+    """Print the matrix rate, the per-method table of one seed and the scikit-learn reference."""
     a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    data = FeatureSpec(a.dataset, a.backbones, SplitSizes(a.train, a.val, a.test))
-    config = ExperimentConfig(data=data, methods=a.methods, seeds=list(range(a.seeds)))
+    book = default_sizes(a.dataset)
+    sizes = SplitSizes(*(getattr(a, s) or getattr(book, s) for s in ("train", "val", "test")))
+    data = FeatureSpec(a.dataset, a.backbones, sizes) if a.backbones else FeatureSpec(a.dataset, sizes=sizes)
     t = time.perf_counter()
-    fs = load_features(config)
+    pool = load_feature_set(data)
+    fs = pool.draw(a.seed)
     print(
-        f"features: {fs.dataset}, backbones {', '.join(fs.backbones)}, train/val/test "
-        f"{len(fs.labels['train'])}/{len(fs.labels['val'])}/{len(fs.labels['test'])}, "
-        f"loaded in {time.perf_counter() - t:.1f}s"
+        f"features: {fs.dataset}, experts {', '.join(fs.backbones)}, train/val/test "
+        f"{len(fs.labels['train'])}/{len(fs.labels['val'])}/{len(fs.labels['test'])} "
+        f"(seed {a.seed}'s draw), loaded in {time.perf_counter() - t:.1f}s"
     )
-    print(f"torch threads while training: {config.train.threads} (of {torch.get_num_threads()} available)")
-    with num_threads(config.train.threads):
-        rates = _throughput(fs, a.epochs, config.train.threads)
-    for name, rate in rates.items():
-        print(f"training throughput, {name}: {rate:,.0f} samples/s")
+    config = ExperimentConfig(data, TrainConfig(epochs=a.epochs), methods=a.methods, seeds=[a.seed])
+    rate = matrix_rate(config.train.threads)
+    print(
+        f"matrix rate: {rate:.0f} GFLOP/s (float32 1024x1024 product, {config.train.threads} torch thread(s), "
+        "the training thread cap)"
+    )
+    methods = resolve_methods(a.methods, fs.backbones)
     t = time.perf_counter()
-    result = run_experiment(config, feature_set=fs, progress=False)
+    class_vecs = None
+    if any_needs_class_vectors(methods):
+        class_vecs = class_vectors(fs.class_names, load_vectors(config.word_vectors), config.aliases)
+    with seed_mode(config.train):
+        table = method_table(_TracedRun(fs, a.seed, config, class_vecs), methods, rate)
     wall = time.perf_counter() - t
-    n_methods = len(result.methods)
-    print(
-        f"wall time: {n_methods} methods x {len(config.seeds)} seeds on {fs.dataset}: {wall:.1f}s "
-        f"({'within' if wall <= TARGET_SECONDS else 'OVER'} the {TARGET_SECONDS:.0f}s target)"
-    )
-    print(result.table().to_string())
+    with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+        print(table.to_string(float_format=lambda x: f"{x:,.2f}"))
+    print(f"one seed, {len(methods)} methods: {wall:.1f}s")
+    print(sklearn_reference(fs, config.train, rate).to_string(float_format=lambda x: f"{x:,.3f}"))
+    if a.out:
+        table.to_csv(a.out)
     return 0

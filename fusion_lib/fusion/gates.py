@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from fusion_lib.fusion.experts import FixedTransform, Standardize
+from fusion_lib.fusion.training import count_macs as count_layer_macs
 
 GATES = ("uniform", "static", "feature", "thumbnail")
 
@@ -167,27 +168,9 @@ class ThumbnailGate(Gate):
 
 
 def count_macs(gate: Gate, thumbnail: Tensor | None = None, features: Sequence[Tensor] = ()) -> int:
-    """Exact multiply-adds per image of every Conv2d and Linear layer, counted with forward hooks."""
-    total = 0
-
-    def conv_hook(module: nn.Conv2d, _inputs: tuple, output: Tensor) -> None:
-        nonlocal total
-        kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
-        total += output[0].numel() * kernel
-
-    def linear_hook(module: nn.Linear, _inputs: tuple, output: Tensor) -> None:
-        nonlocal total
-        total += module.in_features * module.out_features
-
-    hooks = [m.register_forward_hook(conv_hook) for m in gate.modules() if isinstance(m, nn.Conv2d)]
-    hooks += [m.register_forward_hook(linear_hook) for m in gate.modules() if isinstance(m, nn.Linear)]
-    try:
-        with torch.no_grad():
-            gate(list(features), thumbnail)
-    finally:
-        for h in hooks:
-            h.remove()
-    return total
+    """Exact multiply-adds per image of every Conv2d and Linear layer of ``gate``."""
+    with torch.no_grad():
+        return count_layer_macs(gate, lambda: gate(list(features), thumbnail))
 
 
 def make_gate(

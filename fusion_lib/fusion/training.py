@@ -75,6 +75,14 @@ class TrainHistory:
     best_epoch: int = -1
     seconds: float = 0.0
     samples_seen: int = 0
+    val_samples_seen: int = 0
+    macs_per_sample: int = 0
+
+    @property
+    def flops(self) -> float:
+        """The fit's arithmetic, about: two FLOPs a multiply-add, a backward pass twice a forward one, and
+        every validation pass (from the convolutions and linear layers of one sample's forward pass)."""
+        return 2.0 * self.macs_per_sample * (3 * self.samples_seen + self.val_samples_seen)
 
     @property
     def samples_per_s(self) -> float:
@@ -132,6 +140,45 @@ def _check_batch(batch: Batch, name: str) -> int:
     return lengths[0]
 
 
+def count_macs(model: nn.Module, forward: Callable[[], object]) -> int:
+    """Multiply-adds per sample of every Conv2d and Linear layer of ``model`` that ``forward()`` runs
+    (counted with forward hooks: a convolution's first output sample, a linear layer's weights)."""
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _inputs: tuple, output: Tensor) -> None:
+        nonlocal total
+        kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+        total += output[0].numel() * kernel
+
+    def linear_hook(module: nn.Linear, _inputs: tuple, output: Tensor) -> None:
+        nonlocal total
+        total += module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    try:
+        forward()
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
+_RECORDERS: list[list[TrainHistory]] = []
+
+
+@contextmanager
+def recorded_fits() -> Iterator[list[TrainHistory]]:
+    """Within the block every ``fit_module`` call appends its ``TrainHistory`` to the yielded list (what a
+    benchmark reads: each fit's time and arithmetic)."""
+    fits: list[TrainHistory] = []
+    _RECORDERS.append(fits)
+    try:
+        yield fits
+    finally:
+        _RECORDERS.remove(fits)
+
+
 def fit_module(
     model: nn.Module,
     loss_fn: LossFn,
@@ -151,7 +198,10 @@ def fit_module(
     if val is not None:
         _check_batch(val, "val")
     with num_threads(config.threads):
-        return _fit(model, loss_fn, train, val, config, seed, val_fn, n)
+        history = _fit(model, loss_fn, train, val, config, seed, val_fn, n)
+    for fits in _RECORDERS:
+        fits.append(history)
+    return history
 
 
 def _fit(
@@ -185,7 +235,12 @@ def _fit(
                 if order is None
                 else tuple(t.index_select(0, order[lo : lo + batch_size]) for t in train)
             )
-            loss = loss_fn(model, batch)
+            if history.macs_per_sample == 0:  # counted once, on the first step's forward pass
+                outputs: list[Tensor] = []
+                history.macs_per_sample = count_macs(model, lambda: outputs.append(loss_fn(model, batch)))
+                loss = outputs[0]
+            else:
+                loss = loss_fn(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -198,6 +253,7 @@ def _fit(
         with torch.no_grad():
             current = score(model, val)
         history.val_loss.append(current)
+        history.val_samples_seen += len(val[0])
         if current < best - 1e-6:
             best, stale, history.best_epoch = current, 0, epoch
             best_state = copy.deepcopy(model.state_dict())
