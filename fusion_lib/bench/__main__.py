@@ -7,7 +7,7 @@ import sys
 COMMANDS = {
     "features": "extraction throughput: the pipeline against raw forward passes",
     "precision": "low-precision (bf16/fp16) extraction: speed-up and linear-probe accuracy",
-    "fusion": "training throughput and the wall time of a full fusion run",
+    "fusion": "one seed of every method: seconds, shared fits and time over arithmetic",
     "gpu": "on a CUDA machine: ImageNet check, fp16 against CPU fp32, pipeline ratio, one MoE",
 }
 
