@@ -8,6 +8,7 @@ from fusion_lib.studies.stats import (
     Difference,
     bootstrap_mean_ci,
     bootstrap_means,
+    dataset_stream,
     holm,
     paired_difference,
     pooled_difference,
@@ -293,3 +294,20 @@ def test_score_table_is_the_accuracy_and_paired_difference_of_every_model():
     assert t.loc["a", "difference"] == "" and np.isnan(t.loc["a", "diff"])
     with pytest.raises(ValueError, match="baseline 'z' is not among"):
         score_table(correct, "z")
+
+
+def test_datasets_pooled_with_their_own_streams_resample_independently():
+    # two datasets with the same per-image results: on one shared stream their replicates coincide and
+    # pooling them narrows nothing; on each dataset's own stream the pooled interval is about 1/sqrt(2)
+    # as wide, as it is for independent datasets
+    rng = np.random.default_rng(3)
+    a = [rng.random(400) < 0.85 for _ in range(5)]
+    b = [rng.random(400) < 0.80 for _ in range(5)]
+    shared = [paired_difference(a, b, n_boot=4000, seed=0) for _ in ("fashion_mnist", "mnist")]
+    own = [paired_difference(a, b, n_boot=4000, seed=dataset_stream(d)) for d in ("fashion_mnist", "mnist")]
+    assert dataset_stream("mnist") == dataset_stream("mnist") != dataset_stream("fashion_mnist")
+    np.testing.assert_array_equal(shared[0].replicates, shared[1].replicates)
+    width = shared[0].high - shared[0].low
+    assert pooled_difference(shared).high - pooled_difference(shared).low == pytest.approx(width)
+    pooled = pooled_difference(own)
+    assert (pooled.high - pooled.low) / width == pytest.approx(2**-0.5, rel=0.15)

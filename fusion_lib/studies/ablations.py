@@ -34,7 +34,7 @@ from fusion_lib.fusion.two_stage import TwoStageConfig, TwoStageMoE
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.engine import seed_mode
 from fusion_lib.studies.methods import SeedRun, gflops, recipe
-from fusion_lib.studies.stats import score_table, verdict_sentence
+from fusion_lib.studies.stats import N_BOOT, score_table, verdict_sentence
 
 BOOK_RECIPE = "moe_thumbnail"
 ABLATION_COLUMNS = [
@@ -311,7 +311,7 @@ def _scores(results: pd.DataFrame, n_boot: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).rename(columns={"model": "setting"})
 
 
-def paired_deltas(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+def paired_deltas(results: pd.DataFrame, n_boot: int = N_BOOT) -> pd.DataFrame:
     """One row per (ablation, setting): the accuracy change against the ablation's reference in points,
     ``delta`` with its paired 95% CI ``low``/``high`` (``stats.paired_difference`` over the seeds and
     their test images), ``Δ vs reference`` as text, ``significant`` (the CI excludes 0), ``p_mcnemar``
@@ -352,7 +352,7 @@ def _deltas(scores: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({"significant": "boolean"})
 
 
-def summarize(results: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+def summarize(results: pd.DataFrame, n_boot: int = N_BOOT) -> pd.DataFrame:
     """One row per (ablation, setting) in order of appearance: test accuracy (mean over seeds, a
     fraction) with its 95% bootstrap CI over seeds and images (``accuracy_low``/``accuracy_high``) and
     as text in % (``accuracy (95% CI)``); the mean ``val_accuracy``; whether it is the ``reference``;

@@ -17,6 +17,7 @@ from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.engine import restrict, seed_runs
 from fusion_lib.studies.stats import (
     MARGIN,
+    N_BOOT,
     bootstrap_mean_ci,
     bootstrap_means,
     bootstrap_p,
@@ -139,7 +140,7 @@ def run_agreement_study(fs: FeatureSet, config: ExperimentConfig, progress: bool
     )
 
 
-def variation_summary(studies: dict[str, AgreementStudy], n_boot: int = 2000) -> pd.DataFrame:
+def variation_summary(studies: dict[str, AgreementStudy], n_boot: int = N_BOOT) -> pd.DataFrame:
     """Per dataset, with 95% hierarchical bootstrap intervals over seeds and test images, in percent or
     points: the best single backbone's accuracy (chosen on validation), the share of backbone pairs
     that agree on an image, and the oracle's gain over the best single backbone."""
@@ -236,7 +237,7 @@ def _need(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 
 def pair_differences(
-    studies: Mapping[str, AgreementStudy], *, n_boot: int = 2000, seed: int = 0
+    studies: Mapping[str, AgreementStudy], *, n_boot: int = N_BOOT, seed: int = 0
 ) -> pd.DataFrame:
     """Every backbone pair (a, b), a before b in the backbones' order, on every dataset: the paired accuracy
     difference a - b in points (``diff``, ``low``, ``high``: hierarchical 95% bootstrap over seeds and
@@ -332,7 +333,7 @@ def _leads(reversals: pd.DataFrame, side: str) -> list[str]:
 
 
 def kappa_beyond_accuracy(
-    studies: Mapping[str, AgreementStudy], *, n_boot: int = 2000, seed: int = 0
+    studies: Mapping[str, AgreementStudy], *, n_boot: int = N_BOOT, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Agreement beyond what accuracy implies (``correctness_kappa``), per dataset and between datasets.
 
@@ -534,7 +535,7 @@ def family_pairs(studies: Sequence[AgreementStudy]) -> pd.DataFrame:
     return out.reset_index()
 
 
-def zoo_summary(studies: dict[str, dict[str, AgreementStudy]], n_boot: int = 2000) -> pd.DataFrame:
+def zoo_summary(studies: dict[str, dict[str, AgreementStudy]], n_boot: int = N_BOOT) -> pd.DataFrame:
     """``studies[zoo][dataset]``: per dataset and zoo, the mean kappa and double fault over the zoo's
     distinct backbone pairs and seeds, its best single backbone (chosen on validation), its oracle and the
     oracle's gain over the best single with a paired 95% interval over test images and seeds."""

@@ -212,7 +212,7 @@ def diversity_effect(
                 zoo: [a.astype(int) - b for a, b in zip(r.correct(method), r.correct(baseline))]
                 for zoo, r in ((high, hi), (low, lo))
             }
-            d = paired_difference(gain[high], gain[low], image_ids=hi.test_ids)
+            d = paired_difference(gain[high], gain[low], image_ids=hi.test_ids, seed=hi.stream)
             rows.append(_row(dataset, method, baseline, d))
     return _adjust(rows, EFFECT_WORDS)
 

@@ -44,8 +44,10 @@ from fusion_lib.studies import metrics as M
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.engine import restrict, seed_runs
 from fusion_lib.studies.stats import (
+    N_BOOT,
     Difference,
     bootstrap_means,
+    dataset_stream,
     paired_difference,
     percentile_interval,
     pooled_difference,
@@ -336,17 +338,26 @@ def run_label_study(
     return LabelStudy(pd.DataFrame(acc_rows), gates, pd.DataFrame(blend_rows), curves, correct, models, ids)
 
 
-def accuracy_ci(study: LabelStudy, models: Sequence[str], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def accuracy_ci(
+    study: LabelStudy, models: Sequence[str], n_boot: int = N_BOOT, seed: int | None = None
+) -> pd.DataFrame:
     """Test accuracy in percent of each model, mean over seeds, with its 95% CI (hierarchical bootstrap
-    over seeds and test images, ``stats.score_table``): columns model, accuracy, low, high, text
-    (``"91.23 [90.61, 91.80]"``)."""
+    over seeds and test images, ``stats.score_table``; ``seed`` None: the dataset's own stream): columns
+    model, accuracy, low, high, text (``"91.23 [90.61, 91.80]"``)."""
     correct = {m: [study.correct[(m, s)] for s in study.seeds] for m in models}
-    return score_table(correct, image_ids=study.test_ids(), n_boot=n_boot, seed=seed)
+    return score_table(correct, image_ids=study.test_ids(), n_boot=n_boot, seed=_stream(study, seed))
 
 
-def difference(study: LabelStudy, a: str, b: str, n_boot: int = 2000, seed: int = 0) -> Difference:
+def _stream(study: LabelStudy, seed: int | None) -> int:
+    return dataset_stream(study.accuracy["dataset"].iloc[0]) if seed is None else seed
+
+
+def difference(
+    study: LabelStudy, a: str, b: str, n_boot: int = N_BOOT, seed: int | None = None
+) -> Difference:
     """Accuracy of model ``a`` minus ``b`` in points, paired over seeds and test images
-    (``fusion_lib.studies.stats.paired_difference``, hierarchical bootstrap)."""
+    (``fusion_lib.studies.stats.paired_difference``, hierarchical bootstrap; ``seed`` None: the
+    dataset's own stream, so that datasets pooled for C3 resample independently)."""
     seeds = study.seeds
     missing = [m for m in (a, b) if (m, seeds[0]) not in study.correct]
     if missing:
@@ -357,12 +368,15 @@ def difference(study: LabelStudy, a: str, b: str, n_boot: int = 2000, seed: int 
         [study.correct[(b, s)] for s in seeds],
         image_ids=study.test_ids(),
         n_boot=n_boot,
-        seed=seed,
+        seed=_stream(study, seed),
     )
 
 
 def compare(
-    study: LabelStudy, pairs: Sequence[tuple[str, str]] = C3_COMPARISONS, n_boot: int = 2000, seed: int = 0
+    study: LabelStudy,
+    pairs: Sequence[tuple[str, str]] = C3_COMPARISONS,
+    n_boot: int = N_BOOT,
+    seed: int | None = None,
 ) -> pd.DataFrame:
     """Accuracy difference A - B in points for each pair, with its paired 95% CI over seeds and test
     images: columns dataset, a, b, diff, low, high, p_value, text, verdict (a sentence) and word
@@ -445,7 +459,7 @@ class ZeroShotStudy:
             measure, 1 / self.n_classes
         )
 
-    def summary(self, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    def summary(self, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
         """One row per measure of the ``"mean"`` model (in ``ZERO_SHOT_MEASURES`` order): estimate with
         its 95% CI (seed-stratified percentile bootstrap over test images, ``fusion_lib.studies.stats``),
         chance, the permutation null's mean and 95% range, and the one-sided permutation p-value."""

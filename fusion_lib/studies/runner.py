@@ -31,7 +31,7 @@ from fusion_lib.studies.methods import (
     resolve_methods,
     selectable,
 )
-from fusion_lib.studies.stats import Difference, paired_difference, score_table
+from fusion_lib.studies.stats import Difference, dataset_stream, paired_difference, score_table
 
 __all__ = [
     "ExperimentResult",
@@ -125,7 +125,15 @@ class ExperimentResult:
         """``method`` minus ``baseline`` accuracy in points, with a paired 95% CI from the hierarchical
         bootstrap over seeds and test images (``fusion_lib.studies.stats``)."""
         ids = self.test_ids if split == "test" else None
-        return paired_difference(self.correct(method, split), self.correct(baseline, split), image_ids=ids)
+        return paired_difference(
+            self.correct(method, split), self.correct(baseline, split), image_ids=ids, seed=self.stream
+        )
+
+    @property
+    def stream(self) -> int:
+        """The bootstrap seed of this dataset's statistics (``stats.dataset_stream``): every comparison on
+        it shares one set of draws, and another dataset's are independent of them."""
+        return dataset_stream(str(self.metrics["dataset"].iat[0]) if len(self.metrics) else "")
 
     def best_on_validation(self, candidates: Sequence[str] | None = None) -> str:
         """The candidate (default: every method run) with the best mean validation accuracy over seeds,
@@ -161,7 +169,7 @@ class ExperimentResult:
     def accuracy_ci(self, method: str) -> tuple[float, float, float]:
         """(accuracy, low, high) in points over every seed's test images (hierarchical bootstrap over
         seeds and images)."""
-        row = score_table({method: self.correct(method)}, image_ids=self.test_ids).iloc[0]
+        row = score_table({method: self.correct(method)}, image_ids=self.test_ids, seed=self.stream).iloc[0]
         return float(row["accuracy"]), float(row["low"]), float(row["high"])
 
     def mean_metric(self, metric: str) -> pd.Series:
@@ -176,7 +184,9 @@ class ExperimentResult:
         gf, nll = self.mean_metric("gflops_per_image"), self.mean_metric("nll")
         if baseline is not None and baseline not in self.methods:
             raise ValueError(f"method {baseline!r} was not run; run methods: {', '.join(self.methods)}")
-        scores = score_table({m: self.correct(m) for m in self.methods}, baseline, image_ids=self.test_ids)
+        scores = score_table(
+            {m: self.correct(m) for m in self.methods}, baseline, image_ids=self.test_ids, seed=self.stream
+        )
         rows = []
         for m, s in zip(self.methods, scores.itertuples()):
             row = {
