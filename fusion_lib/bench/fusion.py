@@ -53,7 +53,7 @@ def matrix_rate(threads: int | None, n: int = 1024, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-class _TracedRun(SeedRun):
+class TracedSeedRun(SeedRun):
     """A SeedRun that notes, while a method runs, which shared stages, mixtures, gates and other methods'
     outputs it reads, and which of those it was the first to make."""
 
@@ -99,7 +99,7 @@ class _TracedRun(SeedRun):
         return super().two_stage(cfg)
 
 
-def method_table(run: _TracedRun, methods: Sequence[str], rate: float) -> pd.DataFrame:
+def method_table(run: TracedSeedRun, methods: Sequence[str], rate: float) -> pd.DataFrame:
     """Per method, in order: seconds it added, the fits it made, their arithmetic, time over arithmetic at
     ``rate`` GFLOP/s, the shared stages (and other methods' outputs) it was the first to make, and those
     made by earlier methods that it read."""
@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any_needs_class_vectors(methods):
         class_vecs = class_vectors(fs.class_names, load_vectors(config.word_vectors), config.aliases)
     with seed_mode(config.train):
-        table = method_table(_TracedRun(fs, a.seed, config, class_vecs), methods, rate)
+        table = method_table(TracedSeedRun(fs, a.seed, config, class_vecs), methods, rate)
     wall = time.perf_counter() - t
     with pd.option_context("display.max_colwidth", 80, "display.width", 200):
         print(table.to_string(float_format=lambda x: f"{x:,.2f}"))
