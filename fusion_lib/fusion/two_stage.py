@@ -441,11 +441,21 @@ class TwoStageMoE:
         return self.config.noisy_top_k if top_k is None else top_k
 
     def predict_proba(
-        self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None
+        self,
+        fs: FeatureSet,
+        experts: ExpertOutputs,
+        split: str,
+        top_k: int | None = None,
+        alpha: float | None = None,
     ) -> np.ndarray:
-        """Mixed class probabilities ``(n, C)`` with the chosen ``alpha``."""
+        """Mixed class probabilities ``(n, C)`` with the chosen ``alpha`` (or the one given: 0 is the
+        anchor alone, 1 the raw gate)."""
         self._check_fitted()
-        return self._mix(fs, experts, split, self.default_top_k(top_k), self.alpha_)
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        return self._mix(
+            fs, experts, split, self.default_top_k(top_k), self.alpha_ if alpha is None else alpha
+        )
 
     def gate_weights(
         self, fs: FeatureSet, experts: ExpertOutputs, split: str, top_k: int | None = None

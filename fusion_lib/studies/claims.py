@@ -18,6 +18,7 @@ difference over the datasets (``pooled``), one test per claim, so it needs no fu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
@@ -117,6 +118,57 @@ def pooled(results: Mapping[str, "ExperimentResult"], method: str, baseline: str
             f"{method} vs {baseline} needs both methods run on every dataset; missing on {missing}"
         )
     return pooled_difference([r.compare(method, baseline) for r in results.values()])
+
+
+def pooled_relative(
+    results: Mapping[str, "ExperimentResult"], method: str, baseline: str, offset: int = 0
+) -> Difference:
+    """``method``'s relative error reduction against ``baseline`` (percent of its errors), averaged over
+    the datasets with equal weight on their own bootstrap streams (shifted by ``offset``)."""
+    missing = [d for d, r in results.items() if method not in r.methods or baseline not in r.methods]
+    if missing or not results:
+        raise ValueError(
+            f"{method} vs {baseline} needs both methods run on every dataset; missing on {missing}"
+        )
+    return pooled_difference([r.relative_compare(method, baseline, offset) for r in results.values()])
+
+
+@dataclass(frozen=True)
+class PlannedVerdict:
+    """A claim decided by a planned test: its word, the deciding difference, and how many of ``reseeds``
+    reseeded bootstraps give the same word (``borderline`` when any does not)."""
+
+    word: str
+    difference: Difference
+    agreeing: int
+    reseeds: int
+
+    @property
+    def borderline(self) -> bool:
+        return self.agreeing < self.reseeds
+
+    def text(self) -> str:
+        """``supported: +12.3 [+4.1, +20.5] % of the reference's errors (20 of 20 reseeds agree)``."""
+        flag = ", borderline" if self.borderline else ""
+        return (
+            f"{self.word}: {self.difference.text()} % of the reference's errors "
+            f"({self.agreeing} of {self.reseeds} reseeds agree{flag})"
+        )
+
+
+def planned_verdict(
+    results: Mapping[str, "ExperimentResult"], method: str, baseline: str, margin: float, reseeds: int = 20
+) -> PlannedVerdict:
+    """A claim's word from the pooled relative error reduction of ``method`` against ``baseline`` with the
+    equivalence ``margin`` (percent of the baseline's errors), checked against ``reseeds`` bootstraps
+    whose every dataset stream is shifted by 1..reseeds: a word that any of them changes is borderline."""
+    d = pooled_relative(results, method, baseline)
+    word = CLAIM_WORDS[d.word(margin=margin)]
+    others = [
+        CLAIM_WORDS[pooled_relative(results, method, baseline, k).word(margin=margin)]
+        for k in range(1, reseeds + 1)
+    ]
+    return PlannedVerdict(word, d, sum(w == word for w in others), reseeds)
 
 
 def claim_word(d: Difference) -> str:

@@ -76,6 +76,8 @@ _COMBINED = {
     "blend_label": ("fusion", "blend"),
     "blend_random": ("control", "blend"),
 }
+# every model the label study scores, the registry's and its controls
+STUDY_MODELS: tuple[str, ...] = tuple(_COMBINED)
 # Claim C3 ("label-space word vectors add to the blend") as paired comparisons: each fusion against
 # the visual model it adds the label space to, and the word vectors against random ones.
 C3_COMPARISONS: tuple[tuple[str, str], ...] = (

@@ -492,6 +492,12 @@ def _two_stage_output(r: SeedRun, name: str) -> MethodOutput:
     )
     if "thumbnail" in m.config.gate:
         out.extra["thumbnail_size"] = float(m.size_)
+    if m.config.shrink and m.config.gate != "static":
+        # how often the gate changes its anchor's answer: near 0, "no better than the anchor" says that
+        # validation switched the gate off rather than that it routes no better
+        out.extra["gate_changes_anchor"] = float(
+            np.mean(out.probs["test"].argmax(1) != m.anchor_.probs["test"].argmax(1))
+        )
     if gflops(fs, fs.backbones) is None:
         return out
     out.gflops_per_image = m.expected_gflops(fs, ex, "test")
@@ -526,6 +532,36 @@ def _register_two_stage(name: str) -> None:
 
 for _recipe in TWO_STAGE:  # one entry per recipe, in the table's order
     _register_two_stage(_recipe)
+
+
+def _thumbnail_at_alpha(r: SeedRun, alpha: float) -> MethodOutput:
+    """The book recipe's fitted gate (its thumbnail size chosen on validation) mixed at a fixed ``alpha``."""
+    fs, ex = r.fs, r.experts
+    m = r.two_stage(recipe("moe_thumbnail", fs.thumbnail_size, len(ex.names), r.cheapest))
+    cost = (
+        None
+        if r.total_gflops() is None
+        else (m.expected_gflops(fs, ex, "test") if alpha else r.total_gflops())
+    )
+    return MethodOutput(
+        probs={s: m.predict_proba(fs, ex, s, alpha=alpha) for s in EVAL_SPLITS},
+        gflops_per_image=cost,  # alpha = 0 runs the anchor alone, no gate
+        extra={"anchor_index": float(ANCHORS.index(m.anchor_.name))},
+    )
+
+
+@register_method("moe_thumbnail_alpha0", family="fixed fusion")
+def _moe_thumbnail_alpha0(r: SeedRun) -> MethodOutput:
+    """``moe_thumbnail`` with its gate switched off (alpha = 0): its anchor, the same fit's reference for
+    "does the gate add anything?" (a fixed fusion chosen on validation, so never a candidate of
+    ``best_fixed``, which chooses among the same fusions)."""
+    return _thumbnail_at_alpha(r, 0.0)
+
+
+@register_method("moe_thumbnail_alpha1", family="gated mixture")
+def _moe_thumbnail_alpha1(r: SeedRun) -> MethodOutput:
+    """``moe_thumbnail``'s gate unshrunk (alpha = 1): the gate's own routing, without its anchor."""
+    return _thumbnail_at_alpha(r, 1.0)
 
 
 @register_method("moe_thumbnail_label", family="gated mixture", needs_class_vectors=True)

@@ -31,7 +31,13 @@ from fusion_lib.studies.methods import (
     resolve_methods,
     selectable,
 )
-from fusion_lib.studies.stats import Difference, dataset_stream, paired_difference, score_table
+from fusion_lib.studies.stats import (
+    Difference,
+    dataset_stream,
+    paired_difference,
+    relative_difference,
+    score_table,
+)
 
 __all__ = [
     "ExperimentResult",
@@ -127,6 +133,14 @@ class ExperimentResult:
         ids = self.test_ids if split == "test" else None
         return paired_difference(
             self.correct(method, split), self.correct(baseline, split), image_ids=ids, seed=self.stream
+        )
+
+    def relative_compare(self, method: str, baseline: str, offset: int = 0) -> Difference:
+        """``method``'s relative error reduction against ``baseline`` on the test split, in percent of the
+        baseline's errors (``stats.relative_difference``); ``offset`` shifts the bootstrap stream (a
+        reseeding, to see whether a word depends on the draws)."""
+        return relative_difference(
+            self.correct(method), self.correct(baseline), image_ids=self.test_ids, seed=self.stream + offset
         )
 
     @property
