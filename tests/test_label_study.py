@@ -8,7 +8,12 @@ from gensim.models import KeyedVectors
 from sklearn.decomposition import PCA
 
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.fusion.label_space import LabelSpaceModel, choose_blend_weight, class_vectors
+from fusion_lib.fusion.label_space import (
+    LabelSpaceModel,
+    choose_blend_weight,
+    class_vectors,
+    random_class_vectors,
+)
 from fusion_lib.fusion.training import BLEND_GRID, TrainConfig
 from fusion_lib.studies.label_study import (
     C3_COMPARISONS,
@@ -22,7 +27,6 @@ from fusion_lib.studies.label_study import (
     held_out_splits,
     label_embeddings,
     project_label_space,
-    random_class_vectors,
     run_label_study,
     run_zero_shot,
     spread_labels,

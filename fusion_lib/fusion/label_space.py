@@ -166,6 +166,12 @@ class LabelSpaceModel:
         return np.mean(list(self.backbone_proba(fs, split).values()), axis=0)
 
 
+def random_class_vectors(n_classes: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors in random directions ``(n_classes, dim)``: class vectors that carry no word meaning."""
+    vecs = np.random.default_rng(seed).normal(size=(n_classes, dim))
+    return (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+
+
 def blend(p_visual: np.ndarray, p_label: np.ndarray, weight: float) -> np.ndarray:
     """Convex blend ``(1 - weight) * p_visual + weight * p_label``."""
     if not 0.0 <= weight <= 1.0:

@@ -33,7 +33,6 @@ from fusion_lib.fusion.label_space import (
     ClassMoments,
     LabelSpaceModel,
     blend,
-    choose_blend_weight,
     class_words,
     cosine_scores,
     fit_zero_shot_map,
@@ -138,12 +137,6 @@ def cosine_matrix(class_vecs: np.ndarray, class_names: Sequence[str]) -> pd.Data
     return pd.DataFrame(v @ v.T, index=list(class_names), columns=list(class_names)).rename_axis(
         index="class", columns="class"
     )
-
-
-def random_class_vectors(n_classes: int, dim: int, seed: int = 0) -> np.ndarray:
-    """Unit vectors in random directions ``(n_classes, dim)``: class vectors that carry no word meaning."""
-    vecs = np.random.default_rng(seed).normal(size=(n_classes, dim))
-    return (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
 
 
 def held_out_splits(
@@ -302,17 +295,15 @@ def run_label_study(
             add(f"probe:{b}", "visual", b, p["test"])
         for b, p in run.label_model.backbone_proba(split, "test").items():
             add(f"label:{b}", "label space", b, p)
-        control = run.label_space(random_class_vectors(*class_vecs.shape, seed=seed))
+        control = run.random_label_model
         for b, p in control.backbone_proba(split, "test").items():
             add(f"random:{b}", "random vectors", b, p)
-        outputs = {m: run.output(m) for m in STUDY_METHODS}
+        outputs = {m: run.output(m) for m in (*STUDY_METHODS, "blend_random")}
         weight = outputs["blend_label"].extra["blend_weight"]
+        weight_random = outputs["blend_random"].extra["blend_weight"]
         probs = {m: out.probs for m, out in outputs.items()}
         visual = probs["moe_thumbnail"]
         probs["random_space"] = {s: control.predict_proba(split, s) for s in ("val", "test")}
-        random_space = probs["random_space"]
-        weight_random = choose_blend_weight(visual["val"], random_space["val"], y["val"], BLEND_GRID)
-        probs["blend_random"] = {s: blend(visual[s], random_space[s], weight_random) for s in visual}
         for m, (family, kind) in _COMBINED.items():
             add(m, family, kind, probs[m]["test"])
         for label_experts in (False, True):

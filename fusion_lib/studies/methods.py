@@ -30,7 +30,7 @@ import numpy as np
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
 from fusion_lib.data.validation import ParameterError, split_names
 from fusion_lib.fusion import baselines
-from fusion_lib.fusion.label_space import LabelSpaceModel, blend, choose_blend_weight
+from fusion_lib.fusion.label_space import LabelSpaceModel, blend, choose_blend_weight, random_class_vectors
 from fusion_lib.fusion.moe import MoE, MoEConfig
 from fusion_lib.fusion.two_stage import Anchor, ExpertOutputs, TwoStageConfig, TwoStageMoE, expert_outputs
 from fusion_lib.studies import metrics as M
@@ -180,6 +180,12 @@ class SeedRun:
     @cached_property
     def label_model(self) -> LabelSpaceModel:
         return self.label_space(self.class_vecs)
+
+    @cached_property
+    def random_label_model(self) -> LabelSpaceModel:
+        """The control of the word vectors: the same label-space heads on random class vectors of the same
+        shape (``random_class_vectors``, seeded by this run's seed)."""
+        return self.label_space(random_class_vectors(*self.class_vecs.shape, seed=self.seed))
 
     def label_space(self, class_vecs: np.ndarray) -> LabelSpaceModel:
         """A label-space model on ``class_vecs`` (the word vectors', or a control's random ones)."""
@@ -580,8 +586,20 @@ def _label_space(r: SeedRun) -> MethodOutput:
 @register_method("blend_label", family="label space", needs_class_vectors=True)
 def _blend_label(r: SeedRun) -> MethodOutput:
     """The book's visual fusion (``moe_thumbnail``) blended with the label-space heads."""
-    visual = _two_stage_output(r, "moe_thumbnail")
-    p_lab = {s: r.label_model.predict_proba(r.fs, s) for s in EVAL_SPLITS}
+    return _blend(r, r.label_model)
+
+
+@register_method("blend_random", family="label space", needs_class_vectors=True)
+def _blend_random(r: SeedRun) -> MethodOutput:
+    """The control of ``blend_label``: the same blend with heads on random class vectors, so that what
+    ``blend_label`` gains over it is what the words' meaning adds."""
+    return _blend(r, r.random_label_model)
+
+
+def _blend(r: SeedRun, label_model: LabelSpaceModel) -> MethodOutput:
+    """``moe_thumbnail`` blended with ``label_model``'s probabilities, the weight chosen on validation."""
+    visual = r.output("moe_thumbnail")
+    p_lab = {s: label_model.predict_proba(r.fs, s) for s in EVAL_SPLITS}
     w = choose_blend_weight(visual.probs["val"], p_lab["val"], r.fs.labels["val"])
     return MethodOutput(
         probs={s: blend(visual.probs[s], p_lab[s], w) for s in EVAL_SPLITS},
