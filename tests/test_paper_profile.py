@@ -1,5 +1,5 @@
 """The paper profile offline: its datasets from tiny torchvision-format fixtures under a data root, its hub
-backbones from stand-in weights, and all five notebooks under papermill with the profile at tiny sizes."""
+backbones from stand-in weights, and all six notebooks under papermill with the profile at tiny sizes."""
 
 from pathlib import Path
 
@@ -61,7 +61,7 @@ def test_missing_paper_dataset_says_how_to_get_it(tmp_path):
 
 
 @pytest.mark.paper
-def test_five_notebooks_run_with_the_paper_profile_offline(paper_root, tmp_path, monkeypatch):
+def test_every_notebook_runs_with_the_paper_profile_offline(paper_root, tmp_path, monkeypatch):
     from fusion_lib.book.build import run_notebooks
     from fusion_lib.data.assets import cache_root
 
@@ -85,5 +85,5 @@ def test_five_notebooks_run_with_the_paper_profile_offline(paper_root, tmp_path,
     runs = run_notebooks(
         notebooks, tmp_path / "out", {"profile": "paper", "overrides": overrides}, progress=False
     )
-    assert len(runs) == 5
-    assert [r.error for r in runs] == [None] * 5
+    assert len(runs) == 6
+    assert [r.error for r in runs] == [None] * 6

@@ -1,0 +1,179 @@
+"""Notebook 06's confirmatory test: the committed plan's design run on its fresh seeds, and its words.
+
+At the book profile the run is the plan's own (its datasets, experts, seeds and methods) and its words
+are confirmatory. At any other profile, or with overrides, the same code runs on the profile's datasets
+and experts with the first of the plan's seeds, as a check of the machinery, and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fusion_lib.book.profiles import Profile, get_profile
+from fusion_lib.studies.claims import PlannedVerdict, planned_verdict
+from fusion_lib.studies.label_study import aliases_for
+from fusion_lib.studies.plan import ConfirmatoryPlan
+from fusion_lib.studies.runner import ExperimentResult, run_experiment
+from fusion_lib.studies.stats import ALPHA, holm
+
+# the profile whose unchanged run is the plan's confirmatory run
+CONFIRMATORY_PROFILE = "book"
+
+
+@dataclass(frozen=True)
+class Design:
+    """What a run of the plan covers, and whether its words are the confirmatory ones."""
+
+    confirmatory: bool
+    datasets: tuple[str, ...]
+    experts: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+    def describe(self) -> str:
+        """One sentence for the page."""
+        what = (
+            "the confirmatory run of the plan"
+            if self.confirmatory
+            else "a check of the plan's machinery at a small profile, NOT the confirmatory test"
+        )
+        return (
+            f"This is {what}: {len(self.datasets)} dataset(s) ({', '.join(self.datasets)}), experts "
+            f"{', '.join(self.experts)}, seeds {', '.join(map(str, self.seeds))}."
+        )
+
+
+def design(profile: Profile, plan: ConfirmatoryPlan) -> Design:
+    """The plan's own design at the unchanged book profile; elsewhere the profile's datasets and experts
+    with as many of the plan's seeds as the profile runs."""
+    if profile == get_profile(CONFIRMATORY_PROFILE):
+        return Design(True, plan.datasets, plan.experts, plan.seeds)
+    return Design(False, profile.datasets, profile.backbones, plan.seeds[: len(profile.seeds)])
+
+
+def run(profile: Profile, plan: ConfirmatoryPlan, run_design: Design) -> dict[str, ExperimentResult]:
+    """Every method the plan names, on each dataset of ``run_design``, over its seeds."""
+    results = {}
+    for name in run_design.datasets:
+        pool = profile.feature_set(name, run_design.experts)
+        config = profile.experiment_config(
+            name,
+            run_design.experts,
+            methods=list(plan.methods),
+            seeds=list(run_design.seeds),
+            aliases=aliases_for(pool.class_names),
+        )
+        results[name] = run_experiment(config, feature_set=pool, progress=False)
+    return results
+
+
+def verdicts(results: Mapping[str, ExperimentResult], plan: ConfirmatoryPlan) -> dict[str, PlannedVerdict]:
+    """Each claim's planned verdict (its primary test), keyed by claim."""
+    return {
+        t.claim: planned_verdict(results, t.method, t.reference, plan.margin, plan.reseeds)
+        for t in plan.tests
+    }
+
+
+def verdict_table(
+    results: Mapping[str, ExperimentResult], plan: ConfirmatoryPlan, decided: Mapping[str, PlannedVerdict]
+) -> pd.DataFrame:
+    """One row per claim and test: primary tests decide the claim, secondary ones are reported beside it
+    (same statistic, margin and reseeding; not deciding)."""
+    rows = []
+    for t in plan.tests:
+        tests = [("primary", t.method, t.reference, decided[t.claim])]
+        tests += [
+            ("secondary", a, b, planned_verdict(results, a, b, plan.margin, plan.reseeds))
+            for a, b in t.secondary
+        ]
+        for kind, a, b, v in tests:
+            rows.append(
+                {
+                    "claim": t.claim,
+                    "test": kind,
+                    "comparison": f"{a} vs {b}",
+                    "word": v.word,
+                    "relative error reduction, % (95% CI)": v.difference.text(),
+                    "reseeds agreeing": f"{v.agreeing} of {v.reseeds}"
+                    + (" (borderline)" if v.borderline else ""),
+                }
+            )
+    return pd.DataFrame(rows).set_index(["claim", "test", "comparison"])
+
+
+def per_dataset_table(results: Mapping[str, ExperimentResult], plan: ConfirmatoryPlan) -> pd.DataFrame:
+    """Descriptive: every planned comparison on every dataset, in percent of the reference's errors and
+    in points, with superiority (two-sided) and equivalence (two one-sided tests at the plan's margin)
+    p-values Holm-adjusted together over the whole table, and the word they give."""
+    rows = []
+    pairs = [(t.method, t.reference) for t in plan.tests] + [p for t in plan.tests for p in t.secondary]
+    for name, result in results.items():
+        for a, b in pairs:
+            rel = result.relative_compare(a, b)
+            reps = rel.replicates
+            floor = 1 / len(reps)
+            tost = max(float(np.mean(reps <= -plan.margin)), float(np.mean(reps >= plan.margin)), floor)
+            rows.append(
+                {
+                    "dataset": name,
+                    "comparison": f"{a} vs {b}",
+                    "relative, % (95% CI)": rel.text(),
+                    "points (95% CI)": result.compare(a, b).text(),
+                    "diff": rel.diff,
+                    "p_superiority": rel.p_value,
+                    "p_equivalence": tost,
+                }
+            )
+    df = pd.DataFrame(rows)
+    adjusted = holm([*df["p_superiority"], *df["p_equivalence"]])
+    df["p_superiority (Holm)"], df["p_equivalence (Holm)"] = adjusted[: len(df)], adjusted[len(df) :]
+    df["word"] = [
+        _word(d, ps, pe)
+        for d, ps, pe in zip(df["diff"], df["p_superiority (Holm)"], df["p_equivalence (Holm)"])
+    ]
+    return df.drop(columns=["diff", "p_superiority", "p_equivalence"]).set_index(["dataset", "comparison"])
+
+
+def _word(diff: float, p_superiority: float, p_equivalence: float) -> str:
+    # equivalence at 2.5% a side, as for a 95% interval inside the margin; superiority two-sided at 5%
+    if p_equivalence < ALPHA / 2:
+        return "equivalent"
+    if p_superiority < ALPHA:
+        return "better" if diff > 0 else "worse"
+    return "inconclusive"
+
+
+def gate_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
+    """Per dataset, the mean alpha validation chose for ``moe_thumbnail`` and the share of test images on
+    which its gate changes its anchor's answer (mean over seeds): what an "equivalent" C2b rests on."""
+    rows = []
+    for name, result in results.items():
+        m = result.mean_metric
+        rows.append(
+            {
+                "dataset": name,
+                "mean alpha (val)": m("alpha").get("moe_thumbnail", np.nan),
+                "images whose answer the gate changes, %": 100
+                * m("gate_changes_anchor").get("moe_thumbnail", np.nan),
+            }
+        )
+    return pd.DataFrame(rows).set_index("dataset")
+
+
+def glue_words(
+    decided: Mapping[str, PlannedVerdict], plan: ConfirmatoryPlan, run_design: Design
+) -> dict[str, str]:
+    """The values the introduction cites: the plan's hash, and each claim's word and number."""
+    status = "" if run_design.confirmatory else " (machinery check, not confirmatory)"
+    out = {"conf-plan-hash": plan.short_hash, "conf-status": status or "confirmatory"}
+    for claim, v in decided.items():
+        key = claim.lower()
+        out[f"conf-{key}-word"] = v.word + (" (borderline)" if v.borderline else "") + status
+        out[f"conf-{key}-number"] = (
+            f"{v.difference.text()} % of the reference's errors, {v.agreeing} of {v.reseeds} reseeds agree"
+        )
+    return out
