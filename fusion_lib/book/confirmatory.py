@@ -1,8 +1,8 @@
 """Notebook 06's confirmatory test: the committed plan's design run on its fresh seeds, and its words.
 
 At the book profile the run is the plan's own (its datasets, experts, seeds and methods) and its words
-are confirmatory. At any other profile, or with overrides, the same code runs on the profile's datasets
-and experts with the first of the plan's seeds, as a check of the machinery, and says so.
+are confirmatory. At any other profile, or with overrides, the same code runs on the profile's own
+datasets, experts and seeds, as a check of the machinery, and says so.
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ class Design:
 
 
 def design(profile: Profile, plan: ConfirmatoryPlan) -> Design:
-    """The plan's own design at the unchanged book profile; elsewhere the profile's datasets and experts
-    with as many of the plan's seeds as the profile runs."""
+    """The plan's own design at the unchanged book profile; elsewhere the profile's own datasets, experts
+    and seeds (the plan's seeds run only in the planned design)."""
     if profile == get_profile(CONFIRMATORY_PROFILE):
         return Design(True, plan.datasets, plan.experts, plan.seeds)
-    return Design(False, profile.datasets, profile.backbones, plan.seeds[: len(profile.seeds)])
+    return Design(False, profile.datasets, profile.backbones, profile.seeds)
 
 
 def run(profile: Profile, plan: ConfirmatoryPlan, run_design: Design) -> dict[str, ExperimentResult]:

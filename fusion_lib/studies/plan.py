@@ -33,6 +33,18 @@ class PlannedTest:
 
 
 @dataclass(frozen=True)
+class ZooSweepPlan:
+    """The exploratory zoo sweep the plan fixes: ``zoos`` zoos of ``zoo_size`` experts drawn with
+    ``draw_seed`` among the offline backbones, on ``datasets`` over ``seeds``."""
+
+    datasets: tuple[str, ...]
+    zoos: int
+    zoo_size: int
+    draw_seed: int
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class ConfirmatoryPlan:
     """The plan's content: ``margin`` in percent of the reference's errors, ``reseeds`` bootstraps that
     flag a borderline word, and the design the confirmatory run must use."""
@@ -47,6 +59,7 @@ class ConfirmatoryPlan:
     experts: tuple[str, ...]
     seeds: tuple[int, ...]
     methods: tuple[str, ...]
+    sweep: "ZooSweepPlan"
 
     @property
     def short_hash(self) -> str:
@@ -75,7 +88,7 @@ def load_plan(path: Path | None = None) -> ConfirmatoryPlan:
         method, reference = _pair(spec["primary_test"], f"{claim} primary_test")
         secondary = tuple(_pair(t, f"{claim} secondary_tests") for t in spec.get("secondary_tests", []))
         tests.append(PlannedTest(claim, spec["question"], method, reference, secondary))
-    design = doc["design"]
+    design, sweep = doc["design"], doc["zoo_sweep"]
     plan = ConfirmatoryPlan(
         sha256=hashlib.sha256(raw).hexdigest(),
         version=int(doc["version"]),
@@ -87,6 +100,13 @@ def load_plan(path: Path | None = None) -> ConfirmatoryPlan:
         experts=tuple(design["experts"]),
         seeds=tuple(int(s) for s in design["seeds"]),
         methods=tuple(design["methods"]),
+        sweep=ZooSweepPlan(
+            datasets=tuple(sweep["datasets"]),
+            zoos=int(sweep["zoos"]),
+            zoo_size=int(sweep["zoo_size"]),
+            draw_seed=int(sweep["draw_seed"]),
+            seeds=tuple(int(s) for s in sweep["seeds"]),
+        ),
     )
     known = set(METHODS) | set(STUDY_MODELS)
     named = {m for t in plan.tests for pair in ((t.method, t.reference), *t.secondary) for m in pair}
