@@ -42,7 +42,9 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from fusion_lib.book import own_images
+from fusion_lib.book.confirmatory import sweep_design
 from fusion_lib.book.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from fusion_lib.studies.plan import load_plan
 
 log = logging.getLogger("fusion_lib.book.build")
 
@@ -270,6 +272,9 @@ def warm_feature_cache(profile: str, overrides: dict[str, Any]) -> None:
     for name in P.datasets:
         P.feature_set(name, P.all_backbones())
     P.candidates_feature_set()  # notebook 02's choice of experts
+    sweep = sweep_design(P, load_plan())  # notebook 02's zoo sweep: every candidate on its datasets
+    for name in sweep.datasets:
+        P.feature_set(name, sweep.candidates)
     P.push_feature_sets(P.datasets[0])  # notebook 04's accuracy push
 
 

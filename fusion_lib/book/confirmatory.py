@@ -9,16 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from fusion_lib.book.figures import lay_out, panel_grid
 from fusion_lib.book.profiles import Profile, get_profile
+from fusion_lib.book.report import markdown
+from fusion_lib.data.backbones import OFFLINE_BACKBONES
 from fusion_lib.studies.claims import PlannedVerdict, planned_verdict
 from fusion_lib.studies.label_study import aliases_for
 from fusion_lib.studies.plan import ConfirmatoryPlan
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
 from fusion_lib.studies.stats import ALPHA, holm
+from fusion_lib.studies.zoo_sweep import draw_zoos, run_sweep, slope_table
+
+if TYPE_CHECKING:
+    from IPython.display import Markdown
+    from matplotlib.figure import Figure
 
 # the profile whose unchanged run is the plan's confirmatory run
 CONFIRMATORY_PROFILE = "book"
@@ -177,3 +186,66 @@ def glue_words(
             f"{v.difference.text()} % of the reference's errors, {v.agreeing} of {v.reseeds} reseeds agree"
         )
     return out
+
+
+@dataclass(frozen=True)
+class SweepDesign:
+    """The zoo sweep a run makes: the plan's at the unchanged book profile, else a small one on the
+    profile's own backbones, datasets and seeds (zoos as large as those backbones allow)."""
+
+    datasets: tuple[str, ...]
+    candidates: tuple[str, ...]
+    zoos: tuple[tuple[str, ...], ...]
+    seeds: tuple[int, ...]
+
+
+def sweep_design(profile: Profile, plan: ConfirmatoryPlan) -> SweepDesign:
+    """Draw the sweep's zoos (``zoo_sweep.draw_zoos``) among the candidates this profile has."""
+    s = plan.sweep
+    if profile == get_profile(CONFIRMATORY_PROFILE):
+        datasets, candidates, size, seeds = s.datasets, OFFLINE_BACKBONES, s.zoo_size, s.seeds
+    else:
+        candidates = profile.all_backbones()
+        datasets, size, seeds = profile.datasets, min(s.zoo_size, len(candidates) - 1), profile.seeds
+    zoos = draw_zoos(candidates, s.zoos, size, s.draw_seed)
+    return SweepDesign(tuple(datasets), tuple(candidates), tuple(zoos), tuple(seeds))
+
+
+def run_zoo_sweep(profile: Profile, d: SweepDesign) -> pd.DataFrame:
+    """Every zoo of ``d`` on every dataset: one row each, gains and covariates in points."""
+    frames = []
+    for name in d.datasets:
+        pool = profile.feature_set(name, d.candidates)
+        frames.append(run_sweep(pool, profile.experiment_config(name, seeds=list(d.seeds)), d.zoos))
+    return pd.concat(frames, ignore_index=True)
+
+
+def sweep_slopes(sweep: pd.DataFrame) -> pd.DataFrame | Markdown:
+    """The slopes of ``zoo_sweep.slope_table``, or a sentence saying why there are too few zoos for them."""
+    try:
+        return slope_table(sweep)
+    except ValueError as exc:
+        return markdown(f"No regression at this profile: {exc}.")
+
+
+def sweep_figure(sweep: pd.DataFrame) -> Figure:
+    """Fusion and adaptivity gain of every zoo against its mean double fault, one colour per dataset,
+    marker size growing with mean expert accuracy."""
+    fig, axes = panel_grid(2, sharex=True)
+    acc = sweep["mean expert accuracy"]
+    sizes = 20 + 80 * (acc - acc.min()) / max(float(acc.max() - acc.min()), 1e-9)
+    for ax, gain in zip(axes, ("fusion gain", "adaptivity gain")):
+        for i, (name, part) in enumerate(sweep.groupby("dataset", sort=False)):
+            ax.scatter(
+                part["mean double fault"],
+                part[gain],
+                s=sizes[part.index],
+                color=f"C{i}",
+                alpha=0.7,
+                label=name,
+            )
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set(xlabel="mean double fault (% of test images)", ylabel=f"{gain} (points)", title=gain)
+        ax.grid(alpha=0.3)
+    axes[0].legend(title="dataset (size: mean expert accuracy)", loc="best")
+    return lay_out(fig)
