@@ -216,7 +216,9 @@ def run_zoo_sweep(profile: Profile, d: SweepDesign) -> pd.DataFrame:
     frames = []
     for name in d.datasets:
         pool = profile.feature_set(name, d.candidates)
-        frames.append(run_sweep(pool, profile.experiment_config(name, seeds=list(d.seeds)), d.zoos))
+        # no progress bar on the page: a widget there would load its script from the network
+        config = profile.experiment_config(name, seeds=list(d.seeds))
+        frames.append(run_sweep(pool, config, d.zoos, progress=False))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -61,10 +61,12 @@ def _zoo_row(result, zoo: Sequence[str]) -> dict[str, float]:
     return row
 
 
-def run_sweep(pool: FeatureSet, config: ExperimentConfig, zoos: Sequence[Sequence[str]]) -> pd.DataFrame:
+def run_sweep(
+    pool: FeatureSet, config: ExperimentConfig, zoos: Sequence[Sequence[str]], progress: bool = True
+) -> pd.DataFrame:
     """One row per zoo: its gains and covariates in points (means over ``config.seeds``' test images)."""
     rows = []
-    for zoo in tqdm(zoos, desc=f"{pool.dataset} zoos"):
+    for zoo in tqdm(zoos, desc=f"{pool.dataset} zoos", disable=not progress):
         methods = [f"single:{b}" for b in zoo] + list(SWEEP_METHODS)
         zoo_config = replace(config, data=replace(config.data, backbones=tuple(zoo)), methods=methods)
         result = run_experiment(zoo_config, feature_set=pool, progress=False)
