@@ -14,7 +14,7 @@ from fusion_lib.book.profiles import PROFILES
 from fusion_lib.studies.claims import planned_verdict, pooled_relative
 from fusion_lib.studies.plan import PLAN_FILE, load_plan
 from fusion_lib.studies.runner import run_experiment
-from fusion_lib.studies.stats import paired_difference, relative_difference
+from fusion_lib.studies.stats import paired_difference
 
 
 def test_the_plan_loads_hashed_with_fresh_seeds_and_known_models():
@@ -37,7 +37,7 @@ def test_relative_error_reduction_is_a_share_of_the_references_errors():
     rng = np.random.default_rng(0)
     b = [rng.random(2000) < 0.8 for _ in range(3)]  # about 20% errors
     a = [x | (rng.random(2000) < 0.25) for x in b]  # fixes about a quarter of them
-    d = relative_difference(a, b, n_boot=2000)
+    d = paired_difference(a, b, n_boot=2000, relative=True)
     acc_a, acc_b = np.mean([x.mean() for x in a]), np.mean([x.mean() for x in b])
     assert d.diff == pytest.approx(100 * (acc_a - acc_b) / (1 - acc_b))
     assert 15 < d.low < d.diff < d.high < 35

@@ -35,7 +35,6 @@ from fusion_lib.studies.stats import (
     Difference,
     dataset_stream,
     paired_difference,
-    relative_difference,
     score_table,
 )
 
@@ -137,10 +136,14 @@ class ExperimentResult:
 
     def relative_compare(self, method: str, baseline: str, offset: int = 0) -> Difference:
         """``method``'s relative error reduction against ``baseline`` on the test split, in percent of the
-        baseline's errors (``stats.relative_difference``); ``offset`` shifts the bootstrap stream (a
-        reseeding, to see whether a word depends on the draws)."""
-        return relative_difference(
-            self.correct(method), self.correct(baseline), image_ids=self.test_ids, seed=self.stream + offset
+        baseline's errors (``stats.paired_difference`` with ``relative``); ``offset`` shifts the bootstrap
+        stream (a reseeding, to see whether a word depends on the draws)."""
+        return paired_difference(
+            self.correct(method),
+            self.correct(baseline),
+            image_ids=self.test_ids,
+            seed=self.stream + offset,
+            relative=True,
         )
 
     @property
