@@ -93,3 +93,19 @@ def test_a_planned_verdict_pools_datasets_and_flags_a_word_reseeding_changes(two
     edge = planned_verdict(two_datasets, "moe_thumbnail", "prob_avg", margin=float(np.median(highs)))
     assert edge.borderline and edge.agreeing == 10
     assert "10 of 20 reseeds agree, borderline" in edge.text()
+
+
+def test_only_the_unchanged_book_profile_runs_the_plans_seeds():
+    from fusion_lib.book import confirmatory as conf
+    from fusion_lib.book.profiles import get_profile
+
+    plan = load_plan()
+    book = conf.design(get_profile("book"), plan)
+    assert book.confirmatory and book.seeds == plan.seeds and book.experts == plan.experts
+    for profile in (get_profile("ci"), get_profile("book", seeds=2)):
+        check = conf.design(profile, plan)
+        assert not check.confirmatory and not set(check.seeds) & set(plan.seeds)
+        assert "NOT the confirmatory test" in check.describe()
+    sweep = conf.sweep_design(get_profile("book"), plan)
+    assert len(sweep.zoos) == plan.sweep.zoos and {len(z) for z in sweep.zoos} == {plan.sweep.zoo_size}
+    assert sweep.seeds == plan.sweep.seeds and sweep.datasets == plan.sweep.datasets

@@ -68,8 +68,15 @@ def run_sweep(
     rows = []
     for zoo in tqdm(zoos, desc=f"{pool.dataset} zoos", disable=not progress):
         methods = [f"single:{b}" for b in zoo] + list(SWEEP_METHODS)
-        zoo_config = replace(config, data=replace(config.data, backbones=tuple(zoo)), methods=methods)
-        result = run_experiment(zoo_config, feature_set=pool, progress=False)
+        if config.data is None:  # the pool as given, restricted to the zoo
+            result = run_experiment(
+                replace(config, methods=methods), feature_set=pool.subset_backbones(list(zoo)), progress=False
+            )
+        else:
+            data = replace(config.data, backbones=tuple(zoo))
+            result = run_experiment(
+                replace(config, data=data, methods=methods), feature_set=pool, progress=False
+            )
         rows.append({"dataset": pool.dataset, "zoo": " + ".join(zoo), **_zoo_row(result, zoo)})
     return pd.DataFrame(rows)
 
