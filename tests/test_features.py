@@ -216,6 +216,57 @@ def test_preprocessing_matches_the_textbook_transform():
         assert torch.allclose(got, ref, atol=1e-5), shape
 
 
+def test_resize_crop_gives_torchvision_resize_and_center_crop_bit_for_bit():
+    """resize_crop calls interpolate itself (torchvision's per-call dispatch showed in the pipeline's
+    speed); its pixels must stay torchvision's exactly, or cached features would silently change."""
+    from torchvision.transforms.v2 import functional as F
+
+    gen = torch.Generator().manual_seed(2)
+
+    def u8(*shape: int) -> torch.Tensor:
+        return torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen)
+
+    grey_view = u8(1, 33, 47).expand(3, -1, -1)[:1].unsqueeze(0)  # a grey image as the collate resizes it
+    cases = [
+        u8(4, 3, 32, 40),  # wider than high, enlarged
+        u8(4, 1, 28, 28),  # grey, square
+        u8(2, 3, 150, 120),  # shrunk (antialiased), higher than wide
+        u8(3, 3, SIZE, SIZE),  # already the size: no resize
+        u8(2, 1, 81, 200),
+        u8(1, 3, 97, 61),  # odd margins for the centre crop
+        u8(2, 3, 30, 50).contiguous(memory_format=torch.channels_last),
+        u8(1, 3, 30, 50).contiguous(memory_format=torch.channels_last),
+        grey_view,
+    ]
+    for images in cases:
+        for size in (SIZE, 80, 29):
+            x = images.float()
+            want = F.center_crop(
+                F.resize(x, [size], antialias=size < min(x.shape[-2:])), [size, size]
+            ).round_()
+            got = features.resize_crop(images, size)
+            assert got.shape == want.shape and torch.equal(got, want), (images.shape, images.stride(), size)
+
+
+def test_cpu_loader_without_workers_gives_the_dataloader_batches(digits):
+    """Without workers (the CPU's default) the loader reads batches in this process; they are the ones a
+    DataLoader gives, and no batch spans two groups of rows."""
+    from torch.utils.data import DataLoader
+
+    from fusion_lib.data.backbones import load_backbone
+
+    ex = features.FeatureExtractor(load_backbone("squeezenet1_1", input_size=SIZE), "cpu", batch_size=4)
+    groups = [np.array([7, 2, 9, 0, 5]), np.array([1, 3])]
+    got = list(ex.loader(digits, "test", groups))
+    want = DataLoader(
+        features._Decoded(digits, "test"),
+        batch_sampler=[[7, 2, 9, 0], [5], [1, 3]],
+        collate_fn=lambda b: features._stack_uint8(b, SIZE),
+    )
+    assert [len(b) for b in got] == [4, 1, 2] and len(ex.loader(digits, "test", groups)) == 3
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+
+
 def test_channels_last_forward_keeps_the_features(digits):
     from fusion_lib.data.backbones import load_backbone
 

@@ -16,8 +16,8 @@ import pandas as pd
 
 from fusion_lib.book.figures import lay_out, panel_grid
 from fusion_lib.book.profiles import Profile, get_profile
-from fusion_lib.book.report import markdown
-from fusion_lib.data.backbones import OFFLINE_BACKBONES
+from fusion_lib.book.report import markdown, table
+from fusion_lib.data.backbones import OFFLINE_BACKBONES, short_name
 from fusion_lib.studies.claims import PlannedVerdict, planned_verdict
 from fusion_lib.studies.label_study import aliases_for
 from fusion_lib.studies.plan import ConfirmatoryPlan
@@ -225,9 +225,16 @@ def run_zoo_sweep(profile: Profile, d: SweepDesign) -> pd.DataFrame:
 def sweep_slopes(sweep: pd.DataFrame) -> pd.DataFrame | Markdown:
     """The slopes of ``zoo_sweep.slope_table``, or a sentence saying why there are too few zoos for them."""
     try:
-        return slope_table(sweep)
+        slopes = slope_table(sweep).reset_index()
     except ValueError as exc:
         return markdown(f"No regression at this profile: {exc}.")
+    labels = {
+        "slope": "double-fault slope (points of gain per point)",
+        "low": "95% low",
+        "high": "95% high",
+        "r2": "R²",
+    }
+    return table(slopes, labels, index="gain", digits=2)
 
 
 def sweep_figure(sweep: pd.DataFrame) -> Figure:
@@ -251,3 +258,9 @@ def sweep_figure(sweep: pd.DataFrame) -> Figure:
         ax.grid(alpha=0.3)
     axes[0].legend(title="dataset (size: mean expert accuracy)", loc="best")
     return lay_out(fig)
+
+
+def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's zoos as the page shows them: short backbone names, points to two decimals."""
+    shown = sweep.assign(zoo=sweep["zoo"].map(lambda z: " + ".join(short_name(b) for b in z.split(" + "))))
+    return table(shown, index=["dataset", "zoo"], digits=2)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -37,17 +37,52 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BATCH_SIZE = {"cpu": 32, "cuda": 64}
 
 
+def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) once the shorter side is resized to ``size`` and the longer one alike (truncated to
+    whole pixels): the rule of torchvision's ``resize(x, [size])``, which the pixels must keep matching."""
+    if width <= height:
+        return int(size * height / width), size
+    return size, int(size * width / height)
+
+
 def resize_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (n, C, H, W) -> float32 (n, C, size, size) on the 0-255 scale: resize the shorter side to
     ``size`` (bilinear, antialiased when shrinking), centre-crop, and round to the 8-bit grid, as an
-    8-bit image pipeline would; rounding also lets a per-image result be stored as uint8 exactly."""
-    from torchvision.transforms.v2 import functional as F
+    8-bit image pipeline would; rounding also lets a per-image result be stored as uint8 exactly.
 
+    The same numbers as torchvision's ``resize`` then ``center_crop`` (a test holds them equal): the same
+    ``interpolate`` call, without their per-call dispatch, which a batch pays right after a forward pass
+    has pushed the interpreter out of the CPU caches."""
     x = images.float()
-    x = F.resize(x, [size], antialias=size < min(x.shape[-2:]))
+    height, width = x.shape[-2:]
+    new = resized_shape(height, width, size)
+    if new != (height, width):
+        if (
+            x.shape[0] == 1
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and x.stride(0) != x.numel()
+        ):
+            # as torchvision does (pytorch#68430): an unambiguous stride for the batch dimension, so that
+            # interpolate keeps a single image channels_last
+            x = x.as_strided(x.shape, (x.numel(), *x.stride()[1:]))
+        x = torch.nn.functional.interpolate(
+            x, size=list(new), mode="bilinear", align_corners=False, antialias=size < min(height, width)
+        )
+    top, left = round((new[0] - size) / 2), round((new[1] - size) / 2)  # torchvision's centre
     # no clamp needed: bilinear and antialias weights are non-negative and sum to one, so every output
     # lies between input pixels
-    return F.center_crop(x, [size, size]).round_()
+    return x[..., top : top + size, left : left + size].round_()
+
+
+@lru_cache(maxsize=32)
+def _affine(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Each channel's (scale, shift) for ``normalise``, as 0-dim tensors on ``device``: built once, not
+    for every batch."""
+    scale = 1.0 / (255.0 * torch.tensor(std, device=device))
+    shift = -torch.tensor(mean, device=device) / torch.tensor(std, device=device)
+    return scale.unbind(), shift.unbind()
 
 
 def normalise(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -55,10 +90,10 @@ def normalise(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
     One multiply-add per channel, written straight into its channel of the model input; a grey batch
     (one channel) is broadcast to three."""
     out = torch.empty((len(x), 3, *x.shape[-2:]), device=x.device, memory_format=torch.channels_last)
-    scale = 1.0 / (255.0 * torch.tensor(std, device=x.device))
-    shift = -torch.tensor(mean, device=x.device) / torch.tensor(std, device=x.device)
-    for c in range(3):
-        torch.addcmul(shift[c], x[:, c if x.shape[1] == 3 else 0], scale[c], out=out[:, c])
+    scale, shift = _affine(tuple(mean), tuple(std), x.device)
+    channels = x.unbind(1) if x.shape[1] == 3 else (x[:, 0],) * 3
+    for c, (src, dst) in enumerate(zip(channels, out.unbind(1))):
+        torch.addcmul(shift[c], src, scale[c], out=dst)
     return out
 
 
@@ -113,9 +148,26 @@ class _Decoded(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.data.tensor(self.split, int(i))
 
-    def __getitems__(self, rows: list[int]) -> torch.Tensor | list[torch.Tensor]:
+    def __getitems__(self, rows: Sequence[int]) -> torch.Tensor | list[torch.Tensor]:
         """The loader's batched fetch: one tensor where the source reads whole batches."""
         return self.data.batch(self.split, rows)
+
+
+class _InProcessBatches:
+    """What a DataLoader without workers yields (each batch fetched with ``__getitems__`` and collated, in
+    this process), without its per-batch machinery: sampler, fetcher and profiler hooks ran right after
+    each forward pass, with the interpreter out of the CPU caches, and cost SqueezeNet's pipeline about
+    1% of its speed (timings: book/reproducibility.md, "On this CPU")."""
+
+    def __init__(self, dataset: _Decoded, batches: list[np.ndarray], collate: Callable[[Any], torch.Tensor]):
+        self.dataset, self.batches, self.collate = dataset, batches, collate
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for rows in self.batches:
+            yield self.collate(self.dataset.__getitems__(rows))
 
 
 def _stack_uint8(images: torch.Tensor | list[torch.Tensor], size: int) -> torch.Tensor:
@@ -193,19 +245,24 @@ class FeatureExtractor:
         with torch.inference_mode(), ctx:
             return self.model(batch).float().cpu()
 
-    def loader(self, data: DatasetSplits, split: str, rows: np.ndarray | list[np.ndarray]) -> DataLoader:
+    def loader(
+        self, data: DatasetSplits, split: str, rows: np.ndarray | list[np.ndarray]
+    ) -> Iterable[torch.Tensor]:
         """uint8 batches of the given rows (or of each group of rows, no batch spanning two groups), decoded in
-        workers (pinned memory on CUDA). One loader serves a whole split, so workers start once."""
+        workers (pinned memory on CUDA). One loader serves a whole split, so workers start once. Without
+        workers and pinning (the CPU's default), the batches are read in this process without a DataLoader."""
         groups = [rows] if isinstance(rows, np.ndarray) else rows
-        batches = [
-            g[i : i + self.batch_size].tolist() for g in groups for i in range(0, len(g), self.batch_size)
-        ]
+        batches = [g[i : i + self.batch_size] for g in groups for i in range(0, len(g), self.batch_size)]
+        dataset, collate = _Decoded(data, split), partial(_stack_uint8, size=self.backbone.input_size)
+        pin = self.device.type == "cuda"
+        if self.num_workers == 0 and not pin:
+            return _InProcessBatches(dataset, batches, collate)
         return DataLoader(
-            _Decoded(data, split),
-            batch_sampler=batches,
+            dataset,
+            batch_sampler=[b.tolist() for b in batches],
             num_workers=self.num_workers,
-            collate_fn=partial(_stack_uint8, size=self.backbone.input_size),
-            pin_memory=self.device.type == "cuda",
+            collate_fn=collate,
+            pin_memory=pin,
         )
 
     def chunk_features(
