@@ -18,7 +18,7 @@ from fusion_lib.book.figures import lay_out, panel_grid
 from fusion_lib.book.profiles import Profile, get_profile
 from fusion_lib.book.report import markdown, table
 from fusion_lib.data.backbones import OFFLINE_BACKBONES, short_name
-from fusion_lib.studies.claims import PlannedVerdict, planned_verdict
+from fusion_lib.studies.claims import PlannedVerdict, planned_verdicts
 from fusion_lib.studies.label_study import aliases_for
 from fusion_lib.studies.plan import ConfirmatoryPlan
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
@@ -79,27 +79,29 @@ def run(profile: Profile, plan: ConfirmatoryPlan, run_design: Design) -> dict[st
     return results
 
 
-def verdicts(results: Mapping[str, ExperimentResult], plan: ConfirmatoryPlan) -> dict[str, PlannedVerdict]:
-    """Each claim's planned verdict (its primary test), keyed by claim."""
-    return {
-        t.claim: planned_verdict(results, t.method, t.reference, plan.margin, plan.reseeds)
-        for t in plan.tests
-    }
+def verdicts(
+    results: Mapping[str, ExperimentResult], plan: ConfirmatoryPlan
+) -> dict[tuple[str, str], PlannedVerdict]:
+    """The planned verdict of every test of the plan, primary and secondary, keyed by (method, reference)."""
+    pairs = [(t.method, t.reference) for t in plan.tests] + [p for t in plan.tests for p in t.secondary]
+    return planned_verdicts(results, list(dict.fromkeys(pairs)), plan.margin, plan.reseeds)
 
 
-def verdict_table(
-    results: Mapping[str, ExperimentResult], plan: ConfirmatoryPlan, decided: Mapping[str, PlannedVerdict]
-) -> pd.DataFrame:
+def claim_verdicts(
+    decided: Mapping[tuple[str, str], PlannedVerdict], plan: ConfirmatoryPlan
+) -> dict[str, PlannedVerdict]:
+    """Each claim's verdict: its primary test's."""
+    return {t.claim: decided[(t.method, t.reference)] for t in plan.tests}
+
+
+def verdict_table(decided: Mapping[tuple[str, str], PlannedVerdict], plan: ConfirmatoryPlan) -> pd.DataFrame:
     """One row per claim and test: primary tests decide the claim, secondary ones are reported beside it
     (same statistic, margin and reseeding; not deciding)."""
     rows = []
     for t in plan.tests:
-        tests = [("primary", t.method, t.reference, decided[t.claim])]
-        tests += [
-            ("secondary", a, b, planned_verdict(results, a, b, plan.margin, plan.reseeds))
-            for a, b in t.secondary
-        ]
-        for kind, a, b, v in tests:
+        tests = [("primary", t.method, t.reference)] + [("secondary", a, b) for a, b in t.secondary]
+        for kind, a, b in tests:
+            v = decided[(a, b)]
             rows.append(
                 {
                     "claim": t.claim,
@@ -174,12 +176,12 @@ def gate_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
 
 
 def glue_words(
-    decided: Mapping[str, PlannedVerdict], plan: ConfirmatoryPlan, run_design: Design
+    decided: Mapping[tuple[str, str], PlannedVerdict], plan: ConfirmatoryPlan, run_design: Design
 ) -> dict[str, str]:
     """The values the introduction cites: the plan's hash, and each claim's word and number."""
     status = "" if run_design.confirmatory else " (machinery check, not confirmatory)"
     out = {"conf-plan-hash": plan.short_hash, "conf-status": status or "confirmatory"}
-    for claim, v in decided.items():
+    for claim, v in claim_verdicts(decided, plan).items():
         key = claim.lower()
         out[f"conf-{key}-word"] = v.word + (" (borderline)" if v.borderline else "") + status
         out[f"conf-{key}-number"] = (

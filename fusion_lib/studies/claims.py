@@ -156,19 +156,35 @@ class PlannedVerdict:
         )
 
 
+def planned_verdicts(
+    results: Mapping[str, "ExperimentResult"],
+    pairs: Sequence[tuple[str, str]],
+    margin: float,
+    reseeds: int = 20,
+) -> dict[tuple[str, str], PlannedVerdict]:
+    """Each (method, baseline) pair's word from its pooled relative error reduction with the equivalence
+    ``margin`` (percent of the baseline's errors), checked against ``reseeds`` bootstraps whose every
+    dataset stream is shifted by 1..reseeds: a word that any of them changes is borderline. The loop runs
+    reseed by reseed, so that every pair reuses one reseed's draws (memoised by ``stats``)."""
+    words: dict[tuple[str, str], list[str]] = {pair: [] for pair in pairs}
+    planned: dict[tuple[str, str], Difference] = {}
+    for k in range(reseeds + 1):
+        for method, baseline in pairs:
+            d = pooled_relative(results, method, baseline, k)
+            if k == 0:
+                planned[(method, baseline)] = d
+            words[(method, baseline)].append(CLAIM_WORDS[d.word(margin=margin)])
+    return {
+        pair: PlannedVerdict(w[0], planned[pair], sum(x == w[0] for x in w[1:]), reseeds)
+        for pair, w in words.items()
+    }
+
+
 def planned_verdict(
     results: Mapping[str, "ExperimentResult"], method: str, baseline: str, margin: float, reseeds: int = 20
 ) -> PlannedVerdict:
-    """A claim's word from the pooled relative error reduction of ``method`` against ``baseline`` with the
-    equivalence ``margin`` (percent of the baseline's errors), checked against ``reseeds`` bootstraps
-    whose every dataset stream is shifted by 1..reseeds: a word that any of them changes is borderline."""
-    d = pooled_relative(results, method, baseline)
-    word = CLAIM_WORDS[d.word(margin=margin)]
-    others = [
-        CLAIM_WORDS[pooled_relative(results, method, baseline, k).word(margin=margin)]
-        for k in range(1, reseeds + 1)
-    ]
-    return PlannedVerdict(word, d, sum(w == word for w in others), reseeds)
+    """One pair's ``planned_verdicts``."""
+    return planned_verdicts(results, [(method, baseline)], margin, reseeds)[(method, baseline)]
 
 
 def claim_word(d: Difference) -> str:
