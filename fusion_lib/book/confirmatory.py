@@ -200,6 +200,13 @@ class SweepDesign:
     zoos: tuple[tuple[str, ...], ...]
     seeds: tuple[int, ...]
 
+    def describe(self) -> str:
+        """One sentence for the page."""
+        return (
+            f"{len(self.zoos)} zoos of {len(self.zoos[0])} among {len(self.candidates)} backbones, on "
+            f"{', '.join(self.datasets)}, seeds {', '.join(map(str, self.seeds))}"
+        )
+
 
 def sweep_design(profile: Profile, plan: ConfirmatoryPlan) -> SweepDesign:
     """Draw the sweep's zoos (``zoo_sweep.draw_zoos``) among the candidates this profile has."""
