@@ -37,7 +37,7 @@ from fusion_lib.fusion.training import (
 
 OFFLINE_WORD_VECTORS = "glove-6b-50d"
 # Ridge penalty of the zero-shot map per train image, on standardised features (unit variance per
-# dimension): fixed in advance, since no held-out class may be used to choose it.
+# dimension): set with the zero-shot study and never changed since; no held-out class may choose it.
 ZERO_SHOT_RIDGE = 1.0
 
 

@@ -11,7 +11,7 @@
 Every difference is ``ExperimentResult.compare``: accuracy points with a 95% interval from the
 hierarchical bootstrap over seeds and test images (``fusion_lib.studies.stats``). A frame of comparisons
 is one family: its p-values are Holm-adjusted over every row it holds, and each row gets one word,
-``better``, ``worse``, ``equivalent`` (the interval lies inside the pre-stated margin of
+``better``, ``worse``, ``equivalent`` (the interval lies inside the margin of
 ``stats.MARGIN`` points) or ``inconclusive``. A claim's deciding number is the equal-weight mean of its
 difference over the datasets (``pooled``), one test per claim, so it needs no further correction.
 """

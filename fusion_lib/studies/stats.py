@@ -22,7 +22,7 @@ Limits a reader should know:
   5 seeds on one shared test set cover the true difference 95-98% of the time (tests/test_stats.py).
 
 Each difference carries a two-sided bootstrap p-value (``bootstrap_p``) so that a family of comparisons
-can be Holm-adjusted (``holm``), and a one-word outcome (``Difference.word``) against the pre-stated
+can be Holm-adjusted (``holm``), and a one-word outcome (``Difference.word``) against the
 equivalence margin ``MARGIN``. Where one seed is compared, McNemar's exact test (a two-sided binomial test
 on the discordant images) is reported beside it.
 """
