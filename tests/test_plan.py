@@ -11,7 +11,7 @@ import pytest
 from test_experiment import planted, small_config
 
 from fusion_lib.book.profiles import PROFILES
-from fusion_lib.studies.claims import planned_verdict, pooled_relative
+from fusion_lib.studies.claims import planned_verdict, pooled
 from fusion_lib.studies.plan import PLAN_FILE, load_plan
 from fusion_lib.studies.runner import run_experiment
 from fusion_lib.studies.stats import paired_difference
@@ -81,15 +81,17 @@ def test_the_gate_read_at_alpha_0_is_its_anchor_and_at_1_the_raw_gate(two_datase
 
 
 def test_a_planned_verdict_pools_datasets_and_flags_a_word_reseeding_changes(two_datasets):
-    d = pooled_relative(two_datasets, "moe_thumbnail", "prob_avg")
-    per_dataset = [r.relative_compare("moe_thumbnail", "prob_avg").diff for r in two_datasets.values()]
+    d = pooled(two_datasets, "moe_thumbnail", "prob_avg", relative=True)
+    per_dataset = [r.compare("moe_thumbnail", "prob_avg", relative=True).diff for r in two_datasets.values()]
     assert d.diff == pytest.approx(np.mean(per_dataset))
     assert d.low > 10  # the planted gate fixes far more than a tenth of averaging's errors
     clear = planned_verdict(two_datasets, "moe_thumbnail", "prob_avg", margin=10.0)
     assert clear.word == "supported" and not clear.borderline and clear.agreeing == 20
     # a margin at the median of the reseeded upper bounds: half the reseeds call the difference
     # equivalent, half supported, whatever the planned draws say, so the word is borderline
-    highs = [pooled_relative(two_datasets, "moe_thumbnail", "prob_avg", k).high for k in range(1, 21)]
+    highs = [
+        pooled(two_datasets, "moe_thumbnail", "prob_avg", relative=True, offset=k).high for k in range(1, 21)
+    ]
     edge = planned_verdict(two_datasets, "moe_thumbnail", "prob_avg", margin=float(np.median(highs)))
     assert edge.borderline and edge.agreeing == 10
     assert "10 of 20 reseeds agree, borderline" in edge.text()

@@ -124,7 +124,7 @@ def per_dataset_table(results: Mapping[str, ExperimentResult], plan: Confirmator
     pairs = [(t.method, t.reference) for t in plan.tests] + [p for t in plan.tests for p in t.secondary]
     for name, result in results.items():
         for a, b in pairs:
-            rel = result.relative_compare(a, b)
+            rel = result.compare(a, b, relative=True)
             reps = rel.replicates
             floor = 1 / len(reps)
             tost = max(float(np.mean(reps <= -plan.margin)), float(np.mean(reps >= plan.margin)), floor)

@@ -109,28 +109,25 @@ def compare_pairs(
     return _adjust(rows)
 
 
-def pooled(results: Mapping[str, "ExperimentResult"], method: str, baseline: str) -> Difference:
-    """``method`` minus ``baseline`` averaged over the datasets with equal weight (independent datasets:
-    their bootstrap replicates combine), the deciding number of a claim."""
-    missing = [d for d, r in results.items() if method not in r.methods or baseline not in r.methods]
-    if missing or not results:
-        raise ValueError(
-            f"{method} vs {baseline} needs both methods run on every dataset; missing on {missing}"
-        )
-    return pooled_difference([r.compare(method, baseline) for r in results.values()])
-
-
-def pooled_relative(
-    results: Mapping[str, "ExperimentResult"], method: str, baseline: str, offset: int = 0
+def pooled(
+    results: Mapping[str, "ExperimentResult"],
+    method: str,
+    baseline: str,
+    *,
+    relative: bool = False,
+    offset: int = 0,
 ) -> Difference:
-    """``method``'s relative error reduction against ``baseline`` (percent of its errors), averaged over
-    the datasets with equal weight on their own bootstrap streams (shifted by ``offset``)."""
+    """``method`` minus ``baseline`` averaged over the datasets with equal weight (independent datasets:
+    their bootstrap replicates combine), the deciding number of a claim; ``relative`` and ``offset`` as
+    for ``ExperimentResult.compare``."""
     missing = [d for d, r in results.items() if method not in r.methods or baseline not in r.methods]
     if missing or not results:
         raise ValueError(
             f"{method} vs {baseline} needs both methods run on every dataset; missing on {missing}"
         )
-    return pooled_difference([r.relative_compare(method, baseline, offset) for r in results.values()])
+    return pooled_difference(
+        [r.compare(method, baseline, relative=relative, offset=offset) for r in results.values()]
+    )
 
 
 @dataclass(frozen=True)
@@ -170,7 +167,7 @@ def planned_verdicts(
     planned: dict[tuple[str, str], Difference] = {}
     for k in range(reseeds + 1):
         for method, baseline in pairs:
-            d = pooled_relative(results, method, baseline, k)
+            d = pooled(results, method, baseline, relative=True, offset=k)
             if k == 0:
                 planned[(method, baseline)] = d
             words[(method, baseline)].append(CLAIM_WORDS[d.word(margin=margin)])

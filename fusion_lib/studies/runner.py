@@ -126,24 +126,20 @@ class ExperimentResult:
         """Per seed, the pool index of each test image (None when the pool did not record them)."""
         return [self.image_ids[s] for s in self.seeds] if len(self.image_ids) == len(self.seeds) else None
 
-    def compare(self, method: str, baseline: str, split: str = "test") -> Difference:
-        """``method`` minus ``baseline`` accuracy in points, with a paired 95% CI from the hierarchical
-        bootstrap over seeds and test images (``fusion_lib.studies.stats``)."""
+    def compare(
+        self, method: str, baseline: str, split: str = "test", *, relative: bool = False, offset: int = 0
+    ) -> Difference:
+        """``method`` minus ``baseline`` accuracy in points (with ``relative``: ``method``'s error reduction
+        in percent of ``baseline``'s errors), with a paired 95% CI from the hierarchical bootstrap over
+        seeds and test images (``fusion_lib.studies.stats``); ``offset`` shifts the bootstrap stream (a
+        reseeding, to see whether a word depends on the draws)."""
         ids = self.test_ids if split == "test" else None
         return paired_difference(
-            self.correct(method, split), self.correct(baseline, split), image_ids=ids, seed=self.stream
-        )
-
-    def relative_compare(self, method: str, baseline: str, offset: int = 0) -> Difference:
-        """``method``'s relative error reduction against ``baseline`` on the test split, in percent of the
-        baseline's errors (``stats.paired_difference`` with ``relative``); ``offset`` shifts the bootstrap
-        stream (a reseeding, to see whether a word depends on the draws)."""
-        return paired_difference(
-            self.correct(method),
-            self.correct(baseline),
-            image_ids=self.test_ids,
+            self.correct(method, split),
+            self.correct(baseline, split),
+            image_ids=ids,
             seed=self.stream + offset,
-            relative=True,
+            relative=relative,
         )
 
     @property
