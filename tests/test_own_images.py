@@ -75,3 +75,4 @@ def test_report_with_aliases_runs_the_label_space_part(tmp_path):
     table = words.parts[0]
     assert list(table.columns) == ["difference (points, 95% CI)", "verdict"] and len(table) >= 2
     assert "3 classes (circle, qzxvy, stick)" in intro
+    assert "Images read upright (EXIF orientation), first frame only, transparent pixels on white." in intro

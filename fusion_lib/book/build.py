@@ -625,6 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         overrides = parse_overrides(args.param)
         if args.command == "report":
+            if args.background is not None:
+                overrides["background"] = args.background
             report = own_images.write_report(
                 args.path, args.out, args.profile, aliases=dict(args.alias), **overrides
             )

@@ -5,7 +5,9 @@ The report answers a practitioner's first question, "would fusing backbones help
 which ones?", with the book's own code and settings (a profile, ``book`` by default):
 
 1. the folder is split stratified, 60/20/20 of what it holds (``folder_sizes``), and every backbone of
-   the profile extracts its features (cached, with progress bars);
+   the profile extracts its features (cached, with progress bars); each file is read as a person sees
+   it (``datasets.read_image``: upright by its EXIF orientation, the first frame of an animated GIF or
+   multi-page TIFF, transparent pixels on white or on ``--background``);
 2. **agreement**: each backbone's linear probe, how often pairs agree, Cohen's kappa on labels and on
    correctness, and the oracle bound (notebook 02's study);
 3. **fusion**: every method of notebook 03 that needs no second gate family, with test accuracy, its
@@ -278,9 +280,18 @@ def study_folder(
         f"seeds {', '.join(map(str, P.seeds_for(name)))}; features at {P.input_size or 'native'} px, {P.thumbnail_size} px "
         f"thumbnails) on {name}: {fs.n_classes} classes ({', '.join(fs.class_names)}), "
         f"{sizes.train}/{sizes.val}/{sizes.test} train/validation/test images, drawn stratified. "
-        f"Computed in {minutes:.1f} min."
+        f"Images read upright (EXIF orientation), first frame only, transparent pixels on "
+        f"{_colour_name(P.background)}. Computed in {minutes:.1f} min."
     )
     return intro, sections, result.metrics
+
+
+def _colour_name(colour: tuple[int, int, int]) -> str:
+    """A background colour as the report names it: white, black, or its R,G,B values."""
+    from fusion_lib.data.validation import BACKGROUNDS
+
+    names = {c: n for n, c in BACKGROUNDS.items()}
+    return names.get(tuple(colour), "RGB " + ",".join(map(str, colour)))
 
 
 def write_report(path: str | Path, out: str | Path, profile: str = "book", **kwargs: Any) -> Path:
@@ -311,4 +322,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         default=[],
         metavar=("NAME", "WORDS"),
         help="words for a class name (or token) without a word vector, e.g. --alias tabby 'cat'",
+    )
+    report.add_argument(
+        "--background",
+        default=None,
+        metavar="COLOUR",
+        help="what transparent pixels show: white (the default), black or R,G,B (e.g. 128,128,128)",
     )

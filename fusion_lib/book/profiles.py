@@ -28,6 +28,8 @@ from fusion_lib.data.datasets import (
     OFFLINE_DATASETS,
     OFFLINE_SPLIT_SIZES,
     ONLINE_DATASETS,
+    WHITE,
+    Colour,
     DatasetSplits,
     SplitSizes,
     load_dataset,
@@ -66,6 +68,7 @@ class Profile:
     ten classes; a random draw of that many with more classes); ``input_size=None`` extracts features at each backbone's own
     input size; ``device`` is "auto", "cpu", "cuda[:N]" or "mps". ``zoos`` are the sets of experts of equal
     size that notebooks 02 and 03 compare ({} for none): one architecture family against several.
+    ``background`` is the colour an ImageFolder's transparent pixels are composited on.
     """
 
     name: str
@@ -83,6 +86,7 @@ class Profile:
     zoos: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     download: bool = False
     data_root: str | None = None
+    background: Colour = WHITE
 
     def split_sizes(self, dataset: str) -> SplitSizes:
         """The train/val/test sizes this profile uses for ``dataset``."""
@@ -113,6 +117,7 @@ class Profile:
             thumbnail_size=self.thumbnail_size,
             root=self.data_root,
             download=self.download,
+            background=self.background,
         )
 
     def feature_set(self, dataset: str, backbones: Sequence[str] | None = None) -> FeatureSet:
@@ -124,7 +129,12 @@ class Profile:
         """The images of one of the profile's datasets, split as its features were (the pool
         ``feature_set`` draws its seeds' splits from), for showing them."""
         return load_dataset(
-            dataset, self.split_sizes(dataset), seed=DATA_SEED, root=self.data_root, download=self.download
+            dataset,
+            self.split_sizes(dataset),
+            seed=DATA_SEED,
+            root=self.data_root,
+            download=self.download,
+            background=self.background,
         )
 
     def candidates_dataset(self) -> str:
@@ -448,4 +458,5 @@ _VALIDATORS = {
     "device": V.device,
     "download": lambda v: _bool(v, "download"),
     "data_root": _data_root,
+    "background": V.background,
 }

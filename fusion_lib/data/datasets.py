@@ -1,4 +1,9 @@
-"""Datasets by name, split into stratified, seeded train/val/test subsets, with RGB images and thumbnails."""
+"""Datasets by name, split into stratified, seeded train/val/test subsets, with RGB images and thumbnails.
+
+Image files of an ImageFolder are read as a person sees them (``read_image``): the first frame, turned
+upright by the EXIF orientation, with transparent pixels composited on a background colour (white by
+default); the rule and the colour are part of the folder's identity, so every cache key covers them.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Se
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fusion_lib.data.assets import asset_file, cache_root, fetch
 from fusion_lib.data.feature_set import SPLITS
@@ -78,6 +83,25 @@ class SkippedImagesWarning(UserWarning):
 
 class FastIdentityWarning(UserWarning):
     """A dataset's identity comes from file sizes and mtimes, which can miss an in-place edit."""
+
+
+class MultiFrameWarning(UserWarning):
+    """Some image files hold several frames (animated GIF, multi-page TIFF); each is read as its first."""
+
+
+Colour = tuple[int, int, int]
+WHITE: Colour = (255, 255, 255)
+# How ``read_image`` reads a file, named in the identity of every dataset it reads (with the background
+# colour). v1: first frame, EXIF orientation applied, alpha and colour keys composited on the background.
+# Before it, folders went through torchvision's loader (alpha dropped, so a transparent pixel showed
+# whatever colour it hid; orientation ignored) and their identities named no rule, so no cache entry made
+# then matches one made under v1.
+READ_RULE_VERSION = "read-v1"
+
+
+def read_rule(background: Colour = WHITE) -> str:
+    """The reading rule of ``read_image`` on ``background``, as the identities name it."""
+    return f"{READ_RULE_VERSION}-on-{','.join(map(str, background))}"
 
 
 @dataclass(frozen=True)
@@ -175,6 +199,25 @@ class PILSource:
         return f"{type(ds).__name__} item {i}"
 
 
+class FolderSource(PILSource):
+    """An ImageFolder's images, each file read by ``read_image`` on ``background`` (torchvision's own
+    loader would drop alpha and ignore the EXIF orientation)."""
+
+    def __init__(self, folder, background: Colour = WHITE):
+        super().__init__(folder)
+        self.background = background
+
+    def tensor(self, i: int) -> torch.Tensor:
+        from torchvision.transforms.functional import pil_to_tensor
+
+        return pil_to_tensor(read_image(self.where(i), self.background))
+
+    def frames(self, i: int) -> int:
+        """How many frames the file of image ``i`` holds (``read_image`` uses the first)."""
+        with Image.open(self.where(i)) as img:
+            return int(getattr(img, "n_frames", 1))
+
+
 class _Subset:
     """A decoded-from-file source without some of its images (those the pre-flight found unreadable)."""
 
@@ -191,16 +234,35 @@ class _Subset:
         return self.source.where(int(self.keep[i]))
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL image as 8-bit RGB; 16/32-bit grey is rescaled to its own range."""
+def to_rgb(img: Image.Image, background: Colour = WHITE) -> Image.Image:
+    """Any PIL image as 8-bit RGB: 16/32-bit grey rescaled to its own range, CMYK and palettes converted,
+    and alpha (an alpha band, or a palette or grey image's transparency entry) composited on
+    ``background``. An RGB image is returned as it is."""
     if img.mode == "RGB":
         return img
-    if img.mode in ("I", "I;16", "F"):
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = arr.min(), arr.max()
         arr = np.zeros_like(arr) if hi == lo else (arr - lo) / (hi - lo) * 255
         img = Image.fromarray(arr.round().astype(np.uint8))
+    if img.has_transparency_data:
+        canvas = Image.new("RGBA", img.size, (*background, 255))
+        return Image.alpha_composite(canvas, img.convert("RGBA")).convert("RGB")
     return img.convert("RGB")
+
+
+def read_image(path: str | Path, background: Colour = WHITE) -> Image.Image:
+    """An image file as a person sees it, as 8-bit RGB: its first frame (of an animated GIF or a
+    multi-page TIFF), turned upright by its EXIF orientation, with transparent pixels composited on
+    ``background`` (``to_rgb``)."""
+    with Image.open(path) as img:
+        # a loaded copy of the frame the file opens at (the first), turned upright; the file can close
+        upright = ImageOps.exif_transpose(img)
+    if upright.mode == "RGB" and upright.has_transparency_data:
+        # a colour key (PNG tRNS) marks transparent pixels too; to_rgb takes RGB as it is, because the
+        # torchvision sets hand it images already converted, whose reading must not change
+        upright = upright.convert("RGBA")
+    return to_rgb(upright, background)
 
 
 @dataclass
@@ -591,27 +653,38 @@ LOADERS: dict[str, Callable[[Path | None, bool], Loaded]] = {
 }
 
 
+# The files an ImageFolder lists: torchvision's image extensions, and GIFs, which torchvision leaves out.
+IMAGE_EXTENSIONS: tuple[str, ...] = tuple(".jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp .gif".split())
+
+
+def _is_image_file(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
 def image_folder(path: str | Path) -> Any:
-    """torchvision's ``ImageFolder`` of ``path`` (files listed, none decoded), or the project's message."""
+    """torchvision's ``ImageFolder`` of ``path`` (files listed, none decoded), or the project's message.
+    Its items are read with ``FolderSource``."""
     from torchvision.datasets import ImageFolder
 
     try:
-        return ImageFolder(str(Path(path).expanduser()))
+        return ImageFolder(str(Path(path).expanduser()), is_valid_file=_is_image_file)
     except (FileNotFoundError, RuntimeError) as exc:
         raise DatasetError(
-            f"{path} is not a usable ImageFolder (one sub-folder of images per class): {exc}"
+            f"{path} is not a usable ImageFolder (one sub-folder of images per class, image files ending "
+            f"in {', '.join(IMAGE_EXTENSIONS)}): {exc}"
         ) from None
 
 
-def _image_folder(path: Path, fast_identity: bool = False) -> Loaded:
-    """An ImageFolder, identified by every file's contents, relative path and class (not by its path)."""
+def _image_folder(path: Path, fast_identity: bool = False, background: Colour = WHITE) -> Loaded:
+    """An ImageFolder, identified by every file's contents, relative path and class (not by its path)
+    and by how its files are read (``read_rule``)."""
     ds = image_folder(path)
     digest = files_digest([(Path(f), ds.classes[c]) for f, c in ds.samples], path, fast=fast_identity)
     return (
-        Pool(PILSource(ds), np.asarray(ds.targets, dtype=np.int64)),
+        Pool(FolderSource(ds, background), np.asarray(ds.targets, dtype=np.int64)),
         None,
         list(ds.classes),
-        f"folder:{'stat' if fast_identity else 'files'}:{digest}",
+        f"folder:{'stat' if fast_identity else 'files'}:{digest}:{read_rule(background)}",
     )
 
 
@@ -632,11 +705,22 @@ def _preflight(
     checked = [p for p in (train_pool, test_pool) if p is not None and hasattr(p.source, "where")]
     todo = [(pool.source, i) for pool in checked for i in range(len(pool.labels))]
     bad: dict[str, str] = {}
+    several: list[str] = []  # files with more than one frame, read as their first
     for source, i in tqdm(todo, desc=f"pre-flight {name}", unit="img", leave=False, disable=len(todo) < 1000):
         try:
             source.tensor(i)
+            if isinstance(source, FolderSource) and source.frames(i) > 1:
+                several.append(source.where(i))
         except _UNREADABLE as exc:
-            bad[source.where(i)] = f"{type(exc).__name__}: {exc}"
+            bad[source.where(i)] = _why(exc)
+    if several:
+        shown = ", ".join(sorted(several)[:5]) + (f" and {len(several) - 5} more" if len(several) > 5 else "")
+        warnings.warn(
+            f"{len(several)} of the {len(todo)} images of {name} hold several frames (animated GIF, "
+            f"multi-page TIFF); each is read as its first frame: {shown}",
+            MultiFrameWarning,
+            stacklevel=3,
+        )
     if bad:
         listing = "\n".join(f"  {path}: {why}" for path, why in sorted(bad.items()))
         if not skip_bad_images:
@@ -658,6 +742,16 @@ def _preflight(
     return replace(data, skipped=tuple(sorted(bad)))
 
 
+def _why(exc: BaseException) -> str:
+    """Why a file cannot be read, with what to do where the error alone does not say."""
+    why = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, UnidentifiedImageError):
+        return f"{why} (not an image format PIL reads: convert it to PNG or JPEG)"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"{why} (downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file)"
+    return why
+
+
 def _without(pool: Pool, bad: dict[str, str]) -> Pool:
     if not hasattr(pool.source, "where"):
         return pool
@@ -673,6 +767,7 @@ def load_dataset(
     download: bool = False,
     skip_bad_images: bool = False,
     fast_identity: bool = False,
+    background: Colour | str = WHITE,
 ) -> DatasetSplits:
     """A dataset by name (or an ImageFolder path) as stratified, seeded train/val/test subsets.
 
@@ -682,12 +777,18 @@ def load_dataset(
     ``BadImagesError`` listing them all, or, with ``skip_bad_images``, are left out. The identity (and so
     every cache key) hashes the files' contents; ``fast_identity=True`` keys an ImageFolder by file sizes
     and mtimes instead, for very large folders (it warns: an in-place edit can go unseen).
+    An ImageFolder's files are read by ``read_image``, transparent pixels composited on ``background``
+    ("white", "black", "R,G,B" or three 0-255 ints; part of the identity); the registered datasets are
+    read from arrays or by torchvision and ignore it.
     """
+    from fusion_lib.data.validation import background as check_background  # validation imports this module
+
     sizes = sizes or SplitSizes()
+    background = check_background(background)
     if name in LOADERS:
         loaded = LOADERS[name](Path(root) if root else None, download)
     elif Path(name).expanduser().is_dir():
-        loaded = _image_folder(Path(name).expanduser(), fast_identity)
+        loaded = _image_folder(Path(name).expanduser(), fast_identity, background)
     else:
         raise DatasetError(
             f"unknown dataset {name!r}. Offline: {', '.join(OFFLINE_DATASETS)}; online (download=True): "

@@ -474,6 +474,7 @@ def load_feature_set(
         download=spec.download,
         skip_bad_images=spec.skip_bad_images,
         fast_identity=spec.fast_identity,
+        background=spec.background,
     )
     feats: dict[str, dict[str, np.ndarray]] = {s: {} for s in SPLITS}
     gflops: dict[str, float] = {}

@@ -3,7 +3,7 @@
 A spec names the dataset, its backbones (resolved: ``"offline"`` is expanded here, once), the subset
 sizes and the seed that draws the pool, the backbones' input size and weights, the thumbnail size,
 where an online dataset lives (``root``/``download``), and how its images are read
-(``skip_bad_images``, ``fast_identity``). ``load_feature_set(spec)`` turns it into features; how the
+(``skip_bad_images``, ``fast_identity``, ``background``). ``load_feature_set(spec)`` turns it into features; how the
 work runs (device, workers, precision, cache folder, progress) is passed beside it, since it does not
 change what is loaded. ``fusion_lib.book.profiles.Profile`` and ``studies.config.ExperimentConfig`` make
 and hold specs rather than repeating these fields.
@@ -16,7 +16,7 @@ from typing import Any
 
 from fusion_lib.data import validation
 from fusion_lib.data.backbones.config import ZOOS
-from fusion_lib.data.datasets import OFFLINE_SPLIT_SIZES, SplitSizes
+from fusion_lib.data.datasets import OFFLINE_SPLIT_SIZES, WHITE, Colour, SplitSizes
 
 # One default for the command line and the book's profile, so that a plain `python -m fusion_lib run`
 # reads the features the book cached: the book's four diverse experts at 80 px. Extraction cost grows
@@ -43,7 +43,9 @@ class FeatureSpec:
     pretrained, "random", a file); thumbnails of ``thumbnail_size`` px for the gate;
     ``root``/``download`` for torchvision datasets; ``skip_bad_images`` leaves unreadable files out
     (listed) instead of stopping; ``fast_identity`` keys an ImageFolder by file sizes and times instead
-    of contents. Every value is checked when the spec is made."""
+    of contents; ``background`` is the colour an ImageFolder's transparent pixels are composited on
+    ("white", "black", "R,G,B" or three ints; stored as three ints; the registered datasets ignore it).
+    Every value is checked when the spec is made."""
 
     dataset: str
     backbones: tuple[str, ...] = DEFAULT_BACKBONES
@@ -56,6 +58,7 @@ class FeatureSpec:
     download: bool = False
     skip_bad_images: bool = False
     fast_identity: bool = False
+    background: Colour = WHITE
 
     def __post_init__(self) -> None:
         validation.dataset(self.dataset)
@@ -78,6 +81,7 @@ class FeatureSpec:
             raise validation.ParameterError(f"root must be a folder path or None, got {self.root!r}")
         for flag in ("download", "skip_bad_images", "fast_identity"):
             validation.boolean(getattr(self, flag), flag)
+        object.__setattr__(self, "background", validation.background(self.background))
         validation.split_sizes(self.dataset, self.sizes, online=self.online)
 
     @property

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from fusion_lib.data.datasets import KNOWN_POOLS, LOADERS, SplitSizes
+from fusion_lib.data.datasets import KNOWN_POOLS, LOADERS, Colour, SplitSizes
 
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 1024
 # The thumbnail gate's strides divide the size by 8 (fusion_lib.fusion.gates.ThumbnailGate); above 128 px it is
@@ -93,6 +93,30 @@ def thumbnail_size(value: Any) -> int:
             f"thumbnail gate's strides, got {value}"
         )
     return value
+
+
+BACKGROUNDS: dict[str, Colour] = {"white": (255, 255, 255), "black": (0, 0, 0)}
+
+
+def background(value: Any) -> Colour:
+    """The colour transparent pixels are composited on: "white", "black", "R,G,B" or three ints 0-255."""
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if name in BACKGROUNDS:
+            return BACKGROUNDS[name]
+        parts = name.split(",")
+        value = [int(p) if p.strip().isdigit() else p for p in parts] if len(parts) == 3 else value
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        return (int(value[0]), int(value[1]), int(value[2]))
+    raise ParameterError(
+        f"background must be 'white', 'black' or 'R,G,B' with each from 0 to 255 (e.g. '128,128,128'), "
+        f"got {value!r}"
+    )
 
 
 def device(value: Any) -> str:

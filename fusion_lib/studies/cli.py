@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         help="leave unreadable image files out (they are listed) instead of stopping",
     )
     p.add_argument(
+        "--background",
+        default="white",
+        metavar="COLOUR",
+        help="what an ImageFolder's transparent pixels show: white (default), black or R,G,B",
+    )
+    p.add_argument(
         "--fit-cache",
         action="store_true",
         help="keep each seed's fitted models in $FUSION_CACHE/fits and load them in later runs",
@@ -132,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             input_size=a.input_size,
             thumbnail_size=a.thumbnail_size,
             skip_bad_images=a.skip_bad_images,
+            background=a.background,
         )
         if a.compare:
             check_compare(a.compare, data.backbones)
