@@ -289,5 +289,3 @@ def test_label_space_view_projects_a_sample_of_test_images(make_planted):
 def test_empty_input_is_refused():
     with pytest.raises(ValueError, match="at least one"):
         mf.cosine_figure({})
-    with pytest.raises(ValueError, match="at least one"):
-        mf.label_space_figure({}, seed=0)

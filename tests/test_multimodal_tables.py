@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fusion_lib.book import multimodal_figures as mf
 from fusion_lib.book import multimodal_tables as mt
 from fusion_lib.book.multimodal_figures import FAMILIES, FUSION_METHODS
 from fusion_lib.book.profiles import get_profile
@@ -77,11 +78,48 @@ def test_zero_shot_tables(setup):
     assert list(zero) == list(P.datasets) and len(zero[P.datasets[0]].splits) == 4
     zs, shown = mt.zero_shot_table(zero)
     assert shown.index.names == ["dataset", "measure"] and len(shown) == len(zs)
-    values = mt.zero_shot_values(zs, zero)
-    assert 0 <= values["mm-zs-zsl_top1-estimate"] <= 100 and mt.zero_shot_values(zs, {}) == {}
+    (text,) = mt.zero_shot_values(zs, zero).values()
+    first = zs[zs["dataset"] == P.datasets[0]].set_index("measure")
+    assert text.data.startswith(
+        f"On {P.datasets[0]}, the held-out class is ranked first among the three held-out classes for "
+        f"{100 * first.loc['zsl_top1', 'estimate']:.1f}% of its images"
+    )
+    assert f"permutation p = {first.loc['zsl_top1', 'p_value']:.3f})" in text.data
     assert mt.zero_shot_notes(zero)[0].startswith(f"{P.datasets[0]}: 4 held-out triples")
     assert isinstance(mt.zero_shot_per_model(zero), pd.DataFrame)
     seed = P.seeds[0]
     drawn = {n: fs.draw(seed) for n, fs in feature_sets.items()}
     (note,) = mt.label_space_notes(studies, drawn, class_vecs, seed)
     assert "mean cosine to the true class" in note and "learned softmax scale" in note
+
+
+def _texts(fig) -> str:
+    return " ".join(t.get_text().replace("\n", " ") for ax in fig.axes for t in ax.texts)
+
+
+def test_two_class_datasets_skip_zero_shot_and_the_picture_saying_why(make_planted):
+    """A two-class folder: no zero-shot split exists and two class vectors span no plane, so both are
+    skipped with a sentence, and every table, figure and glued text the page needs still exists."""
+    import matplotlib.pyplot as plt
+
+    sets = {"pets": make_planted({"a": 2.0, "b": 1.0}, n_classes=2, class_names=["cat", "dog"])}
+    skipped = mt.zero_shot_skipped(sets)
+    assert skipped == {
+        "pets": "2 classes; zero-shot holds 3 classes out and fits its map on at least 2 others, so it needs 5"
+    }
+    zero = mt.run_zero_shots(get_profile("ci"), sets, {"pets": np.eye(2, 50)})
+    assert zero == {}
+    assert mt.zero_shot_notes(zero, skipped) == [f"pets: skipped ({skipped['pets']})"]
+    zs, shown = mt.zero_shot_table(zero)
+    assert zs.empty and shown.data == mf.NO_ZERO_SHOT
+    assert mt.zero_shot_values(zs, zero)["mm-zs-text"].data == mf.NO_ZERO_SHOT
+    assert mt.zero_shot_per_model(zero).data == mf.NO_ZERO_SHOT
+    space = mt.label_space_skipped(sets)
+    assert list(space) == ["pets"] and space["pets"].endswith("so it needs 3")
+    assert mt.skip_notes(space) == [f"pets: skipped ({space['pets']})"]
+    for fig, sentence in (
+        (mf.zero_shot_figure(zs, list(zero)), mf.NO_ZERO_SHOT),
+        (mf.label_space_figure({}, seed=0), mf.NO_LABEL_SPACE),
+    ):
+        assert _texts(fig) == sentence
+        plt.close(fig)

@@ -96,6 +96,17 @@ def figure(height: float = PANEL_HEIGHT, width: float = COLUMN_WIDTH) -> tuple[F
     return fig, ax
 
 
+def skipped_figure(sentence: str) -> Figure:
+    """One panel that only says ``sentence``: what a page shows in place of a figure whose study does not
+    apply to its datasets, so that the page's reference to the figure still resolves."""
+    import textwrap
+
+    fig, ax = figure()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, textwrap.fill(sentence, 60), ha="center", va="center", transform=ax.transAxes)
+    return fig
+
+
 def first_column(ax: Axes) -> bool:
     """Whether ``ax`` is in the first column of its figure's grid (where shared row labels are written),
     also once a colour bar has nested it in a grid of its own."""

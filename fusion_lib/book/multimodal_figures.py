@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from fusion_lib.book.figures import COLUMN_WIDTH, first_column, panel_grid, rotate_xticks
+from fusion_lib.book.figures import COLUMN_WIDTH, first_column, panel_grid, rotate_xticks, skipped_figure
 from fusion_lib.data.backbones import short_name
+from fusion_lib.studies.label_study import MIN_SPACE_CLASSES, MIN_ZERO_SHOT_CLASSES, N_HELD_OUT
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -48,6 +49,15 @@ ZERO_SHOT_TICKS: dict[str, str] = {
     "gzsl_seen": "S",
     "harmonic": "H",
 }
+# What sections 4 and 5 show where no dataset has the classes they need (a two-class folder, say).
+NO_ZERO_SHOT = (
+    f"Zero-shot skipped: no dataset here has the {MIN_ZERO_SHOT_CLASSES} classes it needs "
+    f"({N_HELD_OUT} held out, at least 2 seen to fit the map on)."
+)
+NO_LABEL_SPACE = (
+    f"Label-space picture skipped: no dataset here has the {MIN_SPACE_CLASSES} classes whose vectors "
+    "span the plane it is drawn in."
+)
 MAX_TICK_NAMES = 20  # a heatmap of more classes than this drops their names (they would not be legible)
 MIN_CELL = 0.42  # inches: a heatmap cell narrower than this cannot hold a "0.00" at 9.5 pt
 MAX_NAMED = 12  # at most this many class names written into a label-space panel
@@ -299,8 +309,11 @@ def zero_shot_figure(zs: pd.DataFrame, datasets: Sequence[str]) -> Figure:
     of the permutation null) and chance (dashes).
 
     ``zs`` has columns dataset, measure (``label_study.ZERO_SHOT_MEASURES`` keys), estimate, low, high,
-    chance, null_mean, null_low, null_high as fractions (``ZeroShotResult.summary``).
+    chance, null_mean, null_low, null_high as fractions (``ZeroShotResult.summary``). No datasets: a
+    panel saying the study was skipped (``NO_ZERO_SHOT``).
     """
+    if not datasets:
+        return skipped_figure(NO_ZERO_SHOT)
     measures = list(ZERO_SHOT_TICKS)
     fig, axes = panel_grid(len(datasets), panel_height=_height(len(datasets), 3.4))
     x = np.arange(len(measures))
@@ -366,14 +379,15 @@ def label_space_figure(views: Mapping[str, LabelSpaceView], seed: int) -> Figure
     colour) in the plane of the class vectors' first two principal components, one panel per dataset.
 
     With more than ``MAX_NAMED`` classes only the outermost stars are named, so the names stay
-    legible; the names stand in for a colour legend.
+    legible; the names stand in for a colour legend. No views (no dataset has ``MIN_SPACE_CLASSES``
+    classes): a panel saying the picture was skipped (``NO_LABEL_SPACE``).
     """
     import seaborn as sns
 
     from fusion_lib.studies.label_study import spread_labels
 
     if not views:
-        raise ValueError("label_space_figure needs at least one dataset's view")
+        return skipped_figure(NO_LABEL_SPACE)
     fig, axes = panel_grid(len(views), panel_height=3.6 if len(views) > 1 else 5.0)
     for ax, (name, v) in zip(axes, views.items()):
         k = len(v.class_names)

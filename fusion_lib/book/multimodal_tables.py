@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fusion_lib.book.multimodal_figures import FAMILIES, FUSION_METHODS
+from fusion_lib.book.multimodal_figures import FAMILIES, FUSION_METHODS, NO_ZERO_SHOT
 from fusion_lib.book.report import interval, markdown
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import SPLITS
 from fusion_lib.fusion.label_space import class_vectors
 from fusion_lib.studies.label_study import (
     C3_COMPARISONS,
+    MIN_SPACE_CLASSES,
+    MIN_ZERO_SHOT_CLASSES,
     N_HELD_OUT,
     ZERO_SHOT_MEASURES,
     LabelStudy,
@@ -35,6 +37,8 @@ from fusion_lib.studies.label_study import (
 from fusion_lib.studies.stats import holm, interval_word
 
 if TYPE_CHECKING:
+    from IPython.display import Markdown
+
     from fusion_lib.book.profiles import Profile
     from fusion_lib.data.feature_set import FeatureSet
     from fusion_lib.studies.config import ExperimentConfig
@@ -276,22 +280,58 @@ def c3_table(c3: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
     )
 
 
+def _too_few_classes(feature_sets: Mapping[str, FeatureSet], need: int, why: str) -> dict[str, str]:
+    return {
+        name: f"{fs.n_classes} classes; {why}, so it needs {need}"
+        for name, fs in feature_sets.items()
+        if fs.n_classes < need
+    }
+
+
+def zero_shot_skipped(feature_sets: Mapping[str, FeatureSet]) -> dict[str, str]:
+    """The datasets the zero-shot study leaves out (too few classes), each with the reason."""
+    return _too_few_classes(
+        feature_sets,
+        MIN_ZERO_SHOT_CLASSES,
+        f"zero-shot holds {N_HELD_OUT} classes out and fits its map on at least 2 others",
+    )
+
+
+def label_space_skipped(feature_sets: Mapping[str, FeatureSet]) -> dict[str, str]:
+    """The datasets the label-space picture leaves out (too few classes), each with the reason."""
+    return _too_few_classes(
+        feature_sets,
+        MIN_SPACE_CLASSES,
+        "the picture's plane is the class vectors' first two principal components",
+    )
+
+
+def skip_notes(skipped: Mapping[str, str]) -> list[str]:
+    """A line per skipped dataset, saying why."""
+    return [f"{name}: skipped ({why})" for name, why in skipped.items()]
+
+
 def run_zero_shots(
     profile: Profile, feature_sets: Mapping[str, FeatureSet], class_vecs: Mapping[str, np.ndarray]
 ) -> dict[str, ZeroShotStudy]:
-    """The zero-shot study of every dataset with enough classes to hold some out (and two to see)."""
+    """The zero-shot study of every dataset with enough classes to hold some out (and two to see);
+    ``zero_shot_skipped`` names the others. Empty where no dataset has enough."""
+    skipped = zero_shot_skipped(feature_sets)
     return {
         name: run_zero_shot(
             fs, class_vecs[name], profile.seeds_for(name), max_splits=profile.zero_shot_splits, progress=False
         )
         for name, fs in feature_sets.items()
-        if fs.n_classes >= N_HELD_OUT + 2
+        if name not in skipped
     }
 
 
-def zero_shot_table(zero: Mapping[str, ZeroShotStudy]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def zero_shot_table(zero: Mapping[str, ZeroShotStudy]) -> tuple[pd.DataFrame, pd.DataFrame | Markdown]:
     """Every zero-shot study's summary (the figure reads it) and its display table: each measure in %
-    with its 95% CI, chance, the shuffled-vectors null and the permutation p-value."""
+    with its 95% CI, chance, the shuffled-vectors null and the permutation p-value. No study: an empty
+    summary and, for the table, the sentence saying the study was skipped."""
+    if not zero:
+        return pd.DataFrame(), markdown(NO_ZERO_SHOT)
     zs = pd.concat([z.summary() for z in zero.values()], ignore_index=True)
     pct = zs[["estimate", "low", "high", "chance", "null_mean", "null_low", "null_high"]] * 100
     shown = pd.DataFrame(
@@ -310,31 +350,44 @@ def zero_shot_table(zero: Mapping[str, ZeroShotStudy]) -> tuple[pd.DataFrame, pd
 
 
 def zero_shot_values(zs: pd.DataFrame, zero: Mapping[str, ZeroShotStudy]) -> dict[str, Any]:
-    """The numbers the page's text cites, from the first zero-shot dataset (none without one)."""
+    """The page's sentences on the result (``mm-zs-text``), with the numbers of the first zero-shot
+    dataset, or saying the study was skipped where there is none: one glued paragraph, so the page
+    reads whole whichever it is."""
     if not zero:
-        return {}
+        return {"mm-zs-text": markdown(NO_ZERO_SHOT)}
     name = next(iter(zero))
     first = zs[zs["dataset"] == name].set_index("measure")
+
+    def pct(measure: str, stat: str = "estimate") -> str:
+        return f"{100 * float(first.loc[measure, stat]):.1f}"
+
+    text = (
+        f"On {name}, the held-out class is ranked first among the three held-out classes for "
+        f"{pct('zsl_top1')}% of its images (95% CI {pct('zsl_top1', 'low')} to {pct('zsl_top1', 'high')}%), "
+        f"against {pct('zsl_top1', 'null_mean')}% with shuffled class vectors (permutation p = "
+        f"{float(first.loc['zsl_top1', 'p_value']):.3f}). Among all classes, the unseen images are "
+        f"recognised {pct('gzsl_unseen')}% of the time, and the harmonic mean of seen and unseen accuracy "
+        f"is {pct('harmonic')}% (95% CI {pct('harmonic', 'low')} to {pct('harmonic', 'high')}%)."
+    )
     # markdown, not Markdown: a dataset given as an ImageFolder path names a folder, which Markdown
     # would try to read
-    values: dict[str, Any] = {"mm-zs-dataset": markdown(name)}
-    for m in ("zsl_top1", "gzsl_unseen", "harmonic", "top5"):
-        for stat in ("estimate", "low", "high", "null_mean"):
-            values[f"mm-zs-{m}-{stat}"] = 100 * float(first.loc[m, stat])
-    values["mm-zs-p"] = float(first.loc["zsl_top1", "p_value"])
-    return values
+    return {"mm-zs-text": markdown(text)}
 
 
-def zero_shot_notes(zero: Mapping[str, ZeroShotStudy]) -> list[str]:
-    """A line per zero-shot study: its held-out triples, seeds and training images per seed."""
+def zero_shot_notes(zero: Mapping[str, ZeroShotStudy], skipped: Mapping[str, str] | None = None) -> list[str]:
+    """A line per zero-shot study (its held-out triples, seeds and training images per seed) and per
+    dataset in ``skipped`` (``zero_shot_skipped``: why it has none)."""
     return [
         f"{n}: {len(z.splits)} held-out triples over seeds {z.seeds}; {z.n_train:,} train images per seed"
         for n, z in zero.items()
-    ]
+    ] + skip_notes(skipped or {})
 
 
-def zero_shot_per_model(zero: Mapping[str, ZeroShotStudy]) -> pd.DataFrame:
-    """Each zero-shot measure in % per dataset and model (every backbone's map, and their mean)."""
+def zero_shot_per_model(zero: Mapping[str, ZeroShotStudy]) -> pd.DataFrame | Markdown:
+    """Each zero-shot measure in % per dataset and model (every backbone's map, and their mean); no
+    study: the sentence saying the study was skipped."""
+    if not zero:
+        return markdown(NO_ZERO_SHOT)
     per_model = pd.concat({n: 100 * z.per_model() for n, z in zero.items()}, names=["dataset", "model"])
     return per_model.rename(index=short_name, level="model").rename(columns=ZERO_SHOT_MEASURES).round(1)
 

@@ -85,6 +85,10 @@ C3_COMPARISONS: tuple[tuple[str, str], ...] = (
     ("moe_thumbnail_label", "moe_thumbnail_joint"),
 )
 N_HELD_OUT = 3
+# zero-shot holds N_HELD_OUT classes out and fits its map on the rest, which needs two at least
+MIN_ZERO_SHOT_CLASSES = N_HELD_OUT + 2
+# the label-space picture's plane is the class vectors' first two principal components: three span it
+MIN_SPACE_CLASSES = 3
 N_SPLITS = 120
 N_PERMUTATIONS = 100
 # zero-shot measures, what each averages over, and its chance level given (classes, held out)
