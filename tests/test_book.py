@@ -396,3 +396,35 @@ def test_html_output_is_emptied_before_each_build(tmp_path, monkeypatch):
     monkeypatch.setattr(book.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
     assert book.jupyter_book_build(tmp_path / "src", tmp_path) == 0
     assert calls and not stale.exists()
+
+
+def test_notebooks_start_longest_first_by_the_last_recorded_build(tmp_path):
+    nbs = [tmp_path / f"{n}.ipynb" for n in ("01_a", "02_b", "03_c", "99_new")]
+    timings = tmp_path / "timings.json"
+    assert book.recorded_seconds(timings, "book") == {}  # no earlier build: the hint decides
+    runs = [book.NotebookRun("01_a", 300.0), book.NotebookRun("02_b", 5.0, reused=True)]
+    runs.append(book.NotebookRun("03_c", 40.0))
+    book.write_timings(runs, "book", timings)
+    assert book.recorded_seconds(timings, "ci") == {}  # another profile's times say nothing
+    seconds = book.recorded_seconds(timings, "book")
+    assert seconds == {"01_a": 300.0, "03_c": 40.0}  # a reused notebook's time is not its cost
+    # unknown cost first (it may be the longest), then longest first; 02_b falls back to the hint (none)
+    order = [p.stem for p in book.start_order(nbs, seconds)]
+    assert order == ["02_b", "99_new", "01_a", "03_c"]
+    timings.write_text("{not json")
+    assert book.recorded_seconds(timings, "book") == {}
+    hinted = [tmp_path / f"{n}.ipynb" for n in ("01_backbones_and_data", "06_confirmatory")]
+    assert [p.stem for p in book.start_order(hinted, {})] == ["06_confirmatory", "01_backbones_and_data"]
+
+
+def test_run_notebooks_starts_in_the_given_order_and_reports_in_reading_order(tmp_path):
+    log = tmp_path / "started.txt"
+    srcs = [
+        _write_notebook(tmp_path / "notebooks" / f"0{i}_n.ipynb", f"open({str(log)!r}, 'a').write('{i}')")
+        for i in (1, 2, 3)
+    ]
+    runs = book.run_notebooks(srcs, tmp_path / "out", {}, progress=False, order=srcs[::-1])
+    assert log.read_text() == "321"
+    assert [r.notebook for r in runs] == ["01_n", "02_n", "03_n"]
+    with pytest.raises(ValueError, match="same notebooks"):
+        book.run_notebooks(srcs, tmp_path / "out", {}, order=srcs[:2])

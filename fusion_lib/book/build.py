@@ -70,6 +70,17 @@ PLACEHOLDER_NOTE = (
     "# repository.url in _config.yml is still the placeholder: nothing is published at the URL below.\n"
     "# Set it to your fork's URL and run `python -m fusion_lib.book sync-colab` before using Colab.\n"
 )
+# Minutes each notebook took in the cold build of dd7fa92 (book profile, 2 cores, two at a time): only the
+# order notebooks start in when no earlier build of the profile recorded its own times (``start_order``).
+# Started in reading order, notebook 06 began last and ran its final 15 minutes alone on one core.
+EXPECTED_MINUTES = {
+    "06_confirmatory": 22.8,
+    "03_mixture_of_experts": 13.9,
+    "02_agreement_study": 10.3,
+    "05_multimodal": 8.6,
+    "04_ablations": 5.7,
+    "01_backbones_and_data": 0.9,
+}
 
 
 @dataclass
@@ -233,6 +244,35 @@ def hide_injected_parameters(nb: Any) -> None:
             cell.metadata["tags"] = [*tags, "remove-cell"]
 
 
+def recorded_seconds(timings: Path, profile: str) -> dict[str, float]:
+    """Each notebook's execution time in the build of ``profile`` recorded at ``timings`` (a
+    ``write_timings`` file), for the notebooks that build executed; {} when there is none."""
+    if not timings.is_file():
+        return {}
+    try:
+        record = json.loads(timings.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}  # an unreadable record only costs the schedule its hint
+    if record.get("profile") != profile:
+        return {}
+    return {r["notebook"]: float(r["seconds"]) for r in record.get("notebooks", []) if not r.get("reused")}
+
+
+def start_order(notebooks: Sequence[Path], seconds: dict[str, float]) -> list[Path]:
+    """The notebooks longest first (the longest-processing-time rule): with several run at once, the long
+    ones start early instead of leaving one running alone at the end while the other cores idle.
+
+    A notebook's expected time is ``seconds``, else ``EXPECTED_MINUTES``; one without either starts first,
+    since it may be the longest. Ties keep reading order."""
+
+    def expected(nb: Path) -> float:
+        if nb.stem in seconds:
+            return seconds[nb.stem]
+        return EXPECTED_MINUTES.get(nb.stem, float("inf")) * 60
+
+    return sorted(notebooks, key=lambda nb: -expected(nb))
+
+
 def run_notebooks(
     notebooks: Sequence[Path],
     out_dir: Path,
@@ -240,10 +280,12 @@ def run_notebooks(
     reuse: bool = False,
     progress: bool = True,
     jobs: int = 1,
+    order: Sequence[Path] | None = None,
 ) -> list[NotebookRun]:
     """Execute each notebook into ``out_dir`` under its own name; every notebook runs even if one fails.
 
-    ``jobs`` notebooks run at once (each in its own kernel process); results keep the notebooks' order.
+    ``jobs`` notebooks run at once (each in its own kernel process), started in ``order`` when given
+    (``start_order``); results keep the notebooks' order.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -252,16 +294,22 @@ def run_notebooks(
     if not notebooks:
         return []
     # set once for every kernel: concurrent executions must not restore the variable under each other
+    if order is not None and sorted(order) != sorted(notebooks):
+        raise ValueError("order must hold the same notebooks as notebooks")
     env = kernel_environment(notebooks[0].parent.parent, jobs)
     with _environment(env), ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(
-            pool.map(
-                lambda nb: execute_notebook(
-                    nb, out_dir / nb.name, parameters, reuse=reuse, progress=progress and jobs == 1
-                ),
-                notebooks,
+        futures = {
+            nb: pool.submit(
+                execute_notebook,
+                nb,
+                out_dir / nb.name,
+                parameters,
+                reuse=reuse,
+                progress=progress and jobs == 1,
             )
-        )
+            for nb in (order if order is not None else notebooks)
+        }
+        return [futures[nb].result() for nb in notebooks]
 
 
 def warm_feature_cache(profile: str, overrides: dict[str, Any]) -> None:
@@ -551,9 +599,17 @@ def build(
     start = time.perf_counter()
     warm_feature_cache(profile, overrides or {})
     phases = {"Feature extraction (or reading the cache)": time.perf_counter() - start}
+    generated = staging / BOOK_DIR / GENERATED
+    order = start_order(notebooks, recorded_seconds(generated / "timings.json", profile))
     start = time.perf_counter()
     runs = run_notebooks(
-        notebooks, staging / NOTEBOOK_DIR, parameters, reuse=not force, progress=progress, jobs=jobs
+        notebooks,
+        staging / NOTEBOOK_DIR,
+        parameters,
+        reuse=not force,
+        progress=progress,
+        jobs=jobs,
+        order=order,
     )
     phases["All notebooks"] = time.perf_counter() - start
     failed = [r for r in runs if r.error]
@@ -566,7 +622,6 @@ def build(
             staging / NOTEBOOK_DIR,
         )
         return 1
-    generated = staging / BOOK_DIR / GENERATED
     record = write_timings(runs, profile, generated / "timings.json", jobs=jobs, phases=phases)
     (generated / "timings.md").write_text(timings_markdown(record))
     (generated / "profiles.md").write_text(profiles_markdown())
