@@ -278,7 +278,7 @@ def test_draw_redraws_splits_within_the_pool(fixed_test):
 
 
 def test_score_table_is_the_accuracy_and_paired_difference_of_every_model():
-    from fusion_lib.studies.stats import bootstrap_mean_ci, holm, paired_difference, score_table
+    from fusion_lib.studies.stats import bootstrap_mean_ci, family_words, paired_difference, score_table
 
     rng = np.random.default_rng(0)
     correct = {m: [rng.random(80) < p for _ in range(3)] for m, p in (("a", 0.7), ("b", 0.8), ("c", 0.9))}
@@ -289,8 +289,12 @@ def test_score_table_is_the_accuracy_and_paired_difference_of_every_model():
         )
     diffs = [paired_difference(correct[m], correct["a"], n_boot=300) for m in ("b", "c")]
     assert list(t.loc[["b", "c"], "diff"]) == [d.diff for d in diffs]
-    assert list(t.loc[["b", "c"], "p_holm"]) == list(holm([d.p_value for d in diffs]))
-    assert t.loc["c", "word"] == diffs[1].word(p_adjusted=t.loc["c", "p_holm"])
+    # superiority and equivalence p-values of both comparisons form one Holm family
+    sup, _, words = family_words(
+        [d.diff for d in diffs], [d.p_value for d in diffs], [d.p_equivalence() for d in diffs]
+    )
+    assert list(t.loc[["b", "c"], "p_holm"]) == list(sup)
+    assert list(t.loc[["b", "c"], "word"]) == words
     assert t.loc["a", "difference"] == "" and np.isnan(t.loc["a", "diff"])
     with pytest.raises(ValueError, match="baseline 'z' is not among"):
         score_table(correct, "z")
@@ -311,3 +315,29 @@ def test_datasets_pooled_with_their_own_streams_resample_independently():
     assert pooled_difference(shared).high - pooled_difference(shared).low == pytest.approx(width)
     pooled = pooled_difference(own)
     assert (pooled.high - pooled.low) / width == pytest.approx(2**-0.5, rel=0.15)
+
+
+def test_equivalence_p_reads_a_95_interval_inside_the_margin():
+    rng = np.random.default_rng(0)
+    inside = rng.normal(0.0, 0.1, 10_000)  # 95% interval about ±0.2
+    assert stats.equivalence_p(inside, 0.5) == 1 / 10_000  # floored: no replicate beyond ±0.5
+    low, high = stats.percentile_interval(inside)
+    for margin in (0.15, 0.19, 0.21, 0.3):
+        within = -margin < low and high < margin
+        assert (stats.equivalence_p(inside, margin) < 0.025) == within
+    shifted = rng.normal(0.45, 0.1, 10_000)  # a third of it beyond +0.5
+    assert 0.25 < stats.equivalence_p(shifted, 0.5) < 0.4
+
+
+def test_family_words_decide_both_questions_after_one_holm_step():
+    # three comparisons: clearly better, clearly equivalent, and one whose interval lies inside the margin
+    # unadjusted (TOST p 0.02 < 0.025) but not after Holm over the six p-values
+    diffs, p_sup, p_eq = [3.0, 0.0, -0.1], [1e-4, 0.9, 0.6], [1.0, 1e-4, 0.02]
+    sup, eq, words = stats.family_words(diffs, p_sup, p_eq)
+    assert words == ["better", "equivalent", "inconclusive"]
+    np.testing.assert_allclose(eq, stats.holm([*p_sup, *p_eq])[3:])
+    np.testing.assert_allclose(sup, stats.holm([*p_sup, *p_eq])[:3])
+    assert stats.family_words([-2.0], [0.001], [0.9])[2] == ["worse"]
+    assert stats.family_words([], [], [])[2] == []
+    with pytest.raises(ValueError, match="one p of each kind"):
+        stats.family_words([1.0], [0.1, 0.2], [0.3])

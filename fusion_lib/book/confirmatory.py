@@ -22,7 +22,7 @@ from fusion_lib.studies.claims import PlannedVerdict, planned_verdicts
 from fusion_lib.studies.label_study import aliases_for
 from fusion_lib.studies.plan import ConfirmatoryPlan
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
-from fusion_lib.studies.stats import ALPHA, holm
+from fusion_lib.studies.stats import family_words
 from fusion_lib.studies.zoo_sweep import draw_zoos, run_sweep, slope_table
 
 if TYPE_CHECKING:
@@ -125,9 +125,6 @@ def per_dataset_table(results: Mapping[str, ExperimentResult], plan: Confirmator
     for name, result in results.items():
         for a, b in pairs:
             rel = result.compare(a, b, relative=True)
-            reps = rel.replicates
-            floor = 1 / len(reps)
-            tost = max(float(np.mean(reps <= -plan.margin)), float(np.mean(reps >= plan.margin)), floor)
             rows.append(
                 {
                     "dataset": name,
@@ -136,26 +133,14 @@ def per_dataset_table(results: Mapping[str, ExperimentResult], plan: Confirmator
                     "points (95% CI)": result.compare(a, b).text(),
                     "diff": rel.diff,
                     "p_superiority": rel.p_value,
-                    "p_equivalence": tost,
+                    "p_equivalence": rel.p_equivalence(plan.margin),
                 }
             )
     df = pd.DataFrame(rows)
-    adjusted = holm([*df["p_superiority"], *df["p_equivalence"]])
-    df["p_superiority (Holm)"], df["p_equivalence (Holm)"] = adjusted[: len(df)], adjusted[len(df) :]
-    df["word"] = [
-        _word(d, ps, pe)
-        for d, ps, pe in zip(df["diff"], df["p_superiority (Holm)"], df["p_equivalence (Holm)"])
-    ]
+    df["p_superiority (Holm)"], df["p_equivalence (Holm)"], df["word"] = family_words(
+        df["diff"], df["p_superiority"], df["p_equivalence"]
+    )
     return df.drop(columns=["diff", "p_superiority", "p_equivalence"]).set_index(["dataset", "comparison"])
-
-
-def _word(diff: float, p_superiority: float, p_equivalence: float) -> str:
-    # equivalence at 2.5% a side, as for a 95% interval inside the margin; superiority two-sided at 5%
-    if p_equivalence < ALPHA / 2:
-        return "equivalent"
-    if p_superiority < ALPHA:
-        return "better" if diff > 0 else "worse"
-    return "inconclusive"
 
 
 def gate_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:

@@ -34,7 +34,7 @@ from fusion_lib.studies.label_study import (
     run_label_study,
     run_zero_shot,
 )
-from fusion_lib.studies.stats import holm, interval_word
+from fusion_lib.studies.stats import family_words
 
 if TYPE_CHECKING:
     from IPython.display import Markdown
@@ -250,11 +250,10 @@ def gate_shares(gates: pd.DataFrame) -> list[str]:
 
 
 def c3_comparisons(studies: Mapping[str, LabelStudy], datasets: Sequence[str]) -> pd.DataFrame:
-    """C3's comparisons on every dataset (``label_study.compare``), with their words Holm-adjusted
-    over all of them (``p_holm``, ``word``)."""
+    """C3's comparisons on every dataset (``label_study.compare``), worded as one Holm family
+    (``stats.family_words``: ``p_holm``, ``word``)."""
     c3 = pd.concat([compare(studies[name]) for name in datasets], ignore_index=True)
-    c3["p_holm"] = holm(c3["p_value"].to_numpy())
-    c3["word"] = [interval_word(r.low, r.high, p_adjusted=r.p_holm) for r in c3.itertuples()]
+    c3["p_holm"], _, c3["word"] = family_words(c3["diff"], c3["p_value"], c3["p_equivalence"])
     return c3
 
 

@@ -21,9 +21,9 @@ from fusion_lib.studies.stats import (
     bootstrap_mean_ci,
     bootstrap_means,
     bootstrap_p,
-    holm,
+    equivalence_p,
+    family_words,
     interval,
-    interval_word,
     paired_difference,
     percentile_interval,
 )
@@ -243,11 +243,10 @@ def pair_differences(
     difference a - b in points (``diff``, ``low``, ``high``: hierarchical 95% bootstrap over seeds and
     test images, ``stats.paired_difference`` with the study's ``image_ids``) and its ``p_value``.
 
-    D datasets and B backbones make D * B * (B - 1) / 2 comparisons, one row each; ``p_holm`` adjusts the
-    p-values by Holm over all of them, so that reading every row keeps the family-wise error at 5%.
-    ``outcome`` is a's side, ``Difference.word`` with the Holm-adjusted p: "equivalent" when the interval
-    lies inside ±``stats.MARGIN`` points, "better" or "worse" when it excludes zero and the adjusted p is
-    below 0.05, else "inconclusive".
+    D datasets and B backbones make D * B * (B - 1) / 2 comparisons, one row each; their superiority and
+    equivalence (TOST at ±``stats.MARGIN`` points) p-values form one Holm family (``stats.family_words``),
+    so that reading every row keeps the family-wise error at 5%. ``p_holm`` is the adjusted superiority p;
+    ``outcome`` is a's side: "equivalent", "better", "worse" or "inconclusive".
     """
     backbones = _shared_backbones(studies)
     keys, diffs = [], []
@@ -260,20 +259,13 @@ def pair_differences(
                     study.per_seed(a), study.per_seed(b), image_ids=ids, n_boot=n_boot, seed=seed
                 )
             )
-    p_holm = holm([d.p_value for d in diffs])
+    p_holm, _, words = family_words(
+        [d.diff for d in diffs], [d.p_value for d in diffs], [d.p_equivalence() for d in diffs]
+    )
     return pd.DataFrame(
-        [
-            (*key, d.diff, d.low, d.high, d.p_value, p, d.word(p_adjusted=p))
-            for key, d, p in zip(keys, diffs, p_holm)
-        ],
+        [(*key, d.diff, d.low, d.high, d.p_value, p, w) for key, d, p, w in zip(keys, diffs, p_holm, words)],
         columns=["dataset", "a", "b", "diff", "low", "high", "p_value", "p_holm", "outcome"],
     )
-
-
-def _kappa_outcome(low: float, high: float, p_holm: float) -> str:
-    """``stats.interval_word`` for a difference of kappa_c, with KAPPA_MARGIN and "higher"/"lower"."""
-    word = interval_word(low, high, margin=KAPPA_MARGIN, p_adjusted=p_holm)
-    return {"better": "higher", "worse": "lower"}.get(word, word)
 
 
 REVERSAL_COLUMNS = (
@@ -346,10 +338,10 @@ def kappa_beyond_accuracy(
 
     Between datasets (second frame): for each of the D * (D - 1) / 2 pairs (d1, d2), ``diff`` =
     kappa_c(d1) - kappa_c(d2) with the interval of the replicates' differences (the datasets' images and
-    bootstrap seeds are independent, so are their replicates), a two-sided ``stats.bootstrap_p``, ``p_holm``
-    adjusted by Holm over the dataset pairs, and ``outcome`` for d1 as ``Difference.word`` says it:
-    "equivalent" when the interval lies inside ±KAPPA_MARGIN, "higher"/"lower" when it excludes zero and
-    the Holm-adjusted p is below 0.05, else "inconclusive".
+    bootstrap seeds are independent, so are their replicates), a two-sided ``stats.bootstrap_p`` and a TOST
+    ``p_equivalence`` at ±KAPPA_MARGIN, worded as one Holm family over the dataset pairs
+    (``stats.family_words``; ``p_holm`` the adjusted superiority p): ``outcome`` for d1 is "equivalent",
+    "higher", "lower" or "inconclusive".
     """
     backbones = _shared_backbones(studies)
     rows, replicates = [], {}
@@ -373,10 +365,19 @@ def kappa_beyond_accuracy(
     rows = []
     for d1, d2 in combinations(studies, 2):
         diff = replicates[d1] - replicates[d2]
-        rows.append((d1, d2, float(kc[d1] - kc[d2]), *percentile_interval(diff), bootstrap_p(diff)))
-    between = pd.DataFrame(rows, columns=["d1", "d2", "diff", "low", "high", "p_value"])
-    between["p_holm"] = holm(between["p_value"])
-    between["outcome"] = [_kappa_outcome(*r) for r in between[["low", "high", "p_holm"]].to_numpy()]
+        rows.append(
+            (
+                d1,
+                d2,
+                float(kc[d1] - kc[d2]),
+                *percentile_interval(diff),
+                bootstrap_p(diff),
+                equivalence_p(diff, KAPPA_MARGIN),
+            )
+        )
+    between = pd.DataFrame(rows, columns=["d1", "d2", "diff", "low", "high", "p_value", "p_equivalence"])
+    between["p_holm"], _, words = family_words(between["diff"], between["p_value"], between["p_equivalence"])
+    between["outcome"] = [{"better": "higher", "worse": "lower"}.get(w, w) for w in words]
     return per_dataset, between
 
 

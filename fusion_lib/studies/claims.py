@@ -28,8 +28,7 @@ from fusion_lib.studies.stats import (
     MARGIN,
     VERDICT_WORDS,
     Difference,
-    holm,
-    interval_word,
+    family_words,
     paired_difference,
     pooled_difference,
 )
@@ -75,6 +74,7 @@ def _row(dataset: str, method: str, baseline: str, d: Difference) -> dict:
         "low": d.low,
         "high": d.high,
         "p_value": d.p_value,
+        "p_equivalence": d.p_equivalence(),
         "n_images": d.n_images,
         "n_seeds": d.n_seeds,
         "difference (points, 95% CI)": d.text(),
@@ -82,14 +82,14 @@ def _row(dataset: str, method: str, baseline: str, d: Difference) -> dict:
 
 
 def _adjust(rows: list[dict], words: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """The rows as one family: Holm-adjusted p-values and each row's word (``words`` renames them)."""
+    """The rows as one family (``stats.family_words``): Holm-adjusted superiority p-values (``p_holm``)
+    and each row's word (``words`` renames them)."""
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame["p_holm"] = holm(frame["p_value"].to_numpy())
-    frame["verdict"] = [
-        interval_word(r["low"], r["high"], p_adjusted=r["p_holm"]) for _, r in frame.iterrows()
-    ]
+    frame["p_holm"], _, frame["verdict"] = family_words(
+        frame["diff"], frame["p_value"], frame["p_equivalence"]
+    )
     if words:
         frame["verdict"] = frame["verdict"].map(lambda w: words.get(w, w))
     return frame

@@ -377,7 +377,8 @@ def compare(
 ) -> pd.DataFrame:
     """Accuracy difference A - B in points for each pair, with its paired 95% CI over seeds and test
     images: columns dataset, a, b, diff, low, high, p_value, text, verdict (a sentence) and word
-    (better / worse / equivalent / inconclusive, unadjusted: adjust a family with ``stats.holm``)."""
+    (better / worse / equivalent / inconclusive, unadjusted: word a family with ``stats.family_words``
+    from ``p_value`` and the TOST ``p_equivalence``)."""
     dataset = study.accuracy["dataset"].iloc[0]
     rows = []
     for a, b in pairs:
@@ -391,6 +392,7 @@ def compare(
                 "low": d.low,
                 "high": d.high,
                 "p_value": d.p_value,
+                "p_equivalence": d.p_equivalence(),
                 "text": d.text(),
                 "verdict": d.verdict(a, b),
                 "word": d.word(),

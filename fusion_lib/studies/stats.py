@@ -95,6 +95,12 @@ class Difference:
         """
         return interval_word(self.low, self.high, margin=margin, p_adjusted=p_adjusted)
 
+    def p_equivalence(self, margin: float = MARGIN) -> float:
+        """The TOST p-value of "inside ±``margin``" from the replicates (``equivalence_p``)."""
+        if self.replicates is None:
+            raise ValueError("p_equivalence needs the bootstrap replicates (from paired_difference)")
+        return equivalence_p(self.replicates, margin)
+
     def verdict(self, a: str, b: str, *, margin: float = MARGIN, p_adjusted: float | None = None) -> str:
         """A sentence saying ``word`` for methods ``a`` and ``b``, with the difference and its interval."""
         return verdict_sentence(a, b, self.word(margin=margin, p_adjusted=p_adjusted), self.text(), margin)
@@ -279,6 +285,41 @@ def bootstrap_p(replicates: np.ndarray) -> float:
     return float(min(1.0, max(2 * tail, 1 / len(r))))
 
 
+def equivalence_p(replicates: np.ndarray, margin: float) -> float:
+    """Bootstrap p-value of two one-sided tests (TOST) that the statistic lies inside ±``margin``: the
+    larger share of replicates at or beyond either bound, floored at 1 / n_boot. Below 0.025 exactly
+    when the 95% percentile interval lies inside the margin (up to ties at the bounds)."""
+    r = np.asarray(replicates)
+    return float(max(np.mean(r <= -margin), np.mean(r >= margin), 1 / len(r)))
+
+
+def family_words(
+    diffs: Sequence[float], p_superiority: Sequence[float], p_equivalence: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The words of a family of comparisons, both of its questions under one correction.
+
+    The two-sided superiority p-values and the TOST equivalence p-values of every comparison form one
+    Holm family; a comparison is "equivalent" when its adjusted TOST p is below 0.025 (2.5% a side, the
+    reading of a 95% interval inside the margin), else "better" / "worse" (by the sign of ``diffs``) when
+    its adjusted superiority p is below 0.05, else "inconclusive". Deciding equivalence on the unadjusted
+    interval and superiority after Holm, as the book once did, gave the two words different error rates.
+    Returns the adjusted superiority and equivalence p-values and the words, in the input order.
+    """
+    n = len(diffs)
+    if len(p_superiority) != n or len(p_equivalence) != n:
+        raise ValueError(
+            f"family_words needs one p of each kind per comparison: got {n} differences, "
+            f"{len(p_superiority)} superiority and {len(p_equivalence)} equivalence p-values"
+        )
+    adjusted = holm([*p_superiority, *p_equivalence]) if n else np.array([])
+    sup, eq = adjusted[:n], adjusted[n:]
+    words = [
+        "equivalent" if e < ALPHA / 2 else ("better" if d > 0 else "worse") if p < ALPHA else "inconclusive"
+        for d, p, e in zip(diffs, sup, eq)
+    ]
+    return sup, eq, words
+
+
 def paired_difference(
     correct_a: Sequence[np.ndarray] | np.ndarray,
     correct_b: Sequence[np.ndarray] | np.ndarray,
@@ -408,8 +449,9 @@ def score_table(
     (``image_ids`` identify the images, see ``bootstrap_means``). Columns: test ``accuracy`` in points
     with its 95% CI (``low``, ``high``) and ``text``; given a ``baseline`` (one of the models), every
     other model's paired difference to it (``paired_difference``): ``diff``, ``diff_low``,
-    ``diff_high``, ``p_value``, ``p_mcnemar`` (one seed), ``p_holm`` (Holm-adjusted over the models
-    compared), ``difference`` as text and its ``word``; the baseline's own row has NaN and "".
+    ``diff_high``, ``p_value``, ``p_mcnemar`` (one seed), ``p_holm`` (the superiority p Holm-adjusted
+    over the models compared, with their equivalence p-values in the family: ``family_words``),
+    ``difference`` as text and its ``word``; the baseline's own row has NaN and "".
     """
     if baseline is not None and baseline not in correct:
         raise ValueError(f"baseline {baseline!r} is not among the models {list(correct)}")
@@ -429,7 +471,12 @@ def score_table(
         m: paired_difference(correct[m], correct[baseline], image_ids=image_ids, n_boot=n_boot, seed=seed)
         for m in others
     }
-    adjusted = dict(zip(others, holm([d.p_value for d in diffs.values()]))) if others else {}
+    sup, eq, words = family_words(
+        [d.diff for d in diffs.values()],
+        [d.p_value for d in diffs.values()],
+        [d.p_equivalence() for d in diffs.values()],
+    )
+    adjusted, worded = dict(zip(others, sup)), dict(zip(others, words))
     compared = pd.DataFrame(
         [
             {
@@ -441,7 +488,7 @@ def score_table(
                 "p_mcnemar": np.nan if d.p_mcnemar is None else d.p_mcnemar,
                 "p_holm": adjusted[m],
                 "difference": d.text(),
-                "word": d.word(p_adjusted=adjusted[m]),
+                "word": worded[m],
             }
             for m, d in diffs.items()
         ],
