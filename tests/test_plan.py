@@ -104,6 +104,10 @@ def test_only_the_unchanged_book_profile_runs_the_plans_seeds():
     plan = load_plan()
     book = conf.design(get_profile("book"), plan)
     assert book.confirmatory and book.seeds == plan.seeds and book.experts == plan.experts
+    # the notebook's settings table shows the run's seeds on every dataset, not the profile's 0-4
+    shown = book.profile(get_profile("book"))
+    assert all(shown.seeds_for(d) == plan.seeds for d in plan.datasets)
+    assert shown.backbones == plan.experts
     for profile in (get_profile("ci"), get_profile("book", seeds=2)):
         check = conf.design(profile, plan)
         assert not check.confirmatory and not set(check.seeds) & set(plan.seeds)

@@ -8,7 +8,7 @@ datasets, experts and seeds, as a check of the machinery, and says so.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,6 +53,11 @@ class Design:
             f"This is {what}: {len(self.datasets)} dataset(s) ({', '.join(self.datasets)}), experts "
             f"{', '.join(self.experts)}, seeds {', '.join(map(str, self.seeds))}."
         )
+
+    def profile(self, base: Profile) -> Profile:
+        """``base`` as this run uses it: its datasets, experts and seeds, every seed on every dataset (the
+        plan's seeds replace the profile's, and no dataset is capped to fewer)."""
+        return replace(base, datasets=self.datasets, backbones=self.experts, seeds=self.seeds, max_seeds={})
 
 
 def design(profile: Profile, plan: ConfirmatoryPlan) -> Design:
