@@ -214,7 +214,7 @@ def test_cli_runs_and_prints_a_table(tmp_path, monkeypatch, capsys):
     assert "vs prob_avg (points, 95% CI)" in printed and "verdict (Holm)" in printed
     # the header says what the intervals cover, and how the words are read
     assert "hierarchical bootstrap over seeds and test images" in printed
-    assert "Holm's correction over the 2 comparisons" in printed and "±0.5 points" in printed
+    assert "the 2 comparisons (4 p-values) under one Holm correction" in printed and "±0.5 points" in printed
     for line in printed.splitlines():
         if line.startswith("moe_thumbnail"):
             assert re.search(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", line), line

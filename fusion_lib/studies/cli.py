@@ -110,9 +110,9 @@ def describe_intervals(result: ExperimentResult, baseline: str | None) -> str:
     if baseline:
         n = len(result.methods) - 1
         lines.append(
-            f"Verdicts against {baseline}: better / worse when the interval excludes zero after Holm's "
-            f"correction over the {n} comparisons, equivalent when it lies inside ±{MARGIN} points, "
-            "else inconclusive."
+            f"Verdicts against {baseline}: equivalent (inside ±{MARGIN} points, two one-sided tests), else "
+            f"better / worse (the difference is not zero), else inconclusive; both questions of the {n} "
+            f"comparisons ({2 * n} p-values) under one Holm correction."
         )
     return "\n".join(lines)
 
