@@ -250,3 +250,19 @@ def test_mean_std_labels():
     df = pd.DataFrame({"m": ["x", "x", "y"], "v": [0.5, 0.7, 0.9]})
     out = mean_std(df, ["m"], "v").set_index("m")
     assert out.loc["x", "mean ± std"] == "0.600 ± 0.141" and out.loc["y", "std"] == 0.0
+
+
+def test_the_agreement_study_can_measure_the_validation_split_only():
+    # a choice of experts read off the study must be able to see no test image
+    fs = _planted()
+    fs.features["val"] = {b: f[:120] for b, f in fs.features["val"].items()}  # val unlike test in size
+    fs.labels["val"], fs.thumbnails["val"] = fs.labels["val"][:120], fs.thumbnails["val"][:120]
+    config = experiment(seeds=[0], epochs=5, lr=0.05, batch_size=None)
+    on_val = run_agreement_study(fs, config, split="val")
+    drawn = fs.draw(0)
+    for b in fs.backbones:
+        assert len(on_val.correct[(b, 0)]) == len(drawn.labels["val"]) != len(drawn.labels["test"])
+    if "val" in drawn.indices:
+        np.testing.assert_array_equal(on_val.test_ids[0], drawn.indices["val"])
+    with pytest.raises(ValueError, match="split must be"):
+        run_agreement_study(fs, config, split="train")

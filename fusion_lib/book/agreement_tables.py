@@ -63,7 +63,7 @@ def bounds_table(bounds: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
 def candidates_table(
     candidates: AgreementStudy, pool: FeatureSet, experts: Sequence[str], dataset: str
 ) -> pd.DataFrame:
-    """Every candidate backbone on ``dataset``: family, mean test accuracy, GFLOPs, mean kappa and mean
+    """Every candidate backbone on ``dataset``: family, mean accuracy (on the study's split), GFLOPs, mean kappa and mean
     double fault with the other candidates, and whether it is one of the book's ``experts``."""
     kappa, fault = candidates.matrix("kappa"), candidates.matrix("double_fault")
     others = ~np.eye(len(kappa), dtype=bool)  # every pair but a backbone with itself

@@ -34,7 +34,7 @@ KAPPA_MARGIN = 0.05  # two datasets' kappa_c "equivalent" when their difference'
 
 @dataclass
 class AgreementStudy:
-    """Tidy results of one dataset over several seeds (test split).
+    """Tidy results of one dataset over several seeds, on the test split (or the one it was measured on).
 
     ``accuracy``: (dataset, backbone, seed, accuracy); ``pairs``: (dataset, seed, a, b, agreement, kappa,
     kappa_correct, double_fault) for every ordered pair (``kappa`` on the predicted labels,
@@ -81,27 +81,32 @@ class AgreementStudy:
         return m.loc[order, order].rename_axis(index="backbone", columns="backbone")
 
 
-def run_agreement_study(fs: FeatureSet, config: ExperimentConfig, progress: bool = False) -> AgreementStudy:
+def run_agreement_study(
+    fs: FeatureSet, config: ExperimentConfig, progress: bool = False, split: str = "test"
+) -> AgreementStudy:
     """Fit one probe per backbone per seed (``config.expert``, through the fit cache when
     ``config.fit_cache``, so an experiment on the same pool reuses them) and measure accuracy,
-    agreement, kappa (on labels and on correctness), double fault and the oracle bound on the test
-    split. Each seed draws its own split of the pool (``fs.draw``) and records its test images' pool
-    indices when the features carry them."""
+    agreement, kappa (on labels and on correctness), double fault and the oracle bound on ``split``
+    ("test", or "val" for a choice that must not see test images, such as which experts to use). Each
+    seed draws its own split of the pool (``fs.draw``) and records the measured images' pool indices when
+    the features carry them."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     fs = restrict(fs, config)
     acc_rows, pair_rows, bound_rows = [], [], []
     correct: dict[tuple[str, int], np.ndarray] = {}
     agree: dict[int, np.ndarray] = {}
     test_ids: dict[int, np.ndarray] = {}
     for run in seed_runs(fs, config, desc="agreement", progress=progress):
-        split, seed = run.fs, run.seed
-        y = split.labels["test"]
-        if run.test_ids is not None:
-            test_ids[seed] = np.asarray(run.test_ids, dtype=np.int64)
+        drawn, seed = run.fs, run.seed
+        y = drawn.labels[split]
+        if split in drawn.indices:
+            test_ids[seed] = np.asarray(drawn.indices[split], dtype=np.int64)
         probes = run.probes
-        preds = {b: probes[b]["test"].argmax(1) for b in fs.backbones}
+        preds = {b: probes[b][split].argmax(1) for b in fs.backbones}
         for b, p in preds.items():
             correct[(b, seed)] = p == y
-        chosen = best_single(probes, split)
+        chosen = best_single(probes, drawn)
         correct[("best_single", seed)] = correct[(chosen, seed)]
         correct[("oracle", seed)] = np.any([correct[(b, seed)] for b in fs.backbones], axis=0)
         distinct = [(a, b) for i, a in enumerate(fs.backbones) for b in fs.backbones[i + 1 :]]
