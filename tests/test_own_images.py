@@ -47,7 +47,14 @@ def test_report_on_a_tiny_image_folder(tmp_path):
     args = ["report", str(folder), "--out", str(out), "--profile", "ci", "-p", "seeds", "1"]
     assert build.main([*args, "-p", "epochs", "3"]) == 0
     page = (out / own_images.REPORT_NAME).read_text()
+    # the page opens with the recommendation, then says how the folder was tested and why
+    first = page.split("</h1><p>", 1)[1]
+    assert first.startswith(("Use ", "Nothing is distinguishable"))
+    assert "Repeated stratified 5-fold cross-validation, 1 repeat(s)" in page
+    assert "every image is tested once per repeat" in page
     for title in (
+        "What to use",
+        "Where the gain comes from",
         "At a glance",
         "Do the backbones agree?",
         "Does fusion help, and does routing? (C2)",
@@ -56,7 +63,7 @@ def test_report_on_a_tiny_image_folder(tmp_path):
         assert f"<h2>{title}</h2>" in page
     # a class name without a word vector skips the label-space part with a note naming it
     assert "Skipped" in page and "qzxvy" in page and "--alias NAME" in page
-    assert page.count('<img src="data:image/png;base64,') >= 3
+    assert page.count('<img src="data:image/png;base64,') >= 4
     metrics = pd.read_csv(out / own_images.METRICS_NAME)
     assert {"moe_thumbnail", "best_fixed", "best_single", "oracle"} <= set(metrics["method"])
     accuracy = metrics[(metrics["metric"] == "accuracy") & (metrics["method"] == "oracle")]["value"]
@@ -74,5 +81,8 @@ def test_report_with_aliases_runs_the_label_space_part(tmp_path):
     assert not words.text.startswith("Skipped")
     table = words.parts[0]
     assert list(table.columns) == ["difference (points, 95% CI)", "verdict"] and len(table) >= 2
-    assert "3 classes (circle, qzxvy, stick)" in intro
+    assert "3 classes (circle, qzxvy, stick), 30 images" in intro
+    # every image tested once per repeat: the per-class counts cover the folder
+    per_class = next(s for s in sections if s.title == "Where the gain comes from").parts[0]
+    assert per_class["tests"].sum() == 30 and set(per_class.index) == {"circle", "qzxvy", "stick"}
     assert "Images read upright (EXIF orientation), first frame only, transparent pixels on white." in intro

@@ -4,19 +4,25 @@
 The report answers a practitioner's first question, "would fusing backbones help on my images, and
 which ones?", with the book's own code and settings (a profile, ``book`` by default):
 
-1. the folder is split stratified, 60/20/20 of what it holds (``folder_sizes``), and every backbone of
-   the profile extracts its features (cached, with progress bars); each file is read as a person sees
+1. every backbone of the profile extracts the features of every image of the folder (cached, with
+   progress bars; ``folder_sizes``); a folder under ``CrossValidation.max_images`` is then tested by
+   repeated stratified k-fold cross-validation (``studies.cross_validation``: every image tested once
+   per repeat), a larger one by one stratified 60/20/20 split per seed; each file is read as a person sees
    it (``datasets.read_image``: upright by its EXIF orientation, the first frame of an animated GIF or
    multi-page TIFF, transparent pixels on white or on ``--background``);
-2. **agreement**: each backbone's linear probe, how often pairs agree, Cohen's kappa on labels and on
+2. **what to use** (``studies.recommend``): the cheapest method within the margin of the best on
+   validation, its test gain over the best single backbone, its compute and the backbones it could drop,
+   and per class the test images it gains and loses;
+3. **agreement**: each backbone's linear probe, how often pairs agree, Cohen's kappa on labels and on
    correctness, and the oracle bound (notebook 02's study);
-3. **fusion**: every method of notebook 03 that needs no second gate family, with test accuracy, its
-   95% interval over seeds and test images, and the paired difference to ``best_fixed`` with its word;
-4. **verdicts**: the two C2 questions on this folder (does fusion help, does per-image adaptivity help);
-5. **word vectors** (C3): where every class name has a GloVe vector (``--alias NAME WORDS`` maps one
+4. **fusion**: every method of notebook 03 that needs no second gate family, with test accuracy, its
+   95% interval over seeds (or repeats) and test images, and the paired difference to ``best_fixed``
+   with its word;
+5. **verdicts**: the two C2 questions on this folder (does fusion help, does per-image adaptivity help);
+6. **word vectors** (C3): where every class name has a GloVe vector (``--alias NAME WORDS`` maps one
    that has not), the label-space blend against the visual fusion; otherwise the section says which
    names lack a vector and how to alias them, and the rest of the report stands;
-6. **the gallery** of test images where the experts disagree (notebook 03's figure).
+7. **the gallery** of test images where the experts disagree (notebook 03's figure).
 
 It writes ``DIR/report.html`` (one self-contained page: figures inline) and ``DIR/metrics.csv``.
 """
@@ -30,7 +36,7 @@ import io
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -44,6 +50,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from fusion_lib.book.profiles import Profile
+    from fusion_lib.studies.cross_validation import CrossValidation
+    from fusion_lib.studies.recommend import Recommendation
 
 log = logging.getLogger("fusion_lib.book.own_images")
 
@@ -119,8 +127,9 @@ border-left:3px solid #f0b400}"""
 
 
 def render(title: str, intro: str, sections: Sequence[Section]) -> str:
-    """The report as one HTML page (figures inline as PNG, tables scroll sideways where wide)."""
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
+    """The report as one HTML page (figures inline as PNG, tables scroll sideways where wide); a blank
+    line in ``intro`` starts a new paragraph."""
+    body = [f"<h1>{html.escape(title)}</h1>"] + [f"<p>{html.escape(p)}</p>" for p in intro.split("\n\n")]
     for s in sections:
         body += [f"<h2>{html.escape(s.title)}</h2>", f"<p>{html.escape(s.text)}</p>"]
         body += [_part_html(p) for p in s.parts]
@@ -130,12 +139,13 @@ def render(title: str, intro: str, sections: Sequence[Section]) -> str:
     )
 
 
-def _agreement(profile: Profile, name: str, fs: Any) -> Section:
+def _agreement(profile: Profile, name: str, fs: Any, seeds: Sequence[int]) -> Section:
     from fusion_lib.book.study_figures import agreement_matrices_figure
     from fusion_lib.data.backbones import short_name
     from fusion_lib.studies.agreement import run_agreement_study
 
-    study = run_agreement_study(fs, profile.experiment_config(name))  # its probes serve every section
+    # its probes serve every section (the fit cache): the same fits, one per seed or fold
+    study = run_agreement_study(fs, profile.experiment_config(name, seeds=tuple(seeds)))
     pairs = study.pairs[study.pairs["a"] < study.pairs["b"]]
     pairs = pairs.groupby(["a", "b"], sort=False)[["agreement", "kappa", "kappa_correct", "double_fault"]]
     pairs = pairs.mean().round(3).rename(index=short_name)
@@ -143,7 +153,7 @@ def _agreement(profile: Profile, name: str, fs: Any) -> Section:
     bounds = study.bounds[["best_single", "mean_single", "oracle"]].mean().mul(100).round(2)
     return Section(
         "Do the backbones agree?",
-        "Each backbone's linear probe on the test images (mean over seeds): how often each pair gives the "
+        "Each backbone's linear probe on the test images (mean over fits): how often each pair gives the "
         "same answer, Cohen's kappa on the answers and on being right (agreement beyond what the two "
         "accuracies imply), and the share both get wrong (double fault). Fusion has room only where they "
         "differ; the oracle, right whenever some backbone is, bounds what any per-image choice can reach.",
@@ -157,8 +167,11 @@ def _agreement(profile: Profile, name: str, fs: Any) -> Section:
     )
 
 
-def _word_vectors(profile: Profile, name: str, fs: Any, aliases: Mapping[str, str]) -> Section:
+def _word_vectors(
+    profile: Profile, name: str, fs: Any, seeds: Sequence[int], aliases: Mapping[str, str]
+) -> Section:
     from fusion_lib.fusion.label_space import class_vectors, load_vectors
+    from fusion_lib.studies.cross_validation import FoldedPool, merge_runs
     from fusion_lib.studies.label_study import aliases_for, compare, run_label_study
 
     title = "Do word vectors of the class names help? (C3)"
@@ -175,14 +188,19 @@ def _word_vectors(profile: Profile, name: str, fs: Any, aliases: Mapping[str, st
                 "(repeatable), e.g. --alias my_cat_breed 'cat'."
             ],
         )
-    study = run_label_study(fs, vectors, profile.experiment_config(name, aliases=used), progress=True)
+    study = run_label_study(
+        fs, vectors, profile.experiment_config(name, aliases=used, seeds=tuple(seeds)), progress=True
+    )
+    if isinstance(fs, FoldedPool):  # one row per repeat holding every image, as for the fusion result
+        correct, ids = merge_runs(study.correct, study.image_ids, fs)
+        study = replace(study, correct=correct, image_ids=ids)
     table = compare(study)[["a", "b", "text", "word"]]
     return Section(
         title,
         "The visual fusion blended with a model that maps features into the GloVe space of the class "
         "names (weight chosen on validation), against the visual fusion alone and against the same "
         "blend with random class vectors; paired differences in accuracy points, 95% intervals over seeds "
-        "and test images.",
+        "and test images (repeats and images where the folder is cross-validated).",
         [
             table.rename(columns={"text": "difference (points, 95% CI)", "word": "verdict"}).set_index(
                 ["a", "b"]
@@ -195,13 +213,17 @@ def study_folder(
     path: str | Path,
     profile: str = "book",
     aliases: Mapping[str, str] | None = None,
+    cv: CrossValidation | None = None,
     **overrides: Any,
 ) -> tuple[str, list[Section], pd.DataFrame]:
-    """Run the book's study on an ImageFolder: the report's intro, its sections and the metrics frame."""
+    """Run the book's study on an ImageFolder: the report's intro (its paragraphs separated by blank
+    lines, the recommendation first), its sections and the metrics frame. ``cv`` decides whether the
+    folder is cross-validated (``CrossValidation.applies``) or split once per seed."""
     from fusion_lib.book.moe_figures import disagreement_gallery, forest_figure
     from fusion_lib.book.profiles import get_profile
     from fusion_lib.data.backbones import short_name
     from fusion_lib.studies.claims import C2_QUESTIONS, compare_pairs, question_table
+    from fusion_lib.studies.cross_validation import CrossValidation, FoldedPool, folded, merge_folds
     from fusion_lib.studies.methods import SINGLE_PREFIX
     from fusion_lib.studies.runner import run_experiment
 
@@ -209,17 +231,24 @@ def study_folder(
     name = str(Path(path).expanduser())
     sizes = overrides.pop("sizes", None) or folder_sizes(name)
     P = get_profile(profile, datasets=[name], sizes=sizes, **overrides)
-    log.info(
-        "%s: %s/%s/%s train/val/test images, profile %s", name, sizes.train, sizes.val, sizes.test, P.name
-    )
+    n_images = sizes.train + sizes.val + sizes.test
+    cv = cv or CrossValidation()
     fs = P.feature_set(name)
+    seeds = P.seeds_for(name)
+    pool = folded(fs, cv, seeds) if cv.applies(n_images) else fs
+    if isinstance(pool, FoldedPool):
+        runs, design = pool.run_seeds, cv.describe(n_images, pool.folds, list(pool.repeats))
+    else:
+        runs, design = seeds, cv.describe(n_images, cv.folds, seeds)
+    log.info("%s: %s images, profile %s. %s", name, n_images, P.name, design)
     methods = [f"{SINGLE_PREFIX}{b}" for b in P.backbones] + list(REPORT_METHODS)
-    config = P.experiment_config(name, methods=methods)
-    result = run_experiment(config, feature_set=fs, progress=True)
+    config = P.experiment_config(name, methods=methods, seeds=runs)
+    fits = run_experiment(config, feature_set=pool, progress=True)
+    result = merge_folds(fits, pool) if isinstance(pool, FoldedPool) else fits
     label = Path(name).name  # what tables and figures call the folder
     results = {label: result}
     comparisons = compare_pairs(results)
-    seed0 = P.seeds_for(name)[0]
+    advice = _advice(result, pool, config)
     questions = {**C2_QUESTIONS, "Room left for any per-image choice": ("oracle", "best_single")}
     differences = {q: result.compare(m, b) for q, (m, b) in questions.items()}
     verdicts = pd.DataFrame(
@@ -233,22 +262,25 @@ def study_folder(
             for q, (m, b) in questions.items()
         ]
     ).set_index("question")
+    over = "repeats and images" if isinstance(pool, FoldedPool) else "seeds and test images"
     sections = [
+        _what_to_use(advice),
+        _per_class(result, advice, fs.class_names),
         Section(
             "At a glance",
-            "The report's answers on this folder, each a paired difference in test accuracy (points) with "
-            "its 95% interval over seeds and test images: better (or worse) when the interval excludes 0, "
+            f"The report's answers on this folder, each a paired difference in test accuracy (points) with "
+            f"its 95% interval over {over}: better (or worse) when the interval excludes 0, "
             "equivalent when it lies within ±0.5 points, inconclusive when it is too wide to tell (more "
             "test images narrow it). The sections below give the detail.",
             [verdicts],
         ),
-        _agreement(P, name, fs),
+        _agreement(P, name, pool, runs),
         Section(
             "Does fusion help, and does routing? (C2)",
             "Does fusion help: the thumbnail-gated mixture (moe_thumbnail) against the single backbone "
             "best on validation. Does per-image adaptivity help: the same mixture against the strongest "
             "fusion that weighs every image alike (best_fixed, chosen on validation). Differences in "
-            "accuracy points with 95% intervals over seeds and test images; better / worse when the "
+            f"accuracy points with 95% intervals over {over}; better / worse when the "
             "interval excludes 0 (Holm-adjusted), equivalent when it lies within ±0.5 points.",
             [question_table(results, comparisons), forest_figure(comparisons)],
         ),
@@ -258,17 +290,20 @@ def study_folder(
             "difference to best_fixed. oracle peeks at the label: a bound, not a method.",
             [result.table("best_fixed").rename(index=short_name)],
         ),
-        _word_vectors(P, name, fs, aliases or {}),
+        _word_vectors(P, name, pool, runs, aliases or {}),
     ]
+    first = runs[0]
     try:
-        gallery = disagreement_gallery(results, {label: fs}, {label: P.dataset_splits(name)}, seed0, n=3)
+        gallery = disagreement_gallery(
+            {label: fits}, {label: pool}, {label: P.dataset_splits(name)}, first, n=3
+        )
         sections.append(
             Section(
                 "Where the experts disagree",
-                f"Test images of seed {seed0} where some backbones are right and some wrong, each beside "
-                "the thumbnail the gate saw; bars are the gate's weight on each expert (green: that expert "
-                "is right), labelled with its answer. The gate is shrunk towards a fixed fusion (by a weight chosen "
-                "on validation), so where the bars are about equal that fusion decides.",
+                f"Test images of the first fit (seed {first}) where some backbones are right and some wrong, each "
+                "beside the thumbnail the gate saw; bars are the gate's weight on each expert (green: that "
+                "expert is right), labelled with its answer. The gate is shrunk towards a fixed fusion (by a "
+                "weight chosen on validation), so where the bars are about equal that fusion decides.",
                 [gallery],
             )
         )
@@ -276,14 +311,72 @@ def study_folder(
         sections.append(Section("Where the experts disagree", str(exc)))
     minutes = (time.perf_counter() - start) / 60
     intro = (
-        f"The book's study (profile {P.name}: backbones {', '.join(P.backbones)}; "
-        f"seeds {', '.join(map(str, P.seeds_for(name)))}; features at {P.input_size or 'native'} px, {P.thumbnail_size} px "
-        f"thumbnails) on {name}: {fs.n_classes} classes ({', '.join(fs.class_names)}), "
-        f"{sizes.train}/{sizes.val}/{sizes.test} train/validation/test images, drawn stratified. "
+        f"{advice.sentence()}\n\n"
+        f"The book's study (profile {P.name}: backbones {', '.join(P.backbones)}; features at "
+        f"{P.input_size or 'native'} px, {P.thumbnail_size} px thumbnails) on {name}: {fs.n_classes} classes "
+        f"({', '.join(fs.class_names)}), {n_images} images. {design} "
         f"Images read upright (EXIF orientation), first frame only, transparent pixels on "
         f"{_colour_name(P.background)}. Computed in {minutes:.1f} min."
     )
     return intro, sections, result.metrics
+
+
+def _advice(result: Any, pool: Any, config: Any) -> Recommendation:
+    """``recommend`` on the result, with leave-one-out refits of the recommended method only (each
+    refit costs a run of that method per fit; every method's would multiply the report's time)."""
+    from fusion_lib.studies.recommend import is_single, leave_one_out, recommend
+
+    first = recommend(result)
+    if is_single(first.method):
+        return first
+    table = leave_one_out(result, pool, config, first.method)
+    return recommend(result, leave_one_out=table)
+
+
+def _what_to_use(advice: Recommendation) -> Section:
+    parts: list[Any] = [advice.candidates.round(2).rename_axis("method")]
+    text = (
+        f"The recommendation above, and how it was chosen: each method's validation accuracy (mean over "
+        f"fits) and backbone compute; every method within {advice.margin:g} points of the best on "
+        "validation qualifies, and the cheapest of them is recommended, without looking at test data. "
+        f"The test check compares {advice.compared} with the single backbone best on validation."
+    )
+    if advice.leave_one_out is not None:
+        parts.append(advice.leave_one_out.round(2))
+        text += (
+            f" The second table refits {advice.method} without each of its backbones in turn (only this "
+            "method: refitting every method would multiply the report's time); a backbone whose removal "
+            f"costs at most {advice.margin:g} points of validation accuracy could be dropped."
+        )
+    return Section("What to use", text, parts)
+
+
+def _per_class(result: Any, advice: Recommendation, class_names: Sequence[str]) -> Section:
+    from fusion_lib.studies.recommend import BASELINE, per_class_changes
+
+    table = per_class_changes(result, advice.compared, class_names)
+    return Section(
+        "Where the gain comes from",
+        f"Per class, the test images {advice.compared} classifies right and the best single backbone "
+        f"(chosen on validation) wrong (gained), and the reverse (lost), counted over every repeat's or "
+        f"seed's test images ({len(result.seeds)} of them). The accuracies are per class, in percent.",
+        [table.round(1), _per_class_figure(table, advice.compared, BASELINE)],
+    )
+
+
+def _per_class_figure(table: pd.DataFrame, method: str, baseline: str) -> Figure:
+    """Gained (right of 0) and lost (left of 0) test images per class, one bar each."""
+    import matplotlib.pyplot as plt
+
+    y = range(len(table))[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.35 * len(table)))
+    ax.barh(y, table["gained"], color="#2e7d32", label="gained (right, baseline wrong)")
+    ax.barh(y, -table["lost"], color="#c62828", label="lost (wrong, baseline right)")
+    ax.axvline(0, color="#444", linewidth=0.8)
+    ax.set_yticks(list(y), list(table.index))
+    ax.set(xlabel=f"test images: {method} against {baseline}", ylabel="class")
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
 
 
 def _colour_name(colour: tuple[int, int, int]) -> str:

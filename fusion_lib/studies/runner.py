@@ -59,8 +59,9 @@ def load_features(config: ExperimentConfig) -> FeatureSet:
     return load_feature_set(config.data, config.train.device)
 
 
-def _metrics(out: MethodOutput, fs: FeatureSet) -> dict[str, float]:
-    y_test, y_val = fs.labels["test"], fs.labels["val"]
+def method_metrics(out: MethodOutput, labels: dict[str, np.ndarray]) -> dict[str, float]:
+    """The metrics rows of one method's output on one seed whose val and test ``labels`` are given."""
+    y_test, y_val = labels["test"], labels["val"]
     res = {
         "accuracy": M.accuracy(y_test, out.predictions("test")),
         "val_accuracy": M.accuracy(y_val, out.predictions("val")),
@@ -243,7 +244,7 @@ def run_experiment(
             image_ids[run.seed] = run.test_ids
         for method in tqdm(methods, desc=f"seed {run.seed}", leave=False, disable=not progress):
             out = outputs[(method, run.seed)] = run.output(method)
-            for metric, value in _metrics(out, run.fs).items():
+            for metric, value in method_metrics(out, run.fs.labels).items():
                 rows.append((pool.dataset, method, run.seed, metric, float(value)))
         if "experts" in vars(run):  # only what the seed computed anyway (a cached property)
             experts[run.seed] = run.experts
