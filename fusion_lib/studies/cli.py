@@ -17,6 +17,7 @@ from fusion_lib.data.spec import (
     DEFAULT_SIZES,
     DEFAULT_THUMBNAIL_SIZE,
     FeatureSpec,
+    check_dataset,
     default_sizes,
 )
 from fusion_lib.fusion.training import TrainConfig
@@ -130,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.compare and a.methods != "all" and a.compare not in validation.split_names(a.methods):
         methods = f"{a.compare},{a.methods}"  # the baseline must run to be compared with
     try:
-        sizes = default_sizes(validation.dataset(a.dataset))
+        sizes = default_sizes(check_dataset(a.dataset))
         data = FeatureSpec(
             a.dataset,
             a.backbones,
