@@ -22,7 +22,7 @@ from fusion_lib.data.spec import (
 )
 from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies.config import ExperimentConfig, check_compare
-from fusion_lib.studies.methods import METHODS
+from fusion_lib.studies.registry import method_names
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
 from fusion_lib.studies.stats import MARGIN
 
@@ -41,7 +41,7 @@ def add_selection_arguments(p: argparse.ArgumentParser, *, sizes_per_dataset: bo
     p.add_argument(
         "--methods",
         default=d.methods,
-        help=f"comma-separated names or 'all' (the registry's: {', '.join(METHODS)}, single_<backbone>)",
+        help=f"comma-separated names or 'all' (the registry's: {', '.join(method_names())}, single_<backbone>)",
     )
     p.add_argument("--seeds", type=int, default=len(d.seeds), help="number of seeds (0..n-1)")
     for split in SPLITS:
