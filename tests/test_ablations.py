@@ -12,7 +12,7 @@ from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.two_stage import TwoStageConfig, TwoStageMoE
 from fusion_lib.studies.ablations import (
     ABLATION_COLUMNS,
-    SeedRuns,
+    AblationRuns,
     Variant,
     paired_deltas,
     run_ablation,
@@ -22,8 +22,8 @@ from fusion_lib.studies.ablations import (
     verdicts,
 )
 from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.methods import ANCHORS
 from fusion_lib.studies.runner import run_experiment
+from fusion_lib.studies.seed_run import ANCHORS
 from fusion_lib.studies.stats import paired_difference
 
 C, D, T = 3, 6, 16
@@ -128,7 +128,7 @@ def ablation(pool):
         "half data": Variant(pool, train_fraction=0.5),
         "MLP experts": Variant(pool, expert="mlp"),
     }
-    runs = SeedRuns(config())
+    runs = AblationRuns(config())
     results = run_ablation("demo", variants, runs, reference="book recipe", progress=False)
     return variants, runs, results
 
@@ -223,7 +223,7 @@ def test_settings_equal_to_the_reference_share_fits(pool, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(TwoStageMoE, "fit", counting_fit)
-    runs = SeedRuns(config())
+    runs = AblationRuns(config())
     variants = {
         "chosen": Variant(pool),
         "8 px": Variant(pool, {"thumbnail_sizes": (8,)}),
@@ -261,11 +261,11 @@ def test_paired_deltas_of_a_run_pair_each_seeds_images(ablation):
 def test_variants_from_different_pools_are_refused(make_planted):
     a, b = (make_planted({"x": 1.0, "y": 1.0}, sizes=(30, 15, 15), seed=s) for s in (0, 1))
     with pytest.raises(ValueError, match="different test images.*one FeatureSet pool"):
-        run_ablation("x", {"a": Variant(a), "b": Variant(b)}, SeedRuns(config()), progress=False)
+        run_ablation("x", {"a": Variant(a), "b": Variant(b)}, AblationRuns(config()), progress=False)
 
 
 def test_run_ablation_and_variant_reject_bad_input(pool):
-    runs = SeedRuns(config())
+    runs = AblationRuns(config())
     with pytest.raises(ValueError, match="no variants"):
         run_ablation("e", {}, runs)
     with pytest.raises(ValueError, match="at least one seed"):

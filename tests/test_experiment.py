@@ -15,8 +15,9 @@ from fusion_lib.fusion.training import TrainConfig, fit_module
 from fusion_lib.studies import cli
 from fusion_lib.studies import runner as E
 from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.methods import METHODS, SeedRun, resolve_methods
+from fusion_lib.studies.registry import method_names, resolve_methods
 from fusion_lib.studies.runner import run_experiment
+from fusion_lib.studies.seed_run import SeedRun
 
 C, D, T = 3, 8, 8
 NAMES = ["cat", "dog", "fish"]
@@ -55,7 +56,7 @@ def planted_run():
 
 def test_all_expands_to_every_registered_method():
     names = resolve_methods("all", ["a", "b"])
-    assert names == ["single:a", "single:b"] + list(METHODS)
+    assert names == ["single:a", "single:b"] + method_names()
     assert {
         "best_single",
         "concat",

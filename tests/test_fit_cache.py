@@ -23,8 +23,8 @@ from fusion_lib.fusion.label_space import class_vectors
 from fusion_lib.studies import fit_cache
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.label_study import run_label_study
-from fusion_lib.studies.methods import SeedRun
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
+from fusion_lib.studies.seed_run import SeedRun
 
 # Methods that between them fit every cached kind: probes, out-of-fold probes, two-stage gates (static,
 # noisy, and moe_thumbnail's through blend_label), jointly trained mixtures (with and without label
@@ -224,7 +224,7 @@ def test_an_unreadable_entry_warns_and_is_fit_again(fits, monkeypatch, damage):
 
 
 def test_two_threads_asking_for_one_fit_fit_it_once(fits):
-    store = fit_cache.SeedFits({"run": "test"})
+    store = fit_cache.FitCache({"run": "test"})
     calls, results = [], []
 
     def fit() -> np.ndarray:
@@ -244,7 +244,7 @@ def test_two_threads_asking_for_one_fit_fit_it_once(fits):
 def test_an_entry_never_holds_a_feature_set(fits):
     fs, _ = planted()
     with pytest.raises(TypeError, match="must not hold a FeatureSet"):
-        fit_cache.SeedFits({"run": "test"}).get("bad", {}, lambda: {"model": 1, "data": fs})
+        fit_cache.FitCache({"run": "test"}).get("bad", {}, lambda: {"model": 1, "data": fs})
     assert not list(fits.glob("*.pkl"))
 
 

@@ -16,12 +16,13 @@ from fusion_lib.data.datasets import (
     BadImagesError,
     MultiFrameWarning,
     SplitSizes,
+    check_background,
     load_dataset,
     read_image,
     to_rgb,
 )
 from fusion_lib.data.spec import FeatureSpec
-from fusion_lib.data.validation import ParameterError, background
+from fusion_lib.data.validation import ParameterError
 
 SIZES = SplitSizes(2, 2, 2)
 BLUE, ORANGE, RED, GREEN = (0, 0, 255), (255, 128, 0), (255, 0, 0), (0, 255, 0)
@@ -214,11 +215,11 @@ def test_array_datasets_keep_their_cache_keys(name):
 
 
 def test_background_is_checked_and_reaches_the_spec_the_profile_and_the_report(tmp_path, monkeypatch):
-    assert background("white") == (255, 255, 255) and background(" Black ") == (0, 0, 0)
-    assert background("128, 64,0") == (128, 64, 0) and background([1, 2, 3]) == (1, 2, 3)
+    assert check_background("white") == (255, 255, 255) and check_background(" Black ") == (0, 0, 0)
+    assert check_background("128, 64,0") == (128, 64, 0) and check_background([1, 2, 3]) == (1, 2, 3)
     for bad in ("red", "256,0,0", "1,2", [1.0, 2, 3], (True, 0, 0)):
         with pytest.raises(ParameterError, match="background must be"):
-            background(bad)
+            check_background(bad)
     folder = str(_folder(tmp_path / "f"))
     assert FeatureSpec(folder, ("squeezenet1_1",), SIZES, background=[0, 0, 0]).background == (0, 0, 0)
     profile = get_profile("ci", datasets=[folder], sizes=[2, 2, 2], background="10,20,30")

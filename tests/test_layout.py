@@ -1,5 +1,6 @@
-"""The package layout: each layer imports only the layers below it, the command lines of the README
-start, the top package stays light, and facts shared across layers are defined once."""
+"""The package layout: each layer imports only the layers below it, no module imports itself through
+others, the command lines of the README start, the top package stays light, and facts shared across
+layers are defined once."""
 
 import ast
 import subprocess
@@ -64,6 +65,70 @@ def test_each_layer_imports_only_the_layers_below():
         if (_layer(name) or 0) > own  # None: the top package or a third-party module
     ]
     assert not upward, f"imports from a higher layer (LAYERS: {LAYERS}): {upward}"
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Each fusion_lib module -> the fusion_lib modules it imports, anywhere in it (``from a import b``
+    names the module ``a.b`` when there is one, else ``a``)."""
+    modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+    def module_of(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    return {
+        module: {m for _, name in _imports(path) if (m := module_of(name)) not in (None, module)}
+        for module, path in modules.items()
+    }
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph`` (its modules, the first repeated at the end), or None."""
+    state: dict[str, str] = {}  # "open" while on the path being walked, then "done"
+    path: list[str] = []
+
+    def walk(module: str) -> list[str] | None:
+        state[module] = "open"
+        path.append(module)
+        for m in sorted(graph[module]):
+            if state.get(m) == "open":
+                return path[path.index(m) :] + [m]
+            if m not in state and (found := walk(m)):
+                return found
+        state[module] = "done"
+        path.pop()
+        return None
+
+    return next((found for module in sorted(graph) if module not in state and (found := walk(module))), None)
+
+
+def test_no_module_imports_itself_through_others():
+    # imports inside functions count: a circle closed by one only bites later, when the function runs
+    circle = _circle(_module_graph())
+    assert circle is None, f"import circle: {' -> '.join(circle)}"
+
+
+def test_the_circle_check_finds_a_circle():
+    assert _circle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert _circle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_method_registry_is_a_leaf_that_loads_the_builtin_methods_on_first_lookup():
+    # the config checks names through the registry alone; the first lookup imports the method bodies
+    code = (
+        "import sys; from fusion_lib.studies import registry; "
+        "assert registry.BUILTIN_METHODS not in sys.modules; "
+        "from fusion_lib.studies.config import ExperimentConfig; "
+        "assert ExperimentConfig(methods='moe_thumbnail,single_a').methods == 'moe_thumbnail,single_a'; "
+        "assert registry.BUILTIN_METHODS in sys.modules and 'blend_label' in registry.method_names()"
+    )
+    run = _run("-c", code)
+    assert run.returncode == 0, run.stderr
+    studies = {
+        m for m in _module_graph()["fusion_lib.studies.registry"] if m.startswith("fusion_lib.studies")
+    }
+    assert not studies, f"the registry imports {studies}"
 
 
 @pytest.mark.parametrize(

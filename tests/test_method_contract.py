@@ -10,23 +10,22 @@ from configs import experiment
 from test_experiment import planted
 
 from fusion_lib.fusion.label_space import class_vectors
-from fusion_lib.studies.methods import (
+from fusion_lib.studies.registry import (
     FAMILIES,
     FIT_ON,
-    METHODS,
     SINGLE_PREFIX,
-    SeedRun,
     method_info,
     method_names,
     register_method,
     resolve_methods,
     selectable,
 )
+from fusion_lib.studies.seed_run import SeedRun
 
 FS, VECTORS = planted(sizes=(120, 60, 60))
 CLASS_VECS = class_vectors(FS.class_names, VECTORS)
 CONFIG = experiment(seeds=[0], epochs=4, top_k=[1])
-NAMES = [f"{SINGLE_PREFIX}{b}" for b in FS.backbones] + list(METHODS)
+NAMES = [f"{SINGLE_PREFIX}{b}" for b in FS.backbones] + method_names()
 
 
 def outputs(fs, name):
@@ -61,7 +60,7 @@ def test_every_registered_method_keeps_the_contract(name):
                 np.testing.assert_array_equal(blind.probs[split], out.probs[split])
 
 
-@pytest.mark.parametrize("name", [n for n in METHODS if METHODS[n].needs_class_vectors])
+@pytest.mark.parametrize("name", method_names(needs_class_vectors=True))
 def test_methods_that_need_class_vectors_say_so(name):
     with pytest.raises(ValueError, match="class vectors"):
         SeedRun(FS, 0, CONFIG, None).output(name)
@@ -69,12 +68,12 @@ def test_methods_that_need_class_vectors_say_so(name):
 
 def test_methods_that_do_not_need_class_vectors_run_without_them():
     run = SeedRun(FS, 0, CONFIG, None)
-    for name in [n for n in METHODS if not METHODS[n].needs_class_vectors]:
+    for name in method_names(needs_class_vectors=False):
         assert run.output(name).predictions("test").shape == FS.labels["test"].shape
 
 
 def test_the_registry_is_the_one_place_names_are_checked():
-    assert resolve_methods("all", ["a"]) == ["single:a", *METHODS]
+    assert resolve_methods("all", ["a"]) == ["single:a", *method_names()]
     assert resolve_methods("single_a,prob_avg", ["a"]) == ["single:a", "prob_avg"]
     assert resolve_methods("single_x,prob_avg", None) == "single_x,prob_avg"  # backbones not known yet
     with pytest.raises(ValueError, match="unknown method 'nope'.*valid methods: single:a, best_single"):

@@ -16,7 +16,7 @@ from fusion_lib.book.figures import COLUMN_WIDTH, MAX_COLUMNS, panel_grid  # noq
 from fusion_lib.data.datasets import SplitSizes, from_arrays  # noqa: E402
 from fusion_lib.studies.claims import compare_pairs, diversity_effect, zoo_comparisons  # noqa: E402
 from fusion_lib.studies.gate_analysis import disagreement_examples  # noqa: E402
-from fusion_lib.studies.methods import SINGLE_PREFIX  # noqa: E402
+from fusion_lib.studies.registry import SINGLE_PREFIX  # noqa: E402
 from fusion_lib.studies.runner import run_experiment  # noqa: E402
 
 SIGNAL = {"a": 1.2, "b": 0.8, "c": 0.5}

@@ -6,7 +6,7 @@ import pytest
 from fusion_lib.book import moe_tables as mt
 from fusion_lib.book.profiles import get_profile
 from fusion_lib.studies.claims import compare_pairs
-from fusion_lib.studies.methods import method_names
+from fusion_lib.studies.registry import method_names
 
 
 @pytest.fixture(scope="module")

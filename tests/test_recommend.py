@@ -10,8 +10,8 @@ import pytest
 from configs import experiment
 from conftest import planted_feature_set
 
-from fusion_lib.studies.methods import MethodOutput
 from fusion_lib.studies.recommend import leave_one_out, per_class_changes, recommend
+from fusion_lib.studies.registry import MethodOutput
 from fusion_lib.studies.runner import RESULT_COLUMNS, ExperimentResult, run_experiment
 
 # method: (validation accuracy, GFLOPs per image)

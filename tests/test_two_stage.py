@@ -101,7 +101,8 @@ def test_thumbnail_size_is_chosen_on_validation(setup):
 def test_seed_run_shares_single_size_fits():
     from test_experiment import small_config
 
-    from fusion_lib.studies.methods import SeedRun, recipe
+    from fusion_lib.studies.methods import recipe
+    from fusion_lib.studies.seed_run import SeedRun
 
     fs, _ = planted()
     run = SeedRun(fs, 0, small_config(epochs=5), None)

@@ -19,8 +19,8 @@ from fusion_lib.studies.claims import (
     validation_choices,
 )
 from fusion_lib.studies.gate_analysis import disagreement_routing, disagreement_table
-from fusion_lib.studies.methods import ANCHORS, NON_ADAPTIVE, SeedRun
 from fusion_lib.studies.runner import run_experiment
+from fusion_lib.studies.seed_run import ANCHORS, NON_ADAPTIVE, SeedRun
 
 METHODS = [
     *NON_ADAPTIVE,

@@ -7,7 +7,8 @@ from configs import experiment
 from fusion_lib.book.profiles import get_profile
 from fusion_lib.data import backbones
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.data.validation import ParameterError, input_size
+from fusion_lib.data.spec import check_input_size
+from fusion_lib.data.validation import ParameterError
 from fusion_lib.studies.agreement import family_pairs, run_agreement_study, zoo_summary
 from fusion_lib.studies.claims import (
     ZOO_METHODS,
@@ -135,6 +136,6 @@ def test_minimum_input_size_comes_from_the_backbone_config():
     assert backbones.min_input_size("fid_inception_v3") == 75 == backbones.min_input_size("inception_v3")
     assert backbones.min_input_size("keras_xception") == 71 == backbones.min_input_size("legacy_xception")
     with pytest.raises(ParameterError, match="too small for fid_inception_v3: it needs at least 75"):
-        input_size(64, ["squeezenet1_1", "fid_inception_v3"])
+        check_input_size(64, ["squeezenet1_1", "fid_inception_v3"])
     with pytest.raises(ValueError, match="too small"):
         get_profile("ci", input_size=64)  # its diverse zoo holds the Inception-v3 port

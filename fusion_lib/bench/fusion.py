@@ -33,8 +33,8 @@ from fusion_lib.fusion import baselines
 from fusion_lib.fusion.label_space import class_vectors, load_vectors
 from fusion_lib.fusion.training import TrainConfig, num_threads, recorded_fits
 from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.engine import seed_mode
-from fusion_lib.studies.methods import SeedRun, any_needs_class_vectors, resolve_methods
+from fusion_lib.studies.registry import any_needs_class_vectors, resolve_methods
+from fusion_lib.studies.seed_run import SeedRun, seed_mode
 
 # What a SeedRun shares between methods: lazily made stages, read by attribute
 SHARED_STAGES = ("probes", "oof_probes", "experts", "anchor", "label_model")

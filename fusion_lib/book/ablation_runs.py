@@ -12,9 +12,17 @@ from fusion_lib.book.profiles import DATA_SEED
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
 from fusion_lib.fusion.two_stage import TwoStageConfig
-from fusion_lib.studies.ablations import SeedRuns, Variant, run_ablation, subsample_train, summarize, verdicts
+from fusion_lib.studies.ablations import (
+    AblationRuns,
+    Variant,
+    run_ablation,
+    subsample_train,
+    summarize,
+    verdicts,
+)
 from fusion_lib.studies.frontier import choose_on_validation
-from fusion_lib.studies.methods import ANCHORS, recipe, thumbnail_choices
+from fusion_lib.studies.methods import recipe, thumbnail_choices
+from fusion_lib.studies.seed_run import ANCHORS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -63,7 +71,7 @@ class AblationBook:
 
     dataset: str
     pool: FeatureSet
-    runs: SeedRuns
+    runs: AblationRuns
     thumbnail_size: int
     results: dict[str, pd.DataFrame] = field(default_factory=dict)
     summaries: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -77,7 +85,7 @@ class AblationBook:
         (drawn once with the data seed); validation and test keep the profile's sizes."""
         full = profile.feature_set(dataset)
         pool = subsample_train(full, min(1.0, max_train / len(full.labels["train"])), seed=DATA_SEED)
-        return cls(dataset, pool, SeedRuns(profile.experiment_config(dataset)), profile.thumbnail_size)
+        return cls(dataset, pool, AblationRuns(profile.experiment_config(dataset)), profile.thumbnail_size)
 
     def describe(self) -> str:
         """Images per seed in each split, and whether the test split is fixed."""

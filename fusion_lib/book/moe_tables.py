@@ -13,7 +13,7 @@ from fusion_lib.book.report import interval, markdown, table
 from fusion_lib.data.backbones import short_name
 from fusion_lib.studies.claims import C2_QUESTIONS, ZOO_METHODS, claim_word, pooled
 from fusion_lib.studies.gate_analysis import disagreement_table, gap_closed, routing_auc
-from fusion_lib.studies.methods import SINGLE_PREFIX, method_names
+from fusion_lib.studies.registry import SINGLE_PREFIX, method_names
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
 
 if TYPE_CHECKING:

@@ -224,7 +224,7 @@ def study_folder(
     from fusion_lib.data.backbones import short_name
     from fusion_lib.studies.claims import C2_QUESTIONS, compare_pairs, question_table
     from fusion_lib.studies.cross_validation import CrossValidation, FoldedPool, folded, merge_folds
-    from fusion_lib.studies.methods import SINGLE_PREFIX
+    from fusion_lib.studies.registry import SINGLE_PREFIX
     from fusion_lib.studies.runner import run_experiment
 
     start = time.perf_counter()
@@ -381,7 +381,7 @@ def _per_class_figure(table: pd.DataFrame, method: str, baseline: str) -> Figure
 
 def _colour_name(colour: tuple[int, int, int]) -> str:
     """A background colour as the report names it: white, black, or its R,G,B values."""
-    from fusion_lib.data.validation import BACKGROUNDS
+    from fusion_lib.data.datasets import BACKGROUNDS
 
     names = {c: n for n, c in BACKGROUNDS.items()}
     return names.get(tuple(colour), "RGB " + ",".join(map(str, colour)))

@@ -32,11 +32,19 @@ from fusion_lib.data.datasets import (
     Colour,
     DatasetSplits,
     SplitSizes,
+    check_background,
     load_dataset,
 )
 from fusion_lib.data.extraction import load_feature_set
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.data.spec import DEFAULT_BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_SIZES, FeatureSpec
+from fusion_lib.data.spec import (
+    DEFAULT_BACKBONES,
+    DEFAULT_INPUT_SIZE,
+    DEFAULT_SIZES,
+    FeatureSpec,
+    check_backbones,
+    check_input_size,
+)
 
 if TYPE_CHECKING:
     from fusion_lib.studies.config import ExperimentConfig
@@ -377,7 +385,7 @@ def _is_dataset(name: str) -> bool:
 
 
 def _backbones(value: Any) -> tuple[str, ...]:
-    return tuple(V.backbones(_names(value, "backbones")))
+    return tuple(check_backbones(_names(value, "backbones")))
 
 
 def _split_sizes(value: Any) -> SplitSizes:
@@ -453,10 +461,10 @@ _VALIDATORS = {
     "zero_shot_splits": lambda v: V.integer(v, "zero_shot_splits", 1),
     "seeds": V.seeds,
     "epochs": lambda v: V.integer(v, "epochs", 1),
-    "input_size": V.input_size,
+    "input_size": check_input_size,
     "thumbnail_size": V.thumbnail_size,
     "device": V.device,
     "download": lambda v: _bool(v, "download"),
     "data_root": _data_root,
-    "background": V.background,
+    "background": check_background,
 }

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fusion_lib.data.assets import asset_file, cache_root, fetch
 from fusion_lib.data.feature_set import SPLITS
 from fusion_lib.data.splits import DatasetError, draw_split
+from fusion_lib.data.validation import ParameterError
 
 if TYPE_CHECKING:
     from torchvision.datasets import MNIST
@@ -91,6 +92,30 @@ class MultiFrameWarning(UserWarning):
 
 Colour = tuple[int, int, int]
 WHITE: Colour = (255, 255, 255)
+BACKGROUNDS: dict[str, Colour] = {"white": WHITE, "black": (0, 0, 0)}
+
+
+def check_background(value: Any) -> Colour:
+    """The colour transparent pixels are composited on: "white", "black", "R,G,B" or three ints 0-255."""
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if name in BACKGROUNDS:
+            return BACKGROUNDS[name]
+        parts = name.split(",")
+        value = [int(p) if p.strip().isdigit() else p for p in parts] if len(parts) == 3 else value
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        return (int(value[0]), int(value[1]), int(value[2]))
+    raise ParameterError(
+        f"background must be 'white', 'black' or 'R,G,B' with each from 0 to 255 (e.g. '128,128,128'), "
+        f"got {value!r}"
+    )
+
+
 # How ``read_image`` reads a file, named in the identity of every dataset it reads (with the background
 # colour). v1: first frame, EXIF orientation applied, alpha and colour keys composited on the background.
 # Before it, folders went through torchvision's loader (alpha dropped, so a transparent pixel showed
@@ -781,8 +806,6 @@ def load_dataset(
     ("white", "black", "R,G,B" or three 0-255 ints; part of the identity); the registered datasets are
     read from arrays or by torchvision and ignore it.
     """
-    from fusion_lib.data.validation import background as check_background  # validation imports this module
-
     sizes = sizes or SplitSizes()
     background = check_background(background)
     if name in LOADERS:

@@ -364,7 +364,7 @@ class TwoStageMoE:
 
     def for_size(self, size: int) -> "TwoStageMoE":
         """An unfitted copy of this recipe for one thumbnail size (each size is fit on its own, so a
-        single-size recipe's fit can be shared; see ``fusion_lib.studies.methods.SeedRun``)."""
+        single-size recipe's fit can be shared; see ``fusion_lib.studies.seed_run.SeedRun``)."""
         return TwoStageMoE(replace(self.config, thumbnail_sizes=(size,)), self.train)
 
     def adopt_best(self, fits: Sequence["TwoStageMoE"]) -> "TwoStageMoE":

@@ -1,3 +1,4 @@
-"""The studies: an experiment's ``config``, the ``methods`` registry, the ``runner`` and its command line
-(``cli``); the ``agreement``, ``gate_analysis``, ``ablations``, ``label_study`` and ``frontier`` studies;
-``metrics``, ``stats`` (paired confidence intervals) and the paper's ``claims``."""
+"""The studies: an experiment's ``config``, the method ``registry`` and the built-in ``methods``, the
+per-seed engine (``seed_run``), the ``runner`` and its command line (``cli``); the ``agreement``,
+``gate_analysis``, ``ablations``, ``label_study`` and ``frontier`` studies; ``metrics``, ``stats`` (paired
+confidence intervals) and the paper's ``claims``."""

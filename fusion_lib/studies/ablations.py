@@ -6,8 +6,8 @@ calibrated single-backbone experts, a thumbnail gate fit on their out-of-fold tr
 towards the seed's anchor with ``alpha`` chosen on validation, the thumbnail size chosen on validation)
 with some ``TwoStageConfig`` fields changed, trained on a ``FeatureSet`` pool (the whole pool or a
 backbone subset of it) with a kind of expert head and a share of the training rows, and scored with soft
-or top-k gating. Each seed's models are built by ``fusion_lib.studies.methods.SeedRun``, the very object
-``run_experiment`` builds them with, held in a ``SeedRuns`` shared by every variant and ablation: the
+or top-k gating. Each seed's models are built by ``fusion_lib.studies.seed_run.SeedRun``, the very object
+``run_experiment`` builds them with, held in an ``AblationRuns`` shared by every variant and ablation: the
 variant with no change is the book's ``moe_thumbnail`` bit for bit, and settings equal in data and
 recipe share one fit.
 
@@ -32,8 +32,8 @@ from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.experts import EXPERT_KINDS
 from fusion_lib.fusion.two_stage import TwoStageConfig, TwoStageMoE
 from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.engine import seed_mode
-from fusion_lib.studies.methods import SeedRun, gflops, recipe
+from fusion_lib.studies.methods import recipe
+from fusion_lib.studies.seed_run import SeedRun, gflops, seed_mode
 from fusion_lib.studies.stats import N_BOOT, score_table, verdict_sentence
 
 BOOK_RECIPE = "moe_thumbnail"
@@ -124,7 +124,7 @@ class Variant:
         return self.recipe.get("calibrate", True)
 
 
-class SeedRuns:
+class AblationRuns:
     """Each seed's models for the ablations, shared by every variant and every ``run_ablation`` call.
 
     One ``SeedRun`` (probes, out-of-fold probes, expert outputs, anchor, gates; through the fit cache
@@ -221,7 +221,7 @@ def _score(run: SeedRun, m: TwoStageMoE, top_k: int | None) -> dict[str, Any]:
 def run_ablation(
     ablation: str,
     variants: Mapping[str, Variant],
-    runs: SeedRuns,
+    runs: AblationRuns,
     reference: str | None = None,
     seeds: Sequence[int] | None = None,
     progress: bool = True,

@@ -14,7 +14,7 @@ from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.baselines import best_single
 from fusion_lib.studies import metrics as M
 from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.engine import restrict, seed_runs
+from fusion_lib.studies.seed_run import restrict, seed_loop
 from fusion_lib.studies.stats import (
     MARGIN,
     N_BOOT,
@@ -97,7 +97,7 @@ def run_agreement_study(
     correct: dict[tuple[str, int], np.ndarray] = {}
     agree: dict[int, np.ndarray] = {}
     test_ids: dict[int, np.ndarray] = {}
-    for run in seed_runs(fs, config, desc="agreement", progress=progress):
+    for run in seed_loop(fs, config, desc="agreement", progress=progress):
         drawn, seed = run.fs, run.seed
         y = drawn.labels[split]
         if split in drawn.indices:

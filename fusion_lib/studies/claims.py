@@ -19,11 +19,13 @@ difference over the datasets (``pooled``), one test per claim, so it needs no fu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from fusion_lib.studies.runner import ExperimentResult
+from fusion_lib.studies.seed_run import ANCHORS, NON_ADAPTIVE
 from fusion_lib.studies.stats import (
     MARGIN,
     VERDICT_WORDS,
@@ -32,9 +34,6 @@ from fusion_lib.studies.stats import (
     paired_difference,
     pooled_difference,
 )
-
-if TYPE_CHECKING:
-    from fusion_lib.studies.runner import ExperimentResult
 
 # C2's two questions: (method, baseline)
 C2_QUESTIONS: dict[str, tuple[str, str]] = {
@@ -96,7 +95,7 @@ def _adjust(rows: list[dict], words: Mapping[str, str] | None = None) -> pd.Data
 
 
 def compare_pairs(
-    results: Mapping[str, "ExperimentResult"], pairs: Sequence[tuple[str, str]] = C2_PAIRS
+    results: Mapping[str, ExperimentResult], pairs: Sequence[tuple[str, str]] = C2_PAIRS
 ) -> pd.DataFrame:
     """One row per dataset and (method, baseline) pair that both ran: the paired difference in points
     with its 95% interval, the bootstrap p-value and its Holm adjustment over every row, and a word."""
@@ -110,7 +109,7 @@ def compare_pairs(
 
 
 def pooled(
-    results: Mapping[str, "ExperimentResult"],
+    results: Mapping[str, ExperimentResult],
     method: str,
     baseline: str,
     *,
@@ -154,7 +153,7 @@ class PlannedVerdict:
 
 
 def planned_verdicts(
-    results: Mapping[str, "ExperimentResult"],
+    results: Mapping[str, ExperimentResult],
     pairs: Sequence[tuple[str, str]],
     margin: float,
     reseeds: int = 20,
@@ -178,7 +177,7 @@ def planned_verdicts(
 
 
 def planned_verdict(
-    results: Mapping[str, "ExperimentResult"], method: str, baseline: str, margin: float, reseeds: int = 20
+    results: Mapping[str, ExperimentResult], method: str, baseline: str, margin: float, reseeds: int = 20
 ) -> PlannedVerdict:
     """One pair's ``planned_verdicts``."""
     return planned_verdicts(results, [(method, baseline)], margin, reseeds)[(method, baseline)]
@@ -190,7 +189,7 @@ def claim_word(d: Difference) -> str:
 
 
 def question_table(
-    results: Mapping[str, "ExperimentResult"],
+    results: Mapping[str, ExperimentResult],
     comparisons: pd.DataFrame,
     questions: Mapping[str, tuple[str, str]] = C2_QUESTIONS,
 ) -> pd.DataFrame:
@@ -242,7 +241,7 @@ EFFECT_WORDS = {"better": "larger", "worse": "smaller"}
 
 
 def zoo_comparisons(
-    results: Mapping[str, Mapping[str, "ExperimentResult"]], pairs: Sequence[tuple[str, str]] = ZOO_PAIRS
+    results: Mapping[str, Mapping[str, ExperimentResult]], pairs: Sequence[tuple[str, str]] = ZOO_PAIRS
 ) -> pd.DataFrame:
     """``results[zoo][dataset]``: every zoo's comparisons, with a ``zoo`` column, Holm-adjusted as one family."""
     rows = [
@@ -256,7 +255,7 @@ def zoo_comparisons(
 
 
 def diversity_effect(
-    results: Mapping[str, Mapping[str, "ExperimentResult"]],
+    results: Mapping[str, Mapping[str, ExperimentResult]],
     high: str,
     low: str,
     pairs: Sequence[tuple[str, str]] = ZOO_PAIRS,
@@ -364,12 +363,11 @@ def zoo_table(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: s
     return wide.rename_axis(columns=None)
 
 
-def validation_choices(results: Mapping[str, "ExperimentResult"]) -> pd.DataFrame:
+def validation_choices(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
     """Per dataset, what each seed's validation split chose: the strongest fixed fusion (``best_fixed``)
     and the anchor the book's gate is shrunk towards, as "name ×seeds" counts."""
-    from fusion_lib.studies.methods import ANCHORS, NON_ADAPTIVE
 
-    def counts(result: "ExperimentResult", method: str, metric: str, names: Sequence[str]) -> str:
+    def counts(result: ExperimentResult, method: str, metric: str, names: Sequence[str]) -> str:
         m = result.metrics
         picked = (
             m[(m["method"] == method) & (m["metric"] == metric)]["value"].astype(int).map(lambda i: names[i])

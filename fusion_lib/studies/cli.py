@@ -17,11 +17,12 @@ from fusion_lib.data.spec import (
     DEFAULT_SIZES,
     DEFAULT_THUMBNAIL_SIZE,
     FeatureSpec,
+    check_dataset,
     default_sizes,
 )
 from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies.config import ExperimentConfig, check_compare
-from fusion_lib.studies.methods import METHODS
+from fusion_lib.studies.registry import method_names
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
 from fusion_lib.studies.stats import MARGIN
 
@@ -40,7 +41,7 @@ def add_selection_arguments(p: argparse.ArgumentParser, *, sizes_per_dataset: bo
     p.add_argument(
         "--methods",
         default=d.methods,
-        help=f"comma-separated names or 'all' (the registry's: {', '.join(METHODS)}, single_<backbone>)",
+        help=f"comma-separated names or 'all' (the registry's: {', '.join(method_names())}, single_<backbone>)",
     )
     p.add_argument("--seeds", type=int, default=len(d.seeds), help="number of seeds (0..n-1)")
     for split in SPLITS:
@@ -130,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.compare and a.methods != "all" and a.compare not in validation.split_names(a.methods):
         methods = f"{a.compare},{a.methods}"  # the baseline must run to be compared with
     try:
-        sizes = default_sizes(validation.dataset(a.dataset))
+        sizes = default_sizes(check_dataset(a.dataset))
         data = FeatureSpec(
             a.dataset,
             a.backbones,

@@ -16,7 +16,7 @@ from fusion_lib.fusion.experts import EXPERT_KINDS
 from fusion_lib.fusion.label_space import OFFLINE_WORD_VECTORS
 from fusion_lib.fusion.moe import MoEConfig
 from fusion_lib.fusion.training import TrainConfig
-from fusion_lib.studies.methods import resolve_methods
+from fusion_lib.studies.registry import resolve_methods
 
 
 def check_compare(baseline: Any, backbones: Sequence[str]) -> str:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
 from fusion_lib.data.splits import DatasetError
-from fusion_lib.studies.methods import MethodOutput, TopK
+from fusion_lib.studies.registry import MethodOutput, TopK
 from fusion_lib.studies.runner import RESULT_COLUMNS, ExperimentResult, method_metrics
 
 # A run seed encodes (repeat seed, fold) as seed * FOLD_STRIDE + fold: readable in logs and fit-cache

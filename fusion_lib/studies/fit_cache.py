@@ -1,11 +1,11 @@
-"""The fit cache: the models one seed trains (``studies.methods.SeedRun``), kept on disk for the next run.
+"""The fit cache: the models one seed trains (``studies.seed_run.SeedRun``), kept on disk for the next run.
 
 Notebooks 03 and 05 train the same probes, out-of-fold probes, mixtures and gates for every dataset and
 seed; with ``ExperimentConfig.fit_cache`` the second one loads them from ``$FUSION_CACHE/fits``. An
 entry is one file, keyed on everything that determines what it holds: the shared part of one seed's run
 (``run_spec``: the contents of its FeatureSet, the seed, the TrainConfig, the expert kind, the code that
 fits models, library versions and the machine's kernels) and the model's own part (its kind, its
-configuration and digests of its other inputs). ``SeedFits.get`` is the only way in and always joins
+configuration and digests of its other inputs). ``FitCache.get`` is the only way in and always joins
 the two parts, so no kind of entry can leave the shared part out.
 
 Entries are written to a temporary file and renamed, under a lock per entry: a second process that
@@ -38,7 +38,7 @@ from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.training import TrainConfig
 
 __all__ = [
-    "SeedFits",
+    "FitCache",
     "array_digest",
     "backbone_spec",
     "code_digest",
@@ -50,9 +50,13 @@ __all__ = [
 T = TypeVar("T")
 FITS_DIR = "fits"
 # The source files whose code determines a fit: every fusion model and the training loop, the recipes
-# of SeedRun, the FeatureSet the models read, the device choice, and this file (the entry format).
+# of SeedRun (seed_run.py: probes, out-of-fold probes, mixtures, gates and their anchor) and of the
+# methods that fit through it (methods.py: concat, stacking, the two-stage configurations), the
+# FeatureSet the models read, the device choice, and this file (the entry format). The registry
+# (names and their facts) fits nothing, so it is left out.
 CODE_FILES = (
     "fusion/*.py",
+    "studies/seed_run.py",
     "studies/methods.py",
     "studies/fit_cache.py",
     "data/feature_set.py",
@@ -192,7 +196,7 @@ def _read(path: Path, spec_text: str, warn: bool) -> Any:
         return _MISS
 
 
-class SeedFits:
+class FitCache:
     """The fit cache entries of one seed's run: each is keyed on ``shared`` (``run_spec``) plus its own
     kind and spec."""
 

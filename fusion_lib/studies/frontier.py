@@ -12,7 +12,7 @@ Every choice here (the best subset of each size, a setting) is made on validatio
 from __future__ import annotations
 
 from itertools import combinations
-from typing import TYPE_CHECKING, Callable, Hashable, Mapping, Sequence, TypeVar
+from typing import Callable, Hashable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -20,10 +20,8 @@ import pandas as pd
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.baselines import prob_average
 from fusion_lib.studies import metrics as M
-from fusion_lib.studies.methods import SINGLE_PREFIX, method_info
-
-if TYPE_CHECKING:
-    from fusion_lib.studies.runner import ExperimentResult
+from fusion_lib.studies.registry import SINGLE_PREFIX, method_info
+from fusion_lib.studies.runner import ExperimentResult
 
 Probs = Mapping[str, np.ndarray]
 K = TypeVar("K", bound=Hashable)
@@ -123,7 +121,7 @@ def subset_points(best: pd.DataFrame, names: Mapping[str, str] | None = None) ->
 
 
 def experiment_points(
-    result: "ExperimentResult", pool: FeatureSet, names: Mapping[str, str] | None = None
+    result: ExperimentResult, pool: FeatureSet, names: Mapping[str, str] | None = None
 ) -> pd.DataFrame:
     """Every frontier point of one dataset's ``run_experiment`` result: the runner's methods
     (``runner_points``, with 95% CIs) and the best subset average of each size, chosen on each seed's

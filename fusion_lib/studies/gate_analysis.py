@@ -4,16 +4,20 @@ averaging-to-oracle gap a gate closes, and how it routes on the images where the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 
-if TYPE_CHECKING:
-    from fusion_lib.data.feature_set import FeatureSet
-    from fusion_lib.fusion.training import TrainConfig
-    from fusion_lib.fusion.two_stage import ExpertOutputs
-    from fusion_lib.studies.runner import ExperimentResult
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.gates import FeatureGate, ThumbnailGate, resize_thumbnails
+from fusion_lib.fusion.training import TrainConfig, fit_module, predict_in_batches, to_tensors
+from fusion_lib.fusion.two_stage import ExpertOutputs
+from fusion_lib.studies.runner import ExperimentResult
+from fusion_lib.studies.stats import bootstrap_mean_ci
 
 
 def _check(weights: np.ndarray, n: int | None = None) -> np.ndarray:
@@ -65,10 +69,10 @@ def gate_usage(weights: np.ndarray) -> dict[str, float]:
 
 
 def routing_auc(
-    fs: "FeatureSet",
-    experts: "ExpertOutputs",
+    fs: FeatureSet,
+    experts: ExpertOutputs,
     seed: int = 0,
-    train: "TrainConfig | None" = None,
+    train: TrainConfig | None = None,
     thumbnail_size: int | None = None,
 ) -> pd.DataFrame:
     """Can any gate win? How well the thumbnail alone, and the backbone features, predict "expert k is
@@ -80,13 +84,6 @@ def routing_auc(
     logit per expert. Returns the validation ROC AUC per expert and input (0.5: no signal), and the
     expert's validation error rate (an AUC is undefined for an expert that is never wrong).
     """
-    import torch
-    import torch.nn.functional as F
-    from sklearn.metrics import roc_auc_score
-
-    from fusion_lib.fusion.gates import FeatureGate, ThumbnailGate, resize_thumbnails
-    from fusion_lib.fusion.training import TrainConfig, fit_module, predict_in_batches, to_tensors
-
     train = train or TrainConfig()
     right = {
         s: (experts.log_probs[s].argmax(2) == fs.labels[s][:, None]).astype(np.float32)
@@ -170,8 +167,6 @@ def disagreement_routing(
     right expert, the fused accuracy on the disagreement images, and the share of the averaging-to-oracle
     gap closed there (accuracy minus averaging's, over averaging's distance to 100%).
     """
-    from fusion_lib.studies.stats import bootstrap_mean_ci
-
     seeds = [np.asarray(c, dtype=bool) for c in expert_correct]
     if any(c.ndim != 2 for c in seeds):
         raise ValueError("expert_correct must hold one (n_images, n_experts) array per seed")
@@ -222,7 +217,7 @@ def disagreement_routing(
     return pd.DataFrame(rows).assign(**{"images where experts disagree, %": 100 * share})
 
 
-def disagreement_table(result: "ExperimentResult", methods: Sequence[str]) -> pd.DataFrame:
+def disagreement_table(result: ExperimentResult, methods: Sequence[str]) -> pd.DataFrame:
     """``disagreement_routing`` of ``methods`` (gated methods of ``result``) against ``prob_avg``, the
     experts being the calibrated probes the two-stage gates mix."""
     seeds = result.seeds
@@ -243,7 +238,7 @@ def disagreement_table(result: "ExperimentResult", methods: Sequence[str]) -> pd
 
 
 def disagreement_examples(
-    result: "ExperimentResult", seed: int, method: str = "moe_thumbnail", n: int = 3
+    result: ExperimentResult, seed: int, method: str = "moe_thumbnail", n: int = 3
 ) -> pd.DataFrame:
     """Up to ``n`` test images of one seed where the experts disagree (some right, some wrong), drawn at
     random with ``seed``: half (rounded up) among those the gated ``method`` fuses right, the rest among

@@ -2,8 +2,8 @@
 with and combines with the visual mixture, how it does zero-shot, and where images land in word space.
 
 ``run_label_study`` trains, per seed and on that seed's split of the pool (``FeatureSet.draw``), the
-models of ``fusion_lib.studies.methods`` that involve the label space (sharing them exactly as
-``run_experiment`` does) and keeps what its summary tables do not show: per-backbone accuracies, the
+models of ``fusion_lib.studies.methods`` that involve the label space (sharing them through one
+``seed_run.SeedRun`` per seed, as ``run_experiment`` does) and keeps what its summary tables do not show: per-backbone accuracies, the
 mixtures' gate weights, the chosen blend weights, the accuracy-versus-weight curves and every
 combined model's per-image correctness (for paired comparisons, ``compare``); a control replaces the
 word vectors with random unit vectors (as heads, and blended with the visual mixture like the
@@ -40,8 +40,9 @@ from fusion_lib.fusion.label_space import (
 )
 from fusion_lib.fusion.training import BLEND_GRID, to_tensors
 from fusion_lib.studies import metrics as M
+from fusion_lib.studies.claims import claim_word
 from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.engine import restrict, seed_runs
+from fusion_lib.studies.seed_run import restrict, seed_loop
 from fusion_lib.studies.stats import (
     N_BOOT,
     Difference,
@@ -276,7 +277,7 @@ def run_label_study(
     random-vector heads and label-space methods (``random:`` heads use ``random_class_vectors(C, dim,
     seed)``)."""
     acc_rows, gate_rows, blend_rows, curve_rows, correct, models, ids = [], [], [], [], {}, {}, {}
-    for run in seed_runs(restrict(fs, config), config, class_vecs, desc="label study", progress=progress):
+    for run in seed_loop(restrict(fs, config), config, class_vecs, desc="label study", progress=progress):
         split, seed = run.fs, run.seed
         y = split.labels
         if run.test_ids is not None:
@@ -406,8 +407,6 @@ def c3_verdict(studies: Mapping[str, LabelStudy]) -> tuple[str, Difference, Diff
     the blend against the visual fusion it blends into, and the word vectors against random vectors
     inside the same blend. Supported only when both are better: a gain that random vectors match
     comes from a second ensemble, not from language; otherwise the word of the first that fails."""
-    from fusion_lib.studies.claims import claim_word
-
     if not studies:
         raise ValueError("c3_verdict needs at least one dataset's label study")
     (blend_a, blend_b), (words_a, words_b) = C3_COMPARISONS[:2]

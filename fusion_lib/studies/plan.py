@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from fusion_lib.studies.label_study import STUDY_MODELS
-from fusion_lib.studies.methods import METHODS
+from fusion_lib.studies.registry import method_names
 
 PLAN_FILE = Path(__file__).resolve().parents[2] / "plan" / "confirmatory-plan.yml"
 
@@ -108,7 +108,7 @@ def load_plan(path: Path | None = None) -> ConfirmatoryPlan:
             seeds=tuple(int(s) for s in sweep["seeds"]),
         ),
     )
-    known = set(METHODS) | set(STUDY_MODELS)
+    known = set(method_names()) | set(STUDY_MODELS)
     named = {m for t in plan.tests for pair in ((t.method, t.reference), *t.secondary) for m in pair}
     unknown = sorted((named | set(plan.methods)) - known)
     if unknown:

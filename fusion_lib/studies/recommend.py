@@ -23,7 +23,7 @@ import pandas as pd
 
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.methods import SINGLE_PREFIX, selectable
+from fusion_lib.studies.registry import SINGLE_PREFIX, selectable
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
 from fusion_lib.studies.stats import MARGIN, Difference
 

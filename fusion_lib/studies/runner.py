@@ -4,7 +4,8 @@
 ``dataset, method, seed, metric, value`` (test-split metrics unless the metric name says otherwise)
 and every method's outputs, so that any two methods can be compared with a paired 95% CI
 (``result.compare(a, b)``). Given ``config.out_dir`` it writes ``config.json``, ``results.csv`` and
-``results.json`` there. The methods live in ``fusion_lib.studies.methods``, the configuration in
+``results.json`` there. The methods live in ``fusion_lib.studies.methods`` (named in ``registry``), each
+seed's models in ``seed_run``, the configuration in
 ``fusion_lib.studies.config`` and the command line in ``fusion_lib.studies.cli``.
 """
 
@@ -23,14 +24,8 @@ from fusion_lib.fusion.label_space import class_vectors, load_vectors
 from fusion_lib.fusion.two_stage import ExpertOutputs
 from fusion_lib.studies import metrics as M
 from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.engine import restrict, seed_runs
-from fusion_lib.studies.methods import (
-    EVAL_SPLITS,
-    MethodOutput,
-    any_needs_class_vectors,
-    resolve_methods,
-    selectable,
-)
+from fusion_lib.studies.registry import MethodOutput, any_needs_class_vectors, resolve_methods, selectable
+from fusion_lib.studies.seed_run import EVAL_SPLITS, restrict, seed_loop
 from fusion_lib.studies.stats import (
     Difference,
     dataset_stream,
@@ -238,7 +233,7 @@ def run_experiment(
         vectors = word_vectors if word_vectors is not None else load_vectors(config.word_vectors)
         class_vecs = class_vectors(pool.class_names, vectors, config.aliases)
     rows, outputs, labels, experts, image_ids = [], {}, {}, {}, {}
-    for run in seed_runs(pool, config, class_vecs, desc="methods", progress=progress):
+    for run in seed_loop(pool, config, class_vecs, desc="methods", progress=progress):
         labels[run.seed] = {s: run.fs.labels[s] for s in EVAL_SPLITS}
         if run.test_ids is not None:
             image_ids[run.seed] = run.test_ids
