@@ -146,10 +146,14 @@ def candidates(result: ExperimentResult, margin: float = MARGIN) -> pd.DataFrame
     """Every method a validation choice may pick that reports its compute: mean validation accuracy
     (points), GFLOPs per image and whether it is within ``margin`` of the best, cheapest first. Each
     backbone's own probe stands for the single backbones where the result has them (``best_single``,
-    a different backbone per seed, only where it has not)."""
+    a different backbone per seed, only where it has not); ``best_fixed`` is left out, its candidates
+    stand for it."""
     pool = selectable(result.methods)
     if any(m.startswith(SINGLE_PREFIX) for m in pool):
         pool = [m for m in pool if m != BASELINE]
+    # best_fixed is a rule (the fixed fusion best on validation, per fit), not a method a user can run;
+    # its validation accuracy is its pick's, so the methods it picks among stand for it
+    pool = [m for m in pool if m != "best_fixed"] if len(pool) > 1 else pool
     val = result.mean_metric("val_accuracy").reindex(pool) * 100
     gflops = result.mean_metric("gflops_per_image").reindex(pool)
     table = pd.DataFrame({"validation accuracy %": val, "GFLOPs / image": gflops}).dropna()
