@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from fusion_lib.book.figures import COLUMN_WIDTH, first_column, image_grid, panel_grid
+from fusion_lib.book.figures import COLUMN_WIDTH, first_column, image_grid, panel_grid, skipped_figure
 from fusion_lib.data.backbones import short_name
 from fusion_lib.studies.claims import forest_plot, zoo_forest_plot
 from fusion_lib.studies.frontier import experiment_points, plot_frontier
@@ -189,11 +189,15 @@ def disagreement_gallery(
     """Test images where the experts disagree (``gate_analysis.disagreement_examples``), ``n`` per
     dataset, one row each: the image as stored beside the thumbnail the gate saw (at the size chosen on
     validation), and the gate's weight on each expert, coloured by whether that expert is right and
-    labelled with its answer; the title gives the true class and the fused answer."""
+    labelled with its answer; the title gives the true class and the fused answer. Where the experts
+    never disagree, one panel says so."""
     examples = {name: disagreement_examples(result, seed, method, n) for name, result in results.items()}
     count = sum(e["row"].nunique() for e in examples.values())
     if count == 0:
-        raise ValueError("the experts never disagree on these test images: there is nothing to show")
+        return skipped_figure(
+            "Gallery skipped: the experts never disagree on right and wrong on these test images, "
+            "so there is nothing to show."
+        )
     k_most = max(len(pools[name].backbones) for name in results)
     fig, axes = panel_grid(
         2 * count,

@@ -149,6 +149,10 @@ def gap_closed(
     return out.reset_index().melt(id_vars="seed", var_name="method", value_name="gap_closed")
 
 
+# what the routing table shows where the experts never disagree on right and wrong
+NOTHING_TO_ROUTE = "no image to route"
+
+
 def disagreement_routing(
     expert_correct: Sequence[np.ndarray],
     gate_weights: Mapping[str, Sequence[np.ndarray]],
@@ -165,7 +169,8 @@ def disagreement_routing(
     One row per gated method, plus ``average`` (its routing rate is the share of right experts, what a
     uniform pick would hit) and the oracle (always right): the share of images with most weight on a
     right expert, the fused accuracy on the disagreement images, and the share of the averaging-to-oracle
-    gap closed there (accuracy minus averaging's, over averaging's distance to 100%).
+    gap closed there (accuracy minus averaging's, over averaging's distance to 100%). Where the experts
+    never disagree, every row says ``NOTHING_TO_ROUTE`` and the share is 0.
     """
     seeds = [np.asarray(c, dtype=bool) for c in expert_correct]
     if any(c.ndim != 2 for c in seeds):
@@ -175,7 +180,15 @@ def disagreement_routing(
         raise ValueError(f"fused_correct lacks {missing}; give every gated method and {average!r}")
     dis = [(c.any(1) & ~c.all(1)) for c in seeds]
     if not any(d.any() for d in dis):
-        raise ValueError("the experts never disagree on right and wrong: there is nothing to route")
+        # an easy folder: every expert right (or wrong) on every test image; the rows say so
+        none = {
+            "routes to a right expert, %": NOTHING_TO_ROUTE,
+            "accuracy on these images, %": NOTHING_TO_ROUTE,
+        }
+        methods = [average, *gate_weights, "oracle"]
+        return pd.DataFrame([{"method": m, **none, "gap closed": np.nan} for m in methods]).assign(
+            **{"images where experts disagree, %": 0.0}
+        )
     ids = None if image_ids is None else [np.asarray(i)[d] for i, d in zip(image_ids, dis)]
 
     def ci(per_seed: list[np.ndarray]) -> str:

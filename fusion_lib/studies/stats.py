@@ -357,7 +357,10 @@ def paired_difference(
         )
         mean_errors = float(np.mean([e.mean() for e in errors_b]))
         if mean_errors == 0:
-            raise ValueError("B makes no error on these images: its errors cannot be reduced")
+            raise ValueError(
+                "B makes no error on these test images, so a reduction of its errors is undefined: compare "
+                "in points (relative=False), or test on more or harder images"
+            )
         estimate = 100.0 * estimate / mean_errors
     low, high = percentile_interval(reps)
     p = None
