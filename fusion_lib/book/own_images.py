@@ -46,12 +46,14 @@ from fusion_lib.book.figures import lay_out
 from fusion_lib.data.atomic import write_text_atomic
 from fusion_lib.data.datasets import DatasetError, SplitSizes, image_folder
 
+# imported here, not for type checking only: sphinx resolves study_folder's annotations through them
+from fusion_lib.studies.cross_validation import CrossValidation
+from fusion_lib.studies.recommend import Recommendation
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from fusion_lib.book.profiles import Profile
-    from fusion_lib.studies.cross_validation import CrossValidation
-    from fusion_lib.studies.recommend import Recommendation
 
 log = logging.getLogger("fusion_lib.book.own_images")
 
@@ -223,7 +225,7 @@ def study_folder(
     from fusion_lib.book.profiles import get_profile
     from fusion_lib.data.backbones import short_name
     from fusion_lib.studies.claims import C2_QUESTIONS, compare_pairs, question_table
-    from fusion_lib.studies.cross_validation import CrossValidation, FoldedPool, folded, merge_folds
+    from fusion_lib.studies.cross_validation import FoldedPool, folded, merge_folds
     from fusion_lib.studies.registry import SINGLE_PREFIX
     from fusion_lib.studies.runner import run_experiment
 
