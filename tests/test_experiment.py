@@ -253,5 +253,5 @@ def test_end_to_end_on_real_cached_digits_features():
     assert list(acc.index) == resolve_methods("all", fs.backbones)
     assert (acc > 0.6).all(), acc[acc <= 0.6]  # chance is 0.1 on ten digits
     # the paper's premise: the thumbnail gate costs under 1% of the cheapest backbone
-    gate = ThumbnailGate(len(fs.backbones), fs.thumbnails["train"].shape[-1])
+    gate = ThumbnailGate(len(fs.backbones), fs.thumbnail_size)
     assert gate.flops() / 1e9 < 0.01 * min(fs.backbone_gflops.values())

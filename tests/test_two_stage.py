@@ -119,7 +119,7 @@ def test_seed_run_shares_single_size_fits():
 def test_bad_recipes_are_rejected():
     with pytest.raises(ValueError, match="unknown two-stage gate"):
         TwoStageConfig(gate="pixels")
-    with pytest.raises(ValueError, match="multiples of 8"):
+    with pytest.raises(ValueError, match="multiple of 8"):
         TwoStageConfig(thumbnail_sizes=(12,))
     with pytest.raises(ValueError, match="alphas"):
         TwoStageConfig(alphas=(1.5,))

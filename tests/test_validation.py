@@ -81,10 +81,16 @@ CASES = [
         r"multiple of 8",
     ),
     (
+        "thumbnail too small to store",
+        "FeatureSpec(..., thumbnail_size=2)",
+        spec(thumbnail_size=2),
+        r"thumbnail_size must be an integer from 4 to 128, got 2",
+    ),
+    (
         "thumbnail too small",
         "get_profile('ci', thumbnail_size=4)",
         profile(thumbnail_size=4),
-        r"from 8 to 128",
+        r"multiple of 8, at least 8",
     ),
     ("no seeds", "ExperimentConfig(seeds=[])", config(seeds=[]), r"seeds must be a count n >= 1"),
     ("repeated seeds", "ExperimentConfig(seeds=[0, 0])", config(seeds=[0, 0]), r"seeds must be distinct"),

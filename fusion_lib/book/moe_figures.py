@@ -209,11 +209,7 @@ def disagreement_gallery(
         drawn = pools[name].draw(seed)
         classes = drawn.class_names
         experts = [short_name(b) for b in drawn.backbones]
-        size = int(
-            results[name]
-            .outputs[(method, seed)]
-            .extra.get("thumbnail_size", drawn.thumbnails["test"].shape[-1])
-        )
+        size = int(results[name].outputs[(method, seed)].extra.get("thumbnail_size", drawn.thumbnail_size))
         rows = list(dict.fromkeys(frame["row"]))
         stored = stored_test_images(data[name], drawn, rows)
         seen = gate_view(drawn.thumbnails["test"][rows], size)

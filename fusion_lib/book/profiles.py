@@ -41,10 +41,12 @@ from fusion_lib.data.spec import (
     DEFAULT_BACKBONES,
     DEFAULT_INPUT_SIZE,
     DEFAULT_SIZES,
+    DEFAULT_THUMBNAIL_SIZE,
     FeatureSpec,
     check_backbones,
     check_input_size,
 )
+from fusion_lib.fusion.gates import ThumbnailGate
 
 if TYPE_CHECKING:
     from fusion_lib.studies.config import ExperimentConfig
@@ -254,7 +256,7 @@ PROFILES: dict[str, Profile] = {
         epochs=5,
         # 80 px: the Inception-v3 port of the small diverse zoo needs 75 px
         input_size=80,
-        thumbnail_size=32,
+        thumbnail_size=DEFAULT_THUMBNAIL_SIZE,
         device="cpu",
         zoos=_frozen(
             {
@@ -277,7 +279,7 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1, 2, 3, 4),
         epochs=60,
         input_size=DEFAULT_INPUT_SIZE,
-        thumbnail_size=32,
+        thumbnail_size=DEFAULT_THUMBNAIL_SIZE,
         device="cpu",
         dataset_sizes=OFFLINE_SPLIT_SIZES,
         max_seeds=_frozen({"fashion_mnist": 3}),
@@ -291,7 +293,7 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1, 2, 3, 4),
         epochs=100,
         input_size=None,
-        thumbnail_size=32,
+        thumbnail_size=DEFAULT_THUMBNAIL_SIZE,
         device="auto",
         dataset_sizes=_frozen(
             {"stl10": SplitSizes(4000, 1000, 8000), "oxford_pets": SplitSizes(3000, 680, 3669)}
@@ -462,7 +464,7 @@ _VALIDATORS = {
     "seeds": V.seeds,
     "epochs": lambda v: V.integer(v, "epochs", 1),
     "input_size": check_input_size,
-    "thumbnail_size": V.thumbnail_size,
+    "thumbnail_size": lambda v: ThumbnailGate.check_size(V.thumbnail_size(v)),
     "device": V.device,
     "download": lambda v: _bool(v, "download"),
     "data_root": _data_root,

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fusion_lib.data.assets import asset_file, cache_root, fetch
 from fusion_lib.data.feature_set import SPLITS
 from fusion_lib.data.splits import DatasetError, draw_split
-from fusion_lib.data.validation import ParameterError
+from fusion_lib.data.validation import ParameterError, thumbnail_size
 
 if TYPE_CHECKING:
     from torchvision.datasets import MNIST
@@ -332,11 +332,10 @@ class DatasetSplits:
         """Image ``i`` of a split as a PIL RGB image."""
         return Image.fromarray(self.tensor(split, i).permute(1, 2, 0).numpy())
 
-    def thumbnails(self, split: str, size: int = 32) -> np.ndarray:
+    def thumbnails(self, split: str, size: int) -> np.ndarray:
         """Float32 (n, 3, size, size) thumbnails in [0, 1], made from the same images."""
         _check_split(split)
-        if size < 4:
-            raise DatasetError(f"thumbnail size {size} is too small; use at least 4")
+        thumbnail_size(size)
         out = np.empty((len(self.indices[split]), 3, size, size), dtype=np.float32)
         for i in range(len(out)):
             out[i] = thumbnail(self.tensor(split, i), size).numpy()

@@ -25,7 +25,7 @@ from fusion_lib.data.extraction import (
     forward_settings,
     load_feature_set,
 )
-from fusion_lib.data.spec import DEFAULT_INPUT_SIZE, FeatureSpec
+from fusion_lib.data.spec import DEFAULT_INPUT_SIZE, DEFAULT_THUMBNAIL_SIZE, FeatureSpec
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_INPUT_SIZE),
         help=f"pixels, or 'native' for each backbone's own size (default {DEFAULT_INPUT_SIZE})",
     )
-    p.add_argument("--thumbnail-size", type=int, default=32)
+    p.add_argument("--thumbnail-size", type=int, default=DEFAULT_THUMBNAIL_SIZE)
     p.add_argument(
         "--device", default="auto", help="auto, cpu or cuda; under torchrun each rank takes its local GPU"
     )

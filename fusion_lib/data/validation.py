@@ -19,9 +19,9 @@ from typing import Any, Sequence
 
 from fusion_lib.data.assets.registry import cache_root
 
-# The thumbnail gate's strides divide the size by 8 (fusion_lib.fusion.gates.ThumbnailGate); above 128 px it is
-# no longer a thumbnail.
-THUMBNAIL_STEP, MAX_THUMBNAIL = 8, 128
+# Below 4 px a resize has nothing to average; above 128 px it is no longer a thumbnail. What a gate can take
+# (the thumbnail gate's stride) is the gate's own rule: fusion_lib.fusion.gates.ThumbnailGate.check_size.
+MIN_THUMBNAIL, MAX_THUMBNAIL = 4, 128
 DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -65,14 +65,8 @@ def seeds(value: Any) -> tuple[int, ...]:
 
 
 def thumbnail_size(value: Any) -> int:
-    """The gate's thumbnail side: a multiple of 8 from 8 to 128."""
-    integer(value, "thumbnail_size", THUMBNAIL_STEP, MAX_THUMBNAIL)
-    if value % THUMBNAIL_STEP:
-        raise ParameterError(
-            f"thumbnail_size must be a multiple of {THUMBNAIL_STEP} (8, 16, 32, 64, ...) for the "
-            f"thumbnail gate's strides, got {value}"
-        )
-    return value
+    """A stored thumbnail's side in pixels, from 4 to 128."""
+    return integer(value, "thumbnail_size", MIN_THUMBNAIL, MAX_THUMBNAIL)
 
 
 def device(value: Any) -> str:

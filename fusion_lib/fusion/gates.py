@@ -8,12 +8,14 @@ multiply-adds (MACs), the convention under which backbone GFLOPs are quoted (e.g
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fusion_lib.data.spec import DEFAULT_THUMBNAIL_SIZE
+from fusion_lib.data.validation import ParameterError
 from fusion_lib.fusion.experts import FixedTransform, Standardize
 from fusion_lib.fusion.training import count_macs as count_layer_macs
 
@@ -127,19 +129,29 @@ class ThumbnailGate(Gate):
     """
 
     needs_thumbnails = True
-    STRIDE = 8
+    STRIDE = 8  # the patch stem's 4 times the second convolution's 2
 
-    def __init__(self, n_experts: int, thumbnail_size: int = 32, channels: Sequence[int] = (16, 32)) -> None:
-        super().__init__(n_experts)
+    @classmethod
+    def check_size(cls, size: Any) -> int:
+        """``size`` as an int if the gate can take it (a multiple of ``STRIDE``, at least ``STRIDE``);
+        else a ``ParameterError`` that names the rule. Every other check of a gate's size calls this."""
         if (
-            not isinstance(thumbnail_size, (int, np.integer))
-            or thumbnail_size < self.STRIDE
-            or thumbnail_size % self.STRIDE
+            isinstance(size, bool)
+            or not isinstance(size, (int, np.integer))
+            or size < cls.STRIDE
+            or size % cls.STRIDE
         ):
-            raise ValueError(
-                f"thumbnail_size {thumbnail_size!r} does not fit the thumbnail gate: its strides (4, then 2) need "
-                f"a size that is a multiple of {self.STRIDE} and at least {self.STRIDE} (e.g. 16, 32, 64)"
+            raise ParameterError(
+                f"thumbnail_size {size!r} does not fit the thumbnail gate: its strides (4, then 2) need a "
+                f"multiple of {cls.STRIDE}, at least {cls.STRIDE} (e.g. 16, 32, 64)"
             )
+        return int(size)
+
+    def __init__(
+        self, n_experts: int, thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE, channels: Sequence[int] = (16, 32)
+    ) -> None:
+        super().__init__(n_experts)
+        self.check_size(thumbnail_size)
         if len(channels) != 2:
             raise ValueError(f"channels must list 2 widths (patch stem, second conv), got {list(channels)}")
         self.thumbnail_size = int(thumbnail_size)
@@ -174,7 +186,11 @@ def count_macs(gate: Gate, thumbnail: Tensor | None = None, features: Sequence[T
 
 
 def make_gate(
-    kind: str, n_experts: int, train_features: Sequence[np.ndarray] = (), thumbnail_size: int = 32, **kwargs
+    kind: str,
+    n_experts: int,
+    train_features: Sequence[np.ndarray] = (),
+    thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
+    **kwargs,
 ) -> Gate:
     """Factory by name: one of ``GATES``. The feature gate needs the train features of each backbone."""
     if kind == "uniform":

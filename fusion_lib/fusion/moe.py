@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from fusion_lib.data.device import resolve_device
 from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.data.spec import DEFAULT_THUMBNAIL_SIZE
 from fusion_lib.fusion.experts import (
     EXPERT_KINDS,
     Standardize,
@@ -196,7 +197,7 @@ class MoE:
             experts += [LabelSpaceHead(f, self.class_vecs) for f in train_feats]
             inputs += list(range(len(train_feats)))
             self.expert_names += [f"label:{b}" for b in self.backbones_]
-        stored = fs.thumbnails["train"].shape[-1] if "train" in fs.thumbnails else 32
+        stored = fs.thumbnail_size if fs.thumbnails else DEFAULT_THUMBNAIL_SIZE
         size = cfg.thumbnail_size or stored
         self._resize_to = size if size != stored else None
         gate = make_gate(cfg.gate, len(experts), train_feats, thumbnail_size=size, **cfg.gate_kwargs)

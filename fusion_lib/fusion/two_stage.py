@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from fusion_lib.data.device import resolve_device
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
+from fusion_lib.data.spec import DEFAULT_THUMBNAIL_SIZE
 from fusion_lib.fusion.experts import inputs_transformed, shared_standardize
 from fusion_lib.fusion.gates import (
     FeatureGate,
@@ -68,7 +69,7 @@ class TwoStageConfig:
     """
 
     gate: str = "thumbnail"
-    thumbnail_sizes: tuple[int, ...] = (32,)
+    thumbnail_sizes: tuple[int, ...] = (DEFAULT_THUMBNAIL_SIZE,)
     calibrate: bool = True
     shrink: bool = True
     alphas: tuple[float, ...] = BLEND_GRID
@@ -81,10 +82,10 @@ class TwoStageConfig:
     def __post_init__(self) -> None:
         if self.gate not in GATE_INPUTS:
             raise ValueError(f"unknown two-stage gate {self.gate!r}; valid gates: {list(GATE_INPUTS)}")
-        if not self.thumbnail_sizes or any(s < 8 or s % 8 for s in self.thumbnail_sizes):
-            raise ValueError(
-                f"thumbnail_sizes must be multiples of 8 (at least 8), got {self.thumbnail_sizes}"
-            )
+        if not self.thumbnail_sizes:
+            raise ValueError("thumbnail_sizes must list at least one size")
+        for size in self.thumbnail_sizes:
+            ThumbnailGate.check_size(size)
         if not self.alphas or any(not 0.0 <= a <= 1.0 for a in self.alphas):
             raise ValueError(f"alphas must lie in [0, 1], got {self.alphas}")
         if self.noisy_top_k is not None and self.noisy_top_k < 1:

@@ -13,6 +13,7 @@ from fusion_lib.data import validation
 from fusion_lib.data.datasets import SplitSizes
 from fusion_lib.data.spec import FeatureSpec
 from fusion_lib.fusion.experts import EXPERT_KINDS
+from fusion_lib.fusion.gates import ThumbnailGate
 from fusion_lib.fusion.label_space import OFFLINE_WORD_VECTORS
 from fusion_lib.fusion.moe import MoEConfig
 from fusion_lib.fusion.training import TrainConfig
@@ -58,6 +59,8 @@ class ExperimentConfig:
     def __post_init__(self) -> None:  # every value, before any work
         if self.data is not None and not isinstance(self.data, FeatureSpec):
             raise validation.ParameterError(f"data must be a FeatureSpec or None, got {self.data!r}")
+        if self.data is not None:  # a study stores thumbnails for its thumbnail gates
+            ThumbnailGate.check_size(self.data.thumbnail_size)
         if not isinstance(self.train, TrainConfig):
             raise validation.ParameterError(f"train must be a TrainConfig, got {self.train!r}")
         self.seeds = list(validation.seeds(self.seeds))

@@ -89,7 +89,7 @@ def routing_auc(
         s: (experts.log_probs[s].argmax(2) == fs.labels[s][:, None]).astype(np.float32)
         for s in ("train", "val")
     }
-    size = thumbnail_size or fs.thumbnails["train"].shape[-1]
+    size = thumbnail_size or fs.thumbnail_size
 
     def thumbs(split: str) -> torch.Tensor:
         return resize_thumbnails(torch.as_tensor(fs.thumbnails[split]), size)

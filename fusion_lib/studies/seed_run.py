@@ -173,7 +173,6 @@ class SeedRun:
             cfg = MoEConfig(
                 gate=gate,
                 label_experts=label_experts,
-                thumbnail_size=self.fs.thumbnail_size,
                 expert=self.config.expert,
                 **self.config.moe,
             )
