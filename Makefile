@@ -45,14 +45,14 @@ gpu-check: assets
 
 # A headless Chromium for check-book: the one found on the PATH, else Debian's `chromium` package.
 browser: setup
-	@$(PY) -c "from fusion_lib.book.browser_check import find_browser; print('browser:', find_browser())" 2>/dev/null \
+	@$(PY) -c "from fusion_lib.book.tooling.browser_check import find_browser; print('browser:', find_browser())" 2>/dev/null \
 	  || { echo "installing Debian's chromium"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 # Build the book with PROFILE (unchanged notebooks are reused), then load every page in headless
 # Chromium, offline: no console errors, every image loaded, every formula typeset, search works.
 check-book: assets browser
 	$(PY) -m fusion_lib.book build --profile $(PROFILE)
-	$(PY) -m fusion_lib.book.browser_check _build/html
+	$(PY) -m fusion_lib.book.tooling.browser_check _build/html
 
 clean:
 	rm -rf _build .pytest_cache

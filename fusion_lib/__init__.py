@@ -5,8 +5,11 @@ One subpackage per layer, each depending only on those before it:
 - ``fusion_lib.data``: offline assets, datasets, backbones, feature extraction and its cache;
 - ``fusion_lib.fusion``: experts, gates, mixtures of experts, baselines, the label space, training;
 - ``fusion_lib.studies``: experiment config, method registry, runner and CLI, and the studies;
-- ``fusion_lib.book``: run profiles, the notebook runner and book build, report helpers;
+- ``fusion_lib.book``: what the pages share (run profiles, figures, tables), the chapters' content, the
+  own-images report and the tooling that builds the book;
 - ``fusion_lib.bench``: benchmarks (``python -m fusion_lib.bench``).
+
+``LAYERS`` lists them in that order; the layout test holds every module to it.
 
 The names below are importable from the top package, loaded on first use (so the command line
 ``python -m fusion_lib`` starts without importing torch).
@@ -18,6 +21,8 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
+
+LAYERS = ("fusion_lib.data", "fusion_lib.fusion", "fusion_lib.studies", "fusion_lib.book", "fusion_lib.bench")
 
 _EXPORTS = {
     "FeatureSet": "fusion_lib.data.feature_set",

@@ -6,7 +6,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from fusion_lib.book.ablation_runs import FIGURES, WIDTHS, AblationBook, AccuracyPush  # noqa: E402
+from fusion_lib.book.chapters.ablation_runs import FIGURES, WIDTHS, AblationBook, AccuracyPush  # noqa: E402
 from fusion_lib.book.profiles import get_profile  # noqa: E402
 from fusion_lib.studies.seed_run import ANCHORS  # noqa: E402
 

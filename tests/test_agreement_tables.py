@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from fusion_lib.book import agreement_tables as T
+from fusion_lib.book.chapters import agreement_tables as T
 from fusion_lib.book.profiles import get_profile
 from fusion_lib.data.backbones import short_name
 from fusion_lib.studies.agreement import zoo_summary

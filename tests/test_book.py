@@ -13,8 +13,8 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
-from fusion_lib.book import build as book
 from fusion_lib.book.profiles import KNOWN_DATASETS, OVERRIDABLE, PROFILES, get_profile
+from fusion_lib.book.tooling import build as book
 from fusion_lib.data.datasets import SplitSizes, load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -359,9 +359,11 @@ def test_run_notebooks_side_by_side_keeps_order_and_reports_each(tmp_path):
 
 def test_api_chapter_covers_every_public_module():
     modules = book.public_modules()
-    assert {"fusion_lib.book.build", "fusion_lib.studies.stats", "fusion_lib.data.assets.fetch"} <= set(
-        modules
-    )
+    assert {
+        "fusion_lib.book.tooling.build",
+        "fusion_lib.studies.stats",
+        "fusion_lib.data.assets.fetch",
+    } <= set(modules)
     assert not any(part.startswith("_") for m in modules for part in m.split("."))
     md = book.api_markdown(modules)
     assert all(f".. automodule:: {m}\n" in md for m in modules)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fusion_lib.book import browser_check as bc
+from fusion_lib.book.tooling import browser_check as bc
 
 try:
     BROWSER = bc.find_browser()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fusion_lib.book import build
 from fusion_lib.book.profiles import get_profile
+from fusion_lib.book.tooling import build
 from fusion_lib.data import datasets as D
 from fusion_lib.data.datasets import (
     BadImagesError,

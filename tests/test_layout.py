@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import fusion_lib
-from fusion_lib.book.build import LAYERS
+from fusion_lib import LAYERS
 from fusion_lib.book.profiles import PROFILES
 from fusion_lib.data import datasets, feature_set
 from fusion_lib.data.assets import ASSETS
@@ -109,6 +109,25 @@ def test_no_module_imports_itself_through_others():
     assert circle is None, f"import circle: {' -> '.join(circle)}"
 
 
+def test_the_book_keeps_its_places_apart():
+    # fusion_lib.book: the shared page kit (profiles, figures, pages) < chapters < own_images < tooling
+    places = ("fusion_lib.book.chapters", "fusion_lib.book.own_images", "fusion_lib.book.tooling")
+
+    def place(module: str) -> int:
+        if module == "fusion_lib.book.__main__":  # the command line sits on top of everything
+            return len(places) + 1
+        return next((i + 1 for i, p in enumerate(places) if module == p or module.startswith(f"{p}.")), 0)
+
+    upward = [
+        f"{module} imports {m}"
+        for module, imported in _module_graph().items()
+        if module.startswith("fusion_lib.book")
+        for m in imported
+        if m.startswith("fusion_lib.book") and place(m) > place(module)
+    ]
+    assert not upward, f"the book's places import upward (kit < {' < '.join(places)}): {upward}"
+
+
 def test_the_circle_check_finds_a_circle():
     assert _circle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert _circle({"a": {"b"}, "b": set()}) is None
@@ -138,7 +157,7 @@ def test_the_method_registry_is_a_leaf_that_loads_the_builtin_methods_on_first_l
         ["-m", "fusion_lib", "extract", "--help"],
         ["-m", "fusion_lib.bench", "--help"],
         ["-m", "fusion_lib.book", "--help"],
-        ["-m", "fusion_lib.book.browser_check", "--help"],
+        ["-m", "fusion_lib.book.tooling.browser_check", "--help"],
     ],
 )
 def test_readme_command_lines_start(args):

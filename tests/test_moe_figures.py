@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 
 from configs import experiment  # noqa: E402
 
-from fusion_lib.book import moe_figures  # noqa: E402
+from fusion_lib.book.chapters import moe_figures  # noqa: E402
 from fusion_lib.book.figures import COLUMN_WIDTH, MAX_COLUMNS, panel_grid  # noqa: E402
 from fusion_lib.data.datasets import SplitSizes, from_arrays  # noqa: E402
 from fusion_lib.studies.claims import compare_pairs, diversity_effect, zoo_comparisons  # noqa: E402

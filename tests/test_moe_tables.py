@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from fusion_lib.book import moe_tables as mt
+from fusion_lib.book.chapters import moe_tables as mt
 from fusion_lib.book.profiles import get_profile
 from fusion_lib.studies.claims import compare_pairs
 from fusion_lib.studies.registry import method_names

@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fusion_lib.book import multimodal_figures as mf  # noqa: E402
+from fusion_lib.book.chapters import multimodal_figures as mf  # noqa: E402
 from fusion_lib.book.figures import COLUMN_WIDTH  # noqa: E402
 from fusion_lib.fusion.label_space import LabelSpaceModel  # noqa: E402
 from fusion_lib.fusion.training import TrainConfig  # noqa: E402

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion_lib.book import multimodal_figures as mf
-from fusion_lib.book import multimodal_tables as mt
-from fusion_lib.book.multimodal_figures import FAMILIES, FUSION_METHODS
+from fusion_lib.book.chapters import multimodal_figures as mf
+from fusion_lib.book.chapters import multimodal_tables as mt
+from fusion_lib.book.chapters.multimodal_figures import FAMILIES, FUSION_METHODS
 from fusion_lib.book.profiles import get_profile
 from fusion_lib.fusion.label_space import load_vectors
 from fusion_lib.studies.label_study import C3_COMPARISONS

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import nbformat
 
-from fusion_lib.book import build as book
+from fusion_lib.book.tooling import build as book
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -34,7 +34,7 @@ def _folder(root: Path, classes: dict[str, int], per_class: int = 60) -> Path:
 # notebook 06 are defined (against a reference that makes no error they are not, and it says so)
 @pytest.mark.parametrize("classes", [{"three": 3, "eight": 8}, {"three": 3, "eight": 8, "five": 5}])
 def test_every_notebook_runs_on_a_small_folder(classes, tmp_path, monkeypatch):
-    from fusion_lib.book.build import run_notebooks
+    from fusion_lib.book.tooling.build import run_notebooks
     from fusion_lib.data.assets import cache_root
 
     cache = tmp_path / "cache"

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fusion_lib.book import build, own_images
+from fusion_lib.book.own_images import report as own_images
+from fusion_lib.book.tooling import build
 from fusion_lib.data.datasets import DatasetError, SplitSizes
 
 CLASSES = {"circle": 0, "stick": 1, "qzxvy": 7}  # "qzxvy" has no GloVe vector

@@ -62,7 +62,7 @@ def test_missing_paper_dataset_says_how_to_get_it(tmp_path):
 
 @pytest.mark.paper
 def test_every_notebook_runs_with_the_paper_profile_offline(paper_root, tmp_path, monkeypatch):
-    from fusion_lib.book.build import run_notebooks
+    from fusion_lib.book.tooling.build import run_notebooks
     from fusion_lib.data.assets import cache_root
 
     # a fresh cache that still holds the offline assets (weights of the offline backbones, GloVe)

@@ -98,7 +98,7 @@ def test_a_planned_verdict_pools_datasets_and_flags_a_word_reseeding_changes(two
 
 
 def test_only_the_unchanged_book_profile_runs_the_plans_seeds():
-    from fusion_lib.book import confirmatory as conf
+    from fusion_lib.book.chapters import confirmatory as conf
     from fusion_lib.book.profiles import get_profile
 
     plan = load_plan()

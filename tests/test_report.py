@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from fusion_lib.book.report import interval, markdown, percent, points, table
+from fusion_lib.book.pages import interval, markdown, percent, points, table
 from fusion_lib.data.backbones import short_name
 
 

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from fusion_lib.book import study_figures as sf  # noqa: E402
+from fusion_lib.book.chapters import study_figures as sf  # noqa: E402
 from fusion_lib.book.figures import COLUMN_WIDTH  # noqa: E402
 from fusion_lib.studies.ablations import ABLATION_COLUMNS, summarize  # noqa: E402
 from fusion_lib.studies.agreement import AgreementStudy  # noqa: E402

@@ -1,7 +1,7 @@
-"""``python -m fusion_lib.book run|build|sync-colab ...``: see ``fusion_lib.book.build``."""
+"""``python -m fusion_lib.book run|build|sync-colab ...``: see ``fusion_lib.book.tooling.build``."""
 
 import sys
 
-from fusion_lib.book.build import main
+from fusion_lib.book.tooling.build import main
 
 sys.exit(main())

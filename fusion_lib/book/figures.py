@@ -4,17 +4,20 @@ The book's text column is 672 px wide at a laptop's width (1280 px), and noteboo
 rendered at 100 dpi, so a figure ``COLUMN_WIDTH`` inches wide is shown at about its natural size
 and its 10 pt text reads as about 10 pt. ``panel_grid`` wraps one panel per dataset into rows of two,
 so four datasets make a 2 x 2 grid instead of a 4:1 strip that the page would shrink to a third.
-``python -m fusion_lib.book.browser_check`` reports any figure that still ends up too wide or too small.
+``python -m fusion_lib.book.tooling.browser_check`` reports any figure that still ends up too wide or too small.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+import textwrap
+from typing import Any
 
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from myst_nb import glue
 
 COLUMN_WIDTH = 6.8  # inches: 680 px at the notebooks' 100 dpi, the column's width
 PANEL_HEIGHT = 3.2  # inches per row of panels: a row of two stays about twice as wide as tall
@@ -40,7 +43,6 @@ STYLE: dict[str, Any] = {
 
 def apply_style() -> None:
     """Set the book's figure style (matplotlib rcParams); every helper here calls it first."""
-    import matplotlib as mpl
 
     mpl.rcParams.update(STYLE)
 
@@ -59,7 +61,6 @@ def panel_grid(
     ``subplots`` go to ``plt.subplots`` (``sharex``, ``sharey``, ``gridspec_kw``, ``layout``...). A
     figure of few short panels is made taller, never wider than ``MAX_ASPECT`` times its height.
     """
-    import matplotlib.pyplot as plt
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"panel_grid needs a number of panels >= 1, got {n!r}")
@@ -79,7 +80,6 @@ def image_grid(rows: int, columns: int, height: float, **subplots: Any) -> tuple
     """A ``rows`` x ``columns`` grid of small images (thumbnails, class examples) the column's width and
     ``height`` inches tall (taller where needed to stay within ``MAX_ASPECT``), in the book's style; the
     axes as ``plt.subplots`` gives them (a 2-d array). Images, unlike data panels, may be many a row."""
-    import matplotlib.pyplot as plt
 
     apply_style()
     return plt.subplots(rows, columns, figsize=_size(COLUMN_WIDTH, height), squeeze=False, **subplots)
@@ -99,7 +99,6 @@ def figure(height: float = PANEL_HEIGHT, width: float = COLUMN_WIDTH) -> tuple[F
 def skipped_figure(sentence: str) -> Figure:
     """One panel that only says ``sentence``: what a page shows in place of a figure whose study does not
     apply to its datasets, so that the page's reference to the figure still resolves."""
-    import textwrap
 
     fig, ax = figure()
     ax.set_axis_off()
@@ -130,8 +129,6 @@ def lay_out(fig: Figure) -> Figure:
 def glue_figure(name: str, fig: Figure) -> None:
     """Lay the figure out (``tight_layout``, unless it has a layout engine of its own), glue it under
     ``name`` for a ``{glue:figure}`` on the page, and close it."""
-    import matplotlib.pyplot as plt
-    from myst_nb import glue
 
     glue(name, lay_out(fig), display=False)
     plt.close(fig)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from fusion_lib.data import validation as V
 from fusion_lib.data.backbones import OFFLINE_BACKBONES, ZOOS, hub_or_offline, min_input_size, short_name
@@ -47,9 +47,8 @@ from fusion_lib.data.spec import (
     check_input_size,
 )
 from fusion_lib.fusion.gates import ThumbnailGate
-
-if TYPE_CHECKING:
-    from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.studies.config import ExperimentConfig
 
 DEFAULT_PROFILE = "book"
 T = TypeVar("T")
@@ -205,8 +204,6 @@ class Profile:
         """The ``ExperimentConfig`` of one of the profile's datasets (its experts, or ``backbones``);
         ``settings`` replace any other field (e.g. ``methods="prob_avg,moe_thumbnail"``). The fit cache
         is on: notebooks that train the same models for a seed (03 and 05) fit them once."""
-        from fusion_lib.fusion.training import TrainConfig
-        from fusion_lib.studies.config import ExperimentConfig
 
         base = dict(
             data=self.feature_spec(dataset, backbones),

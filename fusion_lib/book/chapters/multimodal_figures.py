@@ -11,21 +11,26 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from fusion_lib.book.figures import COLUMN_WIDTH, first_column, panel_grid, rotate_xticks, skipped_figure
 from fusion_lib.data.backbones import short_name
-from fusion_lib.studies.label_study import MIN_SPACE_CLASSES, MIN_ZERO_SHOT_CLASSES, N_HELD_OUT
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
-    from fusion_lib.data.feature_set import FeatureSet
-    from fusion_lib.fusion.label_space import LabelSpaceModel
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.label_space import LabelSpaceModel
+from fusion_lib.studies.label_study import (
+    MIN_SPACE_CLASSES,
+    MIN_ZERO_SHOT_CLASSES,
+    N_HELD_OUT,
+    best_head,
+    label_embeddings,
+    project_label_space,
+    spread_labels,
+)
 
 # The expert families of section 2, in the order (and colours) the figure draws them.
 FAMILIES: tuple[str, ...] = ("visual", "label space", "random vectors")
@@ -102,7 +107,6 @@ def cosine_figure(similarities: Mapping[str, pd.DataFrame]) -> Figure:
     by class name on both axes (``label_study.cosine_matrix``). Cells are annotated with their value
     when the panel is wide enough for the numbers to be read; all panels share one colour scale.
     """
-    import seaborn as sns
 
     n = len(similarities)
     if n == 0:
@@ -226,7 +230,6 @@ def gate_weight_figure(
 
     ``gates`` has columns dataset, seed, model, expert, weight (``LabelStudy.gates``).
     """
-    import seaborn as sns
 
     g = gates.assign(expert=gates["expert"].map(short_name))
     tables = {
@@ -276,7 +279,6 @@ def blend_curve_figure(
     ``curves`` has columns dataset, seed, split, weight, accuracy (``LabelStudy.curves``); ``blends``
     has dataset, seed, weight (the chosen weight, ``LabelStudy.blend``).
     """
-    import seaborn as sns
 
     fig, axes = panel_grid(len(datasets), panel_height=_height(len(datasets), 3.2))
     for ax, name in zip(axes, datasets):
@@ -353,7 +355,6 @@ def label_space_view(
 ) -> LabelSpaceView:
     """The :class:`LabelSpaceView` of a random sample of ``n_points`` test images of ``fs`` (drawn with
     ``seed``), embedded by the head of ``model`` that is most accurate on validation."""
-    from fusion_lib.studies.label_study import best_head, label_embeddings, project_label_space
 
     head = best_head(model, fs)
     n_test = len(fs.labels["test"])
@@ -382,9 +383,6 @@ def label_space_figure(views: Mapping[str, LabelSpaceView], seed: int) -> Figure
     legible; the names stand in for a colour legend. No views (no dataset has ``MIN_SPACE_CLASSES``
     classes): a panel saying the picture was skipped (``NO_LABEL_SPACE``).
     """
-    import seaborn as sns
-
-    from fusion_lib.studies.label_study import spread_labels
 
     if not views:
         return skipped_figure(NO_LABEL_SPACE)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown
+from matplotlib.figure import Figure
 
 from fusion_lib.book.figures import lay_out, panel_grid
+from fusion_lib.book.pages import markdown, table
 from fusion_lib.book.profiles import Profile, get_profile
-from fusion_lib.book.report import markdown, table
 from fusion_lib.data.backbones import OFFLINE_BACKBONES, short_name
 from fusion_lib.studies.claims import PlannedVerdict, planned_verdicts
 from fusion_lib.studies.label_study import aliases_for
@@ -24,10 +25,6 @@ from fusion_lib.studies.plan import ConfirmatoryPlan
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
 from fusion_lib.studies.stats import family_words
 from fusion_lib.studies.zoo_sweep import draw_zoos, run_sweep, slope_table
-
-if TYPE_CHECKING:
-    from IPython.display import Markdown
-    from matplotlib.figure import Figure
 
 # the profile whose unchanged run is the plan's confirmatory run
 CONFIRMATORY_PROFILE = "book"

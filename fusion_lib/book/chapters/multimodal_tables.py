@@ -5,16 +5,19 @@ shows them (one column per dataset, intervals as text, names shortened)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown
 
-from fusion_lib.book.multimodal_figures import FAMILIES, FUSION_METHODS, NO_ZERO_SHOT
-from fusion_lib.book.report import interval, markdown
+from fusion_lib.book.chapters.multimodal_figures import FAMILIES, FUSION_METHODS, NO_ZERO_SHOT
+from fusion_lib.book.pages import interval, markdown
+from fusion_lib.book.profiles import Profile
 from fusion_lib.data.backbones import short_name
-from fusion_lib.data.feature_set import SPLITS
+from fusion_lib.data.feature_set import SPLITS, FeatureSet
 from fusion_lib.fusion.label_space import class_vectors
+from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.label_study import (
     C3_COMPARISONS,
     MIN_SPACE_CLASSES,
@@ -35,13 +38,6 @@ from fusion_lib.studies.label_study import (
     run_zero_shot,
 )
 from fusion_lib.studies.stats import family_words
-
-if TYPE_CHECKING:
-    from IPython.display import Markdown
-
-    from fusion_lib.book.profiles import Profile
-    from fusion_lib.data.feature_set import FeatureSet
-    from fusion_lib.studies.config import ExperimentConfig
 
 
 def label_inputs(

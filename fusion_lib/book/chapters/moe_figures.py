@@ -4,23 +4,22 @@ images where the experts disagree. Each returns a figure drawn for the book's co
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+from matplotlib.figure import Figure
 
 from fusion_lib.book.figures import COLUMN_WIDTH, first_column, image_grid, panel_grid, skipped_figure
 from fusion_lib.data.backbones import short_name
+from fusion_lib.data.datasets import DatasetSplits
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.gates import resize_thumbnails
 from fusion_lib.studies.claims import forest_plot, zoo_forest_plot
 from fusion_lib.studies.frontier import experiment_points, plot_frontier
 from fusion_lib.studies.gate_analysis import disagreement_examples, favourite_images, gate_by_class
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from fusion_lib.data.datasets import DatasetSplits
-    from fusion_lib.data.feature_set import FeatureSet
-    from fusion_lib.studies.runner import ExperimentResult
+from fusion_lib.studies.runner import ExperimentResult
 
 RIGHT, WRONG = "#2e8b57", "#c0392b"  # an expert (or answer) right or wrong, in every figure here
 
@@ -171,10 +170,6 @@ def _side_by_side(image: np.ndarray, thumbnail: np.ndarray, height: int = 64) ->
 def gate_view(thumbnails: np.ndarray, size: int) -> np.ndarray:
     """Thumbnails (n, 3, t, t) as a thumbnail gate of input ``size`` sees them
     (``gates.resize_thumbnails``), as (n, size, size, 3)."""
-    import torch
-
-    from fusion_lib.fusion.gates import resize_thumbnails
-
     return resize_thumbnails(torch.as_tensor(thumbnails), size).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 

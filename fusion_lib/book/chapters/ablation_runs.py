@@ -4,11 +4,13 @@ summaries (``studies.ablations``), and the sentences the page cites."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
-from fusion_lib.book.profiles import DATA_SEED
+from fusion_lib.book.chapters.study_figures import ablation_accuracy_figure, ablation_deltas_figure
+from fusion_lib.book.profiles import DATA_SEED, Profile
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
 from fusion_lib.fusion.two_stage import TwoStageConfig
@@ -23,11 +25,6 @@ from fusion_lib.studies.ablations import (
 from fusion_lib.studies.frontier import choose_on_validation
 from fusion_lib.studies.methods import recipe, thumbnail_choices
 from fusion_lib.studies.seed_run import ANCHORS
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from fusion_lib.book.profiles import Profile
 
 # The gate widths compared (channels of its two convolutions); the book's recipe uses 16/32.
 WIDTHS: dict[str, tuple[int, int]] = {
@@ -117,7 +114,6 @@ class AblationBook:
 
     def figure(self, ablation: str, detail: str = "") -> Figure:
         """The figure of an ablation run (``FIGURES``), its title naming the dataset (and ``detail``)."""
-        from fusion_lib.book.study_figures import ablation_accuracy_figure, ablation_deltas_figure
 
         what, accuracy = FIGURES[ablation]
         title = f"{self.dataset}: {what}{f' ({detail})' if detail else ''}"
@@ -193,7 +189,6 @@ class AblationBook:
 
     def summary_figure(self) -> Figure:
         """Every ablation's settings against their reference, in one figure."""
-        from fusion_lib.book.study_figures import ablation_deltas_figure
 
         summary = self.summary()
         compared = summary.assign(label=summary["ablation"] + ": " + summary["setting"])

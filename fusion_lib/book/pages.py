@@ -5,17 +5,15 @@ every page is shown with."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import pandas as pd
+from IPython.display import Markdown
+from myst_nb import glue
 
+from fusion_lib.book.figures import apply_style
+from fusion_lib.book.profiles import Profile
 from fusion_lib.data.backbones import short_name
 from fusion_lib.studies.stats import interval as interval  # re-exported: the notebooks use it from here
-
-if TYPE_CHECKING:
-    from IPython.display import Markdown
-
-    from fusion_lib.book.profiles import Profile
 
 
 def markdown(text: str) -> Markdown:
@@ -25,7 +23,6 @@ def markdown(text: str) -> Markdown:
     exists and fetches it when it starts with "http": a dataset given as an ImageFolder path would
     fail with ``IsADirectoryError``.
     """
-    from IPython.display import Markdown
 
     shown = Markdown()
     shown.data = text
@@ -35,7 +32,6 @@ def markdown(text: str) -> Markdown:
 def page_defaults() -> None:
     """The settings every page is shown with: whole cell text (pandas cuts text over 50 characters to
     "..."), up to 200 rows of a table, and the book's figure style (``figures.apply_style``)."""
-    from fusion_lib.book.figures import apply_style
 
     pd.set_option("display.max_colwidth", None)
     pd.set_option("display.max_rows", 200)
@@ -94,7 +90,6 @@ def table(
 
 def glue_values(values: Mapping[str, object]) -> None:
     """``myst_nb.glue`` every name -> value, for the page's text to cite (none is shown in place)."""
-    from myst_nb import glue
 
     for name, value in values.items():
         glue(name, value, display=False)

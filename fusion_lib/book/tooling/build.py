@@ -2,7 +2,7 @@
 
 ``python -m fusion_lib.book run --profile book --out DIR [--notebooks 01 03] [-p key value ...]``
 executes notebooks/NN_*.ipynb into DIR; ``python -m fusion_lib.book report PATH --out DIR`` runs the
-book's study on an ImageFolder of your own (``fusion_lib.book.own_images``); ``python -m fusion_lib.book sync-colab`` points every
+book's study on an ImageFolder of your own (``fusion_lib.book.own_images.report``); ``python -m fusion_lib.book sync-colab`` points every
 notebook's Colab install cell at ``repository.url`` of ``_config.yml`` (the one place the URL is
 configured; the build refuses notebooks that disagree); ``python -m fusion_lib.book build`` is
 ``make book``:
@@ -24,29 +24,38 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import logging
 import os
+import pkgutil
 import platform
 import re
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import nbformat
+import papermill as pm
+import torch
 import yaml
 
-from fusion_lib.book import own_images
-from fusion_lib.book.confirmatory import sweep_design
+import fusion_lib
+from fusion_lib import LAYERS
+from fusion_lib.book.chapters.confirmatory import sweep_design
+from fusion_lib.book.own_images import report as own_images
 from fusion_lib.book.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from fusion_lib.data.assets import MARKER, fetch
 from fusion_lib.studies.plan import load_plan
 
-log = logging.getLogger("fusion_lib.book.build")
+log = logging.getLogger("fusion_lib.book.tooling.build")
 
 KERNEL = "python3"
 BOOK_FILES = ("_config.yml", "_toc.yml")
@@ -138,7 +147,7 @@ def source_hash(notebook: Path, parameters: dict[str, Any]) -> str:
     h.update(notebook.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     h.update(KERNEL.encode())
-    lib = Path(__file__).resolve().parents[1]  # the fusion_lib package, every layer
+    lib = Path(fusion_lib.__file__).resolve().parent  # every layer
     for path in sorted(lib.rglob("*.py")):
         h.update(str(path.relative_to(lib)).encode())
         h.update(path.read_bytes())
@@ -146,7 +155,6 @@ def source_hash(notebook: Path, parameters: dict[str, Any]) -> str:
 
 
 def _stamp(executed: Path) -> dict[str, Any]:
-    import nbformat
 
     try:
         return nbformat.read(executed, as_version=4).metadata.get(STAMP_KEY, {})
@@ -195,8 +203,6 @@ def execute_notebook(
     With ``reuse``, an ``out`` stamped by a successful execution with the same ``source_hash`` is
     kept as it is. Errors are returned in ``NotebookRun.error``, with the failed copy left at ``out``.
     """
-    import nbformat
-    import papermill as pm
 
     digest = source_hash(source, parameters)
     stamp = _stamp(out) if reuse and out.exists() else {}
@@ -287,7 +293,6 @@ def run_notebooks(
     ``jobs`` notebooks run at once (each in its own kernel process), started in ``order`` when given
     (``start_order``); results keep the notebooks' order.
     """
-    from concurrent.futures import ThreadPoolExecutor
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -328,7 +333,6 @@ def warm_feature_cache(profile: str, overrides: dict[str, Any]) -> None:
 
 def environment_summary() -> dict[str, str]:
     """The machine and library versions a set of timings was measured on."""
-    import torch
 
     return {
         "python": platform.python_version(),
@@ -400,16 +404,9 @@ def profiles_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-# the subpackages in the order of their layers, each depending only on those before it
-LAYERS = ("fusion_lib.data", "fusion_lib.fusion", "fusion_lib.studies", "fusion_lib.book", "fusion_lib.bench")
-
-
 def public_modules() -> list[str]:
     """Every public package and module of fusion_lib (none of whose name parts starts with ``_``),
     sorted, so that each subpackage comes just before its modules."""
-    import pkgutil
-
-    import fusion_lib
 
     found = pkgutil.walk_packages(fusion_lib.__path__, "fusion_lib.")
     return sorted(m.name for m in found if not any(part.startswith("_") for part in m.name.split(".")))
@@ -419,7 +416,6 @@ def api_markdown(modules: Sequence[str]) -> str:
     """The API chapter's body: one section per layer (subpackage) with its summary table, then each of
     its modules' docstrings (sphinx autodoc). A package's own page shows its docstring only: the
     names it re-exports are documented once, in their modules."""
-    import importlib
 
     layers = sorted(
         (m for m in modules if m.count(".") == 1),
@@ -487,7 +483,6 @@ def stage_launch_buttons(root: Path, staging: Path) -> str:
 
 def stage_mathjax(staging: Path) -> Path:
     """Copy the fetched MathJax (``tex-chtml.js`` and its fonts) into the book's static files."""
-    from fusion_lib.data.assets import MARKER, fetch
 
     target = staging / MATHJAX_STATIC
     shutil.rmtree(target, ignore_errors=True)
@@ -513,7 +508,6 @@ def sync_colab_cells(root: Path, write: bool = True) -> list[Path]:
     """The notebooks whose Colab install cell does not install from ``repository_url(root)``; with
     ``write``, rewrite their URL. The committed notebooks must carry it: Colab opens them from GitHub.
     """
-    import nbformat
 
     url = repository_url(root)
     stale = []

@@ -5,21 +5,19 @@ text cites, as the page shows them."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from fusion_lib.book.report import interval, markdown, table
+from fusion_lib.book.pages import interval, markdown, table
+from fusion_lib.book.profiles import Profile
 from fusion_lib.data.backbones import short_name
+from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.studies.claims import C2_QUESTIONS, ZOO_METHODS, claim_word, pooled
+from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.gate_analysis import disagreement_table, gap_closed, routing_auc
 from fusion_lib.studies.registry import SINGLE_PREFIX, method_names
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
-
-if TYPE_CHECKING:
-    from fusion_lib.book.profiles import Profile
-    from fusion_lib.data.feature_set import FeatureSet
-    from fusion_lib.studies.config import ExperimentConfig
 
 # The two-stage gates whose routing on disagreement images the page shows (not the recipe's variants).
 ROUTED_GATES = (

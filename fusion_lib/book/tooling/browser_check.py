@@ -1,4 +1,4 @@
-"""Check the built book in a real browser: ``python -m fusion_lib.book.browser_check [_build/html]``.
+"""Check the built book in a real browser: ``python -m fusion_lib.book.tooling.browser_check [_build/html]``.
 
 Every page under the HTML folder is loaded in headless Chromium (the system binary, driven by
 Playwright) at a laptop's width with the network cut off, and must show: no console errors, every
@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from tqdm.auto import tqdm
 
 BROWSER_ENV = "FUSION_BROWSER"
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -238,8 +240,8 @@ def check_book(html: Path, word: str = "mixture", browser: str | None = None) ->
 
     Returns one report per page and the number of search results for ``word``.
     """
+    # local: playwright comes with the dev extra only; the book builds without it
     from playwright.sync_api import sync_playwright
-    from tqdm.auto import tqdm
 
     pages = book_pages(html)
     executable = browser or find_browser()
@@ -268,7 +270,7 @@ def check_book(html: Path, word: str = "mixture", browser: str | None = None) ->
 
 def search_hits(context, html: Path, word: str) -> int:  # noqa: ANN001 (a playwright BrowserContext)
     """How many pages the book's own search page lists for ``word`` (0 when it finds none)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # local: as above
 
     page = context.new_page()
     page.goto((html / "search.html").resolve().as_uri() + f"?q={word}", wait_until="load", timeout=TIMEOUT_MS)
@@ -287,7 +289,7 @@ def search_hits(context, html: Path, word: str) -> int:  # noqa: ANN001 (a playw
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m fusion_lib.book.browser_check", description=__doc__.split("\n")[0]
+        prog="python -m fusion_lib.book.tooling.browser_check", description=__doc__.split("\n")[0]
     )
     parser.add_argument("html", nargs="?", type=Path, default=Path("_build") / "html", help="built book")
     parser.add_argument("--word", default="mixture", help="a word the search page must find")

@@ -38,24 +38,38 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
+from fusion_lib.book.chapters.moe_figures import disagreement_gallery, forest_figure
+from fusion_lib.book.chapters.study_figures import agreement_matrices_figure
 from fusion_lib.book.figures import lay_out
+from fusion_lib.book.profiles import Profile, get_profile
 from fusion_lib.data.atomic import write_text_atomic
-from fusion_lib.data.datasets import DatasetError, SplitSizes, image_folder
+from fusion_lib.data.backbones import short_name
+from fusion_lib.data.datasets import BACKGROUNDS, DatasetError, SplitSizes, image_folder
+from fusion_lib.fusion.label_space import class_vectors, load_vectors
+from fusion_lib.studies.agreement import run_agreement_study
+from fusion_lib.studies.claims import C2_QUESTIONS, compare_pairs, question_table
 
 # imported here, not for type checking only: sphinx resolves study_folder's annotations through them
-from fusion_lib.studies.cross_validation import CrossValidation
-from fusion_lib.studies.recommend import Recommendation
+from fusion_lib.studies.cross_validation import CrossValidation, FoldedPool, folded, merge_folds, merge_runs
+from fusion_lib.studies.label_study import aliases_for, compare, run_label_study
+from fusion_lib.studies.recommend import (
+    BASELINE,
+    Recommendation,
+    is_single,
+    leave_one_out,
+    per_class_changes,
+    recommend,
+)
+from fusion_lib.studies.registry import SINGLE_PREFIX
+from fusion_lib.studies.runner import run_experiment
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from fusion_lib.book.profiles import Profile
-
-log = logging.getLogger("fusion_lib.book.own_images")
+log = logging.getLogger("fusion_lib.book.own_images.report")
 
 FRACTIONS = (0.6, 0.2, 0.2)  # train, validation, test shares of the folder's images
 # notebook 03's methods, less the jointly trained and second-family gates (which add time, not answers)
@@ -103,7 +117,6 @@ class Section:
 
 
 def _figure_html(fig: Figure) -> str:
-    import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     lay_out(fig).savefig(buffer, format="png", dpi=100, bbox_inches="tight")
@@ -142,9 +155,6 @@ def render(title: str, intro: str, sections: Sequence[Section]) -> str:
 
 
 def _agreement(profile: Profile, name: str, fs: Any, seeds: Sequence[int]) -> Section:
-    from fusion_lib.book.study_figures import agreement_matrices_figure
-    from fusion_lib.data.backbones import short_name
-    from fusion_lib.studies.agreement import run_agreement_study
 
     # its probes serve every section (the fit cache): the same fits, one per seed or fold
     study = run_agreement_study(fs, profile.experiment_config(name, seeds=tuple(seeds)))
@@ -172,9 +182,6 @@ def _agreement(profile: Profile, name: str, fs: Any, seeds: Sequence[int]) -> Se
 def _word_vectors(
     profile: Profile, name: str, fs: Any, seeds: Sequence[int], aliases: Mapping[str, str]
 ) -> Section:
-    from fusion_lib.fusion.label_space import class_vectors, load_vectors
-    from fusion_lib.studies.cross_validation import FoldedPool, merge_runs
-    from fusion_lib.studies.label_study import aliases_for, compare, run_label_study
 
     title = "Do word vectors of the class names help? (C3)"
     used = {**aliases_for(fs.class_names), **aliases}
@@ -221,13 +228,6 @@ def study_folder(
     """Run the book's study on an ImageFolder: the report's intro (its paragraphs separated by blank
     lines, the recommendation first), its sections and the metrics frame. ``cv`` decides whether the
     folder is cross-validated (``CrossValidation.applies``) or split once per seed."""
-    from fusion_lib.book.moe_figures import disagreement_gallery, forest_figure
-    from fusion_lib.book.profiles import get_profile
-    from fusion_lib.data.backbones import short_name
-    from fusion_lib.studies.claims import C2_QUESTIONS, compare_pairs, question_table
-    from fusion_lib.studies.cross_validation import FoldedPool, folded, merge_folds
-    from fusion_lib.studies.registry import SINGLE_PREFIX
-    from fusion_lib.studies.runner import run_experiment
 
     start = time.perf_counter()
     name = str(Path(path).expanduser())
@@ -326,7 +326,6 @@ def study_folder(
 def _advice(result: Any, pool: Any, config: Any) -> Recommendation:
     """``recommend`` on the result, with leave-one-out refits of the recommended method only (each
     refit costs a run of that method per fit; every method's would multiply the report's time)."""
-    from fusion_lib.studies.recommend import is_single, leave_one_out, recommend
 
     first = recommend(result)
     if is_single(first.method):
@@ -354,7 +353,6 @@ def _what_to_use(advice: Recommendation) -> Section:
 
 
 def _per_class(result: Any, advice: Recommendation, class_names: Sequence[str]) -> Section:
-    from fusion_lib.studies.recommend import BASELINE, per_class_changes
 
     table = per_class_changes(result, advice.compared, class_names)
     return Section(
@@ -368,7 +366,6 @@ def _per_class(result: Any, advice: Recommendation, class_names: Sequence[str]) 
 
 def _per_class_figure(table: pd.DataFrame, method: str, baseline: str) -> Figure:
     """Gained (right of 0) and lost (left of 0) test images per class, one bar each."""
-    import matplotlib.pyplot as plt
 
     y = range(len(table))[::-1]
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.35 * len(table)))
@@ -383,7 +380,6 @@ def _per_class_figure(table: pd.DataFrame, method: str, baseline: str) -> Figure
 
 def _colour_name(colour: tuple[int, int, int]) -> str:
     """A background colour as the report names it: white, black, or its R,G,B values."""
-    from fusion_lib.data.datasets import BACKGROUNDS
 
     names = {c: n for n, c in BACKGROUNDS.items()}
     return names.get(tuple(colour), "RGB " + ",".join(map(str, colour)))

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from fusion_lib.book.figures import COLUMN_WIDTH, figure, first_column, image_grid, panel_grid, rotate_xticks
 from fusion_lib.data.backbones import short_name
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
-    from fusion_lib.data.datasets import DatasetSplits
-    from fusion_lib.studies.agreement import AgreementStudy
+from fusion_lib.data.datasets import DatasetSplits, thumbnail
+from fusion_lib.studies.ablations import plot_accuracy, plot_deltas
+from fusion_lib.studies.agreement import AgreementStudy
 
 MIN_FONT = 9.5  # points: the smallest text of a figure shown at its natural size in the column
 # The pairwise measures of the agreement study as the figures name them (AgreementStudy.matrix keys).
@@ -40,7 +40,6 @@ ROW_HEIGHT = 3.4
 def _legible(fig: Figure) -> Figure:
     """Raise every text of ``fig`` smaller than ``MIN_FONT`` to it (a guard for text sized by
     hand, such as heatmap annotations)."""
-    from matplotlib.text import Text
 
     for text in fig.findobj(Text):
         if text.get_fontsize() < MIN_FONT:
@@ -78,7 +77,6 @@ def _heatmap(
     Drawn here rather than by ``seaborn.heatmap``, which draws the whole figure once per panel to see
     whether tick labels overlap: a dozen panels took seconds.
     """
-    from matplotlib.colors import to_rgb
 
     values = matrix.to_numpy(dtype=float)
     mesh = ax.pcolormesh(values, cmap="viridis", vmin=vmin, vmax=vmax)
@@ -115,7 +113,6 @@ def backbone_cost_figure(backbones: pd.DataFrame, input_size: int | None) -> Fig
 
     ``backbones``: ``backbone_table``'s frame (columns ``backbone``, ``params_m``, ``gflops``).
     """
-    import seaborn as sns
 
     names = backbones.assign(backbone=backbones["backbone"].map(short_name))
     fig, axes = panel_grid(2, panel_height=max(ROW_HEIGHT, 0.32 * len(names) + 1.4), sharey=True)
@@ -137,7 +134,6 @@ def class_gallery_figure(
     names the dataset and what the row shows. A dataset with more than ``max_classes`` classes shows
     its first ``max_classes`` (and says so), so CIFAR-100 does not make a page-long figure.
     """
-    from fusion_lib.data.datasets import thumbnail
 
     if not datasets:
         raise ValueError("class_gallery_figure needs at least one dataset")
@@ -189,7 +185,6 @@ def accuracy_figure(accuracy: pd.DataFrame) -> Figure:
     ``accuracy``: the studies' tidy accuracy (columns ``dataset``, ``backbone`` (short names), ``seed``,
     ``accuracy``).
     """
-    import seaborn as sns
 
     fig, ax = figure(height=ROW_HEIGHT)
     sns.barplot(data=accuracy, x="dataset", y="accuracy", hue="backbone", errorbar="sd", ax=ax)
@@ -251,7 +246,6 @@ def oracle_figure(bounds: pd.DataFrame, measures: Mapping[str, str]) -> Figure:
     ``bounds``: the studies' tidy bounds (columns ``dataset``, ``seed`` and the keys of ``measures``,
     which names each column as the figure shows it).
     """
-    import seaborn as sns
 
     long = bounds.melt(
         id_vars=["dataset", "seed"], value_vars=list(measures), var_name="measure", value_name="accuracy"
@@ -294,7 +288,6 @@ def zoo_figure(zoos: pd.DataFrame) -> Figure:
 
     ``zoos``: ``zoo_summary``'s frame (columns ``dataset``, ``zoo``, ``kappa``, ``oracle_gain``).
     """
-    import seaborn as sns
 
     fig, axes = panel_grid(2, panel_height=ROW_HEIGHT)
     sns.barplot(data=zoos, x="dataset", y="kappa", hue="zoo", ax=axes[0], legend=False)
@@ -315,7 +308,6 @@ def c1_difficulty_figure(accuracy: pd.DataFrame, kappas: pd.DataFrame) -> Figure
     ``accuracy``: as for :func:`accuracy_figure`; ``kappas``: ``kappa_beyond_accuracy``'s first frame
     (columns ``dataset``, ``kappa_c``, ``low``, ``high``, ``kappa``).
     """
-    import seaborn as sns
 
     ranks = (
         accuracy.groupby(["dataset", "backbone"], sort=False)["accuracy"]
@@ -378,7 +370,6 @@ def ablation_accuracy_figure(
     GFLOPs); ``xlim`` limits the x axis. ``x``, ``logx``, ``annotate`` and ``reference_band`` are
     ``plot_accuracy``'s.
     """
-    from fusion_lib.studies.ablations import plot_accuracy
 
     fig, ax = figure(height=ROW_HEIGHT)
     plot_accuracy(ax, summary, x=x, logx=logx, annotate=annotate, reference_band=reference_band)
@@ -404,7 +395,6 @@ def ablation_deltas_figure(summary: pd.DataFrame, *, title: str, label: str = "s
     """The paired change in test accuracy of each compared setting against its ablation's reference
     (``ablations.plot_deltas``: points with the paired 95% interval, one row per setting named by the
     column ``label``), one column wide and taller with more settings."""
-    from fusion_lib.studies.ablations import plot_deltas
 
     rows = int(summary["delta"].notna().sum())
     fig, ax = figure(height=max(ROW_HEIGHT, 0.32 * rows + 1.6))

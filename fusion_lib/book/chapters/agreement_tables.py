@@ -4,18 +4,15 @@ candidate experts, and the frames the page shows (shortened names, one column pe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from fusion_lib.book.report import interval, table
+from fusion_lib.book.pages import interval, table
+from fusion_lib.book.profiles import Profile
 from fusion_lib.data.backbones import BACKBONE_CFGS, short_name
+from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.studies.agreement import AgreementStudy, mean_std, run_agreement_study
-
-if TYPE_CHECKING:
-    from fusion_lib.book.profiles import Profile
-    from fusion_lib.data.feature_set import FeatureSet
 
 # The accuracy bounds of a set of experts, as the page names them (column of AgreementStudy.bounds).
 BOUNDS = {
