@@ -12,7 +12,7 @@ from fusion_lib.studies.agreement import zoo_summary
 @pytest.fixture(scope="module")
 def setup():
     P = get_profile("ci", epochs=3)
-    feature_sets = {name: P.feature_set(name) for name in P.datasets}
+    feature_sets = P.pools()
     return P, feature_sets, T.run_studies(P, feature_sets)
 
 

@@ -57,6 +57,12 @@ def test_the_design_rule_and_its_sentence():
     assert "One stratified 60/20/20" in cv.describe(5000, 5, [0, 1])
     with pytest.raises(ValueError, match="folds must be"):
         CrossValidation(folds=1)
+    # repeats fall with the folder's size, never below one
+    assert [cv.repeats_for(n) for n in (100, 1000, 1500, 2000, 2499)] == [3, 3, 2, 1, 1]
+    assert "; 1 repeat(s), not 3, because at 2000 images" in cv.describe(2000, 5, [0])
+    assert "not 3" not in cv.describe(100, 5, [0, 1, 2])
+    with pytest.raises(ValueError, match="image_tests must be at least 1"):
+        CrossValidation(image_tests=0)
 
 
 def test_merged_folds_hold_every_image_once_per_repeat():
@@ -64,6 +70,7 @@ def test_merged_folds_hold_every_image_once_per_repeat():
     with pytest.raises(ValueError, match="splits share indices"):
         folded(fs, CrossValidation(), seeds=[0])
     fs.indices = {"train": np.arange(60), "val": np.arange(60, 80), "test": np.arange(80, 100)}
+    assert list(folded(fs, CrossValidation(folds=4, image_tests=150), seeds=[0, 1, 2]).repeats) == [0]
     pool = folded(fs, CrossValidation(folds=4, repeats=2), seeds=[0, 1, 2])
     assert isinstance(pool, FoldedPool) and list(pool.repeats) == [0, 1]
     assert pool.run_seeds == tuple(run_seed(s, f) for s in (0, 1) for f in range(4))

@@ -12,7 +12,7 @@ from fusion_lib.studies.registry import method_names
 @pytest.fixture(scope="module")
 def setup():
     P = get_profile("ci", epochs=2, seeds=1)
-    pools = {name: P.feature_set(name) for name in P.datasets}
+    pools = P.pools()
     return P, pools, mt.run_results(P, pools)
 
 

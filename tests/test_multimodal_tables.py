@@ -15,7 +15,7 @@ from fusion_lib.studies.label_study import C3_COMPARISONS
 @pytest.fixture(scope="module")
 def setup():
     P = get_profile("ci", epochs=3, zero_shot_splits=4)
-    feature_sets = {name: P.feature_set(name) for name in P.datasets}
+    feature_sets = P.pools()
     vectors = load_vectors()
     configs, class_vecs = mt.label_inputs(P, feature_sets, vectors)
     studies = mt.run_label_studies(feature_sets, class_vecs, configs)
@@ -29,10 +29,10 @@ def test_class_names_words_and_aliases(setup):
     groups = mt.class_name_groups({**feature_sets, "copy": feature_sets[name]})
     assert list(groups.values()) == [[name, "copy"]]  # identical class names: one group
     ((caption, words),) = mt.word_tables(
-        groups, class_vecs, vectors, configs | {"copy": configs[name]}
+        groups, class_vecs, vectors, {**configs, "copy": configs[name]}
     ).items()
     assert caption.startswith(f"{name}, copy: aliases used") and len(words) == feature_sets[name].n_classes
-    effects, notes = mt.alias_effects(groups, vectors, configs | {"copy": configs[name]})
+    effects, notes = mt.alias_effects(groups, vectors, {**configs, "copy": configs[name]})
     assert len(effects) > 0 or notes == ["no aliases apply"]
     sims = mt.class_similarities(groups, class_vecs)
     assert list(sims) == [f"{name}, copy"] and np.allclose(np.diag(sims[f"{name}, copy"]), 1.0)
@@ -50,9 +50,9 @@ def test_accuracy_tables_have_a_row_per_model(setup):
     assert list(shown.index) == mt.expert_order(P.backbones)
     assert list(shown.columns.get_level_values(1)) == list(FAMILIES) * len(P.datasets)
     assert shown.notna().all().all(), "every expert of every family has its interval"
-    fused = mt.fused_table(mt.fused_ci(studies, P.datasets), P.datasets)
+    fused = mt.fused_table(mt.fused_ci(studies), P.datasets)
     assert list(fused.index) == list(FUSION_METHODS) and fused.notna().all().all()
-    heads = mt.head_differences(studies, P.backbones, P.datasets)
+    heads = mt.head_differences(studies, P.backbones)
     assert len(heads) == 2 * len(P.backbones) + 2 and heads.notna().all().all()
 
 
@@ -64,7 +64,7 @@ def test_blends_gates_and_c3(setup):
     assert ((weights >= 0) & (weights <= 1)).all().all()
     lines = mt.gate_shares(gates)
     assert len(lines) == 2 * len(P.datasets) and "label experts together take" in lines[-1]
-    c3 = mt.c3_comparisons(studies, P.datasets)
+    c3 = mt.c3_comparisons(studies)
     assert (c3["p_holm"] >= c3["p_value"]).all() and c3["word"].isin(
         ["better", "worse", "equivalent", "inconclusive"]
     ).all()

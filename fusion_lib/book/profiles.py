@@ -48,6 +48,7 @@ from fusion_lib.data.spec import (
 )
 from fusion_lib.fusion.gates import ThumbnailGate
 from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.config import ExperimentConfig
 
 DEFAULT_PROFILE = "book"
@@ -134,6 +135,14 @@ class Profile:
         (and the book build's cache warm-up) loads them."""
         return load_feature_set(self.feature_spec(dataset, backbones), self.device, progress=False)
 
+    def pools(self, backbones: Sequence[str] | None = None) -> ByDataset[FeatureSet]:
+        """``feature_set`` of every dataset of the profile, in its order."""
+        return ByDataset.build(self.datasets, lambda name: self.feature_set(name, backbones))
+
+    def images(self) -> ByDataset[DatasetSplits]:
+        """``dataset_splits`` of every dataset of the profile, in its order."""
+        return ByDataset.build(self.datasets, self.dataset_splits)
+
     def dataset_splits(self, dataset: str) -> DatasetSplits:
         """The images of one of the profile's datasets, split as its features were (the pool
         ``feature_set`` draws its seeds' splits from), for showing them."""
@@ -162,10 +171,10 @@ class Profile:
 
     def zoo_runs(
         self,
-        reused: Mapping[str, T],
+        reused: ByDataset[T],
         run: Callable[[FeatureSet, "ExperimentConfig"], T],
         **settings: Any,
-    ) -> dict[str, dict[str, T]]:
+    ) -> dict[str, ByDataset[T]]:
         """``[zoo][dataset]``: ``run(features, config)`` of every zoo on every dataset (``settings`` go to
         ``experiment_config``); a zoo equal to the profile's experts takes ``reused[dataset]``, and every
         zoo's features of a dataset come from one load (``zoo_feature_sets``)."""
@@ -179,7 +188,7 @@ class Profile:
                     if same
                     else run(sets[zoo], self.experiment_config(name, members, **settings))
                 )
-        return out
+        return {zoo: ByDataset(runs) for zoo, runs in out.items()}
 
     def push_inputs(self) -> tuple[int | None, ...]:
         """The input sizes notebook 04's accuracy push compares: 64 px where every expert takes it (Xception

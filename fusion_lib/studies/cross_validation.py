@@ -42,6 +42,11 @@ class CrossValidation:
     Above it, a single split's test set is large enough and k times the fits would cost minutes.
     ``repeats`` caps the repeats at 3 (15 fits, three times a 5-seed single split's): more repeats
     narrow only the retraining part of the interval, the image part being fixed by the folder's size.
+    Larger folders get fewer repeats (``repeats_for``), at least one: the repeats stop once they test
+    ``image_tests`` images in all (3,000: a 1,000-image folder keeps three, a 2,000-image one gets
+    one), because there the image part dominates the interval and each repeat's fits cost in
+    proportion to the folder, which kept the report on 2,000 images over its 3-minute budget (4.1
+    min with three repeats on the development machine).
     Each fold's validation set is ``val_share`` of the folder, as in the 60/20/20 split, so that
     a fit trains on as many images as it did there.
     """
@@ -50,12 +55,15 @@ class CrossValidation:
     repeats: int = 3
     val_share: float = 0.2
     max_images: int = 2500
+    image_tests: int = 3000
 
     def __post_init__(self) -> None:
         if not 2 <= self.folds < FOLD_STRIDE:
             raise ValueError(f"folds must be between 2 and {FOLD_STRIDE - 1}, got {self.folds}")
         if self.repeats < 1:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}")
+        if self.image_tests < 1:
+            raise ValueError(f"image_tests must be at least 1, got {self.image_tests}")
         if not 0 < self.val_share < 1 - 1 / self.folds:
             raise ValueError(
                 f"val_share must be in (0, {1 - 1 / self.folds:.2f}) so that {self.folds} folds leave "
@@ -65,6 +73,11 @@ class CrossValidation:
     def applies(self, n_images: int) -> bool:
         """Whether a pool of ``n_images`` is cross-validated (else it keeps one split per seed)."""
         return n_images < self.max_images
+
+    def repeats_for(self, n_images: int) -> int:
+        """The repeats a pool of ``n_images`` gets: ``repeats``, or fewer (at least one) so that the
+        repeats test about ``image_tests`` images in all."""
+        return max(1, min(self.repeats, self.image_tests // max(n_images, 1)))
 
     def folds_for(self, labels: np.ndarray) -> int:
         """The folds a pool with these labels gets: ``folds``, or fewer where a class has fewer images
@@ -87,7 +100,14 @@ class CrossValidation:
             f"folds, each fold is the test set of one fit whose validation images ({self.val_share:.0%} of "
             "the folder) are drawn from the other folds, so every image is tested once per repeat. "
             f"Folders under {self.max_images} images get this design because a single 20% test split "
-            "would leave most images untested and the intervals too wide to decide anything."
+            "would leave most images untested and the intervals too wide to decide anything"
+            + (
+                "."
+                if len(seeds) == self.repeats
+                else f"; {len(seeds)} repeat(s), not {self.repeats}, because at {n_images} images further "
+                "repeats would narrow the intervals little (the images, not the retraining, make most of "
+                "their width) and multiply the fits."
+            )
         )
 
 
@@ -188,8 +208,8 @@ def _fold(pool: FeatureSet, folds: int, val_size: int, repeats: dict[int, list[i
 
 
 def folded(pool: FeatureSet, cv: CrossValidation, seeds: Sequence[int]) -> FoldedPool:
-    """``pool``'s images (all its splits together) under ``cv``, repeated with the first ``cv.repeats``
-    of ``seeds``. The pool must record each image's index (the ids the intervals pair images by)."""
+    """``pool``'s images (all its splits together) under ``cv``, repeated with the first
+    ``cv.repeats_for(n_images)`` of ``seeds``. The pool must record each image's index (the ids the intervals pair images by)."""
     missing = [s for s in SPLITS if s not in pool.indices or s not in pool.thumbnails]
     if missing:
         raise ValueError(
@@ -205,7 +225,7 @@ def folded(pool: FeatureSet, cv: CrossValidation, seeds: Sequence[int]) -> Folde
     labels = np.concatenate([pool.labels[s] for s in SPLITS])
     folds = cv.folds_for(labels)
     val_size = max(pool.n_classes, round(cv.val_share * len(labels)))
-    repeats = {s: [run_seed(s, f) for f in range(folds)] for s in list(seeds)[: cv.repeats]}
+    repeats = {s: [run_seed(s, f) for f in range(folds)] for s in list(seeds)[: cv.repeats_for(len(labels))]}
     return _fold(pool, folds, val_size, repeats)
 
 

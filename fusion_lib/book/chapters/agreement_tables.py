@@ -3,7 +3,7 @@ candidate experts, and the frames the page shows (shortened names, one column pe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,7 @@ from fusion_lib.book.profiles import Profile
 from fusion_lib.data.backbones import BACKBONE_CFGS, short_name
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.studies.agreement import AgreementStudy, mean_std, run_agreement_study
+from fusion_lib.studies.by_dataset import ByDataset
 
 # The accuracy bounds of a set of experts, as the page names them (column of AgreementStudy.bounds).
 BOUNDS = {
@@ -22,7 +23,7 @@ BOUNDS = {
 }
 
 
-def dims_table(feature_sets: Mapping[str, FeatureSet]) -> pd.DataFrame:
+def dims_table(feature_sets: ByDataset[FeatureSet]) -> pd.DataFrame:
     """Feature dimension of every backbone (rows) on every dataset (columns)."""
     dims = pd.DataFrame({name: fs.dims() for name, fs in feature_sets.items()})
     return dims.rename(index=short_name).rename_axis(
@@ -30,11 +31,9 @@ def dims_table(feature_sets: Mapping[str, FeatureSet]) -> pd.DataFrame:
     )
 
 
-def run_studies(profile: Profile, feature_sets: Mapping[str, FeatureSet]) -> dict[str, AgreementStudy]:
+def run_studies(profile: Profile, feature_sets: ByDataset[FeatureSet]) -> ByDataset[AgreementStudy]:
     """The agreement study of each dataset's experts, under the profile's experiment config."""
-    return {
-        name: run_agreement_study(fs, profile.experiment_config(name)) for name, fs in feature_sets.items()
-    }
+    return feature_sets.map(lambda name, fs: run_agreement_study(fs, profile.experiment_config(name)))
 
 
 def accuracy_table(accuracy: pd.DataFrame, backbones: Sequence[str], datasets: Sequence[str]) -> pd.DataFrame:
@@ -79,9 +78,7 @@ def candidates_table(
     return frame.round(3)
 
 
-def zoo_studies(
-    profile: Profile, studies: Mapping[str, AgreementStudy]
-) -> dict[str, dict[str, AgreementStudy]]:
+def zoo_studies(profile: Profile, studies: ByDataset[AgreementStudy]) -> dict[str, ByDataset[AgreementStudy]]:
     """``[zoo][dataset]``: each zoo's agreement study on each dataset (``Profile.zoo_runs``: a zoo equal
     to the profile's experts reuses ``studies``)."""
     return profile.zoo_runs(studies, run_agreement_study)

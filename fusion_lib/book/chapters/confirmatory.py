@@ -19,6 +19,7 @@ from fusion_lib.book.figures import lay_out, panel_grid
 from fusion_lib.book.pages import markdown, table
 from fusion_lib.book.profiles import Profile, get_profile
 from fusion_lib.data.backbones import OFFLINE_BACKBONES, short_name
+from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.claims import PlannedVerdict, planned_verdicts
 from fusion_lib.studies.label_study import aliases_for
 from fusion_lib.studies.plan import ConfirmatoryPlan
@@ -65,10 +66,10 @@ def design(profile: Profile, plan: ConfirmatoryPlan) -> Design:
     return Design(False, profile.datasets, profile.backbones, profile.seeds)
 
 
-def run(profile: Profile, plan: ConfirmatoryPlan, run_design: Design) -> dict[str, ExperimentResult]:
+def run(profile: Profile, plan: ConfirmatoryPlan, run_design: Design) -> ByDataset[ExperimentResult]:
     """Every method the plan names, on each dataset of ``run_design``, over its seeds."""
-    results = {}
-    for name in run_design.datasets:
+
+    def run_one(name: str) -> ExperimentResult:
         pool = profile.feature_set(name, run_design.experts)
         config = profile.experiment_config(
             name,
@@ -77,12 +78,13 @@ def run(profile: Profile, plan: ConfirmatoryPlan, run_design: Design) -> dict[st
             seeds=list(run_design.seeds),
             aliases=aliases_for(pool.class_names),
         )
-        results[name] = run_experiment(config, feature_set=pool, progress=False)
-    return results
+        return run_experiment(config, feature_set=pool, progress=False)
+
+    return ByDataset.build(run_design.datasets, run_one)
 
 
 def verdicts(
-    results: Mapping[str, ExperimentResult], plan: ConfirmatoryPlan
+    results: ByDataset[ExperimentResult], plan: ConfirmatoryPlan
 ) -> dict[tuple[str, str], PlannedVerdict]:
     """The planned verdict of every test of the plan, primary and secondary, keyed by (method, reference)."""
     pairs = [(t.method, t.reference) for t in plan.tests] + [p for t in plan.tests for p in t.secondary]
@@ -118,18 +120,18 @@ def verdict_table(decided: Mapping[tuple[str, str], PlannedVerdict], plan: Confi
     return pd.DataFrame(rows).set_index(["claim", "test", "comparison"])
 
 
-def per_dataset_table(results: Mapping[str, ExperimentResult], plan: ConfirmatoryPlan) -> pd.DataFrame:
+def per_dataset_table(results: ByDataset[ExperimentResult], plan: ConfirmatoryPlan) -> pd.DataFrame:
     """Descriptive: every planned comparison on every dataset, in percent of the reference's errors and
     in points, with superiority (two-sided) and equivalence (two one-sided tests at the plan's margin)
     p-values Holm-adjusted together over the whole table, and the word they give."""
-    rows = []
     pairs = [(t.method, t.reference) for t in plan.tests] + [p for t in plan.tests for p in t.secondary]
-    for name, result in results.items():
+
+    def rows(result: ExperimentResult) -> pd.DataFrame:
+        out = []
         for a, b in pairs:
             rel = result.compare(a, b, relative=True)
-            rows.append(
+            out.append(
                 {
-                    "dataset": name,
                     "comparison": f"{a} vs {b}",
                     "relative, % (95% CI)": rel.text(),
                     "points (95% CI)": result.compare(a, b).text(),
@@ -138,28 +140,31 @@ def per_dataset_table(results: Mapping[str, ExperimentResult], plan: Confirmator
                     "p_equivalence": rel.p_equivalence(plan.margin),
                 }
             )
-    df = pd.DataFrame(rows)
+        return pd.DataFrame(out)
+
+    df = results.frame(lambda _, result: rows(result))
     df["p_superiority (Holm)"], df["p_equivalence (Holm)"], df["word"] = family_words(
         df["diff"], df["p_superiority"], df["p_equivalence"]
     )
     return df.drop(columns=["diff", "p_superiority", "p_equivalence"]).set_index(["dataset", "comparison"])
 
 
-def gate_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
+def gate_table(results: ByDataset[ExperimentResult]) -> pd.DataFrame:
     """Per dataset, the mean alpha validation chose for ``moe_thumbnail`` and the share of test images on
     which its gate changes its anchor's answer (mean over seeds): what an "equivalent" C2b rests on."""
-    rows = []
-    for name, result in results.items():
+
+    def row(result: ExperimentResult) -> pd.DataFrame:
         m = result.mean_metric
-        rows.append(
+        return pd.DataFrame(
             {
-                "dataset": name,
-                "mean alpha (val)": m("alpha").get("moe_thumbnail", np.nan),
-                "images whose answer the gate changes, %": 100
-                * m("gate_changes_anchor").get("moe_thumbnail", np.nan),
+                "mean alpha (val)": [m("alpha").get("moe_thumbnail", np.nan)],
+                "images whose answer the gate changes, %": [
+                    100 * m("gate_changes_anchor").get("moe_thumbnail", np.nan)
+                ],
             }
         )
-    return pd.DataFrame(rows).set_index("dataset")
+
+    return results.frame(lambda _, result: row(result)).set_index("dataset")
 
 
 def glue_words(

@@ -4,7 +4,7 @@ images where the experts disagree. Each returns a figure drawn for the book's co
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ from fusion_lib.data.backbones import short_name
 from fusion_lib.data.datasets import DatasetSplits
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.gates import resize_thumbnails
+from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.claims import forest_plot, zoo_forest_plot
 from fusion_lib.studies.frontier import experiment_points, plot_frontier
 from fusion_lib.studies.gate_analysis import disagreement_examples, favourite_images, gate_by_class
@@ -68,7 +69,7 @@ def routing_auc_figure(auc: pd.DataFrame) -> Figure:
 
 
 def gate_by_class_figure(
-    results: Mapping[str, ExperimentResult], pools: Mapping[str, FeatureSet], seed: int, method: str
+    results: ByDataset[ExperimentResult], pools: ByDataset[FeatureSet], seed: int, method: str
 ) -> Figure:
     """Mean gate weight of ``method`` per true class and expert on the seed's test images, a heatmap per
     dataset."""
@@ -94,8 +95,8 @@ def gate_by_class_figure(
 
 
 def favourites_figure(
-    results: Mapping[str, ExperimentResult],
-    pools: Mapping[str, FeatureSet],
+    results: ByDataset[ExperimentResult],
+    pools: ByDataset[FeatureSet],
     seed: int,
     method: str,
     n: int = 6,
@@ -120,7 +121,7 @@ def favourites_figure(
 
 
 def frontier_figure(
-    results: Mapping[str, ExperimentResult], pools: Mapping[str, FeatureSet]
+    results: ByDataset[ExperimentResult], pools: ByDataset[FeatureSet]
 ) -> tuple[Figure, pd.DataFrame]:
     """Test accuracy against GFLOPs per image, a panel per dataset (one a row: the methods crowd a
     half-width panel) and one legend under them, and the points on each Pareto frontier (with a
@@ -174,9 +175,9 @@ def gate_view(thumbnails: np.ndarray, size: int) -> np.ndarray:
 
 
 def disagreement_gallery(
-    results: Mapping[str, ExperimentResult],
-    pools: Mapping[str, FeatureSet],
-    data: Mapping[str, DatasetSplits],
+    results: ByDataset[ExperimentResult],
+    pools: ByDataset[FeatureSet],
+    data: ByDataset[DatasetSplits],
     seed: int,
     method: str = "moe_thumbnail",
     n: int = 3,

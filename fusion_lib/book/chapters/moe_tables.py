@@ -4,7 +4,6 @@ text cites, as the page shows them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -13,6 +12,7 @@ from fusion_lib.book.pages import interval, markdown, table
 from fusion_lib.book.profiles import Profile
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.claims import C2_QUESTIONS, ZOO_METHODS, claim_word, pooled
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.gate_analysis import disagreement_table, gap_closed, routing_auc
@@ -50,22 +50,19 @@ USAGE = {  # the gates' use of their experts, as the usage table names it
 }
 
 
-def run_results(profile: Profile, pools: Mapping[str, FeatureSet]) -> dict[str, ExperimentResult]:
+def run_results(profile: Profile, pools: ByDataset[FeatureSet]) -> ByDataset[ExperimentResult]:
     """Every visual method (the registry's methods that need no word vectors) on each dataset, with
     top-k inference at every level below the number of experts."""
     methods = method_names(profile.backbones, needs_class_vectors=False)
     top_k = list(range(1, len(profile.backbones)))
-    return {
-        name: run_experiment(
-            profile.experiment_config(name, methods=methods, top_k=top_k),
-            feature_set=pools[name],
-            progress=False,
+    return pools.map(
+        lambda name, pool: run_experiment(
+            profile.experiment_config(name, methods=methods, top_k=top_k), feature_set=pool, progress=False
         )
-        for name in profile.datasets
-    }
+    )
 
 
-def result_tables(results: Mapping[str, ExperimentResult], baseline: str = "best_fixed") -> list[Any]:
+def result_tables(results: ByDataset[ExperimentResult], baseline: str = "best_fixed") -> list[Any]:
     """Per dataset, a line naming its seeds and test images and its table against ``baseline``."""
     out: list[Any] = []
     for name, result in results.items():
@@ -75,7 +72,7 @@ def result_tables(results: Mapping[str, ExperimentResult], baseline: str = "best
     return out
 
 
-def c2_values(results: Mapping[str, ExperimentResult], comparisons: pd.DataFrame) -> dict[str, str]:
+def c2_values(results: ByDataset[ExperimentResult], comparisons: pd.DataFrame) -> dict[str, str]:
     """What the text cites of C2: each question's pooled word and difference, and the comparisons read."""
     values = {}
     for key, (a, b) in zip(("fusion", "adapt"), C2_QUESTIONS.values()):
@@ -93,8 +90,8 @@ def comparisons_table(comparisons: pd.DataFrame) -> pd.DataFrame:
 
 
 def zoo_results(
-    profile: Profile, results: Mapping[str, ExperimentResult]
-) -> dict[str, dict[str, ExperimentResult]]:
+    profile: Profile, results: ByDataset[ExperimentResult]
+) -> dict[str, ByDataset[ExperimentResult]]:
     """``[zoo][dataset]``: the zoo comparisons' methods on each zoo (``Profile.zoo_runs``: a zoo equal to
     the profile's experts reuses ``results``)."""
 
@@ -104,13 +101,9 @@ def zoo_results(
     return profile.zoo_runs(results, run, methods=list(ZOO_METHODS))
 
 
-def routing_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
+def routing_table(results: ByDataset[ExperimentResult]) -> pd.DataFrame:
     """How each of ``ROUTED_GATES`` routes on the test images where the experts disagree, per dataset."""
-    parts = [
-        disagreement_table(r, [m for m in ROUTED_GATES if m in r.methods]).assign(dataset=name)
-        for name, r in results.items()
-    ]
-    return pd.concat(parts, ignore_index=True)
+    return results.frame(lambda _, r: disagreement_table(r, [m for m in ROUTED_GATES if m in r.methods]))
 
 
 def disagreement_share(routing: pd.DataFrame) -> dict[str, str]:
@@ -131,42 +124,31 @@ def routing_views(routing: pd.DataFrame) -> list[pd.DataFrame]:
 
 
 def routing_aucs(
-    profile: Profile, pools: Mapping[str, FeatureSet], results: Mapping[str, ExperimentResult], seed: int
+    profile: Profile, pools: ByDataset[FeatureSet], results: ByDataset[ExperimentResult], seed: int
 ) -> pd.DataFrame:
     """How well each input predicts that each expert is right (``gate_analysis.routing_auc``) on ``seed``,
     per dataset, experts shortened."""
-    auc = pd.concat(
-        [
-            routing_auc(
-                pools[name].draw(seed),
-                results[name].experts[seed],
-                seed,
-                profile.experiment_config(name).train,
-            ).assign(dataset=name)
-            for name in profile.datasets
-        ],
-        ignore_index=True,
+    auc = results.frame(
+        lambda name, r: routing_auc(
+            pools[name].draw(seed), r.experts[seed], seed, profile.experiment_config(name).train
+        )
     )
     return auc.assign(expert=auc["expert"].map(short_name))
 
 
-def gap_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
+def gap_table(results: ByDataset[ExperimentResult]) -> pd.DataFrame:
     """The share of the averaging-to-oracle gap each of ``GAP_METHODS`` closes, mean over seeds."""
-    gap = pd.concat(
-        [
-            gap_closed(
-                r.metrics[r.metrics["metric"] == "accuracy"], [m for m in GAP_METHODS if m in r.methods]
-            ).assign(dataset=name)
-            for name, r in results.items()
-        ],
-        ignore_index=True,
+    gap = results.frame(
+        lambda _, r: gap_closed(
+            r.metrics[r.metrics["metric"] == "accuracy"], [m for m in GAP_METHODS if m in r.methods]
+        )
     )
     return gap.pivot_table(index="method", columns="dataset", values="gap_closed", sort=False).round(3)
 
 
-def usage_table(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
+def usage_table(results: ByDataset[ExperimentResult]) -> pd.DataFrame:
     """How the gates use their experts (``USAGE``), mean over seeds, per dataset and method."""
-    usage = pd.concat([r.metrics.assign(dataset=name) for name, r in results.items()])
+    usage = results.frame(lambda _, r: r.metrics)
     usage = usage[usage["metric"].isin(list(USAGE))]
     usage = usage.pivot_table(index=["dataset", "method"], columns="metric", values="value", sort=False)
     return table(
@@ -202,7 +184,7 @@ def frontier_table(on_front: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def best_fashion(results: Mapping[str, ExperimentResult]) -> str:
+def best_fashion(results: ByDataset[ExperimentResult]) -> str:
     """The Fashion-MNIST fusion with the best mean validation accuracy (never one fit on validation nor
     the oracle) and its test accuracy with its 95% CI, as the text cites it."""
     if "fashion_mnist" not in results:

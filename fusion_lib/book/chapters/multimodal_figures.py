@@ -22,6 +22,7 @@ from fusion_lib.book.figures import COLUMN_WIDTH, first_column, panel_grid, rota
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.label_space import LabelSpaceModel
+from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.label_study import (
     MIN_SPACE_CLASSES,
     MIN_ZERO_SHOT_CLASSES,
@@ -375,7 +376,7 @@ def _named(class_xy: np.ndarray, most: int = MAX_NAMED) -> np.ndarray:
     return np.sort(np.argsort(-dist, kind="stable")[:most])
 
 
-def label_space_figure(views: Mapping[str, LabelSpaceView], seed: int) -> Figure:
+def label_space_figure(views: ByDataset[LabelSpaceView], seed: int) -> Figure:
     """Test images (dots, coloured by true class) and class vectors (stars, named in their class's
     colour) in the plane of the class vectors' first two principal components, one panel per dataset.
 

@@ -17,6 +17,7 @@ from fusion_lib.book.profiles import Profile
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
 from fusion_lib.fusion.label_space import class_vectors
+from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.label_study import (
     C3_COMPARISONS,
@@ -41,39 +42,34 @@ from fusion_lib.studies.stats import family_words
 
 
 def label_inputs(
-    profile: Profile, feature_sets: Mapping[str, FeatureSet], vectors: Any
-) -> tuple[dict[str, ExperimentConfig], dict[str, np.ndarray]]:
+    profile: Profile, feature_sets: ByDataset[FeatureSet], vectors: Any
+) -> tuple[ByDataset[ExperimentConfig], ByDataset[np.ndarray]]:
     """Per dataset, the experiment config with the book's aliases for its class names, and its class
     vectors from ``vectors`` through those aliases."""
-    configs = {
-        name: profile.experiment_config(name, aliases=aliases_for(fs.class_names))
-        for name, fs in feature_sets.items()
-    }
-    vecs = {
-        name: class_vectors(fs.class_names, vectors, configs[name].aliases)
-        for name, fs in feature_sets.items()
-    }
+    configs = feature_sets.map(
+        lambda name, fs: profile.experiment_config(name, aliases=aliases_for(fs.class_names))
+    )
+    vecs = feature_sets.map(lambda name, fs: class_vectors(fs.class_names, vectors, configs[name].aliases))
     return configs, vecs
 
 
 def run_label_studies(
-    feature_sets: Mapping[str, FeatureSet],
-    class_vecs: Mapping[str, np.ndarray],
-    configs: Mapping[str, ExperimentConfig],
-) -> dict[str, LabelStudy]:
+    feature_sets: ByDataset[FeatureSet],
+    class_vecs: ByDataset[np.ndarray],
+    configs: ByDataset[ExperimentConfig],
+) -> ByDataset[LabelStudy]:
     """The label-space study of every dataset (``label_study.run_label_study``)."""
-    return {
-        name: run_label_study(fs, class_vecs[name], configs[name], progress=False)
-        for name, fs in feature_sets.items()
-    }
+    return feature_sets.map(
+        lambda name, fs: run_label_study(fs, class_vecs[name], configs[name], progress=False)
+    )
 
 
-def study_frames(studies: Mapping[str, LabelStudy], *parts: str) -> list[pd.DataFrame]:
+def study_frames(studies: ByDataset[LabelStudy], *parts: str) -> list[pd.DataFrame]:
     """Each named frame of the studies (e.g. "blend", "gates", "curves"), every dataset's rows in one."""
     return [pd.concat([getattr(s, part) for s in studies.values()], ignore_index=True) for part in parts]
 
 
-def splits_table(feature_sets: Mapping[str, FeatureSet]) -> pd.DataFrame:
+def splits_table(feature_sets: ByDataset[FeatureSet]) -> pd.DataFrame:
     """Classes, images per split and whether the test split is fixed, per dataset."""
     rows = [
         {
@@ -87,7 +83,7 @@ def splits_table(feature_sets: Mapping[str, FeatureSet]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("dataset")
 
 
-def class_name_groups(feature_sets: Mapping[str, FeatureSet]) -> dict[tuple[str, ...], list[str]]:
+def class_name_groups(feature_sets: ByDataset[FeatureSet]) -> dict[tuple[str, ...], list[str]]:
     """Datasets grouped by identical class names (they share their class vectors)."""
     groups: dict[tuple[str, ...], list[str]] = {}
     for name, fs in feature_sets.items():
@@ -97,9 +93,9 @@ def class_name_groups(feature_sets: Mapping[str, FeatureSet]) -> dict[tuple[str,
 
 def word_tables(
     groups: Mapping[tuple[str, ...], Sequence[str]],
-    class_vecs: Mapping[str, np.ndarray],
+    class_vecs: ByDataset[np.ndarray],
     vectors: Any,
-    configs: Mapping[str, ExperimentConfig],
+    configs: ByDataset[ExperimentConfig],
 ) -> dict[str, pd.DataFrame]:
     """Per group of datasets, a caption naming the aliases used and the table of each class's tokens,
     the words that got a vector and their nearest words (``label_study.class_name_table``)."""
@@ -114,7 +110,7 @@ def word_tables(
 
 
 def alias_effects(
-    groups: Mapping[tuple[str, ...], Sequence[str]], vectors: Any, configs: Mapping[str, ExperimentConfig]
+    groups: Mapping[tuple[str, ...], Sequence[str]], vectors: Any, configs: ByDataset[ExperimentConfig]
 ) -> tuple[pd.DataFrame, list[str]]:
     """What each alias changes: for every aliased class, the words used, their nearest words and the most
     similar other class, without and with the aliases; and a note for a variant that cannot be built
@@ -153,7 +149,7 @@ def alias_effects(
 
 
 def class_similarities(
-    groups: Mapping[tuple[str, ...], Sequence[str]], class_vecs: Mapping[str, np.ndarray]
+    groups: Mapping[tuple[str, ...], Sequence[str]], class_vecs: ByDataset[np.ndarray]
 ) -> dict[str, pd.DataFrame]:
     """The cosine matrix of each group's class vectors, keyed by the group's datasets."""
     return {
@@ -166,16 +162,16 @@ def expert_order(backbones: Sequence[str]) -> list[str]:
     return [short_name(b) for b in backbones] + ["average"]
 
 
-def expert_ci(studies: Mapping[str, LabelStudy], backbones: Sequence[str]) -> pd.DataFrame:
+def expert_ci(studies: ByDataset[LabelStudy], backbones: Sequence[str]) -> pd.DataFrame:
     """Test accuracy with its 95% CI of every single-backbone head (visual probe, label-space head,
     random-vector head) and of their averages, per dataset; ``backbone`` shortened."""
-    parts = []
-    for name, study in studies.items():
+
+    def experts_of(study: LabelStudy) -> pd.DataFrame:
         info = study.accuracy[["dataset", "model", "family", "backbone"]].drop_duplicates()
-        experts = info[info["family"].isin(FAMILIES) & info["backbone"].isin([*backbones, "average"])]
-        ci = accuracy_ci(study, experts["model"].tolist()).assign(dataset=name)
-        parts.append(ci.merge(experts, on=["dataset", "model"]))
-    out = pd.concat(parts)
+        return info[info["family"].isin(FAMILIES) & info["backbone"].isin([*backbones, "average"])]
+
+    ci = studies.frame(lambda _, study: accuracy_ci(study, experts_of(study)["model"].tolist()))
+    out = ci.merge(studies.frame(lambda _, study: experts_of(study)), on=["dataset", "model"])
     return out.assign(backbone=out["backbone"].map(short_name))
 
 
@@ -190,26 +186,23 @@ def expert_table(ci: pd.DataFrame, backbones: Sequence[str], datasets: Sequence[
     )
 
 
-def head_differences(
-    studies: Mapping[str, LabelStudy], backbones: Sequence[str], datasets: Sequence[str]
-) -> pd.DataFrame:
+def head_differences(studies: ByDataset[LabelStudy], backbones: Sequence[str]) -> pd.DataFrame:
     """Each label-space head against the visual probe and the random-vector head of its backbone, and the
     label-space average against probability averaging and the random-vector average (points, 95% CI)."""
     pairs = [(f"label:{b}", f"{p}:{b}") for b in backbones for p in ("probe", "random")]
     pairs += [("label_space", "prob_avg"), ("label_space", "random_space")]
-    diffs = pd.concat([compare(studies[name], pairs) for name in datasets], ignore_index=True)
+    diffs = studies.frame(lambda _, study: compare(study, pairs))
     return (
         diffs.assign(a=diffs["a"].map(short_name), b=diffs["b"].map(short_name))
         .pivot(index=["a", "b"], columns="dataset", values="text")
-        .reindex(columns=list(datasets))
+        .reindex(columns=studies.datasets)
         .rename_axis(index=["model", "against"], columns="difference, points [95% CI]")
     )
 
 
-def fused_ci(studies: Mapping[str, LabelStudy], datasets: Sequence[str]) -> pd.DataFrame:
+def fused_ci(studies: ByDataset[LabelStudy]) -> pd.DataFrame:
     """Test accuracy with its 95% CI of every fusion of ``FUSION_METHODS``, per dataset."""
-    parts = [accuracy_ci(studies[name], list(FUSION_METHODS)).assign(dataset=name) for name in datasets]
-    return pd.concat(parts, ignore_index=True)
+    return studies.frame(lambda _, study: accuracy_ci(study, list(FUSION_METHODS)))
 
 
 def fused_table(ci: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
@@ -245,15 +238,15 @@ def gate_shares(gates: pd.DataFrame) -> list[str]:
     return lines
 
 
-def c3_comparisons(studies: Mapping[str, LabelStudy], datasets: Sequence[str]) -> pd.DataFrame:
+def c3_comparisons(studies: ByDataset[LabelStudy]) -> pd.DataFrame:
     """C3's comparisons on every dataset (``label_study.compare``), worded as one Holm family
     (``stats.family_words``: ``p_holm``, ``word``)."""
-    c3 = pd.concat([compare(studies[name]) for name in datasets], ignore_index=True)
+    c3 = studies.frame(lambda _, study: compare(study))
     c3["p_holm"], _, c3["word"] = family_words(c3["diff"], c3["p_value"], c3["p_equivalence"])
     return c3
 
 
-def c3_values(c3: pd.DataFrame, studies: Mapping[str, LabelStudy]) -> dict[str, str]:
+def c3_values(c3: pd.DataFrame, studies: ByDataset[LabelStudy]) -> dict[str, str]:
     """What the page's text cites of C3: its word, its two deciding differences (``c3_verdict``) and the
     number of comparisons read."""
     word, gain, words = c3_verdict(dict(studies))
@@ -275,7 +268,7 @@ def c3_table(c3: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
     )
 
 
-def _too_few_classes(feature_sets: Mapping[str, FeatureSet], need: int, why: str) -> dict[str, str]:
+def _too_few_classes(feature_sets: ByDataset[FeatureSet], need: int, why: str) -> dict[str, str]:
     return {
         name: f"{fs.n_classes} classes; {why}, so it needs {need}"
         for name, fs in feature_sets.items()
@@ -283,7 +276,7 @@ def _too_few_classes(feature_sets: Mapping[str, FeatureSet], need: int, why: str
     }
 
 
-def zero_shot_skipped(feature_sets: Mapping[str, FeatureSet]) -> dict[str, str]:
+def zero_shot_skipped(feature_sets: ByDataset[FeatureSet]) -> dict[str, str]:
     """The datasets the zero-shot study leaves out (too few classes), each with the reason."""
     return _too_few_classes(
         feature_sets,
@@ -292,7 +285,7 @@ def zero_shot_skipped(feature_sets: Mapping[str, FeatureSet]) -> dict[str, str]:
     )
 
 
-def label_space_skipped(feature_sets: Mapping[str, FeatureSet]) -> dict[str, str]:
+def label_space_skipped(feature_sets: ByDataset[FeatureSet]) -> dict[str, str]:
     """The datasets the label-space picture leaves out (too few classes), each with the reason."""
     return _too_few_classes(
         feature_sets,
@@ -307,21 +300,28 @@ def skip_notes(skipped: Mapping[str, str]) -> list[str]:
 
 
 def run_zero_shots(
-    profile: Profile, feature_sets: Mapping[str, FeatureSet], class_vecs: Mapping[str, np.ndarray]
-) -> dict[str, ZeroShotStudy]:
+    profile: Profile, feature_sets: ByDataset[FeatureSet], class_vecs: ByDataset[np.ndarray]
+) -> ByDataset[ZeroShotStudy]:
     """The zero-shot study of every dataset with enough classes to hold some out (and two to see);
     ``zero_shot_skipped`` names the others. Empty where no dataset has enough."""
     skipped = zero_shot_skipped(feature_sets)
-    return {
-        name: run_zero_shot(
-            fs, class_vecs[name], profile.seeds_for(name), max_splits=profile.zero_shot_splits, progress=False
+    return ByDataset(
+        (
+            name,
+            run_zero_shot(
+                fs,
+                class_vecs[name],
+                profile.seeds_for(name),
+                max_splits=profile.zero_shot_splits,
+                progress=False,
+            ),
         )
         for name, fs in feature_sets.items()
         if name not in skipped
-    }
+    )
 
 
-def zero_shot_table(zero: Mapping[str, ZeroShotStudy]) -> tuple[pd.DataFrame, pd.DataFrame | Markdown]:
+def zero_shot_table(zero: ByDataset[ZeroShotStudy]) -> tuple[pd.DataFrame, pd.DataFrame | Markdown]:
     """Every zero-shot study's summary (the figure reads it) and its display table: each measure in %
     with its 95% CI, chance, the shuffled-vectors null and the permutation p-value. No study: an empty
     summary and, for the table, the sentence saying the study was skipped."""
@@ -344,7 +344,7 @@ def zero_shot_table(zero: Mapping[str, ZeroShotStudy]) -> tuple[pd.DataFrame, pd
     return zs, shown.set_index(["dataset", "measure"])
 
 
-def zero_shot_values(zs: pd.DataFrame, zero: Mapping[str, ZeroShotStudy]) -> dict[str, Any]:
+def zero_shot_values(zs: pd.DataFrame, zero: ByDataset[ZeroShotStudy]) -> dict[str, Any]:
     """The page's sentences on the result (``mm-zs-text``), with the numbers of the first zero-shot
     dataset, or saying the study was skipped where there is none: one glued paragraph, so the page
     reads whole whichever it is."""
@@ -369,7 +369,7 @@ def zero_shot_values(zs: pd.DataFrame, zero: Mapping[str, ZeroShotStudy]) -> dic
     return {"mm-zs-text": markdown(text)}
 
 
-def zero_shot_notes(zero: Mapping[str, ZeroShotStudy], skipped: Mapping[str, str] | None = None) -> list[str]:
+def zero_shot_notes(zero: ByDataset[ZeroShotStudy], skipped: Mapping[str, str] | None = None) -> list[str]:
     """A line per zero-shot study (its held-out triples, seeds and training images per seed) and per
     dataset in ``skipped`` (``zero_shot_skipped``: why it has none)."""
     return [
@@ -378,7 +378,7 @@ def zero_shot_notes(zero: Mapping[str, ZeroShotStudy], skipped: Mapping[str, str
     ] + skip_notes(skipped or {})
 
 
-def zero_shot_per_model(zero: Mapping[str, ZeroShotStudy]) -> pd.DataFrame | Markdown:
+def zero_shot_per_model(zero: ByDataset[ZeroShotStudy]) -> pd.DataFrame | Markdown:
     """Each zero-shot measure in % per dataset and model (every backbone's map, and their mean); no
     study: the sentence saying the study was skipped."""
     if not zero:
@@ -388,9 +388,9 @@ def zero_shot_per_model(zero: Mapping[str, ZeroShotStudy]) -> pd.DataFrame | Mar
 
 
 def label_space_notes(
-    studies: Mapping[str, LabelStudy],
-    drawn: Mapping[str, FeatureSet],
-    class_vecs: Mapping[str, np.ndarray],
+    studies: ByDataset[LabelStudy],
+    drawn: ByDataset[FeatureSet],
+    class_vecs: ByDataset[np.ndarray],
     seed: int,
 ) -> list[str]:
     """Per dataset, for the best label-space head of ``seed``: the mean cosine of a test image's

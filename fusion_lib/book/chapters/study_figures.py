@@ -25,6 +25,7 @@ from fusion_lib.data.backbones import short_name
 from fusion_lib.data.datasets import DatasetSplits, thumbnail
 from fusion_lib.studies.ablations import plot_accuracy, plot_deltas
 from fusion_lib.studies.agreement import AgreementStudy
+from fusion_lib.studies.by_dataset import ByDataset
 
 MIN_FONT = 9.5  # points: the smallest text of a figure shown at its natural size in the column
 # The pairwise measures of the agreement study as the figures name them (AgreementStudy.matrix keys).
@@ -125,7 +126,7 @@ def backbone_cost_figure(backbones: pd.DataFrame, input_size: int | None) -> Fig
 
 
 def class_gallery_figure(
-    datasets: Mapping[str, DatasetSplits], size: int, columns: int = 5, max_classes: int = 20
+    datasets: ByDataset[DatasetSplits], size: int, columns: int = 5, max_classes: int = 20
 ) -> Figure:
     """``fig_classes``: the first training image of every class of every dataset, as stored, and under
     it the ``size`` x ``size`` thumbnail the thumbnail gate sees; ``columns`` classes a row (ten
@@ -198,7 +199,7 @@ def accuracy_figure(accuracy: pd.DataFrame) -> Figure:
 
 
 def agreement_matrices_figure(
-    studies: Mapping[str, AgreementStudy], measures: Mapping[str, str] = MEASURES
+    studies: ByDataset[AgreementStudy], measures: Mapping[str, str] = MEASURES
 ) -> Figure:
     """``fig_matrices``: the backbone x backbone matrices of each pairwise measure (agreement, Cohen's
     kappa, double fault), averaged over seeds, one heatmap per dataset.
