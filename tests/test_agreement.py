@@ -21,6 +21,7 @@ from fusion_lib.studies.agreement import (
     variation_summary,
     variation_table,
 )
+from fusion_lib.studies.by_dataset import ByDataset
 
 
 def _planted(seed=0, n=300, classes=4, signal=4.0):
@@ -75,7 +76,7 @@ def test_variation_summary_separates_an_easy_from_a_hard_dataset():
     config = experiment(seeds=[0, 1], epochs=40, lr=0.05, batch_size=None)
     easy = run_agreement_study(_planted(signal=6.0), config)
     hard = run_agreement_study(_planted(signal=1.0), config)
-    summary = variation_summary({"easy": easy, "hard": hard}, n_boot=300)
+    summary = variation_summary(ByDataset({"easy": easy, "hard": hard}), n_boot=300)
     s = summary.set_index("dataset")
     assert s.loc["easy", "accuracy"] > s.loc["hard", "accuracy_high"]
     assert (summary["accuracy_low"] <= summary["accuracy"]).all() and (summary["oracle_gain"] >= 0).all()
@@ -215,13 +216,13 @@ def test_c1_bad_input_says_what_is_wrong():
     rng = np.random.default_rng(4)
     a, b, c = _bernoulli(rng, 50, 0.8, 0.8, 0.8)
     with pytest.raises(ValueError, match="at least one dataset"):
-        pair_differences({})
+        pair_differences(ByDataset({}))
     with pytest.raises(ValueError, match="same backbones on every dataset"):
         kappa_beyond_accuracy(
             {"one": _study("one", {"a": a, "b": b}), "two": _study("two", {"a": a, "c": c})}
         )
     with pytest.raises(ValueError, match="at least two"):
-        pair_differences({"one": _study("one", {"a": a})})
+        pair_differences(ByDataset({"one": _study("one", {"a": a})}))
     with pytest.raises(ValueError, match="equal length"):
         correctness_kappa(np.ones(3, bool), np.ones(4, bool))
     with pytest.raises(ValueError, match="no column"):

@@ -9,14 +9,26 @@ import os
 import statistics
 import tempfile
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-if TYPE_CHECKING:
-    from fusion_lib.data.datasets import DatasetSplits
-    from fusion_lib.data.extraction import FeatureExtractor
+from fusion_lib.data.backbones import load_backbone, resolve_backbones
+from fusion_lib.data.datasets import DatasetSplits, SplitSizes, load_dataset
+from fusion_lib.data.device import resolve_device
+from fusion_lib.data.extraction import (
+    FeatureExtractor,
+    cpu_bf16_supported,
+    default_batch_size,
+    default_workers,
+    extract_features,
+    resolve_precision,
+)
+from fusion_lib.data.spec import DEFAULT_INPUT_SIZE
 
 REPEATS = 3
 
@@ -68,27 +80,12 @@ def pipeline_rates(
 
 def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:
     """Test accuracy (%) of a standardised logistic-regression probe trained on frozen features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     return 100.0 * float(probe.fit(train_x, train_y).score(test_x, test_y))
 
 
 def bench_features(argv: list[str]) -> int:
-    from fusion_lib.data.backbones import load_backbone, resolve_backbones
-    from fusion_lib.data.datasets import SplitSizes, load_dataset
-    from fusion_lib.data.device import resolve_device
-    from fusion_lib.data.extraction import (
-        FeatureExtractor,
-        default_batch_size,
-        default_workers,
-        extract_features,
-        resolve_precision,
-    )
-    from fusion_lib.data.spec import DEFAULT_INPUT_SIZE
-
     p = argparse.ArgumentParser(
         prog="python -m fusion_lib.bench features",
         description="Raw forward vs whole-pipeline throughput, and cold vs warm cache.",
@@ -175,9 +172,6 @@ def precision_check(
 ) -> dict:
     """fp32 against a lower precision (``low``: "bf16" or "fp16") for one backbone on real images: raw
     forward speed of both, max abs feature difference, and linear-probe test accuracy of both (%)."""
-    from fusion_lib.data.backbones import load_backbone
-    from fusion_lib.data.datasets import SplitSizes, load_dataset
-    from fusion_lib.data.extraction import FeatureExtractor
 
     train, test = sizes
     data = load_dataset(dataset, SplitSizes(train=train, val=10, test=test), seed=0)
@@ -209,9 +203,6 @@ def precision_check(
 
 
 def bench_precision(argv: list[str]) -> int:
-    from fusion_lib.data.extraction import cpu_bf16_supported
-    from fusion_lib.data.spec import DEFAULT_INPUT_SIZE
-
     p = argparse.ArgumentParser(
         prog="python -m fusion_lib.bench precision",
         description="bf16 autocast on the CPU against fp32: speed, feature difference and "
@@ -223,7 +214,6 @@ def bench_precision(argv: list[str]) -> int:
     p.add_argument("--test", type=int, default=1000)
     p.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
     args = p.parse_args(argv)
-    from fusion_lib.data.backbones import resolve_backbones
 
     print(
         f"CPU bf16 support (AVX-512 BF16 or AMX): {cpu_bf16_supported()}; {torch.get_num_threads()} threads; "

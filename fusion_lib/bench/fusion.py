@@ -24,6 +24,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from fusion_lib.data.datasets import SplitSizes
 from fusion_lib.data.extraction import load_feature_set
@@ -132,9 +135,6 @@ def sklearn_reference(fs: FeatureSet, train: TrainConfig, rate: float) -> pd.Dat
     """The library's linear probe against scikit-learn's ``LogisticRegression`` (lbfgs, standardised
     features) on the widest expert's features: seconds, test accuracy, and the probe's time over its
     arithmetic at ``rate`` GFLOP/s."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     widest = max(fs.backbones, key=lambda b: fs.features["train"][b].shape[1])
     y = fs.labels

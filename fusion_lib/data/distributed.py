@@ -14,8 +14,12 @@ import os
 import sys
 from typing import Sequence
 
+import torch
+import torch.distributed as dist
+
 from fusion_lib.data import validation
-from fusion_lib.data.backbones import BackboneError
+from fusion_lib.data.backbones import BackboneError, default_input_size, load_backbone
+from fusion_lib.data.cache import cache_key
 from fusion_lib.data.datasets import SPLITS, DatasetError, DatasetSplits, SplitSizes, load_dataset
 from fusion_lib.data.extraction import (
     PRECISIONS,
@@ -72,8 +76,6 @@ def fill_shards(
     world: int,
 ) -> int:
     """This rank's share of every missing chunk of every backbone and split; returns how many it computed."""
-    from fusion_lib.data.backbones import default_input_size, load_backbone
-    from fusion_lib.data.cache import cache_key
 
     done = 0
     prec, batch = forward_settings(device, precision)
@@ -117,9 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     device = args.device
     if world > 1:
-        import torch
-        import torch.distributed as dist
-
         cuda = device != "cpu" and torch.cuda.is_available()
         if cuda:
             local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from fusion_lib.data import validation
 from fusion_lib.data.assets import cache_root
@@ -332,7 +333,6 @@ class FeatureExtractor:
         self, data: DatasetSplits, split: str, todo: list[tuple[int, np.ndarray]], desc: str, progress: bool
     ) -> Iterator[tuple[int, np.ndarray]]:
         """chunk_features with a progress bar in images."""
-        from tqdm.auto import tqdm
 
         with tqdm(
             total=sum(len(r) for _, r in todo),
@@ -456,7 +456,6 @@ def load_feature_set(
     """The features ``spec`` describes, for every backbone and split, with labels and thumbnails (all
     cached). The other arguments say how the work runs and change no value: ``device``, data-loader
     ``num_workers``, ``progress`` bars, the feature ``cache_dir`` and the extraction ``precision``."""
-    from tqdm.auto import tqdm
 
     if not isinstance(spec, FeatureSpec):
         raise validation.ParameterError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 # Classes listed one by one in a message; more are summed up as a range of counts.
 _LISTED_CLASSES = 10
@@ -40,7 +41,6 @@ def draw_split(
     train + val out of the rest: ``FeatureSet.draw``'s order, which every cached seed's split was drawn in.
     ``what`` names the dataset in messages; ``class_names`` name the labels there.
     """
-    from sklearn.model_selection import train_test_split
 
     labels = np.asarray(labels)
     everything = np.arange(len(labels))

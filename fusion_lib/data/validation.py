@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fusion_lib.data.assets.registry import cache_root
+from fusion_lib.data.device import resolve_device
 
 # Below 4 px a resize has nothing to average; above 128 px it is no longer a thumbnail. What a gate can take
 # (the thumbnail gate's stride) is the gate's own rule: fusion_lib.fusion.gates.ThumbnailGate.check_size.
@@ -73,8 +74,6 @@ def device(value: Any) -> str:
     """A device this machine has: 'auto', 'cpu', 'cuda[:N]' (if CUDA is here) or 'mps' (if MPS is here)."""
     # torch is imported only when a device is checked, so that the other checks stay light
     import torch
-
-    from fusion_lib.data.device import resolve_device
 
     if not isinstance(value, str) or not _DEVICE.match(value):
         raise ParameterError(f"device must be {DEVICE_HELP}, got {value!r}")

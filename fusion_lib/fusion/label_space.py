@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fusion_lib.data.assets import load_word_vectors
 from fusion_lib.data.device import resolve_device
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.experts import Standardize, floored_std, inputs_transformed
@@ -43,7 +44,6 @@ ZERO_SHOT_RIDGE = 1.0
 
 def load_vectors(name: str = OFFLINE_WORD_VECTORS) -> Any:
     """Gensim KeyedVectors: the offline GloVe 50-d asset, or any gensim-downloader model name (online)."""
-    from fusion_lib.data.assets import load_word_vectors
 
     return load_word_vectors(name)
 

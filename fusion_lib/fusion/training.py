@@ -20,6 +20,8 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from fusion_lib.data import validation
+
 Batch = tuple[Tensor, ...]
 T = TypeVar("T")
 LossFn = Callable[[nn.Module, Batch], Tensor]
@@ -50,8 +52,6 @@ class TrainConfig:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        from fusion_lib.data import validation
-
         validation.integer(self.epochs, "epochs", 1)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr):
             raise validation.ParameterError(f"lr must be a finite number > 0, got {self.lr!r}")

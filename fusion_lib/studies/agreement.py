@@ -10,9 +10,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from fusion_lib.data.backbones import BACKBONE_CFGS, short_name
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.baselines import best_single
 from fusion_lib.studies import metrics as M
+from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.seed_run import restrict, seed_loop
 from fusion_lib.studies.stats import (
@@ -145,7 +147,7 @@ def run_agreement_study(
     )
 
 
-def variation_summary(studies: dict[str, AgreementStudy], n_boot: int = N_BOOT) -> pd.DataFrame:
+def variation_summary(studies: ByDataset[AgreementStudy], n_boot: int = N_BOOT) -> pd.DataFrame:
     """Per dataset, with 95% hierarchical bootstrap intervals over seeds and test images, in percent or
     points: the best single backbone's accuracy (chosen on validation), the share of backbone pairs
     that agree on an image, and the oracle's gain over the best single backbone."""
@@ -222,7 +224,7 @@ def _seed_mean(per_seed: Sequence[np.ndarray]) -> float:
     return float(np.mean([np.mean(v) for v in per_seed]))
 
 
-def _shared_backbones(studies: Mapping[str, AgreementStudy]) -> list[str]:
+def _shared_backbones(studies: ByDataset[AgreementStudy]) -> list[str]:
     """The backbones every study shares, in the first study's order; ValueError unless C1 can compare them."""
     if not studies:
         raise ValueError("C1 needs the agreement study of at least one dataset; got none")
@@ -242,7 +244,7 @@ def _need(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 
 def pair_differences(
-    studies: Mapping[str, AgreementStudy], *, n_boot: int = N_BOOT, seed: int = 0
+    studies: ByDataset[AgreementStudy], *, n_boot: int = N_BOOT, seed: int = 0
 ) -> pd.DataFrame:
     """Every backbone pair (a, b), a before b in the backbones' order, on every dataset: the paired accuracy
     difference a - b in points (``diff``, ``low``, ``high``: hierarchical 95% bootstrap over seeds and
@@ -330,7 +332,7 @@ def _leads(reversals: pd.DataFrame, side: str) -> list[str]:
 
 
 def kappa_beyond_accuracy(
-    studies: Mapping[str, AgreementStudy], *, n_boot: int = N_BOOT, seed: int = 0
+    studies: ByDataset[AgreementStudy], *, n_boot: int = N_BOOT, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Agreement beyond what accuracy implies (``correctness_kappa``), per dataset and between datasets.
 
@@ -514,14 +516,10 @@ def mean_std(df: pd.DataFrame, by: Sequence[str], value: str, digits: int = 3) -
 
 
 def _short(backbone: str) -> str:
-    from fusion_lib.data.backbones import short_name
-
     return short_name(backbone)
 
 
 def _family(backbone: str) -> str:
-    from fusion_lib.data.backbones import BACKBONE_CFGS
-
     cfg = BACKBONE_CFGS.get(backbone)
     return cfg.family if cfg is not None else backbone
 
@@ -541,7 +539,7 @@ def family_pairs(studies: Sequence[AgreementStudy]) -> pd.DataFrame:
     return out.reset_index()
 
 
-def zoo_summary(studies: dict[str, dict[str, AgreementStudy]], n_boot: int = N_BOOT) -> pd.DataFrame:
+def zoo_summary(studies: Mapping[str, ByDataset[AgreementStudy]], n_boot: int = N_BOOT) -> pd.DataFrame:
     """``studies[zoo][dataset]``: per dataset and zoo, the mean kappa and double fault over the zoo's
     distinct backbone pairs and seeds, its best single backbone (chosen on validation), its oracle and the
     oracle's gain over the best single with a paired 95% interval over test images and seeds."""

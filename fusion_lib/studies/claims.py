@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.runner import ExperimentResult
 from fusion_lib.studies.seed_run import ANCHORS, NON_ADAPTIVE
 from fusion_lib.studies.stats import (
@@ -95,7 +96,7 @@ def _adjust(rows: list[dict], words: Mapping[str, str] | None = None) -> pd.Data
 
 
 def compare_pairs(
-    results: Mapping[str, ExperimentResult], pairs: Sequence[tuple[str, str]] = C2_PAIRS
+    results: ByDataset[ExperimentResult], pairs: Sequence[tuple[str, str]] = C2_PAIRS
 ) -> pd.DataFrame:
     """One row per dataset and (method, baseline) pair that both ran: the paired difference in points
     with its 95% interval, the bootstrap p-value and its Holm adjustment over every row, and a word."""
@@ -109,7 +110,7 @@ def compare_pairs(
 
 
 def pooled(
-    results: Mapping[str, ExperimentResult],
+    results: ByDataset[ExperimentResult],
     method: str,
     baseline: str,
     *,
@@ -153,7 +154,7 @@ class PlannedVerdict:
 
 
 def planned_verdicts(
-    results: Mapping[str, ExperimentResult],
+    results: ByDataset[ExperimentResult],
     pairs: Sequence[tuple[str, str]],
     margin: float,
     reseeds: int = 20,
@@ -177,7 +178,7 @@ def planned_verdicts(
 
 
 def planned_verdict(
-    results: Mapping[str, ExperimentResult], method: str, baseline: str, margin: float, reseeds: int = 20
+    results: ByDataset[ExperimentResult], method: str, baseline: str, margin: float, reseeds: int = 20
 ) -> PlannedVerdict:
     """One pair's ``planned_verdicts``."""
     return planned_verdicts(results, [(method, baseline)], margin, reseeds)[(method, baseline)]
@@ -189,7 +190,7 @@ def claim_word(d: Difference) -> str:
 
 
 def question_table(
-    results: Mapping[str, ExperimentResult],
+    results: ByDataset[ExperimentResult],
     comparisons: pd.DataFrame,
     questions: Mapping[str, tuple[str, str]] = C2_QUESTIONS,
 ) -> pd.DataFrame:
@@ -241,7 +242,7 @@ EFFECT_WORDS = {"better": "larger", "worse": "smaller"}
 
 
 def zoo_comparisons(
-    results: Mapping[str, Mapping[str, ExperimentResult]], pairs: Sequence[tuple[str, str]] = ZOO_PAIRS
+    results: Mapping[str, ByDataset[ExperimentResult]], pairs: Sequence[tuple[str, str]] = ZOO_PAIRS
 ) -> pd.DataFrame:
     """``results[zoo][dataset]``: every zoo's comparisons, with a ``zoo`` column, Holm-adjusted as one family."""
     rows = [
@@ -255,7 +256,7 @@ def zoo_comparisons(
 
 
 def diversity_effect(
-    results: Mapping[str, Mapping[str, ExperimentResult]],
+    results: Mapping[str, ByDataset[ExperimentResult]],
     high: str,
     low: str,
     pairs: Sequence[tuple[str, str]] = ZOO_PAIRS,
@@ -363,7 +364,7 @@ def zoo_table(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: s
     return wide.rename_axis(columns=None)
 
 
-def validation_choices(results: Mapping[str, ExperimentResult]) -> pd.DataFrame:
+def validation_choices(results: ByDataset[ExperimentResult]) -> pd.DataFrame:
     """Per dataset, what each seed's validation split chose: the strongest fixed fusion (``best_fixed``)
     and the anchor the book's gate is shrunk towards, as "name ×seeds" counts."""
 

@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
 from fusion_lib.data.splits import DatasetError
@@ -120,7 +121,6 @@ def fold_rows(labels: np.ndarray, folds: int, val: int, seed: int) -> list[dict[
     """Per fold, the sorted rows of ``labels`` for train, val and test: the test rows partition all rows
     (stratified k-fold, shuffled with ``seed``), and ``val`` validation rows are drawn stratified from
     the other folds (seeded per fold)."""
-    from sklearn.model_selection import StratifiedKFold, train_test_split
 
     labels = np.asarray(labels)
     counts = np.bincount(labels)

@@ -40,6 +40,7 @@ from fusion_lib.fusion.label_space import (
 )
 from fusion_lib.fusion.training import BLEND_GRID, to_tensors
 from fusion_lib.studies import metrics as M
+from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.claims import claim_word
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.seed_run import restrict, seed_loop
@@ -402,7 +403,7 @@ def compare(
     return pd.DataFrame(rows)
 
 
-def c3_verdict(studies: Mapping[str, LabelStudy]) -> tuple[str, Difference, Difference]:
+def c3_verdict(studies: ByDataset[LabelStudy]) -> tuple[str, Difference, Difference]:
     """C3's word and its two deciding differences, each the equal-weight mean over the datasets:
     the blend against the visual fusion it blends into, and the word vectors against random vectors
     inside the same blend. Supported only when both are better: a gain that random vectors match

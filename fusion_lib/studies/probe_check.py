@@ -8,6 +8,10 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from fusion_lib.data.datasets import SplitSizes
 from fusion_lib.data.extraction import load_feature_set
@@ -20,10 +24,6 @@ PROBE_SIZES = SplitSizes(200, 50, 50)
 
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> float:
     """Mean accuracy of a standardised logistic regression over stratified ``folds``-fold cross-validation."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)

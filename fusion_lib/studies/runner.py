@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from fusion_lib.data.extraction import load_feature_set
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.label_space import class_vectors, load_vectors
 from fusion_lib.fusion.two_stage import ExpertOutputs
@@ -47,7 +48,6 @@ TOP_K_COLUMNS = ["dataset", "method", "seed", "k", "accuracy", "gflops_per_image
 def load_features(config: ExperimentConfig) -> FeatureSet:
     """The features of ``config.data`` (``fusion_lib.data.extraction.load_feature_set``, cached on disk),
     extracted on the training device."""
-    from fusion_lib.data.extraction import load_feature_set
 
     if config.data is None:
         raise ValueError("config.data is None: give a FeatureSpec, or pass the FeatureSet to run_experiment")

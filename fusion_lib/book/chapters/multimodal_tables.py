@@ -249,7 +249,7 @@ def c3_comparisons(studies: ByDataset[LabelStudy]) -> pd.DataFrame:
 def c3_values(c3: pd.DataFrame, studies: ByDataset[LabelStudy]) -> dict[str, str]:
     """What the page's text cites of C3: its word, its two deciding differences (``c3_verdict``) and the
     number of comparisons read."""
-    word, gain, words = c3_verdict(dict(studies))
+    word, gain, words = c3_verdict(studies)
     return {
         "mm-c3-word": word,
         "mm-c3-gain": gain.text(),

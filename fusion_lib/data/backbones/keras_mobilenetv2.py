@@ -84,6 +84,7 @@ def _keras_names(model: MobileNetV2Features) -> dict[str, str]:
 
 def convert(dest: Path) -> None:
     """The classifier's MobileNetV2 trunk (legacy Keras HDF5) -> a ``MobileNetV2Features`` state dict."""
+    # h5py and timm: imported where used, since only converting this port's Keras weights needs them
     import h5py
 
     src = dest / H5_FILE

@@ -142,6 +142,7 @@ def _check_config(src: Path, config: dict) -> None:
 def convert(dest: Path) -> None:
     """The classifier's Xception trunk (Keras 3 zip: config.json, model.weights.h5) -> an
     ``XceptionFeatures`` state dict."""
+    # h5py: imported where used, since only converting this port's Keras weights needs it
     import h5py
 
     src = dest / KERAS_FILE

@@ -70,6 +70,7 @@ def _ints(node) -> dict[str, list[int]]:
 
 def convert(dest: Path) -> None:
     """The ONNX graph's 13 VGG16 convolutions -> a ``VGG16Features`` state dict taking RGB."""
+    # onnx takes most of a second to import and only converting this port's ONNX graph needs it
     import onnx
     from onnx import numpy_helper
 
