@@ -26,7 +26,7 @@ def test_the_pool_is_the_documented_subset(book):
         "feature dimension",
         "GFLOPs per image",
     ]
-    assert b.recipe().gate == "thumbnail"
+    assert b.two_stage_config().gate == "thumbnail"
 
 
 def test_variants_name_each_setting_once(book):

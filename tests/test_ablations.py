@@ -276,7 +276,7 @@ def test_run_ablation_and_variant_reject_bad_input(pool):
         run_ablation("e", {"x": pool}, runs)
     with pytest.raises(ValueError, match=r"train_fraction must be in \(0, 1\]"):
         Variant(pool, train_fraction=0)
-    with pytest.raises(ValueError, match=r"unknown recipe fields \['temperature'\]"):
+    with pytest.raises(ValueError, match=r"unknown TwoStageConfig fields \['temperature'\]"):
         Variant(pool, {"temperature": 2.0})
     with pytest.raises(ValueError, match="unknown expert kind 'deep'"):
         Variant(pool, expert="deep")

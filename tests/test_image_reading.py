@@ -12,6 +12,7 @@ from PIL import Image
 from fusion_lib.book.profiles import get_profile
 from fusion_lib.book.tooling import build
 from fusion_lib.data import datasets as D
+from fusion_lib.data.checks import ParameterError
 from fusion_lib.data.datasets import (
     BadImagesError,
     MultiFrameWarning,
@@ -22,7 +23,6 @@ from fusion_lib.data.datasets import (
     to_rgb,
 )
 from fusion_lib.data.spec import FeatureSpec
-from fusion_lib.data.validation import ParameterError
 
 SIZES = SplitSizes(2, 2, 2)
 BLUE, ORANGE, RED, GREEN = (0, 0, 255), (255, 128, 0), (255, 0, 0), (0, 255, 0)

@@ -16,8 +16,8 @@ from fusion_lib.book.profiles import PROFILES
 from fusion_lib.data import datasets, feature_set
 from fusion_lib.data.assets import ASSETS
 from fusion_lib.data.backbones import BACKBONE_CFGS, OFFLINE_BACKBONES, short_name
+from fusion_lib.data.checks import split_names
 from fusion_lib.data.spec import FeatureSpec, default_sizes
-from fusion_lib.data.validation import split_names
 from fusion_lib.fusion import label_space, training, two_stage
 from fusion_lib.studies import cli
 

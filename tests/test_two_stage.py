@@ -101,14 +101,14 @@ def test_thumbnail_size_is_chosen_on_validation(setup):
 def test_seed_run_shares_single_size_fits():
     from test_experiment import small_config
 
-    from fusion_lib.studies.methods import recipe
+    from fusion_lib.studies.methods import two_stage_config
     from fusion_lib.studies.seed_run import SeedRun
 
     fs, _ = planted()
     run = SeedRun(fs, 0, small_config(epochs=5), None)
     stored = 16  # thumbnails are upsampled from the planted 8 px, so sizes 8 and 16 are both tried
-    chosen = run.two_stage(recipe("moe_thumbnail", stored, len(fs.backbones)))
-    fixed = run.two_stage(recipe("moe_thumbnail_oof", stored, len(fs.backbones)))
+    chosen = run.two_stage(two_stage_config("moe_thumbnail", stored, len(fs.backbones)))
+    fixed = run.two_stage(two_stage_config("moe_thumbnail_oof", stored, len(fs.backbones)))
     sizes = chosen.sizes
     thumbnail_fits = [c for c in run._two_stage if c.gate == "thumbnail"]  # the anchor adds a static gate
     assert len(sizes) > 1 and len(thumbnail_fits) == len(sizes) + 1  # one fit per size, plus the choice

@@ -6,9 +6,9 @@ from configs import experiment
 
 from fusion_lib.book.profiles import get_profile
 from fusion_lib.data import backbones
+from fusion_lib.data.checks import ParameterError
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.data.spec import check_input_size
-from fusion_lib.data.validation import ParameterError
 from fusion_lib.studies.agreement import family_pairs, run_agreement_study, zoo_summary
 from fusion_lib.studies.claims import (
     ZOO_METHODS,

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
-from fusion_lib.data import validation as V
+from fusion_lib.data import checks as V
 from fusion_lib.data.backbones import OFFLINE_BACKBONES, ZOOS, hub_or_offline, min_input_size, short_name
 from fusion_lib.data.datasets import (
     DATA_ROOT_ENV,
@@ -319,7 +319,7 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     comma-separated string ("offline" expands to the offline set), ``sizes`` a ``SplitSizes`` or a
     (train, val, test) triple applied to every dataset, ``dataset_sizes`` a {dataset: sizes} dict,
     ``seeds`` a count n (seeds 0..n-1) or a list. Anything unknown or invalid raises ValueError
-    (the rules are ``fusion_lib.data.validation``'s, shared with the command line and ``ExperimentConfig``).
+    (the rules are ``fusion_lib.data.checks``'s, shared with the command line and ``ExperimentConfig``).
     """
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")

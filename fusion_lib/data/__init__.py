@@ -1,3 +1,3 @@
 """The data layer: offline ``assets``, ``datasets``, frozen ``backbones``, feature ``extraction`` (and its
 ``distributed`` command line), the ``feature_set`` the models train on, the on-disk ``cache`` with its
-``atomic`` file writes, argument ``validation`` and the compute ``device``."""
+``atomic`` file writes, the parameter ``checks`` and the compute ``device``."""

@@ -26,9 +26,9 @@ from torchvision.transforms.functional import pil_to_tensor
 from tqdm.auto import tqdm
 
 from fusion_lib.data.assets import asset_file, cache_root, fetch, get_asset
+from fusion_lib.data.checks import ParameterError, thumbnail_size
 from fusion_lib.data.feature_set import SPLITS
 from fusion_lib.data.splits import DatasetError, draw_split
-from fusion_lib.data.validation import ParameterError, thumbnail_size
 
 OFFLINE_DATASETS: tuple[str, ...] = ("fashion_mnist", "digits", "mnist", "cifar_cats_dogs")
 ONLINE_DATASETS: tuple[str, ...] = (

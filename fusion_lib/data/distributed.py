@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 
-from fusion_lib.data import validation
+from fusion_lib.data import checks
 from fusion_lib.data.backbones import BackboneError, default_input_size, load_backbone
 from fusion_lib.data.cache import cache_key
 from fusion_lib.data.datasets import SPLITS, DatasetError, DatasetSplits, SplitSizes, load_dataset
@@ -110,8 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             root=args.root,
             download=args.download,
         )
-        validation.device(args.device)
-        validation.cache_dir(args.cache_dir)
+        checks.device(args.device)
+        checks.cache_dir(args.cache_dir)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

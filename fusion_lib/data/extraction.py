@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from fusion_lib.data import validation
+from fusion_lib.data import checks
 from fusion_lib.data.assets import cache_root
 from fusion_lib.data.backbones import Backbone, default_input_size, load_backbone, weights_identity
 from fusion_lib.data.cache import ArrayCache, ChunkStore
@@ -458,12 +458,12 @@ def load_feature_set(
     ``num_workers``, ``progress`` bars, the feature ``cache_dir`` and the extraction ``precision``."""
 
     if not isinstance(spec, FeatureSpec):
-        raise validation.ParameterError(
+        raise checks.ParameterError(
             f"load_feature_set takes a FeatureSpec (fusion_lib.data.spec), got {spec!r}; "
             f"e.g. load_feature_set(FeatureSpec('digits'))"
         )
-    validation.device(device)
-    validation.cache_dir(cache_dir)
+    checks.device(device)
+    checks.cache_dir(cache_dir)
     dataset, names, input_size = spec.dataset, list(spec.backbones), spec.input_size
     data = load_dataset(
         dataset,

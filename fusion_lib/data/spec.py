@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from fusion_lib.data import validation
+from fusion_lib.data import checks
 from fusion_lib.data.backbones.build import BackboneError, resolve_backbones
 from fusion_lib.data.backbones.config import ZOOS, min_input_size
 from fusion_lib.data.datasets import (
@@ -49,7 +49,7 @@ def check_dataset(name: Any) -> str:
     """A registered dataset name or an ImageFolder directory."""
     if isinstance(name, str) and (name in LOADERS or Path(name).expanduser().is_dir()):
         return name
-    raise validation.ParameterError(
+    raise checks.ParameterError(
         f"unknown dataset {name!r}; valid datasets: {', '.join(LOADERS)}, "
         f"or a path to an ImageFolder directory"
     )
@@ -67,16 +67,16 @@ def check_split_sizes(name: str, sizes: SplitSizes, online: bool = False) -> Spl
     where = "its official training split" if test_pool else "all of it"
     if want > pool:
         parts = "train + val" if test_pool else "train + val + test"
-        raise validation.ParameterError(
+        raise checks.ParameterError(
             f"{name}: {parts} = {want} images, but {where} has only {pool}; use smaller sizes"
         )
     if test_pool and sizes.test > test_pool:
-        raise validation.ParameterError(
+        raise checks.ParameterError(
             f"{name}: test = {sizes.test}, but its official test split has only {test_pool} images"
         )
     small = [f"{s}={getattr(sizes, s)}" for s in ("train", "val", "test") if getattr(sizes, s) < classes]
     if small:
-        raise validation.ParameterError(
+        raise checks.ParameterError(
             f"{name}: {', '.join(small)} is smaller than its {classes} classes; every split is "
             f"stratified, so give each at least {classes} images"
         )
@@ -88,13 +88,13 @@ def check_backbones(spec: Any) -> list[str]:
     if not isinstance(spec, str) and not (
         isinstance(spec, Sequence) and all(isinstance(b, str) for b in spec)
     ):
-        raise validation.ParameterError(
+        raise checks.ParameterError(
             f"backbones must be a comma-separated string or a list of names, got {spec!r}"
         )
     try:
         return resolve_backbones(spec)
     except BackboneError as exc:
-        raise validation.ParameterError(str(exc)) from None
+        raise checks.ParameterError(str(exc)) from None
 
 
 def check_input_size(value: Any, backbones: Sequence[str] = ()) -> int | None:
@@ -105,14 +105,14 @@ def check_input_size(value: Any, backbones: Sequence[str] = ()) -> int | None:
     low = max([MIN_INPUT_SIZE] + [min_input_size(b) for b in backbones])
     if isinstance(value, int) and not isinstance(value, bool) and MIN_INPUT_SIZE <= value < low:
         needy = [b for b in backbones if min_input_size(b) > value]
-        raise validation.ParameterError(
+        raise checks.ParameterError(
             f"input_size {value} is too small for {', '.join(needy)}: it needs at least {low} px; "
             f"use {low} to {MAX_INPUT_SIZE}, or 'native'"
         )
     try:
-        return validation.integer(value, "input_size (pixels)", low, MAX_INPUT_SIZE)
-    except validation.ParameterError as exc:
-        raise validation.ParameterError(f"{exc}; or 'native' (None) for each backbone's own size") from None
+        return checks.integer(value, "input_size (pixels)", low, MAX_INPUT_SIZE)
+    except checks.ParameterError as exc:
+        raise checks.ParameterError(f"{exc}; or 'native' (None) for each backbone's own size") from None
 
 
 @dataclass(frozen=True)
@@ -148,20 +148,18 @@ class FeatureSpec:
         if self.sizes is None:
             object.__setattr__(self, "sizes", default_sizes(self.dataset))
         if not isinstance(self.sizes, SplitSizes):
-            raise validation.ParameterError(
-                f"sizes must be a SplitSizes(train, val, test), got {self.sizes!r}"
-            )
-        validation.integer(self.seed, "the data seed", 0)
+            raise checks.ParameterError(f"sizes must be a SplitSizes(train, val, test), got {self.sizes!r}")
+        checks.integer(self.seed, "the data seed", 0)
         object.__setattr__(self, "input_size", check_input_size(self.input_size, names))
-        validation.thumbnail_size(self.thumbnail_size)
+        checks.thumbnail_size(self.thumbnail_size)
         if not isinstance(self.weights, str):  # the names and files are load_backbone's to check
-            raise validation.ParameterError(
+            raise checks.ParameterError(
                 f"weights must be 'auto', 'hub', 'random' or a file path, got {self.weights!r}"
             )
         if self.root is not None and not isinstance(self.root, str):
-            raise validation.ParameterError(f"root must be a folder path or None, got {self.root!r}")
+            raise checks.ParameterError(f"root must be a folder path or None, got {self.root!r}")
         for flag in ("download", "skip_bad_images", "fast_identity"):
-            validation.boolean(getattr(self, flag), flag)
+            checks.boolean(getattr(self, flag), flag)
         object.__setattr__(self, "background", check_background(self.background))
         check_split_sizes(self.dataset, self.sizes, online=self.online)
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fusion_lib.data.checks import ParameterError
 from fusion_lib.data.spec import DEFAULT_THUMBNAIL_SIZE
-from fusion_lib.data.validation import ParameterError
 from fusion_lib.fusion.experts import FixedTransform, Standardize
 from fusion_lib.fusion.training import count_macs as count_layer_macs
 

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from fusion_lib.data import validation
+from fusion_lib.data import checks
 
 Batch = tuple[Tensor, ...]
 T = TypeVar("T")
@@ -52,12 +52,12 @@ class TrainConfig:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        validation.integer(self.epochs, "epochs", 1)
+        checks.integer(self.epochs, "epochs", 1)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr):
-            raise validation.ParameterError(f"lr must be a finite number > 0, got {self.lr!r}")
+            raise checks.ParameterError(f"lr must be a finite number > 0, got {self.lr!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        validation.device(self.device)
+        checks.device(self.device)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None (full batch), got {self.batch_size}")
         if self.patience < 1:

@@ -1,7 +1,7 @@
 """Ablations of the book's recipe, ``moe_thumbnail``: fit controlled variants over seeds, compare each
 with a reference.
 
-A ``Variant`` is the book's two-stage recipe (``fusion_lib.studies.methods.recipe("moe_thumbnail", ...)``:
+A ``Variant`` is the book's two-stage recipe (``fusion_lib.studies.methods.two_stage_config("moe_thumbnail", ...)``:
 calibrated single-backbone experts, a thumbnail gate fit on their out-of-fold train outputs, shrunk
 towards the seed's anchor with ``alpha`` chosen on validation, the thumbnail size chosen on validation)
 with some ``TwoStageConfig`` fields changed, trained on a ``FeatureSet`` pool (the whole pool or a
@@ -32,7 +32,7 @@ from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.experts import EXPERT_KINDS
 from fusion_lib.fusion.two_stage import TwoStageConfig, TwoStageMoE
 from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.methods import recipe
+from fusion_lib.studies.methods import two_stage_config
 from fusion_lib.studies.seed_run import SeedRun, gflops, seed_mode
 from fusion_lib.studies.stats import N_BOOT, score_table, verdict_sentence
 
@@ -81,14 +81,14 @@ COLUMN_TITLES = {  # display names of summary_table's columns
     "n_experts": "experts",
 }
 _COUNTS = ("gate_params", "n_train", "n_experts")
-_RECIPE_FIELDS = frozenset(f.name for f in fields(TwoStageConfig))
+_CONFIG_FIELDS = frozenset(f.name for f in fields(TwoStageConfig))
 
 
 @dataclass(frozen=True)
 class Variant:
     """One setting of an ablation: the book's recipe with some fields changed, its data, its inference.
 
-    ``recipe`` replaces fields of the book's ``TwoStageConfig`` (``methods.recipe("moe_thumbnail", ...)``),
+    ``changes`` replaces fields of the book's ``TwoStageConfig`` (``methods.two_stage_config("moe_thumbnail", ...)``),
     e.g. ``{"thumbnail_sizes": (8,)}`` (a fixed size, not chosen on validation), ``{"gate_channels":
     (64, 128)}``, ``{"shrink": False}`` (alpha = 1, the raw gate), ``{"alphas": (0.0,)}`` (the anchor
     alone) or ``{"calibrate": False}`` (experts keep their raw probabilities). ``features`` is the pool
@@ -99,29 +99,29 @@ class Variant:
     """
 
     features: FeatureSet
-    recipe: Mapping[str, Any] = field(default_factory=dict)
+    changes: Mapping[str, Any] = field(default_factory=dict)
     expert: str | None = None
     train_fraction: float = 1.0
     top_k: int | None = None
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.recipe) - _RECIPE_FIELDS)
+        unknown = sorted(set(self.changes) - _CONFIG_FIELDS)
         if unknown:
-            raise ValueError(f"unknown recipe fields {unknown}; valid: {sorted(_RECIPE_FIELDS)}")
+            raise ValueError(f"unknown TwoStageConfig fields {unknown}; valid: {sorted(_CONFIG_FIELDS)}")
         if self.expert is not None and self.expert not in EXPERT_KINDS:
             raise ValueError(f"unknown expert kind {self.expert!r}; valid kinds: {list(EXPERT_KINDS)}")
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
 
     def config(self, run: SeedRun) -> TwoStageConfig:
-        """The two-stage recipe of this variant on ``run``: the book's, with ``recipe`` replaced."""
-        book = recipe(BOOK_RECIPE, run.fs.thumbnail_size, len(run.fs.backbones))
-        return replace(book, **self.recipe)
+        """The two-stage config of this variant on ``run``: the book's, with ``changes`` replaced."""
+        book = two_stage_config(BOOK_RECIPE, run.fs.thumbnail_size, len(run.fs.backbones))
+        return replace(book, **self.changes)
 
     @property
     def calibrated(self) -> bool:
         """Whether the experts are temperature-scaled on validation (the book's recipe does)."""
-        return self.recipe.get("calibrate", True)
+        return self.changes.get("calibrate", True)
 
 
 class AblationRuns:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from fusion_lib.data import validation
+from fusion_lib.data import checks
 from fusion_lib.data.datasets import SPLITS, SplitSizes
 from fusion_lib.data.spec import (
     DEFAULT_INPUT_SIZE,
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.seeds < 1:
         raise SystemExit("--seeds must be at least 1")
     methods = a.methods
-    if a.compare and a.methods != "all" and a.compare not in validation.split_names(a.methods):
+    if a.compare and a.methods != "all" and a.compare not in checks.split_names(a.methods):
         methods = f"{a.compare},{a.methods}"  # the baseline must run to be compared with
     try:
         sizes = default_sizes(check_dataset(a.dataset))

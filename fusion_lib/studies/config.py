@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from fusion_lib.data import validation
+from fusion_lib.data import checks
 from fusion_lib.data.datasets import SplitSizes
 from fusion_lib.data.spec import FeatureSpec
 from fusion_lib.fusion.experts import EXPERT_KINDS
@@ -23,7 +23,7 @@ from fusion_lib.studies.registry import resolve_methods
 def check_compare(baseline: Any, backbones: Sequence[str]) -> str:
     """The ``--compare`` baseline: one method name."""
     if not isinstance(baseline, str) or "," in baseline or baseline == "all":
-        raise validation.ParameterError(f"--compare takes one method name, got {baseline!r}")
+        raise checks.ParameterError(f"--compare takes one method name, got {baseline!r}")
     return resolve_methods(baseline, backbones)[0]
 
 
@@ -58,13 +58,13 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:  # every value, before any work
         if self.data is not None and not isinstance(self.data, FeatureSpec):
-            raise validation.ParameterError(f"data must be a FeatureSpec or None, got {self.data!r}")
+            raise checks.ParameterError(f"data must be a FeatureSpec or None, got {self.data!r}")
         if self.data is not None:  # a study stores thumbnails for its thumbnail gates
             ThumbnailGate.check_size(self.data.thumbnail_size)
         if not isinstance(self.train, TrainConfig):
-            raise validation.ParameterError(f"train must be a TrainConfig, got {self.train!r}")
-        self.seeds = list(validation.seeds(self.seeds))
-        self.top_k = [validation.integer(k, "each top_k level", 1) for k in self.top_k]
+            raise checks.ParameterError(f"train must be a TrainConfig, got {self.train!r}")
+        self.seeds = list(checks.seeds(self.seeds))
+        self.top_k = [checks.integer(k, "each top_k level", 1) for k in self.top_k]
         self.methods = resolve_methods(self.methods, None if self.data is None else self.data.backbones)
         if self.expert not in EXPERT_KINDS:
             raise ValueError(f"unknown expert kind {self.expert!r}; valid kinds: {list(EXPERT_KINDS)}")
@@ -72,9 +72,9 @@ class ExperimentConfig:
         unknown = sorted(set(self.moe) - valid)
         if unknown:
             raise ValueError(f"unknown moe options {unknown}; valid options: {sorted(valid)}")
-        validation.boolean(self.fit_cache, "fit_cache")
+        checks.boolean(self.fit_cache, "fit_cache")
         if self.out_dir is not None:
-            validation.writable_dir(self.out_dir, "output folder (out_dir)")
+            checks.writable_dir(self.out_dir, "output folder (out_dir)")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -166,7 +166,9 @@ def thumbnail_choices(stored: int) -> tuple[int, ...]:
     return tuple(s for s in THUMBNAIL_CHOICES if s <= stored) or (stored,)
 
 
-def recipe(name: str, thumbnail_size: int, n_experts: int, cheapest: str | None = None) -> TwoStageConfig:
+def two_stage_config(
+    name: str, thumbnail_size: int, n_experts: int, cheapest: str | None = None
+) -> TwoStageConfig:
     """The two-stage configuration behind a method name (``thumbnail_size``: the stored thumbnails;
     a noisy top-k gate keeps at most ``n_experts``; ``cheapest``: the backbone ``moe_cheap_feature``
     reads)."""
@@ -187,7 +189,7 @@ def recipe(name: str, thumbnail_size: int, n_experts: int, cheapest: str | None 
 
 def _two_stage_output(r: SeedRun, name: str) -> MethodOutput:
     fs, ex = r.fs, r.experts
-    m = r.two_stage(recipe(name, fs.thumbnail_size, len(ex.names), r.cheapest))
+    m = r.two_stage(two_stage_config(name, fs.thumbnail_size, len(ex.names), r.cheapest))
     weights = m.gate_weights(fs, ex, "test")
     usage = gate_usage(weights)
     out = MethodOutput(
@@ -249,7 +251,7 @@ for _recipe in TWO_STAGE:  # one entry per recipe, in the table's order
 def _thumbnail_at_alpha(r: SeedRun, alpha: float) -> MethodOutput:
     """The book recipe's fitted gate (its thumbnail size chosen on validation) mixed at a fixed ``alpha``."""
     fs, ex = r.fs, r.experts
-    m = r.two_stage(recipe("moe_thumbnail", fs.thumbnail_size, len(ex.names), r.cheapest))
+    m = r.two_stage(two_stage_config("moe_thumbnail", fs.thumbnail_size, len(ex.names), r.cheapest))
     cost = (
         None
         if r.total_gflops() is None

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fusion_lib.data.validation import ParameterError, split_names
+from fusion_lib.data.checks import ParameterError, split_names
 
 SINGLE_PREFIX = "single:"
 # What a method may be fit on: "train" (every honest method), "val" (in-sample on validation) or

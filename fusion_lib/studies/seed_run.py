@@ -207,10 +207,10 @@ class SeedRun:
         """A gate trained on the calibrated out-of-fold expert outputs, shrunk towards ``anchor`` (a
         static gate, itself an anchor candidate, and an unshrunk gate keep calibrated averaging)."""
         if cfg not in self._two_stage:
-            recipe = TwoStageMoE(cfg, self.train)
-            if len(recipe.sizes) > 1:  # one fit per size, shared with the single-size recipes
-                fits = [self.two_stage(recipe.for_size(s).config) for s in recipe.sizes]
-                self._two_stage[cfg] = recipe.adopt_best(fits)
+            mixture = TwoStageMoE(cfg, self.train)
+            if len(mixture.sizes) > 1:  # one fit per size, shared with the single-size recipes
+                fits = [self.two_stage(mixture.for_size(s).config) for s in mixture.sizes]
+                self._two_stage[cfg] = mixture.adopt_best(fits)
             else:
                 ex = self.experts
                 anchor = None if cfg.gate == "static" or not cfg.shrink else self.anchor
@@ -225,7 +225,7 @@ class SeedRun:
                     else [anchor.name, array_digest(anchor.weights, *anchor.probs.values())],
                 }
                 self._two_stage[cfg] = self._fit(
-                    "two_stage", spec, lambda: recipe.fit(self.fs, ex, self.seed, anchor)
+                    "two_stage", spec, lambda: mixture.fit(self.fs, ex, self.seed, anchor)
                 )
         return self._two_stage[cfg]
 

@@ -23,7 +23,7 @@ from fusion_lib.studies.ablations import (
     verdicts,
 )
 from fusion_lib.studies.frontier import choose_on_validation
-from fusion_lib.studies.methods import recipe, thumbnail_choices
+from fusion_lib.studies.methods import thumbnail_choices, two_stage_config
 from fusion_lib.studies.seed_run import ANCHORS
 
 # The gate widths compared (channels of its two convolutions); the book's recipe uses 16/32.
@@ -100,9 +100,9 @@ class AblationBook:
         )
         return frame.rename(index=short_name).rename_axis("backbone").round(3)
 
-    def recipe(self) -> TwoStageConfig:
-        """The book's recipe (``moe_thumbnail``) on this pool: what every variant changes."""
-        return recipe("moe_thumbnail", self.thumbnail_size, len(self.pool.backbones))
+    def two_stage_config(self) -> TwoStageConfig:
+        """The book's recipe (``moe_thumbnail``) on this pool, as a config: what every variant changes."""
+        return two_stage_config("moe_thumbnail", self.thumbnail_size, len(self.pool.backbones))
 
     def run(self, ablation: str, variants: dict[str, Variant], reference: str) -> pd.DataFrame:
         """Run ``variants`` over the seeds against ``reference`` (a variant's name); its summary."""

@@ -32,8 +32,8 @@ from fusion_lib.data.backbones.config import (
     min_input_size,
     short_name,
 )
+from fusion_lib.data.checks import split_names
 from fusion_lib.data.fold_bn import fold_batchnorm
-from fusion_lib.data.validation import split_names
 
 
 class BackboneError(ValueError):
