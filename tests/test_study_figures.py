@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from fusion_lib.book.chapters import study_figures as sf  # noqa: E402
-from fusion_lib.book.figures import COLUMN_WIDTH  # noqa: E402
+from fusion_lib.book.figures import COLUMN_WIDTH, figure, interval_bars  # noqa: E402
 from fusion_lib.studies.ablations import ABLATION_COLUMNS, summarize  # noqa: E402
 from fusion_lib.studies.agreement import AgreementStudy  # noqa: E402
 
@@ -339,3 +339,14 @@ def test_ablation_deltas_figure(n_settings):
 def test_matrices_figure_needs_a_study():
     with pytest.raises(ValueError, match="at least one"):
         sf.agreement_matrices_figure({})
+
+
+def test_interval_bars_reach_from_low_to_high_on_either_axis():
+    frame = pd.DataFrame({"accuracy": [80.0, 90.0], "low": [75.0, 88.0], "high": [82.0, 95.0]})
+    for horizontal in (False, True):
+        fig, ax = figure()
+        interval_bars(ax, [0, 1], frame, horizontal=horizontal, fmt="none")
+        (bars,) = ax.collections  # one LineCollection: a segment per row
+        ends = sorted(sorted(seg[:, 0 if horizontal else 1]) for seg in bars.get_segments())
+        assert ends == [[75.0, 82.0], [88.0, 95.0]]
+        plt.close(fig)

@@ -15,6 +15,7 @@ from typing import Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from myst_nb import glue
@@ -117,6 +118,16 @@ def rotate_xticks(ax: Axes, degrees: float = 30) -> None:
     """Slant the x tick labels, anchored at their right end, so that neighbours do not run together."""
     for label in ax.get_xticklabels():
         label.set(rotation=degrees, ha="right", rotation_mode="anchor")
+
+
+def interval_bars(ax: Axes, at: Any, frame: pd.DataFrame, *, horizontal: bool = False, **style: Any) -> None:
+    """Error bars from ``frame``'s ``accuracy`` to its ``low`` and ``high`` (a 95% interval), at the
+    positions ``at`` on the other axis: vertical bars, or horizontal ones where the accuracy is on x."""
+    spread = [frame["accuracy"] - frame["low"], frame["high"] - frame["accuracy"]]
+    if horizontal:
+        ax.errorbar(frame["accuracy"], at, xerr=spread, **style)
+    else:
+        ax.errorbar(at, frame["accuracy"], yerr=spread, **style)
 
 
 def lay_out(fig: Figure) -> Figure:

@@ -18,7 +18,14 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fusion_lib.book.figures import COLUMN_WIDTH, first_column, panel_grid, rotate_xticks, skipped_figure
+from fusion_lib.book.figures import (
+    COLUMN_WIDTH,
+    first_column,
+    interval_bars,
+    panel_grid,
+    rotate_xticks,
+    skipped_figure,
+)
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.label_space import LabelSpaceModel
@@ -175,15 +182,7 @@ def expert_accuracy_figure(
             x = np.arange(len(order)) + (j - (len(families) - 1) / 2) * width
             colour = FAMILY_COLOURS[j % len(FAMILY_COLOURS)]
             ax.bar(x, f["accuracy"], width=width, color=colour, label=family)
-            ax.errorbar(
-                x,
-                f["accuracy"],
-                yerr=[f["accuracy"] - f["low"], f["high"] - f["accuracy"]],
-                fmt="none",
-                ecolor="black",
-                capsize=2,
-                lw=0.8,
-            )
+            interval_bars(ax, x, f, fmt="none", ecolor="black", capsize=2, lw=0.8)
         ax.set_xticks(range(len(order)), order)
         rotate_xticks(ax)
         _headroom(ax, max(0.0, math.floor((d["low"].min() - 10) / 10) * 10), 100.0)
@@ -207,14 +206,7 @@ def fused_accuracy_figure(
     y = np.arange(len(methods))[::-1]
     for ax, name in zip(axes, datasets):
         d = fused_ci[fused_ci["dataset"] == name].set_index("model").reindex(list(methods))
-        ax.errorbar(
-            d["accuracy"],
-            y,
-            xerr=[d["accuracy"] - d["low"], d["high"] - d["accuracy"]],
-            fmt="o",
-            color="#4c72b0",
-            capsize=3,
-        )
+        interval_bars(ax, y, d, horizontal=True, fmt="o", color="#4c72b0", capsize=3)
         ax.set_yticks(y, list(methods))
         ax.tick_params(axis="y", labelleft=first_column(ax))
         ax.set_ylim(-0.6, len(methods) - 0.4)
