@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from fusion_lib.bench.extraction import bench_features, bench_precision
-from fusion_lib.bench.fusion import main as fusion_main
-from fusion_lib.bench.gpu import main as gpu_main
-
 COMMANDS = {
     "features": "extraction throughput: the pipeline against raw forward passes",
     "precision": "low-precision (bf16/fp16) extraction: speed-up and linear-probe accuracy",
@@ -27,12 +23,20 @@ def main(argv: list[str] | None = None) -> int:
         print(usage, file=sys.stdout if asked else sys.stderr)
         return 0 if asked else 2
     command, rest = argv[0], argv[1:]
+    # each benchmark imports its own module when it runs, so that --help and the list answer at once
     if command == "features":
+        from fusion_lib.bench.extraction import bench_features
+
         return bench_features(rest)
     if command == "precision":
+        from fusion_lib.bench.extraction import bench_precision
+
         return bench_precision(rest)
     if command == "gpu":
+        from fusion_lib.bench.gpu import main as gpu_main
+
         return gpu_main(rest)
+    from fusion_lib.bench.fusion import main as fusion_main
 
     return fusion_main(rest)
 

@@ -14,21 +14,23 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
-import torchvision.datasets as tvd
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.datasets import load_digits
-from torchvision.datasets import CIFAR10, CIFAR100, MNIST, STL10, FashionMNIST, ImageFolder
-from torchvision.transforms.functional import pil_to_tensor
 from tqdm.auto import tqdm
 
 from fusion_lib.data.assets import asset_file, cache_root, fetch, get_asset
 from fusion_lib.data.checks import ParameterError, thumbnail_size
 from fusion_lib.data.feature_set import SPLITS
 from fusion_lib.data.splits import DatasetError, draw_split
+
+# torchvision is imported where a dataset or an image needs it: importing it loads torch's compiler
+# stack (sympy among it), about 2 s, which the fitting, the checks and the asset commands never use.
+if TYPE_CHECKING:
+    from torchvision.datasets import MNIST
 
 OFFLINE_DATASETS: tuple[str, ...] = ("fashion_mnist", "digits", "mnist", "cifar_cats_dogs")
 ONLINE_DATASETS: tuple[str, ...] = (
@@ -211,6 +213,8 @@ class PILSource:
         return len(self.dataset)
 
     def tensor(self, i: int) -> torch.Tensor:
+        from torchvision.transforms.functional import pil_to_tensor
+
         return pil_to_tensor(to_rgb(self.dataset[i][0]))
 
     def where(self, i: int) -> str:
@@ -233,6 +237,8 @@ class FolderSource(PILSource):
         self.background = background
 
     def tensor(self, i: int) -> torch.Tensor:
+        from torchvision.transforms.functional import pil_to_tensor
+
         return pil_to_tensor(read_image(self.where(i), self.background))
 
     def frames(self, i: int) -> int:
@@ -436,6 +442,8 @@ Loaded = tuple[Pool, "Pool | None", list[str], str]
 
 
 def _fashion_mnist(root: Path | None, download: bool) -> Loaded:
+    from torchvision.datasets import FashionMNIST
+
     if root is None and not download:
         root = fetch("fashion_mnist")
         identity = "fashion_mnist:registry:" + ",".join(sorted(v for v in _pinned("fashion_mnist")))
@@ -484,6 +492,8 @@ def _digits(root: Path | None, download: bool) -> Loaded:
 
 def _mnist(root: Path | None, download: bool) -> Loaded:
     if download or (root is not None and (Path(root) / "MNIST" / "raw").is_dir()):
+        from torchvision.datasets import MNIST
+
         train, test, ds = _idx_pools(MNIST, "MNIST", data_root(root), download, "pass download=True online")
         return train, test, list(DIGIT_CLASSES), _idx_identity("mnist", ds)
     with np.load(asset_file("mnist_npm", "mnist.npz")) as z:
@@ -527,6 +537,7 @@ def _cifar(variant: str) -> Callable[[Path | None, bool], Loaded]:
                     f"{variant} not found at {base}; pass download=True (needs the internet) "
                     f"or place torchvision's {folder} folder under root"
                 )
+            from torchvision.datasets import CIFAR10, CIFAR100
 
             (CIFAR10 if variant == "cifar10" else CIFAR100)(str(root), download=True)
         if variant == "cifar10":
@@ -564,6 +575,7 @@ def _stl10(root: Path | None, download: bool) -> Loaded:
                 f"stl10 not found at {base}; pass download=True (needs the internet) "
                 f"or place torchvision's stl10_binary folder under root"
             )
+        from torchvision.datasets import STL10
 
         STL10(str(data_root(root)), split="train", download=True)
 
@@ -588,6 +600,8 @@ def _torchvision(
     """A torchvision dataset class whose items are (PIL image, label)."""
 
     def load(root: Path | None, download: bool) -> Loaded:
+        import torchvision.datasets as tvd
+
         root = data_root(root)
         cls = getattr(tvd, cls_name)
 
@@ -625,6 +639,8 @@ def _array_splits(cls_name: str, classes: list[str] | None = None) -> Callable[[
     (SVHN)."""
 
     def load(root: Path | None, download: bool) -> Loaded:
+        import torchvision.datasets as tvd
+
         root = data_root(root)
         pools = []
         for split in ("train", "test"):
@@ -670,6 +686,7 @@ def _is_image_file(path: str) -> bool:
 def image_folder(path: str | Path) -> Any:
     """torchvision's ``ImageFolder`` of ``path`` (files listed, none decoded), or the project's message.
     Its items are read with ``FolderSource``."""
+    from torchvision.datasets import ImageFolder
 
     try:
         return ImageFolder(str(Path(path).expanduser()), is_valid_file=_is_image_file)

@@ -42,8 +42,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import nbformat
-import papermill as pm
 import torch
 import yaml
 
@@ -155,6 +153,9 @@ def source_hash(notebook: Path, parameters: dict[str, Any]) -> str:
 
 
 def _stamp(executed: Path) -> dict[str, Any]:
+    # nbformat and papermill (2 s to import) are imported where notebooks are read or run, so that
+    # `report` and `--help` do not pay for them
+    import nbformat
 
     try:
         return nbformat.read(executed, as_version=4).metadata.get(STAMP_KEY, {})
@@ -203,6 +204,8 @@ def execute_notebook(
     With ``reuse``, an ``out`` stamped by a successful execution with the same ``source_hash`` is
     kept as it is. Errors are returned in ``NotebookRun.error``, with the failed copy left at ``out``.
     """
+    import nbformat
+    import papermill as pm
 
     digest = source_hash(source, parameters)
     stamp = _stamp(out) if reuse and out.exists() else {}
@@ -508,6 +511,7 @@ def sync_colab_cells(root: Path, write: bool = True) -> list[Path]:
     """The notebooks whose Colab install cell does not install from ``repository_url(root)``; with
     ``write``, rewrite their URL. The committed notebooks must carry it: Colab opens them from GitHub.
     """
+    import nbformat
 
     url = repository_url(root)
     stale = []

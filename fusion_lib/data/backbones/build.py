@@ -16,9 +16,6 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-from torchvision import transforms as T
-from torchvision.models import squeezenet1_1
-from torchvision.transforms import InterpolationMode
 
 from fusion_lib.data.assets import AssetError, asset_file, get_asset, imagenet_samples
 from fusion_lib.data.atomic import sha256_file
@@ -79,6 +76,9 @@ class Backbone:
     def eval_transform(self, size: int | None = None):
         """ImageNet-style evaluation transform (resize, centre crop, normalise) for PIL images, at ``size``
         (default: the feature input size)."""
+        # torchvision is imported where used, as timm is: it loads torch's compiler stack (about 2 s),
+        # and only a transform or SqueezeNet needs it
+        from torchvision import transforms as T
 
         size = size or self.input_size
         scaled = int(round(size / self.crop_pct))
@@ -93,6 +93,8 @@ class Backbone:
 
 
 def _interp(name: str):
+    from torchvision.transforms import InterpolationMode
+
     return {
         "bilinear": InterpolationMode.BILINEAR,
         "bicubic": InterpolationMode.BICUBIC,
@@ -248,6 +250,8 @@ def _build_timm(name: str, weights: str | os.PathLike | None) -> tuple[nn.Module
 
 
 def _build_squeezenet(weights: str | os.PathLike | None) -> tuple[nn.Module, str]:
+    from torchvision.models import squeezenet1_1
+
     override = _weights_override("squeezenet1_1", weights)
     if weights == "hub":
         try:
