@@ -61,6 +61,7 @@ def test_the_design_rule_and_its_sentence():
     assert [cv.repeats_for(n) for n in (100, 1000, 1500, 2000, 2499)] == [3, 3, 2, 1, 1]
     assert "; 1 repeat(s), not 3, because at 2000 images" in cv.describe(2000, 5, [0])
     assert "not 3" not in cv.describe(100, 5, [0, 1, 2])
+    assert "not 3" not in cv.describe(100, 5, [0, 1])  # fewer seeds than repeats: not the folder's size
     with pytest.raises(ValueError, match="image_tests must be at least 1"):
         CrossValidation(image_tests=0)
 

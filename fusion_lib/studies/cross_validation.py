@@ -104,7 +104,7 @@ class CrossValidation:
             "would leave most images untested and the intervals too wide to decide anything"
             + (
                 "."
-                if len(seeds) == self.repeats
+                if self.repeats_for(n_images) == self.repeats
                 else f"; {len(seeds)} repeat(s), not {self.repeats}, because at {n_images} images further "
                 "repeats would narrow the intervals little (the images, not the retraining, make most of "
                 "their width) and multiply the fits."
