@@ -35,6 +35,7 @@ _EXPORTS = {
     "ExperimentConfig": "fusion_lib.studies.config",
     "ExperimentResult": "fusion_lib.studies.runner",
     "run_experiment": "fusion_lib.studies.runner",
+    "Study": "fusion_lib.studies.study",
     "get_profile": "fusion_lib.book.profiles",
 }
 __all__ = ["__version__", *_EXPORTS]

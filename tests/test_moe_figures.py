@@ -3,6 +3,8 @@ run on a planted feature set, and the gallery shows the images where the experts
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import matplotlib
 import numpy as np
 import pytest
@@ -14,10 +16,11 @@ from configs import experiment  # noqa: E402
 from fusion_lib.book.chapters import moe_figures  # noqa: E402
 from fusion_lib.book.figures import COLUMN_WIDTH, MAX_COLUMNS, panel_grid  # noqa: E402
 from fusion_lib.data.datasets import SplitSizes, from_arrays  # noqa: E402
-from fusion_lib.studies.claims import compare_pairs, diversity_effect, zoo_comparisons  # noqa: E402
+from fusion_lib.studies.claims import ZOO_PAIRS  # noqa: E402
 from fusion_lib.studies.gate_analysis import disagreement_examples  # noqa: E402
 from fusion_lib.studies.registry import SINGLE_PREFIX  # noqa: E402
 from fusion_lib.studies.runner import run_experiment  # noqa: E402
+from fusion_lib.studies.study import Study  # noqa: E402
 
 SIGNAL = {"a": 1.2, "b": 0.8, "c": 0.5}
 METHODS = [
@@ -37,8 +40,10 @@ def runs(make_planted):
         for i, name in enumerate(["one", "two", "three"])
     }
     config = experiment(methods=METHODS, seeds=[0, 1], epochs=8)
-    results = {name: run_experiment(config, feature_set=fs, progress=False) for name, fs in pools.items()}
-    return pools, results
+    return Study.of(
+        list(pools),
+        lambda name: (run_experiment(config, feature_set=pools[name], progress=False), pools[name]),
+    )
 
 
 def _check_layout(fig, n_panels: int | None = None) -> None:
@@ -66,23 +71,21 @@ def test_panel_grid_wraps_panels_two_a_row(n):
 
 
 def test_notebook_three_figures_fit_the_column(runs):
-    pools, results = runs
-    comparisons = compare_pairs(results)
+    comparisons = runs.compare_pairs()
     _check_layout(moe_figures.forest_figure(comparisons), 3)
-    zoos = {"all": results, "two": {n: run for n, run in results.items()}}
-    _check_layout(moe_figures.zoo_forest_figure(zoo_comparisons(zoos)), 3)
-    assert not diversity_effect(zoos, high="all", low="two").empty
-    _check_layout(moe_figures.gate_by_class_figure(results, pools, 0, "moe_thumbnail"))
-    fig, front = moe_figures.frontier_figure(results, pools)
+    zoos = Study([*(replace(r, zoo="all") for r in runs.runs), *(replace(r, zoo="two") for r in runs.runs)])
+    _check_layout(moe_figures.zoo_forest_figure(zoos.compare_pairs(ZOO_PAIRS)), 3)
+    assert not zoos.diversity_effect(high="all", low="two").empty
+    _check_layout(moe_figures.gate_by_class_figure(runs, 0, "moe_thumbnail"))
+    fig, front = moe_figures.frontier_figure(runs)
     _check_layout(fig, 3)
-    assert set(front["dataset"]) == set(results) and front["on_frontier"].all()
-    fav = moe_figures.favourites_figure(results, pools, 0, "moe_thumbnail", n=4)
+    assert set(front["dataset"]) == set(runs.datasets) and front["on_frontier"].all()
+    fav = moe_figures.favourites_figure(runs, 0, "moe_thumbnail", n=4)
     assert fav.get_size_inches()[0] == COLUMN_WIDTH and len(fav.axes) == 4 * 3 * len(SIGNAL)
 
 
 def test_gallery_shows_disagreements_with_the_gates_weights(runs):
-    pools, results = runs
-    run = results["one"]
+    run = runs.result("one")
     examples = disagreement_examples(run, 0, "moe_thumbnail", n=3)
     rows = examples["row"].unique()
     assert len(rows) == 3 and len(examples) == 3 * len(SIGNAL)
@@ -106,15 +109,16 @@ def test_gallery_shows_disagreements_with_the_gates_weights(runs):
             name,
             rng.integers(0, 255, (400, 20, 20, 3), dtype=np.uint8),
             np.arange(400) % 3,
-            fs.class_names,
+            r.pool.class_names,
             SplitSizes(150, 60, 90),
         )
-        for name, fs in pools.items()
+        for name, r in ((r.dataset, r) for r in runs.runs)
     }
-    fig = moe_figures.disagreement_gallery(results, pools, images, seed=0, n=2)
-    _check_layout(fig, 2 * 2 * len(results))
+    fig = moe_figures.disagreement_gallery(runs, images.__getitem__, seed=0, n=2)
+    _check_layout(fig, 2 * 2 * len(runs.runs))
     titles = [ax.get_title() for ax in fig.axes]
-    assert sum(t.startswith("fused: ") for t in titles) == 2 * len(results)
-    shown = moe_figures.stored_test_images(images["one"], pools["one"].draw(0), [0, 5])
+    assert sum(t.startswith("fused: ") for t in titles) == 2 * len(runs.runs)
+    one = runs.run("one").pool
+    shown = moe_figures.stored_test_images(images["one"], one.draw(0), [0, 5])
     assert shown[0].shape == (20, 20, 3) and shown[0].dtype == np.uint8
-    assert moe_figures.gate_view(pools["one"].thumbnails["test"][:2], 8).shape == (2, 8, 8, 3)
+    assert moe_figures.gate_view(one.thumbnails["test"][:2], 8).shape == (2, 8, 8, 3)

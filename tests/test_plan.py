@@ -11,10 +11,10 @@ import pytest
 from test_experiment import planted, small_config
 
 from fusion_lib.book.profiles import PROFILES
-from fusion_lib.studies.claims import planned_verdict, pooled
 from fusion_lib.studies.plan import PLAN_FILE, load_plan
 from fusion_lib.studies.runner import run_experiment
 from fusion_lib.studies.stats import paired_difference
+from fusion_lib.studies.study import Study, StudyRun
 
 
 def test_the_plan_loads_hashed_with_fresh_seeds_and_known_models():
@@ -46,20 +46,20 @@ def test_relative_error_reduction_is_a_share_of_the_references_errors():
 
 
 @pytest.fixture(scope="module")
-def two_datasets():
-    results = {}
+def two_datasets() -> Study:
+    runs = []
     for name, seed in (("planted-a", 0), ("planted-b", 1)):
         fs, _ = planted(seed)
         fs.dataset = name
         config = small_config(
             methods="best_single,prob_avg,moe_thumbnail,moe_thumbnail_alpha0,moe_thumbnail_alpha1"
         )
-        results[name] = run_experiment(config, feature_set=fs, progress=False)
-    return results
+        runs.append(StudyRun(name, "experts", run_experiment(config, feature_set=fs, progress=False), fs))
+    return Study(runs)
 
 
 def test_the_gate_read_at_alpha_0_is_its_anchor_and_at_1_the_raw_gate(two_datasets):
-    for result in two_datasets.values():
+    for result in (run.result for run in two_datasets.runs):
         m = result.metrics
         for seed in result.seeds:
             anchor = result.outputs[("moe_thumbnail_alpha0", seed)].probs["test"]
@@ -81,18 +81,17 @@ def test_the_gate_read_at_alpha_0_is_its_anchor_and_at_1_the_raw_gate(two_datase
 
 
 def test_a_planned_verdict_pools_datasets_and_flags_a_word_reseeding_changes(two_datasets):
-    d = pooled(two_datasets, "moe_thumbnail", "prob_avg", relative=True)
-    per_dataset = [r.compare("moe_thumbnail", "prob_avg", relative=True).diff for r in two_datasets.values()]
+    pair = ("moe_thumbnail", "prob_avg")
+    d = two_datasets.pooled(*pair, relative=True)
+    per_dataset = [run.result.compare(*pair, relative=True).diff for run in two_datasets.runs]
     assert d.diff == pytest.approx(np.mean(per_dataset))
     assert d.low > 10  # the planted gate fixes far more than a tenth of averaging's errors
-    clear = planned_verdict(two_datasets, "moe_thumbnail", "prob_avg", margin=10.0)
+    clear = two_datasets.planned_verdicts([pair], margin=10.0)[pair]
     assert clear.word == "supported" and not clear.borderline and clear.agreeing == 20
     # a margin at the median of the reseeded upper bounds: half the reseeds call the difference
     # equivalent, half supported, whatever the planned draws say, so the word is borderline
-    highs = [
-        pooled(two_datasets, "moe_thumbnail", "prob_avg", relative=True, offset=k).high for k in range(1, 21)
-    ]
-    edge = planned_verdict(two_datasets, "moe_thumbnail", "prob_avg", margin=float(np.median(highs)))
+    highs = [two_datasets.pooled(*pair, relative=True, offset=k).high for k in range(1, 21)]
+    edge = two_datasets.planned_verdicts([pair], margin=float(np.median(highs)))[pair]
     assert edge.borderline and edge.agreeing == 10
     assert "10 of 20 reseeds agree, borderline" in edge.text()
 

@@ -10,17 +10,11 @@ from test_two_stage import TRAIN
 from fusion_lib.fusion import baselines
 from fusion_lib.fusion.two_stage import Anchor, TwoStageConfig, TwoStageMoE, expert_outputs
 from fusion_lib.studies import metrics as M
-from fusion_lib.studies.claims import (
-    C2_QUESTIONS,
-    claim_word,
-    compare_pairs,
-    pooled,
-    question_table,
-    validation_choices,
-)
+from fusion_lib.studies.claims import C2_QUESTIONS, claim_word
 from fusion_lib.studies.gate_analysis import disagreement_routing, disagreement_table
 from fusion_lib.studies.runner import run_experiment
 from fusion_lib.studies.seed_run import ANCHORS, NON_ADAPTIVE, SeedRun
+from fusion_lib.studies.study import Study, StudyRun
 
 METHODS = [
     *NON_ADAPTIVE,
@@ -118,20 +112,27 @@ def test_the_cheap_feature_gate_reads_one_backbone_and_bills_it_under_top_k(run)
 
 
 def test_claims_have_two_questions_holm_words_and_a_pooled_row(run):
-    _, result = run
-    results = {"one": result, "two": result}
-    cmp = compare_pairs(results)
+    fs, result = run
+    study = Study(StudyRun(name, "experts", result, fs) for name in ("one", "two"))
+    cmp = study.compare_pairs()
     assert set(cmp["verdict"]) <= {"better", "worse", "equivalent", "inconclusive"}
     assert (cmp["p_holm"] >= cmp["p_value"] - 1e-12).all() and (cmp["p_holm"] <= 1).all()
-    table = question_table(results, cmp)
+    assert list(dict.fromkeys(cmp["dataset"])) == ["one", "two"] and set(cmp["zoo"]) == {"experts"}
+    table = study.question_table(cmp)
     assert list(table.index) == ["one", "two", "pooled"] and len(table.columns) == len(C2_QUESTIONS)
-    d = pooled(results, *C2_QUESTIONS["Does fusion help?"])
+    d = study.pooled(*C2_QUESTIONS["Does fusion help?"])
     assert d.diff == pytest.approx(result.compare("moe_thumbnail", "best_single").diff)
     assert claim_word(d) in ("supported", "not supported", "equivalent", "inconclusive")
     with pytest.raises(ValueError, match="missing on"):
-        pooled(results, "moe_thumbnail", "concat_nowhere")
-    choices = validation_choices(results)
+        study.pooled("moe_thumbnail", "concat_nowhere")
+    choices = study.validation_choices()
     assert choices.loc["one"].str.contains("×").all()
+    assert set(study.metrics.columns) == {"dataset", "zoo", "method", "seed", "metric", "value"}
+    assert list(dict.fromkeys(study.metrics["dataset"])) == ["one", "two"]
+    with pytest.raises(ValueError, match="runs once"):
+        Study([study.runs[0], study.runs[0]])
+    with pytest.raises(ValueError, match="at least one run"):
+        Study([])
 
 
 def test_disagreement_routing_counts_only_images_where_experts_split():

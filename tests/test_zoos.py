@@ -10,15 +10,9 @@ from fusion_lib.data.checks import ParameterError
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.data.spec import check_input_size
 from fusion_lib.studies.agreement import family_pairs, run_agreement_study, zoo_summary
-from fusion_lib.studies.claims import (
-    ZOO_METHODS,
-    ZOO_PAIRS,
-    diversity_effect,
-    zoo_comparisons,
-    zoo_table,
-    zoo_verdict,
-)
+from fusion_lib.studies.claims import ZOO_METHODS, ZOO_PAIRS, zoo_table, zoo_verdict
 from fusion_lib.studies.runner import run_experiment
+from fusion_lib.studies.study import Study, StudyRun
 
 LITE0, LITE1, XCEPTION = "tf_efficientnet_lite0", "tf_efficientnet_lite1", "keras_xception"
 
@@ -68,15 +62,14 @@ def test_pairs_of_one_family_agree_more_and_their_zoo_leaves_less_room():
 def test_c2_across_zoos_is_paired_on_the_same_images():
     fs = _planted()
     config = dict(methods=list(ZOO_METHODS), seeds=[0, 1], epochs=150)
-    results = {
-        z: {"planted": run_experiment(experiment(**config), feature_set=fs.subset_backbones(m))}
-        for z, m in ZOOS.items()
-    }
-    cmp = zoo_comparisons(results)
+    runs = [
+        StudyRun("planted", z, run_experiment(experiment(**config), feature_set=pool), pool)
+        for z, pool in ((z, fs.subset_backbones(m)) for z, m in ZOOS.items())
+    ]
+    study = Study(runs)
+    cmp = study.compare_pairs(ZOO_PAIRS)
     assert set(cmp["zoo"]) == set(ZOOS) and len(cmp) == 2 * len(ZOO_PAIRS)
-    effect = diversity_effect(results, high="two families", low="one family").set_index(
-        ["method", "baseline"]
-    )
+    effect = study.diversity_effect(high="two families", low="one family").set_index(["method", "baseline"])
     # the oracle's and the gate's gain over the best single: large with two families, none with one
     assert effect.loc[("oracle", "best_single"), "verdict"] == "larger"
     assert effect.loc[("moe_thumbnail", "best_single"), "verdict"] == "larger"
@@ -89,13 +82,15 @@ def test_c2_across_zoos_is_paired_on_the_same_images():
     assert list(table.columns) == ["one family", "two families", "two families − one family"]
     shown = table.loc[("planted", "oracle vs best_single"), "two families − one family"]
     assert shown == effect.loc[("oracle", "best_single"), "difference (points, 95% CI)"] + " larger"
-    other = _planted(seed=1)
-    results["one family"]["planted"] = run_experiment(
-        experiment(**{**config, "methods": ["best_single", "oracle"]}),
-        feature_set=other.subset_backbones(ZOOS["one family"]),
+    other = _planted(seed=1).subset_backbones(ZOOS["one family"])
+    elsewhere = run_experiment(
+        experiment(**{**config, "methods": ["best_single", "oracle"]}), feature_set=other
     )
+    mixed = Study([runs[1], StudyRun("planted", "one family", elsewhere, other)])
     with pytest.raises(ValueError, match="not tested on the same images"):
-        diversity_effect(results, high="two families", low="one family", pairs=[("oracle", "best_single")])
+        mixed.diversity_effect(high="two families", low="one family", pairs=[("oracle", "best_single")])
+    with pytest.raises(ValueError, match="reads one zoo"):
+        study.pooled("moe_thumbnail", "best_single")
 
 
 def test_offline_port_stands_in_only_where_the_hub_is_unreachable(monkeypatch):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence
 
 from fusion_lib.data import checks as V
 from fusion_lib.data.backbones import OFFLINE_BACKBONES, ZOOS, hub_or_offline, min_input_size, short_name
@@ -52,7 +52,6 @@ from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.config import ExperimentConfig
 
 DEFAULT_PROFILE = "book"
-T = TypeVar("T")
 # The pool of images whose features are extracted is drawn once, with this seed; each of a profile's
 # ``seeds`` then draws its own split inside the pool (FeatureSet.draw) and trains its own models.
 DATA_SEED = 0
@@ -164,31 +163,15 @@ class Profile:
         """Every offline backbone's features of ``candidates_dataset()``."""
         return self.feature_set(self.candidates_dataset(), OFFLINE_BACKBONES)
 
-    def zoo_feature_sets(self, dataset: str) -> dict[str, FeatureSet]:
-        """Each zoo's features of ``dataset``: one load of every zoo's backbones, restricted per zoo."""
+    def zoo_pools(self, dataset: str) -> dict[str, FeatureSet | None]:
+        """Each zoo's features of ``dataset`` (one load of every zoo's backbones, restricted per zoo), in the
+        profile's zoo order; None for a zoo equal to the profile's experts, whose runs a notebook has
+        already made on ``feature_set(dataset)`` and reuses."""
         union = self.feature_set(dataset, self.all_backbones())
-        return {name: union.subset_backbones(list(zoo)) for name, zoo in self.zoos.items()}
-
-    def zoo_runs(
-        self,
-        reused: ByDataset[T],
-        run: Callable[[FeatureSet, "ExperimentConfig"], T],
-        **settings: Any,
-    ) -> dict[str, ByDataset[T]]:
-        """``[zoo][dataset]``: ``run(features, config)`` of every zoo on every dataset (``settings`` go to
-        ``experiment_config``); a zoo equal to the profile's experts takes ``reused[dataset]``, and every
-        zoo's features of a dataset come from one load (``zoo_feature_sets``)."""
-        out: dict[str, dict[str, T]] = {zoo: {} for zoo in self.zoos}
-        for name in self.datasets:
-            sets = self.zoo_feature_sets(name)
-            for zoo, members in self.zoos.items():
-                same = tuple(members) == tuple(self.backbones)
-                out[zoo][name] = (
-                    reused[name]
-                    if same
-                    else run(sets[zoo], self.experiment_config(name, members, **settings))
-                )
-        return {zoo: ByDataset(runs) for zoo, runs in out.items()}
+        return {
+            name: None if tuple(zoo) == tuple(self.backbones) else union.subset_backbones(list(zoo))
+            for name, zoo in self.zoos.items()
+        }
 
     def push_inputs(self) -> tuple[int | None, ...]:
         """The input sizes notebook 04's accuracy push compares: 64 px where every expert takes it (Xception
@@ -209,7 +192,7 @@ class Profile:
 
     def experiment_config(
         self, dataset: str, backbones: Sequence[str] | None = None, **settings: Any
-    ) -> "ExperimentConfig":
+    ) -> ExperimentConfig:
         """The ``ExperimentConfig`` of one of the profile's datasets (its experts, or ``backbones``);
         ``settings`` replace any other field (e.g. ``methods="prob_avg,moe_thumbnail"``). The fit cache
         is on: notebooks that train the same models for a seed (03 and 05) fit them once."""

@@ -13,7 +13,7 @@ hierarchical bootstrap over seeds and test images (``fusion_lib.studies.stats``)
 is one family: its p-values are Holm-adjusted over every row it holds, and each row gets one word,
 ``better``, ``worse``, ``equivalent`` (the interval lies inside the margin of
 ``stats.MARGIN`` points) or ``inconclusive``. A claim's deciding number is the equal-weight mean of its
-difference over the datasets (``pooled``), one test per claim, so it needs no further correction.
+difference over the datasets (``study.Study.pooled``), one test per claim, so it needs no further correction.
 """
 
 from __future__ import annotations
@@ -24,16 +24,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from fusion_lib.studies.by_dataset import ByDataset
-from fusion_lib.studies.runner import ExperimentResult
-from fusion_lib.studies.seed_run import ANCHORS, NON_ADAPTIVE
 from fusion_lib.studies.stats import (
     MARGIN,
     VERDICT_WORDS,
     Difference,
     family_words,
-    paired_difference,
-    pooled_difference,
 )
 
 # C2's two questions: (method, baseline)
@@ -64,8 +59,8 @@ CLAIM_WORDS = {
 COLOURS = {"better": "C2", "worse": "C3", "equivalent": "C0", "inconclusive": "C7"}
 
 
-def _row(dataset: str, method: str, baseline: str, d: Difference) -> dict:
-    """One comparison as a table row (the verdict word is set once the family is known: ``_adjust``)."""
+def comparison_row(dataset: str, method: str, baseline: str, d: Difference) -> dict:
+    """One comparison as a table row (the verdict word is set once the family is known: ``adjust``)."""
     return {
         "dataset": dataset,
         "method": method,
@@ -81,7 +76,7 @@ def _row(dataset: str, method: str, baseline: str, d: Difference) -> dict:
     }
 
 
-def _adjust(rows: list[dict], words: Mapping[str, str] | None = None) -> pd.DataFrame:
+def adjust(rows: list[dict], words: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The rows as one family (``stats.family_words``): Holm-adjusted superiority p-values (``p_holm``)
     and each row's word (``words`` renames them)."""
     frame = pd.DataFrame(rows)
@@ -93,41 +88,6 @@ def _adjust(rows: list[dict], words: Mapping[str, str] | None = None) -> pd.Data
     if words:
         frame["verdict"] = frame["verdict"].map(lambda w: words.get(w, w))
     return frame
-
-
-def compare_pairs(
-    results: ByDataset[ExperimentResult], pairs: Sequence[tuple[str, str]] = C2_PAIRS
-) -> pd.DataFrame:
-    """One row per dataset and (method, baseline) pair that both ran: the paired difference in points
-    with its 95% interval, the bootstrap p-value and its Holm adjustment over every row, and a word."""
-    rows = [
-        _row(dataset, method, baseline, result.compare(method, baseline))
-        for dataset, result in results.items()
-        for method, baseline in pairs
-        if method in result.methods and baseline in result.methods
-    ]
-    return _adjust(rows)
-
-
-def pooled(
-    results: ByDataset[ExperimentResult],
-    method: str,
-    baseline: str,
-    *,
-    relative: bool = False,
-    offset: int = 0,
-) -> Difference:
-    """``method`` minus ``baseline`` averaged over the datasets with equal weight (independent datasets:
-    their bootstrap replicates combine), the deciding number of a claim; ``relative`` and ``offset`` as
-    for ``ExperimentResult.compare``."""
-    missing = [d for d, r in results.items() if method not in r.methods or baseline not in r.methods]
-    if missing or not results:
-        raise ValueError(
-            f"{method} vs {baseline} needs both methods run on every dataset; missing on {missing}"
-        )
-    return pooled_difference(
-        [r.compare(method, baseline, relative=relative, offset=offset) for r in results.values()]
-    )
 
 
 @dataclass(frozen=True)
@@ -153,57 +113,9 @@ class PlannedVerdict:
         )
 
 
-def planned_verdicts(
-    results: ByDataset[ExperimentResult],
-    pairs: Sequence[tuple[str, str]],
-    margin: float,
-    reseeds: int = 20,
-) -> dict[tuple[str, str], PlannedVerdict]:
-    """Each (method, baseline) pair's word from its pooled relative error reduction with the equivalence
-    ``margin`` (percent of the baseline's errors), checked against ``reseeds`` bootstraps whose every
-    dataset stream is shifted by 1..reseeds: a word that any of them changes is borderline. The loop runs
-    reseed by reseed, so that every pair reuses one reseed's draws (memoised by ``stats``)."""
-    words: dict[tuple[str, str], list[str]] = {pair: [] for pair in pairs}
-    planned: dict[tuple[str, str], Difference] = {}
-    for k in range(reseeds + 1):
-        for method, baseline in pairs:
-            d = pooled(results, method, baseline, relative=True, offset=k)
-            if k == 0:
-                planned[(method, baseline)] = d
-            words[(method, baseline)].append(CLAIM_WORDS[d.word(margin=margin)])
-    return {
-        pair: PlannedVerdict(w[0], planned[pair], sum(x == w[0] for x in w[1:]), reseeds)
-        for pair, w in words.items()
-    }
-
-
-def planned_verdict(
-    results: ByDataset[ExperimentResult], method: str, baseline: str, margin: float, reseeds: int = 20
-) -> PlannedVerdict:
-    """One pair's ``planned_verdicts``."""
-    return planned_verdicts(results, [(method, baseline)], margin, reseeds)[(method, baseline)]
-
-
 def claim_word(d: Difference) -> str:
     """A claim's one word from its deciding difference: supported, not supported, equivalent, inconclusive."""
     return CLAIM_WORDS[d.word()]
-
-
-def question_table(
-    results: ByDataset[ExperimentResult],
-    comparisons: pd.DataFrame,
-    questions: Mapping[str, tuple[str, str]] = C2_QUESTIONS,
-) -> pd.DataFrame:
-    """Datasets as rows (and the pooled estimate last), one column per question: the difference with its
-    95% interval and its word (Holm-adjusted within ``comparisons``; the pooled row is one test each)."""
-    table: dict[str, dict[str, str]] = {}
-    for question, (method, baseline) in questions.items():
-        part = comparisons[(comparisons["method"] == method) & (comparisons["baseline"] == baseline)]
-        col = {r["dataset"]: f"{r['difference (points, 95% CI)']} {r['verdict']}" for _, r in part.iterrows()}
-        d = pooled(results, method, baseline)
-        col["pooled"] = f"{d.text()} {d.word()}"
-        table[f"{question} {method} − {baseline}"] = col
-    return pd.DataFrame(table).rename_axis("dataset")
 
 
 def _errorbar(ax, x: float, low: float, high: float, y: float, word: str, **kw) -> None:
@@ -239,47 +151,6 @@ ZOO_QUESTIONS: dict[tuple[str, str], str] = {
 ZOO_PAIRS: tuple[tuple[str, str], ...] = tuple(ZOO_QUESTIONS)
 ZOO_METHODS: tuple[str, ...] = tuple(dict.fromkeys(m for pair in ZOO_PAIRS for m in pair))
 EFFECT_WORDS = {"better": "larger", "worse": "smaller"}
-
-
-def zoo_comparisons(
-    results: Mapping[str, ByDataset[ExperimentResult]], pairs: Sequence[tuple[str, str]] = ZOO_PAIRS
-) -> pd.DataFrame:
-    """``results[zoo][dataset]``: every zoo's comparisons, with a ``zoo`` column, Holm-adjusted as one family."""
-    rows = [
-        {**_row(dataset, m, b, r.compare(m, b)), "zoo": zoo}
-        for zoo, by_dataset in results.items()
-        for dataset, r in by_dataset.items()
-        for m, b in pairs
-        if m in r.methods and b in r.methods
-    ]
-    return _adjust(rows)
-
-
-def diversity_effect(
-    results: Mapping[str, ByDataset[ExperimentResult]],
-    high: str,
-    low: str,
-    pairs: Sequence[tuple[str, str]] = ZOO_PAIRS,
-) -> pd.DataFrame:
-    """Per dataset and pair: how much larger ``method - baseline`` is on zoo ``high`` than on zoo ``low``
-    (points), with a 95% interval. Both zoos are tested on the same images of the same seeds, so the
-    difference of differences is paired image by image; Holm-adjusted over the rows, words larger /
-    smaller / equivalent / inconclusive."""
-    rows = []
-    for dataset, hi in results[high].items():
-        lo = results[low][dataset]
-        if hi.seeds != lo.seeds or any(
-            not np.array_equal(hi.labels[s]["test"], lo.labels[s]["test"]) for s in hi.seeds
-        ):
-            raise ValueError(f"{dataset}: zoos {high!r} and {low!r} were not tested on the same images")
-        for method, baseline in pairs:
-            gain = {
-                zoo: [a.astype(int) - b for a, b in zip(r.correct(method), r.correct(baseline))]
-                for zoo, r in ((high, hi), (low, lo))
-            }
-            d = paired_difference(gain[high], gain[low], image_ids=hi.test_ids, seed=hi.stream)
-            rows.append(_row(dataset, method, baseline, d))
-    return _adjust(rows, EFFECT_WORDS)
 
 
 def zoo_forest_plot(axes: Sequence, comparisons: pd.DataFrame) -> None:
@@ -362,27 +233,3 @@ def zoo_table(comparisons: pd.DataFrame, effect: pd.DataFrame, high: str, low: s
     wide = wide.reindex(columns=[low, high])
     wide[f"{high} − {low}"] = keyed(effect).set_index(["dataset", "comparison"])["shown"]
     return wide.rename_axis(columns=None)
-
-
-def validation_choices(results: ByDataset[ExperimentResult]) -> pd.DataFrame:
-    """Per dataset, what each seed's validation split chose: the strongest fixed fusion (``best_fixed``)
-    and the anchor the book's gate is shrunk towards, as "name ×seeds" counts."""
-
-    def counts(result: ExperimentResult, method: str, metric: str, names: Sequence[str]) -> str:
-        m = result.metrics
-        picked = (
-            m[(m["method"] == method) & (m["metric"] == metric)]["value"].astype(int).map(lambda i: names[i])
-        )
-        return ", ".join(f"{name} ×{n}" for name, n in picked.value_counts().items())
-
-    return pd.DataFrame(
-        {
-            dataset: {
-                "strongest fixed fusion (best_fixed)": counts(
-                    r, "best_fixed", "chosen_fixed_index", NON_ADAPTIVE
-                ),
-                "anchor of moe_thumbnail": counts(r, "moe_thumbnail", "anchor_index", ANCHORS),
-            }
-            for dataset, r in results.items()
-        }
-    ).T.rename_axis("dataset")

@@ -79,9 +79,14 @@ def candidates_table(
 
 
 def zoo_studies(profile: Profile, studies: ByDataset[AgreementStudy]) -> dict[str, ByDataset[AgreementStudy]]:
-    """``[zoo][dataset]``: each zoo's agreement study on each dataset (``Profile.zoo_runs``: a zoo equal
+    """``[zoo][dataset]``: each zoo's agreement study on each dataset (``Profile.zoo_pools``: the zoo equal
     to the profile's experts reuses ``studies``)."""
-    return profile.zoo_runs(studies, run_agreement_study)
+    out: dict[str, dict[str, AgreementStudy]] = {zoo: {} for zoo in profile.zoos}
+    for name in profile.datasets:
+        for zoo, pool in profile.zoo_pools(name).items():
+            config = profile.experiment_config(name, profile.zoos[zoo])
+            out[zoo][name] = studies[name] if pool is None else run_agreement_study(pool, config)
+    return {zoo: ByDataset(by_dataset) for zoo, by_dataset in out.items()}
 
 
 def zoo_table(zoos: pd.DataFrame) -> pd.DataFrame:

@@ -19,12 +19,13 @@ from fusion_lib.book.figures import lay_out, panel_grid
 from fusion_lib.book.pages import markdown, table
 from fusion_lib.book.profiles import Profile, get_profile
 from fusion_lib.data.backbones import OFFLINE_BACKBONES, short_name
-from fusion_lib.studies.by_dataset import ByDataset
-from fusion_lib.studies.claims import PlannedVerdict, planned_verdicts
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.studies.claims import PlannedVerdict
 from fusion_lib.studies.label_study import aliases_for
 from fusion_lib.studies.plan import ConfirmatoryPlan
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
 from fusion_lib.studies.stats import family_words
+from fusion_lib.studies.study import Study, StudyRun
 from fusion_lib.studies.zoo_sweep import draw_zoos, run_sweep, slope_table
 
 # the profile whose unchanged run is the plan's confirmatory run
@@ -66,10 +67,10 @@ def design(profile: Profile, plan: ConfirmatoryPlan) -> Design:
     return Design(False, profile.datasets, profile.backbones, profile.seeds)
 
 
-def run(profile: Profile, plan: ConfirmatoryPlan, run_design: Design) -> ByDataset[ExperimentResult]:
+def run(profile: Profile, plan: ConfirmatoryPlan, run_design: Design) -> Study:
     """Every method the plan names, on each dataset of ``run_design``, over its seeds."""
 
-    def run_one(name: str) -> ExperimentResult:
+    def run_one(name: str) -> tuple[ExperimentResult, FeatureSet]:
         pool = profile.feature_set(name, run_design.experts)
         config = profile.experiment_config(
             name,
@@ -78,17 +79,15 @@ def run(profile: Profile, plan: ConfirmatoryPlan, run_design: Design) -> ByDatas
             seeds=list(run_design.seeds),
             aliases=aliases_for(pool.class_names),
         )
-        return run_experiment(config, feature_set=pool, progress=False)
+        return run_experiment(config, feature_set=pool, progress=False), pool
 
-    return ByDataset.build(run_design.datasets, run_one)
+    return Study.of(run_design.datasets, run_one)
 
 
-def verdicts(
-    results: ByDataset[ExperimentResult], plan: ConfirmatoryPlan
-) -> dict[tuple[str, str], PlannedVerdict]:
+def verdicts(study: Study, plan: ConfirmatoryPlan) -> dict[tuple[str, str], PlannedVerdict]:
     """The planned verdict of every test of the plan, primary and secondary, keyed by (method, reference)."""
     pairs = [(t.method, t.reference) for t in plan.tests] + [p for t in plan.tests for p in t.secondary]
-    return planned_verdicts(results, list(dict.fromkeys(pairs)), plan.margin, plan.reseeds)
+    return study.planned_verdicts(list(dict.fromkeys(pairs)), plan.margin, plan.reseeds)
 
 
 def claim_verdicts(
@@ -120,14 +119,14 @@ def verdict_table(decided: Mapping[tuple[str, str], PlannedVerdict], plan: Confi
     return pd.DataFrame(rows).set_index(["claim", "test", "comparison"])
 
 
-def per_dataset_table(results: ByDataset[ExperimentResult], plan: ConfirmatoryPlan) -> pd.DataFrame:
+def per_dataset_table(study: Study, plan: ConfirmatoryPlan) -> pd.DataFrame:
     """Descriptive: every planned comparison on every dataset, in percent of the reference's errors and
     in points, with superiority (two-sided) and equivalence (two one-sided tests at the plan's margin)
     p-values Holm-adjusted together over the whole table, and the word they give."""
     pairs = [(t.method, t.reference) for t in plan.tests] + [p for t in plan.tests for p in t.secondary]
 
-    def rows(result: ExperimentResult) -> pd.DataFrame:
-        out = []
+    def rows(run: StudyRun) -> pd.DataFrame:
+        result, out = run.result, []
         for a, b in pairs:
             rel = result.compare(a, b, relative=True)
             out.append(
@@ -142,19 +141,19 @@ def per_dataset_table(results: ByDataset[ExperimentResult], plan: ConfirmatoryPl
             )
         return pd.DataFrame(out)
 
-    df = results.frame(lambda _, result: rows(result))
+    df = study.frame(rows)
     df["p_superiority (Holm)"], df["p_equivalence (Holm)"], df["word"] = family_words(
         df["diff"], df["p_superiority"], df["p_equivalence"]
     )
     return df.drop(columns=["diff", "p_superiority", "p_equivalence"]).set_index(["dataset", "comparison"])
 
 
-def gate_table(results: ByDataset[ExperimentResult]) -> pd.DataFrame:
+def gate_table(study: Study) -> pd.DataFrame:
     """Per dataset, the mean alpha validation chose for ``moe_thumbnail`` and the share of test images on
     which its gate changes its anchor's answer (mean over seeds): what an "equivalent" C2b rests on."""
 
-    def row(result: ExperimentResult) -> pd.DataFrame:
-        m = result.mean_metric
+    def row(run: StudyRun) -> pd.DataFrame:
+        m = run.result.mean_metric
         return pd.DataFrame(
             {
                 "mean alpha (val)": [m("alpha").get("moe_thumbnail", np.nan)],
@@ -164,7 +163,7 @@ def gate_table(results: ByDataset[ExperimentResult]) -> pd.DataFrame:
             }
         )
 
-    return results.frame(lambda _, result: row(result)).set_index("dataset")
+    return study.frame(row).set_index("dataset")
 
 
 def glue_words(

@@ -4,7 +4,7 @@ images where the experts disagree. Each returns a figure drawn for the book's co
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,11 +16,10 @@ from fusion_lib.data.backbones import short_name
 from fusion_lib.data.datasets import DatasetSplits
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.gates import resize_thumbnails
-from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.claims import forest_plot, zoo_forest_plot
 from fusion_lib.studies.frontier import experiment_points, plot_frontier
 from fusion_lib.studies.gate_analysis import disagreement_examples, favourite_images, gate_by_class
-from fusion_lib.studies.runner import ExperimentResult
+from fusion_lib.studies.study import Study
 
 RIGHT, WRONG = "#2e8b57", "#c0392b"  # an expert (or answer) right or wrong, in every figure here
 
@@ -39,7 +38,7 @@ def _shared_xlabel(fig: Figure, axes: Sequence) -> Figure:
 
 
 def forest_figure(comparisons: pd.DataFrame) -> Figure:
-    """Every comparison of ``claims.compare_pairs`` with its interval and word, a panel per dataset."""
+    """Every comparison of ``Study.compare_pairs`` with its interval and word, a panel per dataset."""
     rows = comparisons[comparisons["dataset"] == comparisons["dataset"].iloc[0]]
     fig, axes = panel_grid(len(_datasets(comparisons)), panel_height=0.5 + 0.32 * len(rows), sharex=True)
     forest_plot(axes, comparisons)
@@ -47,7 +46,7 @@ def forest_figure(comparisons: pd.DataFrame) -> Figure:
 
 
 def zoo_forest_figure(comparisons: pd.DataFrame) -> Figure:
-    """C2 on each zoo (``claims.zoo_comparisons``), a panel per dataset."""
+    """C2 on each zoo (``Study.compare_pairs`` of a study of several zoos), a panel per dataset."""
     fig, axes = panel_grid(len(_datasets(comparisons)), panel_height=2.9)
     zoo_forest_plot(axes, comparisons)
     return _shared_xlabel(fig, axes)
@@ -68,19 +67,17 @@ def routing_auc_figure(auc: pd.DataFrame) -> Figure:
     return fig
 
 
-def gate_by_class_figure(
-    results: ByDataset[ExperimentResult], pools: ByDataset[FeatureSet], seed: int, method: str
-) -> Figure:
+def gate_by_class_figure(study: Study, seed: int, method: str) -> Figure:
     """Mean gate weight of ``method`` per true class and expert on the seed's test images, a heatmap per
     dataset."""
     tables = {
-        name: gate_by_class(
-            result.outputs[(method, seed)].gate_weights,
-            result.labels[seed]["test"],
-            pools[name].class_names,
-            [short_name(b) for b in pools[name].backbones],
+        run.dataset: gate_by_class(
+            run.result.outputs[(method, seed)].gate_weights,
+            run.result.labels[seed]["test"],
+            run.pool.class_names,
+            [short_name(b) for b in run.pool.backbones],
         )
-        for name, result in results.items()
+        for run in study.runs
     }
     most = max(len(t) for t in tables.values())
     fig, axes = panel_grid(len(tables), panel_height=1.2 + 0.2 * most, layout="constrained")
@@ -94,46 +91,38 @@ def gate_by_class_figure(
     return fig
 
 
-def favourites_figure(
-    results: ByDataset[ExperimentResult],
-    pools: ByDataset[FeatureSet],
-    seed: int,
-    method: str,
-    n: int = 6,
-) -> Figure:
+def favourites_figure(study: Study, seed: int, method: str, n: int = 6) -> Figure:
     """Each expert's ``n`` most-weighted test thumbnails under ``method`` (a row per dataset and expert;
     title: the gate's weight)."""
-    rows = [(name, k) for name in results for k in range(len(pools[name].backbones))]
+    rows = [(run, k) for run in study.runs for k in range(len(run.pool.backbones))]
     side = COLUMN_WIDTH / (n + 1)
     fig, axes = image_grid(len(rows), n, 1.15 * side * len(rows))
-    drawn = {name: pools[name].draw(seed) for name in results}
-    for r, (name, k) in enumerate(rows):
-        weights = results[name].outputs[(method, seed)].gate_weights
-        thumbs = drawn[name].thumbnails["test"]
+    drawn = {run.dataset: run.pool.draw(seed) for run in study.runs}
+    for r, (run, k) in enumerate(rows):
+        weights = run.result.outputs[(method, seed)].gate_weights
+        thumbs = drawn[run.dataset].thumbnails["test"]
         for c, i in enumerate(favourite_images(weights, k=n)[k]):
             axes[r, c].imshow(thumbs[i].transpose(1, 2, 0))
             axes[r, c].set_title(f"{weights[i, k]:.2f}", fontsize=9.5)
-        axes[r, 0].set_ylabel(f"{name}\n{short_name(pools[name].backbones[k])}", fontsize=9.5)
+        axes[r, 0].set_ylabel(f"{run.dataset}\n{short_name(run.pool.backbones[k])}", fontsize=9.5)
     for ax in axes.flat:
         ax.set(xticks=[], yticks=[])
     fig.supxlabel("rank among the expert's most-weighted test thumbnails")
     return fig
 
 
-def frontier_figure(
-    results: ByDataset[ExperimentResult], pools: ByDataset[FeatureSet]
-) -> tuple[Figure, pd.DataFrame]:
+def frontier_figure(study: Study) -> tuple[Figure, pd.DataFrame]:
     """Test accuracy against GFLOPs per image, a panel per dataset (one a row: the methods crowd a
     half-width panel) and one legend under them, and the points on each Pareto frontier (with a
     ``dataset`` column) for a table: named on the plot, the many points near the frontier overlap."""
-    fig, axes = panel_grid(len(results), panel_height=3.0, columns=1, layout="constrained")
+    fig, axes = panel_grid(len(study.runs), panel_height=3.0, columns=1, layout="constrained")
     fronts = []
-    for ax, (name, result) in zip(axes, results.items()):
-        short = {b: short_name(b) for b in pools[name].backbones}
-        front = plot_frontier(ax, experiment_points(result, pools[name], short), annotate=False)
-        ax.set_title(name)
+    for ax, run in zip(axes, study.runs):
+        short = {b: short_name(b) for b in run.pool.backbones}
+        front = plot_frontier(ax, experiment_points(run.result, run.pool, short), annotate=False)
+        ax.set_title(run.dataset)
         ax.get_legend().remove()
-        fronts.append(front[front["on_frontier"]].assign(dataset=name))
+        fronts.append(front[front["on_frontier"]].assign(dataset=run.dataset))
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3)
     return fig, pd.concat(fronts, ignore_index=True)
@@ -175,39 +164,38 @@ def gate_view(thumbnails: np.ndarray, size: int) -> np.ndarray:
 
 
 def disagreement_gallery(
-    results: ByDataset[ExperimentResult],
-    pools: ByDataset[FeatureSet],
-    data: ByDataset[DatasetSplits],
+    study: Study,
+    images: Callable[[str], DatasetSplits],
     seed: int,
     method: str = "moe_thumbnail",
     n: int = 3,
 ) -> Figure:
     """Test images where the experts disagree (``gate_analysis.disagreement_examples``), ``n`` per
-    dataset, one row each: the image as stored beside the thumbnail the gate saw (at the size chosen on
-    validation), and the gate's weight on each expert, coloured by whether that expert is right and
-    labelled with its answer; the title gives the true class and the fused answer. Where the experts
-    never disagree, one panel says so."""
-    examples = {name: disagreement_examples(result, seed, method, n) for name, result in results.items()}
-    count = sum(e["row"].nunique() for e in examples.values())
+    dataset, one row each: the image as stored (``images(dataset)``: the split its pool was drawn from)
+    beside the thumbnail the gate saw (at the size chosen on validation), and the gate's weight on each
+    expert, coloured by whether that expert is right and labelled with its answer; the title gives the
+    true class and the fused answer. Where the experts never disagree, one panel says so."""
+    examples = [(run, disagreement_examples(run.result, seed, method, n)) for run in study.runs]
+    count = sum(e["row"].nunique() for _, e in examples)
     if count == 0:
         return skipped_figure(
             "Gallery skipped: the experts never disagree on right and wrong on these test images, "
             "so there is nothing to show."
         )
-    k_most = max(len(pools[name].backbones) for name in results)
+    k_most = max(len(run.pool.backbones) for run in study.runs)
     fig, axes = panel_grid(
         2 * count,
         panel_height=max(1.35, 0.5 + 0.25 * k_most),
         gridspec_kw={"width_ratios": [1, 1.35]},
     )
     pairs = iter(zip(axes[::2], axes[1::2]))
-    for name, frame in examples.items():
-        drawn = pools[name].draw(seed)
+    for run, frame in examples:
+        name, drawn = run.dataset, run.pool.draw(seed)
         classes = drawn.class_names
         experts = [short_name(b) for b in drawn.backbones]
-        size = int(results[name].outputs[(method, seed)].extra.get("thumbnail_size", drawn.thumbnail_size))
+        size = int(run.result.outputs[(method, seed)].extra.get("thumbnail_size", drawn.thumbnail_size))
         rows = list(dict.fromkeys(frame["row"]))
-        stored = stored_test_images(data[name], drawn, rows)
+        stored = stored_test_images(images(name), drawn, rows)
         seen = gate_view(drawn.thumbnails["test"][rows], size)
         for row, image, thumb in zip(rows, stored, seen):
             left, right = next(pairs)

@@ -4,6 +4,7 @@ text cites, as the page shows them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -12,12 +13,11 @@ from fusion_lib.book.pages import interval, markdown, table
 from fusion_lib.book.profiles import Profile
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.studies.by_dataset import ByDataset
-from fusion_lib.studies.claims import C2_QUESTIONS, ZOO_METHODS, claim_word, pooled
-from fusion_lib.studies.config import ExperimentConfig
-from fusion_lib.studies.gate_analysis import disagreement_table, gap_closed, routing_auc
+from fusion_lib.studies.claims import C2_QUESTIONS, ZOO_METHODS, claim_word
+from fusion_lib.studies.gate_analysis import routing_auc
 from fusion_lib.studies.registry import SINGLE_PREFIX, method_names
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
+from fusion_lib.studies.study import Study, StudyRun
 
 # The two-stage gates whose routing on disagreement images the page shows (not the recipe's variants).
 ROUTED_GATES = (
@@ -50,33 +50,36 @@ USAGE = {  # the gates' use of their experts, as the usage table names it
 }
 
 
-def run_results(profile: Profile, pools: ByDataset[FeatureSet]) -> ByDataset[ExperimentResult]:
-    """Every visual method (the registry's methods that need no word vectors) on each dataset, with
-    top-k inference at every level below the number of experts."""
+def run_study(profile: Profile) -> Study:
+    """Every visual method (the registry's methods that need no word vectors) on each dataset's cached
+    features, with top-k inference at every level below the number of experts."""
     methods = method_names(profile.backbones, needs_class_vectors=False)
     top_k = list(range(1, len(profile.backbones)))
-    return pools.map(
-        lambda name, pool: run_experiment(
-            profile.experiment_config(name, methods=methods, top_k=top_k), feature_set=pool, progress=False
-        )
-    )
+
+    def run(name: str) -> tuple[ExperimentResult, FeatureSet]:
+        pool = profile.feature_set(name)
+        config = profile.experiment_config(name, methods=methods, top_k=top_k)
+        return run_experiment(config, feature_set=pool, progress=False), pool
+
+    return Study.of(profile.datasets, run)
 
 
-def result_tables(results: ByDataset[ExperimentResult], baseline: str = "best_fixed") -> list[Any]:
+def result_tables(study: Study, baseline: str = "best_fixed") -> list[Any]:
     """Per dataset, a line naming its seeds and test images and its table against ``baseline``."""
     out: list[Any] = []
-    for name, result in results.items():
+    for run in study.runs:
+        result = run.result
         n_test = len(result.labels[result.seeds[0]]["test"])
-        out.append(markdown(f"**{name}**: {len(result.seeds)} seeds x {n_test:,} test images"))
+        out.append(markdown(f"**{run.dataset}**: {len(result.seeds)} seeds x {n_test:,} test images"))
         out.append(result.table(baseline).rename(index=short_name))
     return out
 
 
-def c2_values(results: ByDataset[ExperimentResult], comparisons: pd.DataFrame) -> dict[str, str]:
+def c2_values(study: Study, comparisons: pd.DataFrame) -> dict[str, str]:
     """What the text cites of C2: each question's pooled word and difference, and the comparisons read."""
     values = {}
     for key, (a, b) in zip(("fusion", "adapt"), C2_QUESTIONS.values()):
-        d = pooled(results, a, b)
+        d = study.pooled(a, b)
         values[f"moe-c2-{key}-word"] = claim_word(d)
         values[f"moe-c2-{key}-number"] = d.text()
     values["moe-c2-n-read"] = str(len(comparisons))
@@ -89,21 +92,23 @@ def comparisons_table(comparisons: pd.DataFrame) -> pd.DataFrame:
     return table(shown, index=["dataset", "method", "baseline"], labels={"p_holm": "p (Holm)"})
 
 
-def zoo_results(
-    profile: Profile, results: ByDataset[ExperimentResult]
-) -> dict[str, ByDataset[ExperimentResult]]:
-    """``[zoo][dataset]``: the zoo comparisons' methods on each zoo (``Profile.zoo_runs``: a zoo equal to
-    the profile's experts reuses ``results``)."""
+def zoo_study(profile: Profile, study: Study) -> Study:
+    """Every zoo of the profile on each dataset, zoo by zoo, with the methods the zoo comparisons read
+    (``claims.ZOO_METHODS``); the zoo equal to the profile's experts takes ``study``'s runs."""
+    runs = []
+    for name in profile.datasets:
+        for zoo, pool in profile.zoo_pools(name).items():
+            if pool is None:
+                runs.append(replace(study.run(name), zoo=zoo))
+                continue
+            config = profile.experiment_config(name, profile.zoos[zoo], methods=list(ZOO_METHODS))
+            runs.append(StudyRun(name, zoo, run_experiment(config, feature_set=pool, progress=False), pool))
+    return Study(runs).ordered(list(profile.zoos))
 
-    def run(features: FeatureSet, config: ExperimentConfig) -> ExperimentResult:
-        return run_experiment(config, feature_set=features, progress=False)
 
-    return profile.zoo_runs(results, run, methods=list(ZOO_METHODS))
-
-
-def routing_table(results: ByDataset[ExperimentResult]) -> pd.DataFrame:
+def routing_table(study: Study) -> pd.DataFrame:
     """How each of ``ROUTED_GATES`` routes on the test images where the experts disagree, per dataset."""
-    return results.frame(lambda _, r: disagreement_table(r, [m for m in ROUTED_GATES if m in r.methods]))
+    return study.routing(ROUTED_GATES)
 
 
 def disagreement_share(routing: pd.DataFrame) -> dict[str, str]:
@@ -123,43 +128,32 @@ def routing_views(routing: pd.DataFrame) -> list[pd.DataFrame]:
     ]
 
 
-def routing_aucs(
-    profile: Profile, pools: ByDataset[FeatureSet], results: ByDataset[ExperimentResult], seed: int
-) -> pd.DataFrame:
+def routing_aucs(profile: Profile, study: Study, seed: int) -> pd.DataFrame:
     """How well each input predicts that each expert is right (``gate_analysis.routing_auc``) on ``seed``,
     per dataset, experts shortened."""
-    auc = results.frame(
-        lambda name, r: routing_auc(
-            pools[name].draw(seed), r.experts[seed], seed, profile.experiment_config(name).train
+    auc = study.frame(
+        lambda run: routing_auc(
+            run.pool.draw(seed), run.result.experts[seed], seed, profile.experiment_config(run.dataset).train
         )
     )
     return auc.assign(expert=auc["expert"].map(short_name))
 
 
-def gap_table(results: ByDataset[ExperimentResult]) -> pd.DataFrame:
+def gap_table(study: Study) -> pd.DataFrame:
     """The share of the averaging-to-oracle gap each of ``GAP_METHODS`` closes, mean over seeds."""
-    gap = results.frame(
-        lambda _, r: gap_closed(
-            r.metrics[r.metrics["metric"] == "accuracy"], [m for m in GAP_METHODS if m in r.methods]
-        )
-    )
+    gap = study.gap_closed(GAP_METHODS)
     return gap.pivot_table(index="method", columns="dataset", values="gap_closed", sort=False).round(3)
 
 
-def usage_table(results: ByDataset[ExperimentResult]) -> pd.DataFrame:
+def usage_table(study: Study) -> pd.DataFrame:
     """How the gates use their experts (``USAGE``), mean over seeds, per dataset and method."""
-    usage = results.frame(lambda _, r: r.metrics)
-    usage = usage[usage["metric"].isin(list(USAGE))]
-    usage = usage.pivot_table(index=["dataset", "method"], columns="metric", values="value", sort=False)
-    return table(
-        usage.reindex(columns=list(USAGE)).reset_index(), index=["dataset", "method"], digits=2, labels=USAGE
-    )
+    return table(study.mean_metrics(list(USAGE)), index=["dataset", "method"], digits=2, labels=USAGE)
 
 
-def gate_cost(result: ExperimentResult, pool: FeatureSet) -> tuple[pd.DataFrame, str]:
+def gate_cost(run: StudyRun) -> tuple[pd.DataFrame, str]:
     """Each backbone's GFLOPs per image beside the largest thumbnail gate's, as shares of the cheapest
     backbone; and the gate's share as the text cites it."""
-    m = result.metrics
+    m, pool = run.result.metrics, run.pool
     gate_mflops = m[(m["method"] == "moe_thumbnail") & (m["metric"] == "gate_mflops")]["value"].max()
     gflops = pool.backbone_gflops
     cost = pd.DataFrame(
@@ -184,12 +178,12 @@ def frontier_table(on_front: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def best_fashion(results: ByDataset[ExperimentResult]) -> str:
+def best_fashion(study: Study) -> str:
     """The Fashion-MNIST fusion with the best mean validation accuracy (never one fit on validation nor
     the oracle) and its test accuracy with its 95% CI, as the text cites it."""
-    if "fashion_mnist" not in results:
+    if "fashion_mnist" not in study.datasets:
         return "(Fashion-MNIST is not in this profile)"
-    fashion = results["fashion_mnist"]
+    fashion = study.result("fashion_mnist")
     fusions = [m for m in fashion.methods if not m.startswith(SINGLE_PREFIX) and m != "best_single"]
     best = fashion.best_on_validation(fusions)
     acc, lo, hi = fashion.accuracy_ci(best)

@@ -53,8 +53,7 @@ from fusion_lib.data.backbones import short_name
 from fusion_lib.data.datasets import BACKGROUNDS, DatasetError, SplitSizes, image_folder
 from fusion_lib.fusion.label_space import class_vectors, load_vectors
 from fusion_lib.studies.agreement import run_agreement_study
-from fusion_lib.studies.by_dataset import ByDataset
-from fusion_lib.studies.claims import C2_QUESTIONS, compare_pairs, question_table
+from fusion_lib.studies.claims import C2_QUESTIONS
 
 # imported here, not for type checking only: sphinx resolves study_folder's annotations through them
 from fusion_lib.studies.cross_validation import CrossValidation, FoldedPool, folded, merge_folds, merge_runs
@@ -69,6 +68,7 @@ from fusion_lib.studies.recommend import (
 )
 from fusion_lib.studies.registry import SINGLE_PREFIX
 from fusion_lib.studies.runner import run_experiment
+from fusion_lib.studies.study import EXPERTS, Study, StudyRun
 
 log = logging.getLogger("fusion_lib.book.own_images.report")
 
@@ -247,8 +247,8 @@ def study_folder(
     fits = run_experiment(config, feature_set=pool, progress=True)
     result = merge_folds(fits, pool) if isinstance(pool, FoldedPool) else fits
     label = Path(name).name  # what tables and figures call the folder
-    results = ByDataset({label: result})
-    comparisons = compare_pairs(results)
+    study = Study([StudyRun(label, EXPERTS, result, pool)])
+    comparisons = study.compare_pairs()
     advice = _advice(result, pool, config)
     questions = {**C2_QUESTIONS, "Room left for any per-image choice": ("oracle", "best_single")}
     differences = {q: result.compare(m, b) for q, (m, b) in questions.items()}
@@ -283,7 +283,7 @@ def study_folder(
             "fusion that weighs every image alike (best_fixed, chosen on validation). Differences in "
             f"accuracy points with 95% intervals over {over}; better / worse when the "
             "interval excludes 0 (Holm-adjusted), equivalent when it lies within ±0.5 points.",
-            [question_table(results, comparisons), forest_figure(comparisons)],
+            [study.question_table(comparisons), forest_figure(comparisons)],
         ),
         Section(
             "Every method",
@@ -296,11 +296,7 @@ def study_folder(
     first = runs[0]
     try:
         gallery = disagreement_gallery(
-            ByDataset({label: fits}),
-            ByDataset({label: pool}),
-            ByDataset({label: P.dataset_splits(name)}),
-            first,
-            n=3,
+            Study([StudyRun(label, EXPERTS, fits, pool)]), lambda _: P.dataset_splits(name), first, n=3
         )
         sections.append(
             Section(

@@ -1,0 +1,286 @@
+"""One study over every dataset and zoo of a run: the dataset and the zoo are columns, not dict keys.
+
+A ``Study`` holds one ``StudyRun`` per (dataset, zoo): the ``ExperimentResult`` of the methods run there
+and the pool of features it drew its seeds from. ``Study.metrics`` is the tidy frame of all of them
+(``dataset, zoo, method, seed, metric, value``), and the questions a chapter asks of the runs are its
+methods: the paired comparisons of C2 as one Holm family (``compare_pairs``), a claim's pooled difference
+(``pooled``) and planned verdict (``planned_verdicts``), the diversity effect between two zoos, the
+validation choices, the share of the averaging-to-oracle gap closed, how the gates use and route to their
+experts. Notebook 03, notebook 06 and the own-images report (a one-dataset study) read the same object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.studies.claims import (
+    C2_PAIRS,
+    C2_QUESTIONS,
+    CLAIM_WORDS,
+    EFFECT_WORDS,
+    ZOO_PAIRS,
+    PlannedVerdict,
+    adjust,
+    comparison_row,
+)
+from fusion_lib.studies.gate_analysis import disagreement_table, gap_closed
+from fusion_lib.studies.runner import ExperimentResult
+from fusion_lib.studies.seed_run import ANCHORS, NON_ADAPTIVE
+from fusion_lib.studies.stats import Difference, paired_difference, pooled_difference
+
+# The zoo of a study that compares none: the profile's (or the folder's) own experts
+EXPERTS = "experts"
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """The methods run on one dataset with one zoo of experts, and the pool their seeds were drawn from."""
+
+    dataset: str
+    zoo: str
+    result: ExperimentResult
+    pool: FeatureSet
+
+
+class Study:
+    """Every ``StudyRun`` of a study, in the order given (datasets within zoos as the profile lists them)."""
+
+    def __init__(self, runs: Iterable[StudyRun]) -> None:
+        self.runs = tuple(runs)
+        if not self.runs:
+            raise ValueError("a study needs at least one run (a dataset and a zoo)")
+        keys = [(r.dataset, r.zoo) for r in self.runs]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise ValueError(f"each (dataset, zoo) runs once in a study; repeated: {repeated}")
+
+    @classmethod
+    def of(
+        cls,
+        datasets: Sequence[str],
+        run: Callable[[str], tuple[ExperimentResult, FeatureSet]],
+        zoo: str = EXPERTS,
+    ) -> Study:
+        """``run(dataset)``'s (result, pool) for each of ``datasets``, as one zoo's study."""
+        return cls(StudyRun(name, zoo, *run(name)) for name in datasets)
+
+    def __repr__(self) -> str:
+        return f"Study(datasets={self.datasets}, zoos={self.zoos}, methods={len(self.methods)})"
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(dict.fromkeys(r.dataset for r in self.runs))
+
+    @property
+    def zoos(self) -> list[str]:
+        return list(dict.fromkeys(r.zoo for r in self.runs))
+
+    @property
+    def methods(self) -> list[str]:
+        """Every method run somewhere in the study, in the order first run."""
+        return list(dict.fromkeys(m for r in self.runs for m in r.result.methods))
+
+    def zoo(self, name: str) -> Study:
+        """The runs of zoo ``name``."""
+        if name not in self.zoos:
+            raise ValueError(f"no zoo {name!r} in this study; its zoos are {self.zoos}")
+        return Study(r for r in self.runs if r.zoo == name)
+
+    def joined(self, other: Study) -> Study:
+        """This study's runs, then ``other``'s (another zoo, or more datasets)."""
+        return Study(self.runs + other.runs)
+
+    def ordered(self, zoos: Sequence[str]) -> Study:
+        """The same runs, zoo by zoo in the order of ``zoos`` (every zoo of the study, once)."""
+        if sorted(zoos) != sorted(self.zoos):
+            raise ValueError(f"order the zoos {self.zoos}, got {list(zoos)}")
+        return Study(r for zoo in zoos for r in self.runs if r.zoo == zoo)
+
+    def without(self, datasets: Iterable[str]) -> Study:
+        """The same, less the runs on ``datasets`` (e.g. those a question cannot use)."""
+        dropped = set(datasets)
+        return Study(r for r in self.runs if r.dataset not in dropped)
+
+    def _one_zoo(self, what: str) -> tuple[StudyRun, ...]:
+        if len(self.zoos) > 1:
+            raise ValueError(f"{what} reads one zoo; this study has {self.zoos}: pick one with .zoo(name)")
+        return self.runs
+
+    def run(self, dataset: str) -> StudyRun:
+        """The run on ``dataset`` (of a one-zoo study)."""
+        for r in self._one_zoo("run(dataset)"):
+            if r.dataset == dataset:
+                return r
+        raise KeyError(f"no dataset {dataset!r} in this study; its datasets are {self.datasets}")
+
+    def result(self, dataset: str) -> ExperimentResult:
+        """The ``ExperimentResult`` on ``dataset`` (of a one-zoo study)."""
+        return self.run(dataset).result
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Every run's metrics in one tidy frame: ``dataset, zoo, method, seed, metric, value``."""
+        frames = [r.result.metrics.assign(dataset=r.dataset, zoo=r.zoo) for r in self.runs]
+        columns = ["dataset", "zoo", "method", "seed", "metric", "value"]
+        return pd.concat(frames, ignore_index=True)[columns]
+
+    def frame(self, fn: Callable[[StudyRun], pd.DataFrame]) -> pd.DataFrame:
+        """``fn(run)``'s tables of every run stacked into one, with a ``dataset`` column (the last; and a
+        ``zoo`` column before it where the study has several zoos) naming each row's run."""
+        several = len(self.zoos) > 1
+        return pd.concat(
+            [fn(r).assign(**({"zoo": r.zoo} if several else {}), dataset=r.dataset) for r in self.runs],
+            ignore_index=True,
+        )
+
+    # --- C2: paired comparisons, pooled claims, planned verdicts -------------------------------------
+
+    def compare_pairs(self, pairs: Sequence[tuple[str, str]] = C2_PAIRS) -> pd.DataFrame:
+        """One row per run and (method, baseline) pair that both ran there: the paired difference in
+        points with its 95% interval, the bootstrap p-value and its Holm adjustment over every row (one
+        family, all zoos together), and a word; ``zoo`` says where each row ran."""
+        rows = [
+            {**comparison_row(r.dataset, m, b, r.result.compare(m, b)), "zoo": r.zoo}
+            for r in self.runs
+            for m, b in pairs
+            if m in r.result.methods and b in r.result.methods
+        ]
+        return adjust(rows)
+
+    def pooled(self, method: str, baseline: str, *, relative: bool = False, offset: int = 0) -> Difference:
+        """``method`` minus ``baseline`` averaged over the datasets with equal weight (independent datasets:
+        their bootstrap replicates combine), the deciding number of a claim; ``relative`` and ``offset`` as
+        for ``ExperimentResult.compare``."""
+        runs = self._one_zoo("a pooled difference")
+        missing = [
+            r.dataset for r in runs if method not in r.result.methods or baseline not in r.result.methods
+        ]
+        if missing:
+            raise ValueError(
+                f"{method} vs {baseline} needs both methods run on every dataset; missing on {missing}"
+            )
+        return pooled_difference(
+            [r.result.compare(method, baseline, relative=relative, offset=offset) for r in runs]
+        )
+
+    def planned_verdicts(
+        self, pairs: Sequence[tuple[str, str]], margin: float, reseeds: int = 20
+    ) -> dict[tuple[str, str], PlannedVerdict]:
+        """Each (method, baseline) pair's word from its pooled relative error reduction with the
+        equivalence ``margin`` (percent of the baseline's errors), checked against ``reseeds`` bootstraps
+        whose every dataset stream is shifted by 1..reseeds: a word that any of them changes is
+        borderline. The loop runs reseed by reseed, so that every pair reuses one reseed's draws
+        (memoised by ``stats``)."""
+        words: dict[tuple[str, str], list[str]] = {pair: [] for pair in pairs}
+        planned: dict[tuple[str, str], Difference] = {}
+        for k in range(reseeds + 1):
+            for method, baseline in pairs:
+                d = self.pooled(method, baseline, relative=True, offset=k)
+                if k == 0:
+                    planned[(method, baseline)] = d
+                words[(method, baseline)].append(CLAIM_WORDS[d.word(margin=margin)])
+        return {
+            pair: PlannedVerdict(w[0], planned[pair], sum(x == w[0] for x in w[1:]), reseeds)
+            for pair, w in words.items()
+        }
+
+    def question_table(
+        self, comparisons: pd.DataFrame, questions: Mapping[str, tuple[str, str]] = C2_QUESTIONS
+    ) -> pd.DataFrame:
+        """Datasets as rows (and the pooled estimate last), one column per question: the difference with
+        its 95% interval and its word (Holm-adjusted within ``comparisons``; the pooled row is one test
+        each)."""
+        table: dict[str, dict[str, str]] = {}
+        for question, (method, baseline) in questions.items():
+            part = comparisons[(comparisons["method"] == method) & (comparisons["baseline"] == baseline)]
+            col = {
+                r["dataset"]: f"{r['difference (points, 95% CI)']} {r['verdict']}" for _, r in part.iterrows()
+            }
+            d = self.pooled(method, baseline)
+            col["pooled"] = f"{d.text()} {d.word()}"
+            table[f"{question} {method} − {baseline}"] = col
+        return pd.DataFrame(table).rename_axis("dataset")
+
+    def diversity_effect(
+        self, high: str, low: str, pairs: Sequence[tuple[str, str]] = ZOO_PAIRS
+    ) -> pd.DataFrame:
+        """Per dataset and pair: how much larger ``method - baseline`` is on zoo ``high`` than on zoo
+        ``low`` (points), with a 95% interval. Both zoos are tested on the same images of the same seeds,
+        so the difference of differences is paired image by image; Holm-adjusted over the rows, words
+        larger / smaller / equivalent / inconclusive."""
+        lows = {r.dataset: r.result for r in self.zoo(low).runs}
+        rows = []
+        for run in self.zoo(high).runs:
+            hi, lo = run.result, lows[run.dataset]
+            if hi.seeds != lo.seeds or any(
+                not np.array_equal(hi.labels[s]["test"], lo.labels[s]["test"]) for s in hi.seeds
+            ):
+                raise ValueError(
+                    f"{run.dataset}: zoos {high!r} and {low!r} were not tested on the same images"
+                )
+            for method, baseline in pairs:
+                gain = {
+                    zoo: [a.astype(int) - b for a, b in zip(r.correct(method), r.correct(baseline))]
+                    for zoo, r in ((high, hi), (low, lo))
+                }
+                d = paired_difference(gain[high], gain[low], image_ids=hi.test_ids, seed=hi.stream)
+                rows.append(comparison_row(run.dataset, method, baseline, d))
+        return adjust(rows, EFFECT_WORDS)
+
+    def validation_choices(self) -> pd.DataFrame:
+        """Per dataset, what each seed's validation split chose: the strongest fixed fusion
+        (``best_fixed``) and the anchor the book's gate is shrunk towards, as "name ×seeds" counts."""
+
+        def counts(result: ExperimentResult, method: str, metric: str, names: Sequence[str]) -> str:
+            m = result.metrics
+            chosen = m[(m["method"] == method) & (m["metric"] == metric)]["value"].astype(int)
+            return ", ".join(
+                f"{name} ×{n}" for name, n in chosen.map(lambda i: names[i]).value_counts().items()
+            )
+
+        return pd.DataFrame(
+            {
+                r.dataset: {
+                    "strongest fixed fusion (best_fixed)": counts(
+                        r.result, "best_fixed", "chosen_fixed_index", NON_ADAPTIVE
+                    ),
+                    "anchor of moe_thumbnail": counts(r.result, "moe_thumbnail", "anchor_index", ANCHORS),
+                }
+                for r in self._one_zoo("validation choices")
+            }
+        ).T.rename_axis("dataset")
+
+    # --- how the gates use their experts ---------------------------------------------------------------
+
+    def gap_closed(self, methods: Sequence[str]) -> pd.DataFrame:
+        """Per dataset and seed, the share of the averaging-to-oracle gap each of ``methods`` (those run)
+        closes (``gate_analysis.gap_closed``)."""
+        self._one_zoo("the gap closed")
+
+        def one(run: StudyRun) -> pd.DataFrame:
+            m = run.result.metrics
+            return gap_closed(m[m["metric"] == "accuracy"], [x for x in methods if x in run.result.methods])
+
+        return self.frame(one)
+
+    def mean_metrics(self, metrics: Sequence[str]) -> pd.DataFrame:
+        """The mean over seeds of each of ``metrics``, one row per dataset and method that reports any,
+        one column per metric (in the order given)."""
+        m = self.metrics
+        m = m[m["metric"].isin(list(metrics))]
+        wide = m.pivot_table(index=["dataset", "method"], columns="metric", values="value", sort=False)
+        return wide.reindex(columns=list(metrics)).reset_index()
+
+    def routing(self, methods: Sequence[str]) -> pd.DataFrame:
+        """How each of ``methods`` (the gated ones run) routes on the test images where the experts
+        disagree (``gate_analysis.disagreement_table``), per dataset."""
+        self._one_zoo("routing")
+        return self.frame(
+            lambda r: disagreement_table(r.result, [m for m in methods if m in r.result.methods])
+        )
