@@ -147,20 +147,23 @@ def similarities(n: int) -> dict[str, pd.DataFrame]:
     return out
 
 
-def views(n: int) -> dict[str, mf.LabelSpaceView]:
+def views(n: int) -> list[mf.LabelSpaceView]:
     rng = np.random.default_rng(6)
     sizes = [10, 3, 15, 10][:n]  # 15 classes: more than MAX_NAMED are named
-    out = {}
+    out = []
     for i, k in enumerate(sizes):
         labels = rng.integers(0, k, 120)
         class_xy = rng.normal(size=(k, 2))
-        out[DATASETS[i]] = mf.LabelSpaceView(
-            class_xy,
-            class_xy[labels] + 0.3 * rng.normal(size=(120, 2)),
-            labels,
-            tuple(f"class {j}" for j in range(k)),
-            np.array([0.6, 0.2]),
-            "tf_efficientnet_lite0",
+        out.append(
+            mf.LabelSpaceView(
+                class_xy,
+                class_xy[labels] + 0.3 * rng.normal(size=(120, 2)),
+                labels,
+                tuple(f"class {j}" for j in range(k)),
+                np.array([0.6, 0.2]),
+                "tf_efficientnet_lite0",
+                DATASETS[i],
+            )
         )
     return out
 
@@ -280,6 +283,9 @@ def test_label_space_view_projects_a_sample_of_test_images(make_planted):
     assert view.class_xy.shape == (4, 2) and view.image_xy.shape == (12, 2)
     assert view.labels.shape == (12,) and set(view.labels) <= set(range(4))
     assert view.head in ("a", "b") and view.class_names == tuple(fs.class_names)
+    assert (
+        view.dataset == fs.dataset and mf.label_space_view(model, fs, vecs, dataset="mine").dataset == "mine"
+    )
     assert view.ratio.shape == (2,) and 0 < view.ratio.sum() <= 1 + 1e-6
     everything = mf.label_space_view(model, fs, vecs, n_points=1000)
     assert len(everything.labels) == 30  # no more than the split has

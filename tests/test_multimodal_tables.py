@@ -1,5 +1,7 @@
 """Notebook 05's tables and study runs, on the ci profile's cached digits features."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,34 +11,36 @@ from fusion_lib.book.chapters import multimodal_tables as mt
 from fusion_lib.book.chapters.multimodal_figures import FAMILIES, FUSION_METHODS
 from fusion_lib.book.profiles import get_profile
 from fusion_lib.fusion.label_space import load_vectors
+from fusion_lib.studies.label_studies import LabelRun, LabelStudies
 from fusion_lib.studies.label_study import C3_COMPARISONS
 
 
 @pytest.fixture(scope="module")
 def setup():
     P = get_profile("ci", epochs=3, zero_shot_splits=4)
-    feature_sets = P.pools()
     vectors = load_vectors()
-    configs, class_vecs = mt.label_inputs(P, feature_sets, vectors)
-    studies = mt.run_label_studies(feature_sets, class_vecs, configs)
-    return P, feature_sets, vectors, configs, class_vecs, studies
+    label = mt.label_inputs(P, vectors)
+    return P, vectors, label, label.run()
 
 
 def test_class_names_words_and_aliases(setup):
-    P, feature_sets, vectors, configs, class_vecs, _ = setup
-    name = P.datasets[0]
-    assert class_vecs[name].shape == (feature_sets[name].n_classes, 50)
-    groups = mt.class_name_groups({**feature_sets, "copy": feature_sets[name]})
-    assert list(groups.values()) == [[name, "copy"]]  # identical class names: one group
-    ((caption, words),) = mt.word_tables(
-        groups, class_vecs, vectors, {**configs, "copy": configs[name]}
-    ).items()
-    assert caption.startswith(f"{name}, copy: aliases used") and len(words) == feature_sets[name].n_classes
-    effects, notes = mt.alias_effects(groups, vectors, {**configs, "copy": configs[name]})
+    P, vectors, label, _ = setup
+    (run,) = label.runs
+    assert run.dataset == P.datasets[0] and run.class_vecs.shape == (run.pool.n_classes, 50)
+    with pytest.raises(ValueError, match="has not run yet"):
+        _ = run.result
+    both = LabelStudies([run, replace(run, dataset="copy")])
+    assert [[r.dataset for r in g] for g in both.groups().values()] == [[run.dataset, "copy"]]
+    ((caption, words),) = mt.word_tables(both, vectors).items()
+    assert caption.startswith(f"{run.dataset}, copy: aliases used") and len(words) == run.pool.n_classes
+    effects, notes = mt.alias_effects(both, vectors)
     assert len(effects) > 0 or notes == ["no aliases apply"]
-    sims = mt.class_similarities(groups, class_vecs)
-    assert list(sims) == [f"{name}, copy"] and np.allclose(np.diag(sims[f"{name}, copy"]), 1.0)
-    assert list(mt.splits_table(feature_sets).columns) == [
+    sims = mt.class_similarities(both)
+    key = f"{run.dataset}, copy"
+    assert list(sims) == [key] and np.allclose(np.diag(sims[key]), 1.0)
+    with pytest.raises(ValueError, match="runs once"):
+        LabelStudies([run, run])
+    assert list(mt.splits_table(label).columns) == [
         "classes",
         "train / val / test per seed",
         "test split",
@@ -58,13 +62,13 @@ def test_accuracy_tables_have_a_row_per_model(setup):
 
 def test_blends_gates_and_c3(setup):
     P, *_, studies = setup
-    blends, gates = mt.study_frames(studies, "blend", "gates")
+    blends, gates = studies.frames("blend", "gates")
     weights = mt.blend_weights(blends, P.datasets)
     assert set(weights.columns.get_level_values(0)) == {"blend_label", "blend_random"}
     assert ((weights >= 0) & (weights <= 1)).all().all()
     lines = mt.gate_shares(gates)
     assert len(lines) == 2 * len(P.datasets) and "label experts together take" in lines[-1]
-    c3 = mt.c3_comparisons(studies)
+    c3 = studies.c3_comparisons()
     assert (c3["p_holm"] >= c3["p_value"]).all() and c3["word"].isin(
         ["better", "worse", "equivalent", "inconclusive"]
     ).all()
@@ -73,9 +77,9 @@ def test_blends_gates_and_c3(setup):
 
 
 def test_zero_shot_tables(setup):
-    P, feature_sets, _, _, class_vecs, studies = setup
-    zero = mt.run_zero_shots(P, feature_sets, class_vecs)
-    assert list(zero) == list(P.datasets) and len(zero[P.datasets[0]].splits) == 4
+    P, _, label, studies = setup
+    zero = mt.run_zero_shots(P, label)
+    assert [z.dataset for z in zero] == list(P.datasets) and len(zero[0].splits) == 4
     zs, shown = mt.zero_shot_table(zero)
     assert shown.index.names == ["dataset", "measure"] and len(shown) == len(zs)
     (text,) = mt.zero_shot_values(zs, zero).values()
@@ -88,9 +92,10 @@ def test_zero_shot_tables(setup):
     assert mt.zero_shot_notes(zero)[0].startswith(f"{P.datasets[0]}: 4 held-out triples")
     assert isinstance(mt.zero_shot_per_model(zero), pd.DataFrame)
     seed = P.seeds[0]
-    drawn = {n: fs.draw(seed) for n, fs in feature_sets.items()}
-    (note,) = mt.label_space_notes(studies, drawn, class_vecs, seed)
+    (note,) = mt.label_space_notes(studies, seed)
     assert "mean cosine to the true class" in note and "learned softmax scale" in note
+    (view,) = mt.label_space_views(studies, seed, n_points=20)
+    assert view.dataset == P.datasets[0] and len(view.labels) == 20
 
 
 def _texts(fig) -> str:
@@ -102,13 +107,16 @@ def test_two_class_datasets_skip_zero_shot_and_the_picture_saying_why(make_plant
     skipped with a sentence, and every table, figure and glued text the page needs still exists."""
     import matplotlib.pyplot as plt
 
-    sets = {"pets": make_planted({"a": 2.0, "b": 1.0}, n_classes=2, class_names=["cat", "dog"])}
+    pool = make_planted({"a": 2.0, "b": 1.0}, n_classes=2, class_names=["cat", "dog"])
+    sets = LabelStudies(
+        [LabelRun("pets", pool, get_profile("ci").experiment_config("digits"), np.eye(2, 50))]
+    )
     skipped = mt.zero_shot_skipped(sets)
     assert skipped == {
         "pets": "2 classes; zero-shot holds 3 classes out and fits its map on at least 2 others, so it needs 5"
     }
-    zero = mt.run_zero_shots(get_profile("ci"), sets, {"pets": np.eye(2, 50)})
-    assert zero == {}
+    zero = mt.run_zero_shots(get_profile("ci"), sets)
+    assert zero == []
     assert mt.zero_shot_notes(zero, skipped) == [f"pets: skipped ({skipped['pets']})"]
     zs, shown = mt.zero_shot_table(zero)
     assert zs.empty and shown.data == mf.NO_ZERO_SHOT
@@ -118,8 +126,8 @@ def test_two_class_datasets_skip_zero_shot_and_the_picture_saying_why(make_plant
     assert list(space) == ["pets"] and space["pets"].endswith("so it needs 3")
     assert mt.skip_notes(space) == [f"pets: skipped ({space['pets']})"]
     for fig, sentence in (
-        (mf.zero_shot_figure(zs, list(zero)), mf.NO_ZERO_SHOT),
-        (mf.label_space_figure({}, seed=0), mf.NO_LABEL_SPACE),
+        (mf.zero_shot_figure(zs, []), mf.NO_ZERO_SHOT),
+        (mf.label_space_figure([], seed=0), mf.NO_LABEL_SPACE),
     ):
         assert _texts(fig) == sentence
         plt.close(fig)

@@ -40,7 +40,6 @@ from fusion_lib.fusion.label_space import (
 )
 from fusion_lib.fusion.training import BLEND_GRID, to_tensors
 from fusion_lib.studies import metrics as M
-from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.claims import claim_word
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.seed_run import restrict, seed_loop
@@ -403,7 +402,7 @@ def compare(
     return pd.DataFrame(rows)
 
 
-def c3_verdict(studies: ByDataset[LabelStudy]) -> tuple[str, Difference, Difference]:
+def c3_verdict(studies: Sequence[LabelStudy]) -> tuple[str, Difference, Difference]:
     """C3's word and its two deciding differences, each the equal-weight mean over the datasets:
     the blend against the visual fusion it blends into, and the word vectors against random vectors
     inside the same blend. Supported only when both are better: a gain that random vectors match
@@ -411,8 +410,8 @@ def c3_verdict(studies: ByDataset[LabelStudy]) -> tuple[str, Difference, Differe
     if not studies:
         raise ValueError("c3_verdict needs at least one dataset's label study")
     (blend_a, blend_b), (words_a, words_b) = C3_COMPARISONS[:2]
-    gain = pooled_difference([difference(s, blend_a, blend_b) for s in studies.values()])
-    words = pooled_difference([difference(s, words_a, words_b) for s in studies.values()])
+    gain = pooled_difference([difference(s, blend_a, blend_b) for s in studies])
+    words = pooled_difference([difference(s, words_a, words_b) for s in studies])
     failing = next((d for d in (gain, words) if d.word() != "better"), None)
     return ("supported" if failing is None else claim_word(failing)), gain, words
 

@@ -29,7 +29,6 @@ from fusion_lib.book.figures import (
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.label_space import LabelSpaceModel
-from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.label_study import (
     MIN_SPACE_CLASSES,
     MIN_ZERO_SHOT_CLASSES,
@@ -341,13 +340,20 @@ class LabelSpaceView:
     class_names: tuple[str, ...]
     ratio: np.ndarray  # (2,) share of the class vectors' variance on each component
     head: str  # the backbone whose head embedded the images
+    dataset: str  # what the panel's title calls the images' dataset
 
 
 def label_space_view(
-    model: LabelSpaceModel, fs: FeatureSet, class_vecs: np.ndarray, n_points: int = 300, seed: int = 0
+    model: LabelSpaceModel,
+    fs: FeatureSet,
+    class_vecs: np.ndarray,
+    n_points: int = 300,
+    seed: int = 0,
+    dataset: str | None = None,
 ) -> LabelSpaceView:
     """The :class:`LabelSpaceView` of a random sample of ``n_points`` test images of ``fs`` (drawn with
-    ``seed``), embedded by the head of ``model`` that is most accurate on validation."""
+    ``seed``), embedded by the head of ``model`` that is most accurate on validation; ``dataset`` names
+    it (default: ``fs.dataset``)."""
 
     head = best_head(model, fs)
     n_test = len(fs.labels["test"])
@@ -355,7 +361,13 @@ def label_space_view(
     emb = label_embeddings(model, fs, "test", head)[rows]
     class_xy, image_xy, ratio = project_label_space(class_vecs, emb)
     return LabelSpaceView(
-        class_xy, image_xy, fs.labels["test"][rows], tuple(fs.class_names), np.asarray(ratio), head
+        class_xy,
+        image_xy,
+        fs.labels["test"][rows],
+        tuple(fs.class_names),
+        np.asarray(ratio),
+        head,
+        fs.dataset if dataset is None else dataset,
     )
 
 
@@ -368,7 +380,7 @@ def _named(class_xy: np.ndarray, most: int = MAX_NAMED) -> np.ndarray:
     return np.sort(np.argsort(-dist, kind="stable")[:most])
 
 
-def label_space_figure(views: ByDataset[LabelSpaceView], seed: int) -> Figure:
+def label_space_figure(views: Sequence[LabelSpaceView], seed: int) -> Figure:
     """Test images (dots, coloured by true class) and class vectors (stars, named in their class's
     colour) in the plane of the class vectors' first two principal components, one panel per dataset.
 
@@ -380,7 +392,7 @@ def label_space_figure(views: ByDataset[LabelSpaceView], seed: int) -> Figure:
     if not views:
         return skipped_figure(NO_LABEL_SPACE)
     fig, axes = panel_grid(len(views), panel_height=3.6 if len(views) > 1 else 5.0)
-    for ax, (name, v) in zip(axes, views.items()):
+    for ax, v in zip(axes, views):
         k = len(v.class_names)
         palette = sns.color_palette("tab10" if k <= 10 else "husl", k)
         colours = np.asarray(palette)
@@ -417,7 +429,7 @@ def label_space_figure(views: ByDataset[LabelSpaceView], seed: int) -> Figure:
         ax.set(
             xlabel=f"PC 1 ({100 * v.ratio[0]:.0f}% of class-vector variance)",
             ylabel=f"PC 2 ({100 * v.ratio[1]:.0f}%)",
-            title=f"{name}: {short_name(v.head)} head (seed {seed})",
+            title=f"{v.dataset}: {short_name(v.head)} head (seed {seed})",
         )
         ax.set_xticks([])
         ax.set_yticks([])

@@ -7,18 +7,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from fusion_lib.book.chapters.multimodal_figures import FAMILIES, FUSION_METHODS, NO_ZERO_SHOT
+from fusion_lib.book.chapters.multimodal_figures import (
+    FAMILIES,
+    FUSION_METHODS,
+    NO_ZERO_SHOT,
+    LabelSpaceView,
+    label_space_view,
+)
 from fusion_lib.book.pages import interval, markdown
 from fusion_lib.book.profiles import Profile
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
 from fusion_lib.fusion.label_space import class_vectors
-from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.label_studies import LabelRun, LabelStudies
 from fusion_lib.studies.label_study import (
     C3_COMPARISONS,
     MIN_SPACE_CLASSES,
@@ -30,101 +35,69 @@ from fusion_lib.studies.label_study import (
     accuracy_ci,
     aliases_for,
     best_head,
-    c3_verdict,
     class_name_table,
     compare,
     cosine_matrix,
     label_embeddings,
-    run_label_study,
     run_zero_shot,
 )
-from fusion_lib.studies.stats import family_words
 
 
-def label_inputs(
-    profile: Profile, feature_sets: ByDataset[FeatureSet], vectors: Any
-) -> tuple[ByDataset[ExperimentConfig], ByDataset[np.ndarray]]:
-    """Per dataset, the experiment config with the book's aliases for its class names, and its class
-    vectors from ``vectors`` through those aliases."""
-    configs = feature_sets.map(
-        lambda name, fs: profile.experiment_config(name, aliases=aliases_for(fs.class_names))
-    )
-    vecs = feature_sets.map(lambda name, fs: class_vectors(fs.class_names, vectors, configs[name].aliases))
-    return configs, vecs
+def label_inputs(profile: Profile, vectors: Any) -> LabelStudies:
+    """Every dataset's cached features, its experiment config with the book's aliases for its class names,
+    and its class vectors from ``vectors`` through those aliases: the label-space study, ready to run."""
+
+    def inputs(name: str) -> tuple[str, FeatureSet, ExperimentConfig]:
+        fs = profile.feature_set(name)
+        return name, fs, profile.experiment_config(name, aliases=aliases_for(fs.class_names))
+
+    return LabelStudies.prepare(map(inputs, profile.datasets), vectors)
 
 
-def run_label_studies(
-    feature_sets: ByDataset[FeatureSet],
-    class_vecs: ByDataset[np.ndarray],
-    configs: ByDataset[ExperimentConfig],
-) -> ByDataset[LabelStudy]:
-    """The label-space study of every dataset (``label_study.run_label_study``)."""
-    return feature_sets.map(
-        lambda name, fs: run_label_study(fs, class_vecs[name], configs[name], progress=False)
-    )
-
-
-def study_frames(studies: ByDataset[LabelStudy], *parts: str) -> list[pd.DataFrame]:
-    """Each named frame of the studies (e.g. "blend", "gates", "curves"), every dataset's rows in one."""
-    return [pd.concat([getattr(s, part) for s in studies.values()], ignore_index=True) for part in parts]
-
-
-def splits_table(feature_sets: ByDataset[FeatureSet]) -> pd.DataFrame:
+def splits_table(label: LabelStudies) -> pd.DataFrame:
     """Classes, images per split and whether the test split is fixed, per dataset."""
     rows = [
         {
-            "dataset": name,
-            "classes": fs.n_classes,
-            "train / val / test per seed": " / ".join(f"{len(fs.labels[s]):,}" for s in SPLITS),
-            "test split": "official, fixed" if fs.fixed_test else "drawn per seed",
+            "dataset": r.dataset,
+            "classes": r.pool.n_classes,
+            "train / val / test per seed": " / ".join(f"{len(r.pool.labels[s]):,}" for s in SPLITS),
+            "test split": "official, fixed" if r.pool.fixed_test else "drawn per seed",
         }
-        for name, fs in feature_sets.items()
+        for r in label.runs
     ]
     return pd.DataFrame(rows).set_index("dataset")
 
 
-def class_name_groups(feature_sets: ByDataset[FeatureSet]) -> dict[tuple[str, ...], list[str]]:
-    """Datasets grouped by identical class names (they share their class vectors)."""
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for name, fs in feature_sets.items():
-        groups.setdefault(tuple(fs.class_names), []).append(name)
-    return groups
+def _members(runs: Sequence[LabelRun]) -> str:
+    return ", ".join(r.dataset for r in runs)
 
 
-def word_tables(
-    groups: Mapping[tuple[str, ...], Sequence[str]],
-    class_vecs: ByDataset[np.ndarray],
-    vectors: Any,
-    configs: ByDataset[ExperimentConfig],
-) -> dict[str, pd.DataFrame]:
-    """Per group of datasets, a caption naming the aliases used and the table of each class's tokens,
-    the words that got a vector and their nearest words (``label_study.class_name_table``)."""
+def word_tables(label: LabelStudies, vectors: Any) -> dict[str, pd.DataFrame]:
+    """Per group of datasets sharing their class names, a caption naming the aliases used and the table of
+    each class's tokens, the words that got a vector and their nearest words
+    (``label_study.class_name_table``)."""
     out = {}
-    for names, members in groups.items():
-        aliases = configs[members[0]].aliases
-        caption = f"{', '.join(members)}: aliases used {aliases or 'none'}"
-        out[caption] = class_name_table(list(names), class_vecs[members[0]], vectors, aliases).set_index(
-            "class"
-        )
+    for names, runs in label.groups().items():
+        aliases = runs[0].config.aliases
+        caption = f"{_members(runs)}: aliases used {aliases or 'none'}"
+        out[caption] = class_name_table(list(names), runs[0].class_vecs, vectors, aliases).set_index("class")
     return out
 
 
-def alias_effects(
-    groups: Mapping[tuple[str, ...], Sequence[str]], vectors: Any, configs: ByDataset[ExperimentConfig]
-) -> tuple[pd.DataFrame, list[str]]:
+def alias_effects(label: LabelStudies, vectors: Any) -> tuple[pd.DataFrame, list[str]]:
     """What each alias changes: for every aliased class, the words used, their nearest words and the most
     similar other class, without and with the aliases; and a note for a variant that cannot be built
     (a word with no vector at all, so the alias is required), or "no aliases apply"."""
     rows, notes = [], []
-    for names, members in groups.items():
-        aliases = configs[members[0]].aliases
+    for names, runs in label.groups().items():
+        aliases, members = runs[0].config.aliases, _members(runs)
         for variant, used in (("without aliases", {}), ("with aliases", aliases)):
             if not aliases:
                 continue
             try:
                 vecs = class_vectors(list(names), vectors, used)
             except KeyError as err:
-                notes.append(f"{', '.join(members)} {variant}: {err}")
+                notes.append(f"{members} {variant}: {err}")
                 continue
             sim = cosine_matrix(vecs, names)
             table = class_name_table(list(names), vecs, vectors, used)
@@ -134,7 +107,7 @@ def alias_effects(
                 other = sim.loc[name].drop(name)
                 rows.append(
                     {
-                        "datasets": ", ".join(members),
+                        "datasets": members,
                         "class": name,
                         "variant": variant,
                         "words used": table["words used"][i],
@@ -148,12 +121,10 @@ def alias_effects(
     return pd.DataFrame(rows, columns=columns).set_index(["datasets", "class", "variant"]), notes
 
 
-def class_similarities(
-    groups: Mapping[tuple[str, ...], Sequence[str]], class_vecs: ByDataset[np.ndarray]
-) -> dict[str, pd.DataFrame]:
+def class_similarities(label: LabelStudies) -> dict[str, pd.DataFrame]:
     """The cosine matrix of each group's class vectors, keyed by the group's datasets."""
     return {
-        ", ".join(members): cosine_matrix(class_vecs[members[0]], names) for names, members in groups.items()
+        _members(runs): cosine_matrix(runs[0].class_vecs, names) for names, runs in label.groups().items()
     }
 
 
@@ -162,7 +133,7 @@ def expert_order(backbones: Sequence[str]) -> list[str]:
     return [short_name(b) for b in backbones] + ["average"]
 
 
-def expert_ci(studies: ByDataset[LabelStudy], backbones: Sequence[str]) -> pd.DataFrame:
+def expert_ci(studies: LabelStudies, backbones: Sequence[str]) -> pd.DataFrame:
     """Test accuracy with its 95% CI of every single-backbone head (visual probe, label-space head,
     random-vector head) and of their averages, per dataset; ``backbone`` shortened."""
 
@@ -170,8 +141,8 @@ def expert_ci(studies: ByDataset[LabelStudy], backbones: Sequence[str]) -> pd.Da
         info = study.accuracy[["dataset", "model", "family", "backbone"]].drop_duplicates()
         return info[info["family"].isin(FAMILIES) & info["backbone"].isin([*backbones, "average"])]
 
-    ci = studies.frame(lambda _, study: accuracy_ci(study, experts_of(study)["model"].tolist()))
-    out = ci.merge(studies.frame(lambda _, study: experts_of(study)), on=["dataset", "model"])
+    ci = studies.frame(lambda r: accuracy_ci(r.result, experts_of(r.result)["model"].tolist()))
+    out = ci.merge(studies.frame(lambda r: experts_of(r.result)), on=["dataset", "model"])
     return out.assign(backbone=out["backbone"].map(short_name))
 
 
@@ -186,12 +157,12 @@ def expert_table(ci: pd.DataFrame, backbones: Sequence[str], datasets: Sequence[
     )
 
 
-def head_differences(studies: ByDataset[LabelStudy], backbones: Sequence[str]) -> pd.DataFrame:
+def head_differences(studies: LabelStudies, backbones: Sequence[str]) -> pd.DataFrame:
     """Each label-space head against the visual probe and the random-vector head of its backbone, and the
     label-space average against probability averaging and the random-vector average (points, 95% CI)."""
     pairs = [(f"label:{b}", f"{p}:{b}") for b in backbones for p in ("probe", "random")]
     pairs += [("label_space", "prob_avg"), ("label_space", "random_space")]
-    diffs = studies.frame(lambda _, study: compare(study, pairs))
+    diffs = studies.frame(lambda r: compare(r.result, pairs))
     return (
         diffs.assign(a=diffs["a"].map(short_name), b=diffs["b"].map(short_name))
         .pivot(index=["a", "b"], columns="dataset", values="text")
@@ -200,9 +171,9 @@ def head_differences(studies: ByDataset[LabelStudy], backbones: Sequence[str]) -
     )
 
 
-def fused_ci(studies: ByDataset[LabelStudy]) -> pd.DataFrame:
+def fused_ci(studies: LabelStudies) -> pd.DataFrame:
     """Test accuracy with its 95% CI of every fusion of ``FUSION_METHODS``, per dataset."""
-    return studies.frame(lambda _, study: accuracy_ci(study, list(FUSION_METHODS)))
+    return studies.frame(lambda r: accuracy_ci(r.result, list(FUSION_METHODS)))
 
 
 def fused_table(ci: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
@@ -238,18 +209,10 @@ def gate_shares(gates: pd.DataFrame) -> list[str]:
     return lines
 
 
-def c3_comparisons(studies: ByDataset[LabelStudy]) -> pd.DataFrame:
-    """C3's comparisons on every dataset (``label_study.compare``), worded as one Holm family
-    (``stats.family_words``: ``p_holm``, ``word``)."""
-    c3 = studies.frame(lambda _, study: compare(study))
-    c3["p_holm"], _, c3["word"] = family_words(c3["diff"], c3["p_value"], c3["p_equivalence"])
-    return c3
-
-
-def c3_values(c3: pd.DataFrame, studies: ByDataset[LabelStudy]) -> dict[str, str]:
+def c3_values(c3: pd.DataFrame, studies: LabelStudies) -> dict[str, str]:
     """What the page's text cites of C3: its word, its two deciding differences (``c3_verdict``) and the
-    number of comparisons read."""
-    word, gain, words = c3_verdict(studies)
+    number of comparisons read (``c3``: ``LabelStudies.c3_comparisons``)."""
+    word, gain, words = studies.c3_verdict()
     return {
         "mm-c3-word": word,
         "mm-c3-gain": gain.text(),
@@ -259,7 +222,7 @@ def c3_values(c3: pd.DataFrame, studies: ByDataset[LabelStudy]) -> dict[str, str
 
 
 def c3_table(c3: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
-    """``c3_comparisons`` with the comparisons as rows and the datasets as columns."""
+    """``LabelStudies.c3_comparisons`` with the comparisons as rows and the datasets as columns."""
     return (
         c3.assign(shown=c3["text"] + " " + c3["word"])
         .pivot(index=["a", "b"], columns="dataset", values="shown")
@@ -268,27 +231,17 @@ def c3_table(c3: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
     )
 
 
-def _too_few_classes(feature_sets: ByDataset[FeatureSet], need: int, why: str) -> dict[str, str]:
-    return {
-        name: f"{fs.n_classes} classes; {why}, so it needs {need}"
-        for name, fs in feature_sets.items()
-        if fs.n_classes < need
-    }
-
-
-def zero_shot_skipped(feature_sets: ByDataset[FeatureSet]) -> dict[str, str]:
+def zero_shot_skipped(label: LabelStudies) -> dict[str, str]:
     """The datasets the zero-shot study leaves out (too few classes), each with the reason."""
-    return _too_few_classes(
-        feature_sets,
+    return label.too_few_classes(
         MIN_ZERO_SHOT_CLASSES,
         f"zero-shot holds {N_HELD_OUT} classes out and fits its map on at least 2 others",
     )
 
 
-def label_space_skipped(feature_sets: ByDataset[FeatureSet]) -> dict[str, str]:
+def label_space_skipped(label: LabelStudies) -> dict[str, str]:
     """The datasets the label-space picture leaves out (too few classes), each with the reason."""
-    return _too_few_classes(
-        feature_sets,
+    return label.too_few_classes(
         MIN_SPACE_CLASSES,
         "the picture's plane is the class vectors' first two principal components",
     )
@@ -299,35 +252,28 @@ def skip_notes(skipped: Mapping[str, str]) -> list[str]:
     return [f"{name}: skipped ({why})" for name, why in skipped.items()]
 
 
-def run_zero_shots(
-    profile: Profile, feature_sets: ByDataset[FeatureSet], class_vecs: ByDataset[np.ndarray]
-) -> ByDataset[ZeroShotStudy]:
+def run_zero_shots(profile: Profile, label: LabelStudies) -> list[ZeroShotStudy]:
     """The zero-shot study of every dataset with enough classes to hold some out (and two to see);
     ``zero_shot_skipped`` names the others. Empty where no dataset has enough."""
-    skipped = zero_shot_skipped(feature_sets)
-    return ByDataset(
-        (
-            name,
-            run_zero_shot(
-                fs,
-                class_vecs[name],
-                profile.seeds_for(name),
-                max_splits=profile.zero_shot_splits,
-                progress=False,
-            ),
+    return [
+        run_zero_shot(
+            r.pool,
+            r.class_vecs,
+            profile.seeds_for(r.dataset),
+            max_splits=profile.zero_shot_splits,
+            progress=False,
         )
-        for name, fs in feature_sets.items()
-        if name not in skipped
-    )
+        for r in label.without(zero_shot_skipped(label)).runs
+    ]
 
 
-def zero_shot_table(zero: ByDataset[ZeroShotStudy]) -> tuple[pd.DataFrame, pd.DataFrame | Markdown]:
+def zero_shot_table(zero: Sequence[ZeroShotStudy]) -> tuple[pd.DataFrame, pd.DataFrame | Markdown]:
     """Every zero-shot study's summary (the figure reads it) and its display table: each measure in %
     with its 95% CI, chance, the shuffled-vectors null and the permutation p-value. No study: an empty
     summary and, for the table, the sentence saying the study was skipped."""
     if not zero:
         return pd.DataFrame(), markdown(NO_ZERO_SHOT)
-    zs = pd.concat([z.summary() for z in zero.values()], ignore_index=True)
+    zs = pd.concat([z.summary() for z in zero], ignore_index=True)
     pct = zs[["estimate", "low", "high", "chance", "null_mean", "null_low", "null_high"]] * 100
     shown = pd.DataFrame(
         {
@@ -344,13 +290,13 @@ def zero_shot_table(zero: ByDataset[ZeroShotStudy]) -> tuple[pd.DataFrame, pd.Da
     return zs, shown.set_index(["dataset", "measure"])
 
 
-def zero_shot_values(zs: pd.DataFrame, zero: ByDataset[ZeroShotStudy]) -> dict[str, Any]:
+def zero_shot_values(zs: pd.DataFrame, zero: Sequence[ZeroShotStudy]) -> dict[str, Any]:
     """The page's sentences on the result (``mm-zs-text``), with the numbers of the first zero-shot
     dataset, or saying the study was skipped where there is none: one glued paragraph, so the page
     reads whole whichever it is."""
     if not zero:
         return {"mm-zs-text": markdown(NO_ZERO_SHOT)}
-    name = next(iter(zero))
+    name = zero[0].dataset
     first = zs[zs["dataset"] == name].set_index("measure")
 
     def pct(measure: str, stat: str = "estimate") -> str:
@@ -369,39 +315,44 @@ def zero_shot_values(zs: pd.DataFrame, zero: ByDataset[ZeroShotStudy]) -> dict[s
     return {"mm-zs-text": markdown(text)}
 
 
-def zero_shot_notes(zero: ByDataset[ZeroShotStudy], skipped: Mapping[str, str] | None = None) -> list[str]:
+def zero_shot_notes(zero: Sequence[ZeroShotStudy], skipped: Mapping[str, str] | None = None) -> list[str]:
     """A line per zero-shot study (its held-out triples, seeds and training images per seed) and per
     dataset in ``skipped`` (``zero_shot_skipped``: why it has none)."""
     return [
-        f"{n}: {len(z.splits)} held-out triples over seeds {z.seeds}; {z.n_train:,} train images per seed"
-        for n, z in zero.items()
+        f"{z.dataset}: {len(z.splits)} held-out triples over seeds {z.seeds}; {z.n_train:,} train images per seed"
+        for z in zero
     ] + skip_notes(skipped or {})
 
 
-def zero_shot_per_model(zero: ByDataset[ZeroShotStudy]) -> pd.DataFrame | Markdown:
+def zero_shot_per_model(zero: Sequence[ZeroShotStudy]) -> pd.DataFrame | Markdown:
     """Each zero-shot measure in % per dataset and model (every backbone's map, and their mean); no
     study: the sentence saying the study was skipped."""
     if not zero:
         return markdown(NO_ZERO_SHOT)
-    per_model = pd.concat({n: 100 * z.per_model() for n, z in zero.items()}, names=["dataset", "model"])
+    per_model = pd.concat({z.dataset: 100 * z.per_model() for z in zero}, names=["dataset", "model"])
     return per_model.rename(index=short_name, level="model").rename(columns=ZERO_SHOT_MEASURES).round(1)
 
 
-def label_space_notes(
-    studies: ByDataset[LabelStudy],
-    drawn: ByDataset[FeatureSet],
-    class_vecs: ByDataset[np.ndarray],
-    seed: int,
-) -> list[str]:
+def label_space_views(studies: LabelStudies, seed: int, n_points: int) -> list[LabelSpaceView]:
+    """Per dataset, the label space of ``seed``'s test images (``multimodal_figures.label_space_view``)."""
+    return [
+        label_space_view(
+            r.result.label_models[seed], r.pool.draw(seed), r.class_vecs, n_points, dataset=r.dataset
+        )
+        for r in studies.runs
+    ]
+
+
+def label_space_notes(studies: LabelStudies, seed: int) -> list[str]:
     """Per dataset, for the best label-space head of ``seed``: the mean cosine of a test image's
     embedding to its true class vector and to the other classes', and the learned softmax scale."""
     lines = []
-    for name, fs in drawn.items():
-        model = studies[name].label_models[seed]
+    for r in studies.runs:
+        name, fs, model = r.dataset, r.pool.draw(seed), r.result.label_models[seed]
         head = best_head(model, fs)
         emb = label_embeddings(model, fs, "test", head)
-        cos_true = (emb * class_vecs[name][fs.labels["test"]]).sum(1)
-        cos_all = emb @ class_vecs[name].T
+        cos_true = (emb * r.class_vecs[fs.labels["test"]]).sum(1)
+        cos_all = emb @ r.class_vecs.T
         scale = model.heads_[head].log_scale.detach().exp().item()
         lines.append(
             f"{name} ({short_name(head)}): mean cosine to the true class {cos_true.mean():.3f}, "
