@@ -8,6 +8,7 @@ from configs import experiment
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.studies.agreement import (
     VERDICTS,
+    AgreementStudies,
     AgreementStudy,
     c1_verdict,
     correctness_kappa,
@@ -21,7 +22,7 @@ from fusion_lib.studies.agreement import (
     variation_summary,
     variation_table,
 )
-from fusion_lib.studies.by_dataset import ByDataset
+from fusion_lib.studies.runs import EXPERTS, StudyRun
 
 
 def _planted(seed=0, n=300, classes=4, signal=4.0):
@@ -76,7 +77,7 @@ def test_variation_summary_separates_an_easy_from_a_hard_dataset():
     config = experiment(seeds=[0, 1], epochs=40, lr=0.05, batch_size=None)
     easy = run_agreement_study(_planted(signal=6.0), config)
     hard = run_agreement_study(_planted(signal=1.0), config)
-    summary = variation_summary(ByDataset({"easy": easy, "hard": hard}), n_boot=300)
+    summary = variation_summary(_runs({"easy": easy, "hard": hard}), n_boot=300)
     s = summary.set_index("dataset")
     assert s.loc["easy", "accuracy"] > s.loc["hard", "accuracy_high"]
     assert (summary["accuracy_low"] <= summary["accuracy"]).all() and (summary["oracle_gain"] >= 0).all()
@@ -85,6 +86,11 @@ def test_variation_summary_separates_an_easy_from_a_hard_dataset():
 
 
 # ---------------------------------------------------------------- C1 beyond dataset difficulty
+
+
+def _runs(studies: dict) -> AgreementStudies:
+    """The studies as the functions take them, one run per dataset (they read the results, not the pools)."""
+    return AgreementStudies(StudyRun(name, EXPERTS, study, None) for name, study in studies.items())
 
 
 def _study(name, correct, n_seeds=2):
@@ -120,7 +126,7 @@ def test_a_planted_reversal_survives_holm_and_a_kept_ranking_gives_none():
     a1, b1 = _bernoulli(rng, 1500, 0.9, 0.6)
     a2, b2 = _bernoulli(rng, 1500, 0.6, 0.9)
     flipped = {"one": _study("one", {"a": a1, "b": b1}), "two": _study("two", {"a": a2, "b": b2})}
-    diffs = pair_differences(flipped, n_boot=300)
+    diffs = pair_differences(_runs(flipped), n_boot=300)
     assert len(diffs) == 2 and list(diffs["outcome"]) == ["better", "worse"]
     assert (diffs["p_holm"] >= diffs["p_value"]).all()
     reversals = rank_reversals(diffs)
@@ -136,7 +142,7 @@ def test_a_planted_reversal_survives_holm_and_a_kept_ranking_gives_none():
         "one": _study("one", {"a": a1, "b": b1, "c": c1}),
         "two": _study("two", {"a": b2, "b": a2, "c": c2}),
     }
-    diffs = pair_differences(kept, n_boot=300)
+    diffs = pair_differences(_runs(kept), n_boot=300)
     assert len(diffs) == 6  # 2 datasets x 3 backbone pairs
     assert rank_reversals(diffs).empty and reversal_table(rank_reversals(diffs)).empty
 
@@ -152,7 +158,7 @@ def test_a_reversal_among_trained_probes(make_planted):
     assert all(np.array_equal(i, np.arange(300)) for i in study.image_ids())
     pair = study.pairs.query("seed == 0 and a == 'a' and b == 'b'")["kappa_correct"].iloc[0]
     assert pair == pytest.approx(correctness_kappa(study.correct[("a", 0)], study.correct[("b", 0)]))
-    reversals = rank_reversals(pair_differences(studies, n_boot=300))
+    reversals = rank_reversals(pair_differences(_runs(studies), n_boot=300))
     assert list(reversals[["a_wins_on", "b_wins_on"]].iloc[0]) == ["one", "two"]
 
 
@@ -176,7 +182,7 @@ def test_kappa_beyond_accuracy_per_dataset_and_between():
         "independent": _study("independent", {"a": a, "b": b}),
         "nested": _study("nested", {"a": weak, "b": strong}),
     }
-    per_dataset, between = kappa_beyond_accuracy(studies, n_boot=300)
+    per_dataset, between = kappa_beyond_accuracy(_runs(studies), n_boot=300)
     k = per_dataset.set_index("dataset")
     assert k.loc["independent", "low"] < 0 < k.loc["independent", "high"]
     assert k.loc["nested", "low"] < 0.12 / 0.42 < k.loc["nested", "high"] and k.loc["nested", "low"] > 0.2
@@ -191,23 +197,31 @@ def test_c1_verdict_words():
     a1, b1 = _bernoulli(rng, 2000, 0.9, 0.6)
     weak, strong = _nested(rng, 2000, 0.6, 0.9)  # a wins on one with independent errors, b on two with nested
     flipped = {"one": _study("one", {"a": a1, "b": b1}), "two": _study("two", {"a": weak, "b": strong})}
-    verdict = c1_verdict(pair_differences(flipped, n_boot=300), *kappa_beyond_accuracy(flipped, n_boot=300))
+    verdict = c1_verdict(
+        pair_differences(_runs(flipped), n_boot=300), *kappa_beyond_accuracy(_runs(flipped), n_boot=300)
+    )
     assert verdict.word == "supported"
     assert verdict.deciding.startswith("1 rank reversal (Holm, 2 comparisons); κ_c ")
     assert "on one vs" in verdict.deciding and verdict.sentence.startswith("C1 supported: 1 rank reversal")
     assert "(difference -0." in verdict.sentence and "Holm p = " in verdict.sentence
 
     kept = {"one": flipped["one"], "two": _study("two", {"a": strong, "b": weak})}  # one ranking on both
-    verdict = c1_verdict(pair_differences(kept, n_boot=300), *kappa_beyond_accuracy(kept, n_boot=300))
+    verdict = c1_verdict(
+        pair_differences(_runs(kept), n_boot=300), *kappa_beyond_accuracy(_runs(kept), n_boot=300)
+    )
     assert verdict.word == "not supported" and "no pair changes rank" in verdict.sentence
     assert verdict.deciding.startswith("0 rank reversals")
 
     small = {name: _study(name, dict(zip("ab", _bernoulli(rng, 40, 0.7, 0.72)))) for name in ("one", "two")}
-    verdict = c1_verdict(pair_differences(small, n_boot=300), *kappa_beyond_accuracy(small, n_boot=300))
+    verdict = c1_verdict(
+        pair_differences(_runs(small), n_boot=300), *kappa_beyond_accuracy(_runs(small), n_boot=300)
+    )
     assert verdict.word == "inconclusive" and "undecided" in verdict.sentence
 
     one = {"one": flipped["one"]}
-    verdict = c1_verdict(pair_differences(one, n_boot=300), *kappa_beyond_accuracy(one, n_boot=300))
+    verdict = c1_verdict(
+        pair_differences(_runs(one), n_boot=300), *kappa_beyond_accuracy(_runs(one), n_boot=300)
+    )
     assert verdict.word == "inconclusive" and "one dataset (one)" in verdict.sentence
     assert set(VERDICTS) == {"supported", "not supported", "inconclusive"}
 
@@ -216,13 +230,13 @@ def test_c1_bad_input_says_what_is_wrong():
     rng = np.random.default_rng(4)
     a, b, c = _bernoulli(rng, 50, 0.8, 0.8, 0.8)
     with pytest.raises(ValueError, match="at least one dataset"):
-        pair_differences(ByDataset({}))
+        pair_differences(_runs({}))
     with pytest.raises(ValueError, match="same backbones on every dataset"):
         kappa_beyond_accuracy(
-            {"one": _study("one", {"a": a, "b": b}), "two": _study("two", {"a": a, "c": c})}
+            _runs({"one": _study("one", {"a": a, "b": b}), "two": _study("two", {"a": a, "c": c})})
         )
     with pytest.raises(ValueError, match="at least two"):
-        pair_differences(ByDataset({"one": _study("one", {"a": a})}))
+        pair_differences(_runs({"one": _study("one", {"a": a})}))
     with pytest.raises(ValueError, match="equal length"):
         correctness_kappa(np.ones(3, bool), np.ones(4, bool))
     with pytest.raises(ValueError, match="no column"):

@@ -12,39 +12,42 @@ from fusion_lib.studies.agreement import zoo_summary
 @pytest.fixture(scope="module")
 def setup():
     P = get_profile("ci", epochs=3)
-    feature_sets = P.pools()
-    return P, feature_sets, T.run_studies(P, feature_sets)
+    pools = P.pools()
+    return P, pools, T.run_studies(P, pools)
 
 
 def test_tables_have_a_row_per_backbone_and_a_column_per_dataset(setup):
-    P, feature_sets, studies = setup
-    dims = T.dims_table(feature_sets)
+    P, pools, studies = setup
+    dims = T.dims_table(pools)
     assert list(dims.index) == [short_name(b) for b in P.backbones] and list(dims.columns) == list(P.datasets)
-    accuracy = pd.concat([s.accuracy for s in studies.values()], ignore_index=True)
+    assert studies.datasets == list(P.datasets) and studies.zoos == ["experts"]
+    accuracy, bounds_frame = studies.frames("accuracy", "bounds")
     shown = T.accuracy_table(accuracy, P.backbones, P.datasets)
     assert list(shown.index) == [short_name(b) for b in P.backbones]
     assert all(" ± " in v for v in shown.to_numpy().ravel())
-    bounds = T.bounds_table(pd.concat([s.bounds for s in studies.values()]), P.datasets)
+    bounds = T.bounds_table(bounds_frame, P.datasets)
     assert list(bounds.columns) == list(T.BOUNDS.values()) and list(bounds.index) == list(P.datasets)
 
 
 def test_zoo_studies_reuse_the_experts_study_and_run_the_others(setup):
     P, _, studies = setup
     zoos = T.zoo_studies(P, studies)
-    assert list(zoos) == list(P.zoos)
+    assert zoos.zoos == list(P.zoos)
     for zoo, members in P.zoos.items():
         for name in P.datasets:
-            assert zoos[zoo][name].backbones == list(members)
-            assert (zoos[zoo][name] is studies[name]) == (tuple(members) == tuple(P.backbones))
+            study = zoos.get(name, zoo).result
+            assert study.backbones == list(members)
+            assert (study is studies.get(name).result) == (tuple(members) == tuple(P.backbones))
     shown = T.zoo_table(zoo_summary(zoos, n_boot=200))
     assert shown.index.names == ["dataset", "zoo"] and "oracle gain (points)" in shown.columns
     assert all(v.startswith(("+", "-")) for v in shown["oracle gain (points)"])
 
 
 def test_candidates_table_marks_the_experts(setup):
-    P, feature_sets, studies = setup
+    P, _, studies = setup
     name = P.datasets[0]
-    table = T.candidates_table(studies[name], feature_sets[name], P.backbones[:1], name)
+    run = studies.get(name)
+    table = T.candidates_table(run.result, run.pool, P.backbones[:1], name)
     assert list(table["book's experts"]) == ["yes", ""]
     assert table.index.name == f"backbone ({name})" and (table["accuracy"] > 0.2).all()  # chance: 0.1
 

@@ -13,8 +13,9 @@ from test_experiment import planted, small_config
 from fusion_lib.book.profiles import PROFILES
 from fusion_lib.studies.plan import PLAN_FILE, load_plan
 from fusion_lib.studies.runner import run_experiment
+from fusion_lib.studies.runs import StudyRun
 from fusion_lib.studies.stats import paired_difference
-from fusion_lib.studies.study import Study, StudyRun
+from fusion_lib.studies.study import Study
 
 
 def test_the_plan_loads_hashed_with_fresh_seeds_and_known_models():

@@ -4,6 +4,7 @@ Each is drawn from small synthetic frames of the shape its notebook passes, for 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 
@@ -19,7 +20,8 @@ from matplotlib.text import Text  # noqa: E402
 from fusion_lib.book.chapters import study_figures as sf  # noqa: E402
 from fusion_lib.book.figures import COLUMN_WIDTH, figure, interval_bars  # noqa: E402
 from fusion_lib.studies.ablations import ABLATION_COLUMNS, summarize  # noqa: E402
-from fusion_lib.studies.agreement import AgreementStudy  # noqa: E402
+from fusion_lib.studies.agreement import AgreementStudies, AgreementStudy  # noqa: E402
+from fusion_lib.studies.runs import EXPERTS, StudyRun  # noqa: E402
 
 DATASETS = ["fashion_mnist", "cifar_cats_dogs", "digits", "mnist"]
 BACKBONES = ["tf_efficientnet_lite0", "keras_xception", "fid_inception_v3", "squeezenet1_1"]
@@ -201,7 +203,7 @@ def digits():
 
 @pytest.mark.parametrize("n", [1, 3, 4])
 def test_class_gallery_figure(digits, n):
-    datasets = {name: digits for name in DATASETS[:n]}
+    datasets = [dataclasses.replace(digits, name=name) for name in DATASETS[:n]]
     fig = sf.class_gallery_figure(datasets, size=16)
     check_fits_the_column(fig, labelled=False, per_row=5)
     shown = [ax for ax in fig.axes if ax.images]
@@ -211,7 +213,7 @@ def test_class_gallery_figure(digits, n):
     assert first.get_ylabel() == f"{DATASETS[0]}\nimage"
     assert fig.axes[5].get_ylabel() == "16x16\nthumbnail"
     with pytest.raises(ValueError, match="at least one"):
-        sf.class_gallery_figure({}, size=16)
+        sf.class_gallery_figure([], size=16)
 
 
 # ---------------------------------------------------------------- notebook 02
@@ -241,13 +243,13 @@ def test_accuracy_and_oracle_figures(n):
 
 @pytest.mark.parametrize("n", [1, 3, 4])
 def test_agreement_matrices_figure(n):
-    studies = {d: study(d) for d in DATASETS[:n]}
+    studies = AgreementStudies(StudyRun(d, EXPERTS, study(d), None) for d in DATASETS[:n])
     fig = sf.agreement_matrices_figure(studies)
     check_fits_the_column(fig)
     panels = panels_of(fig)
     assert len(panels) == 3 * n, "one heatmap per dataset and measure"
     titles = [ax.get_title() for ax in panels]
-    assert set(titles) == {f"{d}: {label}" for d in studies for label in sf.MEASURES.values()}
+    assert set(titles) == {f"{d}: {label}" for d in studies.datasets for label in sf.MEASURES.values()}
     if n > 1:  # each measure starts its own rows, datasets two a row
         for row in ax_count_per_row(fig).values():
             assert row <= 2
@@ -338,7 +340,7 @@ def test_ablation_deltas_figure(n_settings):
 
 def test_matrices_figure_needs_a_study():
     with pytest.raises(ValueError, match="at least one"):
-        sf.agreement_matrices_figure({})
+        sf.agreement_matrices_figure(AgreementStudies([]))
 
 
 def test_interval_bars_reach_from_low_to_high_on_either_axis():

@@ -13,8 +13,9 @@ from fusion_lib.studies import metrics as M
 from fusion_lib.studies.claims import C2_QUESTIONS, claim_word
 from fusion_lib.studies.gate_analysis import disagreement_routing, disagreement_table
 from fusion_lib.studies.runner import run_experiment
+from fusion_lib.studies.runs import StudyRun
 from fusion_lib.studies.seed_run import ANCHORS, NON_ADAPTIVE, SeedRun
-from fusion_lib.studies.study import Study, StudyRun
+from fusion_lib.studies.study import Study
 
 METHODS = [
     *NON_ADAPTIVE,
@@ -131,8 +132,8 @@ def test_claims_have_two_questions_holm_words_and_a_pooled_row(run):
     assert list(dict.fromkeys(study.metrics["dataset"])) == ["one", "two"]
     with pytest.raises(ValueError, match="runs once"):
         Study([study.runs[0], study.runs[0]])
-    with pytest.raises(ValueError, match="at least one run"):
-        Study([])
+    with pytest.raises(ValueError, match="at least one dataset"):
+        Study([]).frame(lambda r: r.result.metrics)
 
 
 def test_disagreement_routing_counts_only_images_where_experts_split():

@@ -9,10 +9,11 @@ from fusion_lib.data import backbones
 from fusion_lib.data.checks import ParameterError
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.data.spec import check_input_size
-from fusion_lib.studies.agreement import family_pairs, run_agreement_study, zoo_summary
+from fusion_lib.studies.agreement import AgreementStudies, family_pairs, run_agreement_study, zoo_summary
 from fusion_lib.studies.claims import ZOO_METHODS, ZOO_PAIRS, zoo_table, zoo_verdict
 from fusion_lib.studies.runner import run_experiment
-from fusion_lib.studies.study import Study, StudyRun
+from fusion_lib.studies.runs import StudyRun
+from fusion_lib.studies.study import Study
 
 LITE0, LITE1, XCEPTION = "tf_efficientnet_lite0", "tf_efficientnet_lite1", "keras_xception"
 
@@ -49,8 +50,11 @@ CONFIG = experiment(seeds=[0, 1], epochs=30, lr=0.05, batch_size=None)
 
 def test_pairs_of_one_family_agree_more_and_their_zoo_leaves_less_room():
     fs = _planted()
-    studies = {z: {"planted": run_agreement_study(fs.subset_backbones(m), CONFIG)} for z, m in ZOOS.items()}
-    pairs = family_pairs([s for by in studies.values() for s in by.values()]).set_index("pair")
+    pools = {z: fs.subset_backbones(m) for z, m in ZOOS.items()}
+    studies = AgreementStudies(
+        StudyRun("planted", z, run_agreement_study(pool, CONFIG), pool) for z, pool in pools.items()
+    )
+    pairs = family_pairs([run.result for run in studies.runs]).set_index("pair")
     assert pairs.loc["same family", "kappa"] > pairs.loc["across families", "kappa"] + 0.3
     assert pairs.loc["same family", "pairs"] == 1 and pairs.loc["across families", "pairs"] == 1
     summary = zoo_summary(studies, n_boot=200).set_index("zoo")

@@ -48,7 +48,6 @@ from fusion_lib.data.spec import (
 )
 from fusion_lib.fusion.gates import ThumbnailGate
 from fusion_lib.fusion.training import TrainConfig
-from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.config import ExperimentConfig
 
 DEFAULT_PROFILE = "book"
@@ -134,13 +133,13 @@ class Profile:
         (and the book build's cache warm-up) loads them."""
         return load_feature_set(self.feature_spec(dataset, backbones), self.device, progress=False)
 
-    def pools(self, backbones: Sequence[str] | None = None) -> ByDataset[FeatureSet]:
-        """``feature_set`` of every dataset of the profile, in its order."""
-        return ByDataset.build(self.datasets, lambda name: self.feature_set(name, backbones))
+    def pools(self, backbones: Sequence[str] | None = None) -> list[FeatureSet]:
+        """``feature_set`` of every dataset of the profile, in its order (each names its dataset)."""
+        return [self.feature_set(name, backbones) for name in self.datasets]
 
-    def images(self) -> ByDataset[DatasetSplits]:
-        """``dataset_splits`` of every dataset of the profile, in its order."""
-        return ByDataset.build(self.datasets, self.dataset_splits)
+    def images(self) -> list[DatasetSplits]:
+        """``dataset_splits`` of every dataset of the profile, in its order (each names its dataset)."""
+        return [self.dataset_splits(name) for name in self.datasets]
 
     def dataset_splits(self, dataset: str) -> DatasetSplits:
         """The images of one of the profile's datasets, split as its features were (the pool

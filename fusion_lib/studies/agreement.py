@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,8 +14,8 @@ from fusion_lib.data.backbones import BACKBONE_CFGS, short_name
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.baselines import best_single
 from fusion_lib.studies import metrics as M
-from fusion_lib.studies.by_dataset import ByDataset
 from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.runs import Runs, StudyRun
 from fusion_lib.studies.seed_run import restrict, seed_loop
 from fusion_lib.studies.stats import (
     MARGIN,
@@ -147,12 +147,17 @@ def run_agreement_study(
     )
 
 
-def variation_summary(studies: ByDataset[AgreementStudy], n_boot: int = N_BOOT) -> pd.DataFrame:
+class AgreementStudies(Runs[StudyRun[AgreementStudy]]):
+    """The agreement study of each dataset (and zoo), one ``runs.StudyRun`` each, in order."""
+
+
+def variation_summary(studies: AgreementStudies, n_boot: int = N_BOOT) -> pd.DataFrame:
     """Per dataset, with 95% hierarchical bootstrap intervals over seeds and test images, in percent or
     points: the best single backbone's accuracy (chosen on validation), the share of backbone pairs
     that agree on an image, and the oracle's gain over the best single backbone."""
     rows = []
-    for name, study in studies.items():
+    for run in studies.one_zoo("the variation summary"):
+        name, study = run.dataset, run.result
         boot = {"image_ids": study.image_ids(), "n_boot": n_boot}
         acc = bootstrap_mean_ci([100 * c for c in study.per_seed("best_single")], **boot)
         agree = bootstrap_mean_ci([100 * study.agree[s] for s in sorted(study.agree)], **boot)
@@ -224,11 +229,11 @@ def _seed_mean(per_seed: Sequence[np.ndarray]) -> float:
     return float(np.mean([np.mean(v) for v in per_seed]))
 
 
-def _shared_backbones(studies: ByDataset[AgreementStudy]) -> list[str]:
+def _shared_backbones(studies: AgreementStudies) -> list[str]:
     """The backbones every study shares, in the first study's order; ValueError unless C1 can compare them."""
-    if not studies:
+    if not studies.runs:
         raise ValueError("C1 needs the agreement study of at least one dataset; got none")
-    orders = {name: study.backbones for name, study in studies.items()}
+    orders = {r.dataset: r.result.backbones for r in studies.one_zoo("C1")}
     first = next(iter(orders.values()))
     if any(set(order) != set(first) for order in orders.values()):
         raise ValueError(f"C1 compares the same backbones on every dataset; got {orders}")
@@ -243,9 +248,7 @@ def _need(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         raise ValueError(f"{what}: no column(s) {missing}; the frame has {list(frame.columns)}")
 
 
-def pair_differences(
-    studies: ByDataset[AgreementStudy], *, n_boot: int = N_BOOT, seed: int = 0
-) -> pd.DataFrame:
+def pair_differences(studies: AgreementStudies, *, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
     """Every backbone pair (a, b), a before b in the backbones' order, on every dataset: the paired accuracy
     difference a - b in points (``diff``, ``low``, ``high``: hierarchical 95% bootstrap over seeds and
     test images, ``stats.paired_difference`` with the study's ``image_ids``) and its ``p_value``.
@@ -257,7 +260,8 @@ def pair_differences(
     """
     backbones = _shared_backbones(studies)
     keys, diffs = [], []
-    for dataset, study in studies.items():
+    for run in studies.runs:
+        dataset, study = run.dataset, run.result
         ids = study.image_ids()
         for a, b in combinations(backbones, 2):
             keys.append((dataset, a, b))
@@ -332,7 +336,7 @@ def _leads(reversals: pd.DataFrame, side: str) -> list[str]:
 
 
 def kappa_beyond_accuracy(
-    studies: ByDataset[AgreementStudy], *, n_boot: int = N_BOOT, seed: int = 0
+    studies: AgreementStudies, *, n_boot: int = N_BOOT, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Agreement beyond what accuracy implies (``correctness_kappa``), per dataset and between datasets.
 
@@ -352,7 +356,8 @@ def kappa_beyond_accuracy(
     """
     backbones = _shared_backbones(studies)
     rows, replicates = [], {}
-    for i, (dataset, study) in enumerate(studies.items()):
+    for i, run in enumerate(studies.runs):
+        dataset, study = run.dataset, run.result
         boot = {"image_ids": study.image_ids(), "n_boot": n_boot, "seed": seed + i}
         correct = {b: study.per_seed(b) for b in backbones}
         acc = {b: (_seed_mean(c), bootstrap_means(c, **boot)) for b, c in correct.items()}
@@ -370,7 +375,7 @@ def kappa_beyond_accuracy(
     per_dataset = pd.DataFrame(rows, columns=["dataset", "kappa_c", "low", "high", "kappa", "pairs"])
     kc = per_dataset.set_index("dataset")["kappa_c"]
     rows = []
-    for d1, d2 in combinations(studies, 2):
+    for d1, d2 in combinations(studies.datasets, 2):
         diff = replicates[d1] - replicates[d2]
         rows.append(
             (
@@ -539,15 +544,14 @@ def family_pairs(studies: Sequence[AgreementStudy]) -> pd.DataFrame:
     return out.reset_index()
 
 
-def zoo_summary(studies: Mapping[str, ByDataset[AgreementStudy]], n_boot: int = N_BOOT) -> pd.DataFrame:
-    """``studies[zoo][dataset]``: per dataset and zoo, the mean kappa and double fault over the zoo's
-    distinct backbone pairs and seeds, its best single backbone (chosen on validation), its oracle and the
-    oracle's gain over the best single with a paired 95% interval over test images and seeds."""
+def zoo_summary(studies: AgreementStudies, n_boot: int = N_BOOT) -> pd.DataFrame:
+    """Per dataset and zoo of ``studies``, the mean kappa and double fault over the zoo's distinct backbone
+    pairs and seeds, its best single backbone (chosen on validation), its oracle and the oracle's gain over
+    the best single with a paired 95% interval over test images and seeds."""
     rows = []
-    datasets = list(dict.fromkeys(d for by_dataset in studies.values() for d in by_dataset))
-    for dataset in datasets:  # rows by dataset, then zoo, as the book reads them
-        for zoo, by_dataset in studies.items():
-            study = by_dataset[dataset]
+    for dataset in studies.datasets:  # rows by dataset, then zoo, as the book reads them
+        for zoo in studies.zoos:
+            study = studies.get(dataset, zoo).result
             distinct = study.pairs[study.pairs["a"] < study.pairs["b"]]
             gain = paired_difference(
                 study.per_seed("oracle"),

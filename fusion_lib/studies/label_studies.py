@@ -2,7 +2,7 @@
 
 A ``LabelRun`` holds what one dataset's label-space study reads and gives: its pool of features, its
 experiment config (with the aliases its class names need), its class vectors and, once run, its
-``LabelStudy``. ``LabelStudies`` holds one per dataset, in order; the questions notebook 05 and the
+``LabelStudy``. ``LabelStudies`` holds one per dataset, in order (a ``runs.Runs``); the questions notebook 05 and the
 own-images report ask of them are its methods: the tidy frames of every dataset (``frames``), C3's
 comparisons as one Holm family and its pooled verdict, which datasets have too few classes for a
 question, and the datasets that share their class names (and so their vectors).
@@ -10,7 +10,7 @@ question, and the datasets that share their class names (and so their vectors).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +27,7 @@ from fusion_lib.studies.label_study import (
     compare,
     run_label_study,
 )
+from fusion_lib.studies.runs import EXPERTS, Runs
 from fusion_lib.studies.stats import Difference, family_words
 
 
@@ -41,6 +42,11 @@ class LabelRun:
     study: LabelStudy | None = None
 
     @property
+    def zoo(self) -> str:
+        """The label-space study reads the profile's own experts."""
+        return EXPERTS
+
+    @property
     def result(self) -> LabelStudy:
         """The run's ``LabelStudy`` (``LabelStudies.run`` makes it)."""
         if self.study is None:
@@ -48,14 +54,8 @@ class LabelRun:
         return self.study
 
 
-class LabelStudies:
-    """One ``LabelRun`` per dataset, in the order given."""
-
-    def __init__(self, runs: Iterable[LabelRun]) -> None:
-        self.runs = tuple(runs)
-        names = [r.dataset for r in self.runs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"each dataset runs once in a label study; got {names}")
+class LabelStudies(Runs[LabelRun]):
+    """One ``LabelRun`` per dataset, in the order given (``runs.Runs``), and the questions of C3."""
 
     @classmethod
     def prepare(cls, pools: Iterable[tuple[str, FeatureSet, ExperimentConfig]], vectors: Any) -> LabelStudies:
@@ -66,38 +66,12 @@ class LabelStudies:
             for name, pool, config in pools
         )
 
-    def __repr__(self) -> str:
-        ran = all(r.study is not None for r in self.runs)
-        return f"LabelStudies(datasets={self.datasets}, {'run' if ran else 'not run'})"
-
-    def __len__(self) -> int:
-        return len(self.runs)
-
-    @property
-    def datasets(self) -> list[str]:
-        return [r.dataset for r in self.runs]
-
     def run(self, progress: bool = False) -> LabelStudies:
         """The same, with every dataset's ``LabelStudy`` (``label_study.run_label_study``)."""
         return LabelStudies(
             replace(r, study=run_label_study(r.pool, r.class_vecs, r.config, progress=progress))
             for r in self.runs
         )
-
-    def without(self, datasets: Iterable[str]) -> LabelStudies:
-        """The same, less ``datasets`` (e.g. those a question skips)."""
-        dropped = set(datasets)
-        return LabelStudies(r for r in self.runs if r.dataset not in dropped)
-
-    def frame(self, fn: Callable[[LabelRun], pd.DataFrame]) -> pd.DataFrame:
-        """``fn(run)``'s tables of every dataset stacked into one, with a ``dataset`` column (the last)."""
-        if not self.runs:
-            raise ValueError("no datasets to stack: a study needs at least one dataset")
-        return pd.concat([fn(r).assign(dataset=r.dataset) for r in self.runs], ignore_index=True)
-
-    def frames(self, *parts: str) -> list[pd.DataFrame]:
-        """Each named frame of the studies (e.g. "blend", "gates", "curves"), every dataset's rows in one."""
-        return [pd.concat([getattr(r.result, part) for r in self.runs], ignore_index=True) for part in parts]
 
     def groups(self) -> dict[tuple[str, ...], list[LabelRun]]:
         """The runs grouped by identical class names (they share their class vectors)."""

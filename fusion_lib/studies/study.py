@@ -11,8 +11,7 @@ experts. Notebook 03, notebook 06 and the own-images report (a one-dataset study
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Mapping
 
 import numpy as np
@@ -31,34 +30,13 @@ from fusion_lib.studies.claims import (
 )
 from fusion_lib.studies.gate_analysis import disagreement_table, gap_closed
 from fusion_lib.studies.runner import ExperimentResult
+from fusion_lib.studies.runs import EXPERTS, Runs, StudyRun
 from fusion_lib.studies.seed_run import ANCHORS, NON_ADAPTIVE
 from fusion_lib.studies.stats import Difference, paired_difference, pooled_difference
 
-# The zoo of a study that compares none: the profile's (or the folder's) own experts
-EXPERTS = "experts"
 
-
-@dataclass(frozen=True)
-class StudyRun:
-    """The methods run on one dataset with one zoo of experts, and the pool their seeds were drawn from."""
-
-    dataset: str
-    zoo: str
-    result: ExperimentResult
-    pool: FeatureSet
-
-
-class Study:
-    """Every ``StudyRun`` of a study, in the order given (datasets within zoos as the profile lists them)."""
-
-    def __init__(self, runs: Iterable[StudyRun]) -> None:
-        self.runs = tuple(runs)
-        if not self.runs:
-            raise ValueError("a study needs at least one run (a dataset and a zoo)")
-        keys = [(r.dataset, r.zoo) for r in self.runs]
-        repeated = sorted({k for k in keys if keys.count(k) > 1})
-        if repeated:
-            raise ValueError(f"each (dataset, zoo) runs once in a study; repeated: {repeated}")
+class Study(Runs[StudyRun[ExperimentResult]]):
+    """Every experiment run of a study, one per dataset and zoo (``runs.Runs``), and the C2 questions."""
 
     @classmethod
     def of(
@@ -70,58 +48,18 @@ class Study:
         """``run(dataset)``'s (result, pool) for each of ``datasets``, as one zoo's study."""
         return cls(StudyRun(name, zoo, *run(name)) for name in datasets)
 
-    def __repr__(self) -> str:
-        return f"Study(datasets={self.datasets}, zoos={self.zoos}, methods={len(self.methods)})"
-
-    @property
-    def datasets(self) -> list[str]:
-        return list(dict.fromkeys(r.dataset for r in self.runs))
-
-    @property
-    def zoos(self) -> list[str]:
-        return list(dict.fromkeys(r.zoo for r in self.runs))
-
     @property
     def methods(self) -> list[str]:
         """Every method run somewhere in the study, in the order first run."""
         return list(dict.fromkeys(m for r in self.runs for m in r.result.methods))
 
-    def zoo(self, name: str) -> Study:
-        """The runs of zoo ``name``."""
-        if name not in self.zoos:
-            raise ValueError(f"no zoo {name!r} in this study; its zoos are {self.zoos}")
-        return Study(r for r in self.runs if r.zoo == name)
-
-    def joined(self, other: Study) -> Study:
-        """This study's runs, then ``other``'s (another zoo, or more datasets)."""
-        return Study(self.runs + other.runs)
-
-    def ordered(self, zoos: Sequence[str]) -> Study:
-        """The same runs, zoo by zoo in the order of ``zoos`` (every zoo of the study, once)."""
-        if sorted(zoos) != sorted(self.zoos):
-            raise ValueError(f"order the zoos {self.zoos}, got {list(zoos)}")
-        return Study(r for zoo in zoos for r in self.runs if r.zoo == zoo)
-
-    def without(self, datasets: Iterable[str]) -> Study:
-        """The same, less the runs on ``datasets`` (e.g. those a question cannot use)."""
-        dropped = set(datasets)
-        return Study(r for r in self.runs if r.dataset not in dropped)
-
-    def _one_zoo(self, what: str) -> tuple[StudyRun, ...]:
-        if len(self.zoos) > 1:
-            raise ValueError(f"{what} reads one zoo; this study has {self.zoos}: pick one with .zoo(name)")
-        return self.runs
-
-    def run(self, dataset: str) -> StudyRun:
+    def run(self, dataset: str) -> StudyRun[ExperimentResult]:
         """The run on ``dataset`` (of a one-zoo study)."""
-        for r in self._one_zoo("run(dataset)"):
-            if r.dataset == dataset:
-                return r
-        raise KeyError(f"no dataset {dataset!r} in this study; its datasets are {self.datasets}")
+        return self.get(dataset)
 
     def result(self, dataset: str) -> ExperimentResult:
         """The ``ExperimentResult`` on ``dataset`` (of a one-zoo study)."""
-        return self.run(dataset).result
+        return self.get(dataset).result
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -129,15 +67,6 @@ class Study:
         frames = [r.result.metrics.assign(dataset=r.dataset, zoo=r.zoo) for r in self.runs]
         columns = ["dataset", "zoo", "method", "seed", "metric", "value"]
         return pd.concat(frames, ignore_index=True)[columns]
-
-    def frame(self, fn: Callable[[StudyRun], pd.DataFrame]) -> pd.DataFrame:
-        """``fn(run)``'s tables of every run stacked into one, with a ``dataset`` column (the last; and a
-        ``zoo`` column before it where the study has several zoos) naming each row's run."""
-        several = len(self.zoos) > 1
-        return pd.concat(
-            [fn(r).assign(**({"zoo": r.zoo} if several else {}), dataset=r.dataset) for r in self.runs],
-            ignore_index=True,
-        )
 
     # --- C2: paired comparisons, pooled claims, planned verdicts -------------------------------------
 
@@ -157,7 +86,7 @@ class Study:
         """``method`` minus ``baseline`` averaged over the datasets with equal weight (independent datasets:
         their bootstrap replicates combine), the deciding number of a claim; ``relative`` and ``offset`` as
         for ``ExperimentResult.compare``."""
-        runs = self._one_zoo("a pooled difference")
+        runs = self.one_zoo("a pooled difference")
         missing = [
             r.dataset for r in runs if method not in r.result.methods or baseline not in r.result.methods
         ]
@@ -252,7 +181,7 @@ class Study:
                     ),
                     "anchor of moe_thumbnail": counts(r.result, "moe_thumbnail", "anchor_index", ANCHORS),
                 }
-                for r in self._one_zoo("validation choices")
+                for r in self.one_zoo("validation choices")
             }
         ).T.rename_axis("dataset")
 
@@ -261,9 +190,9 @@ class Study:
     def gap_closed(self, methods: Sequence[str]) -> pd.DataFrame:
         """Per dataset and seed, the share of the averaging-to-oracle gap each of ``methods`` (those run)
         closes (``gate_analysis.gap_closed``)."""
-        self._one_zoo("the gap closed")
+        self.one_zoo("the gap closed")
 
-        def one(run: StudyRun) -> pd.DataFrame:
+        def one(run: StudyRun[ExperimentResult]) -> pd.DataFrame:
             m = run.result.metrics
             return gap_closed(m[m["metric"] == "accuracy"], [x for x in methods if x in run.result.methods])
 
@@ -280,7 +209,7 @@ class Study:
     def routing(self, methods: Sequence[str]) -> pd.DataFrame:
         """How each of ``methods`` (the gated ones run) routes on the test images where the experts
         disagree (``gate_analysis.disagreement_table``), per dataset."""
-        self._one_zoo("routing")
+        self.one_zoo("routing")
         return self.frame(
             lambda r: disagreement_table(r.result, [m for m in methods if m in r.result.methods])
         )

@@ -4,6 +4,7 @@ candidate experts, and the frames the page shows (shortened names, one column pe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -12,8 +13,8 @@ from fusion_lib.book.pages import interval, table
 from fusion_lib.book.profiles import Profile
 from fusion_lib.data.backbones import BACKBONE_CFGS, short_name
 from fusion_lib.data.feature_set import FeatureSet
-from fusion_lib.studies.agreement import AgreementStudy, mean_std, run_agreement_study
-from fusion_lib.studies.by_dataset import ByDataset
+from fusion_lib.studies.agreement import AgreementStudies, AgreementStudy, mean_std, run_agreement_study
+from fusion_lib.studies.runs import EXPERTS, StudyRun
 
 # The accuracy bounds of a set of experts, as the page names them (column of AgreementStudy.bounds).
 BOUNDS = {
@@ -23,17 +24,21 @@ BOUNDS = {
 }
 
 
-def dims_table(feature_sets: ByDataset[FeatureSet]) -> pd.DataFrame:
-    """Feature dimension of every backbone (rows) on every dataset (columns)."""
-    dims = pd.DataFrame({name: fs.dims() for name, fs in feature_sets.items()})
+def dims_table(pools: Sequence[FeatureSet]) -> pd.DataFrame:
+    """Feature dimension of every backbone (rows) on every dataset's pool (columns)."""
+    dims = pd.DataFrame({fs.dataset: fs.dims() for fs in pools})
     return dims.rename(index=short_name).rename_axis(
         index="backbone", columns="feature dimension per dataset"
     )
 
 
-def run_studies(profile: Profile, feature_sets: ByDataset[FeatureSet]) -> ByDataset[AgreementStudy]:
-    """The agreement study of each dataset's experts, under the profile's experiment config."""
-    return feature_sets.map(lambda name, fs: run_agreement_study(fs, profile.experiment_config(name)))
+def run_studies(profile: Profile, pools: Sequence[FeatureSet]) -> AgreementStudies:
+    """The agreement study of each dataset's experts (``pools``: the profile's, in its order), under the
+    profile's experiment config."""
+    return AgreementStudies(
+        StudyRun(fs.dataset, EXPERTS, run_agreement_study(fs, profile.experiment_config(fs.dataset)), fs)
+        for fs in pools
+    )
 
 
 def accuracy_table(accuracy: pd.DataFrame, backbones: Sequence[str], datasets: Sequence[str]) -> pd.DataFrame:
@@ -78,15 +83,18 @@ def candidates_table(
     return frame.round(3)
 
 
-def zoo_studies(profile: Profile, studies: ByDataset[AgreementStudy]) -> dict[str, ByDataset[AgreementStudy]]:
-    """``[zoo][dataset]``: each zoo's agreement study on each dataset (``Profile.zoo_pools``: the zoo equal
-    to the profile's experts reuses ``studies``)."""
-    out: dict[str, dict[str, AgreementStudy]] = {zoo: {} for zoo in profile.zoos}
+def zoo_studies(profile: Profile, studies: AgreementStudies) -> AgreementStudies:
+    """Each zoo's agreement study on each dataset, zoo by zoo (``Profile.zoo_pools``: the zoo equal to the
+    profile's experts reuses ``studies``)."""
+    runs = []
     for name in profile.datasets:
         for zoo, pool in profile.zoo_pools(name).items():
-            config = profile.experiment_config(name, profile.zoos[zoo])
-            out[zoo][name] = studies[name] if pool is None else run_agreement_study(pool, config)
-    return {zoo: ByDataset(by_dataset) for zoo, by_dataset in out.items()}
+            if pool is None:
+                runs.append(replace(studies.get(name), zoo=zoo))
+                continue
+            study = run_agreement_study(pool, profile.experiment_config(name, profile.zoos[zoo]))
+            runs.append(StudyRun(name, zoo, study, pool))
+    return AgreementStudies(runs).ordered(list(profile.zoos))
 
 
 def zoo_table(zoos: pd.DataFrame) -> pd.DataFrame:

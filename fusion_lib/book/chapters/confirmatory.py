@@ -24,8 +24,9 @@ from fusion_lib.studies.claims import PlannedVerdict
 from fusion_lib.studies.label_study import aliases_for
 from fusion_lib.studies.plan import ConfirmatoryPlan
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
+from fusion_lib.studies.runs import StudyRun
 from fusion_lib.studies.stats import family_words
-from fusion_lib.studies.study import Study, StudyRun
+from fusion_lib.studies.study import Study
 from fusion_lib.studies.zoo_sweep import draw_zoos, run_sweep, slope_table
 
 # the profile whose unchanged run is the plan's confirmatory run
@@ -125,7 +126,7 @@ def per_dataset_table(study: Study, plan: ConfirmatoryPlan) -> pd.DataFrame:
     p-values Holm-adjusted together over the whole table, and the word they give."""
     pairs = [(t.method, t.reference) for t in plan.tests] + [p for t in plan.tests for p in t.secondary]
 
-    def rows(run: StudyRun) -> pd.DataFrame:
+    def rows(run: StudyRun[ExperimentResult]) -> pd.DataFrame:
         result, out = run.result, []
         for a, b in pairs:
             rel = result.compare(a, b, relative=True)
@@ -152,7 +153,7 @@ def gate_table(study: Study) -> pd.DataFrame:
     """Per dataset, the mean alpha validation chose for ``moe_thumbnail`` and the share of test images on
     which its gate changes its anchor's answer (mean over seeds): what an "equivalent" C2b rests on."""
 
-    def row(run: StudyRun) -> pd.DataFrame:
+    def row(run: StudyRun[ExperimentResult]) -> pd.DataFrame:
         m = run.result.mean_metric
         return pd.DataFrame(
             {

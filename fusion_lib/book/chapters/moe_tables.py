@@ -17,7 +17,8 @@ from fusion_lib.studies.claims import C2_QUESTIONS, ZOO_METHODS, claim_word
 from fusion_lib.studies.gate_analysis import routing_auc
 from fusion_lib.studies.registry import SINGLE_PREFIX, method_names
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
-from fusion_lib.studies.study import Study, StudyRun
+from fusion_lib.studies.runs import StudyRun
+from fusion_lib.studies.study import Study
 
 # The two-stage gates whose routing on disagreement images the page shows (not the recipe's variants).
 ROUTED_GATES = (
@@ -150,7 +151,7 @@ def usage_table(study: Study) -> pd.DataFrame:
     return table(study.mean_metrics(list(USAGE)), index=["dataset", "method"], digits=2, labels=USAGE)
 
 
-def gate_cost(run: StudyRun) -> tuple[pd.DataFrame, str]:
+def gate_cost(run: StudyRun[ExperimentResult]) -> tuple[pd.DataFrame, str]:
     """Each backbone's GFLOPs per image beside the largest thumbnail gate's, as shares of the cheapest
     backbone; and the gate's share as the text cites it."""
     m, pool = run.result.metrics, run.pool

@@ -10,7 +10,7 @@ most two panels a row, never more than about twice as wide as tall, and no text 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,7 @@ from fusion_lib.book.figures import COLUMN_WIDTH, figure, first_column, image_gr
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.datasets import DatasetSplits, thumbnail
 from fusion_lib.studies.ablations import plot_accuracy, plot_deltas
-from fusion_lib.studies.agreement import AgreementStudy
-from fusion_lib.studies.by_dataset import ByDataset
+from fusion_lib.studies.agreement import AgreementStudies
 
 MIN_FONT = 9.5  # points: the smallest text of a figure shown at its natural size in the column
 # The pairwise measures of the agreement study as the figures name them (AgreementStudy.matrix keys).
@@ -126,7 +125,7 @@ def backbone_cost_figure(backbones: pd.DataFrame, input_size: int | None) -> Fig
 
 
 def class_gallery_figure(
-    datasets: ByDataset[DatasetSplits], size: int, columns: int = 5, max_classes: int = 20
+    datasets: Sequence[DatasetSplits], size: int, columns: int = 5, max_classes: int = 20
 ) -> Figure:
     """``fig_classes``: the first training image of every class of every dataset, as stored, and under
     it the ``size`` x ``size`` thumbnail the thumbnail gate sees; ``columns`` classes a row (ten
@@ -138,7 +137,7 @@ def class_gallery_figure(
 
     if not datasets:
         raise ValueError("class_gallery_figure needs at least one dataset")
-    shown = {name: sorted(set(d.labels["train"].tolist()))[:max_classes] for name, d in datasets.items()}
+    shown = {d.name: sorted(set(d.labels["train"].tolist()))[:max_classes] for d in datasets}
     width = min(columns, max(len(c) for c in shown.values()))
     blocks = {name: math.ceil(len(c) / width) for name, c in shown.items()}
     rows = 2 * sum(blocks.values())  # an image row and a thumbnail row per row of classes
@@ -154,7 +153,8 @@ def class_gallery_figure(
         ax.set_axis_off()
         ax.spines[:].set_visible(False)
     top = 0
-    for name, splits in datasets.items():
+    for splits in datasets:
+        name = splits.name
         labels = splits.labels["train"]
         for k, c in enumerate(shown[name]):
             i = int((labels == c).argmax())  # the first training image of class c
@@ -198,9 +198,7 @@ def accuracy_figure(accuracy: pd.DataFrame) -> Figure:
     return _legible(fig)
 
 
-def agreement_matrices_figure(
-    studies: ByDataset[AgreementStudy], measures: Mapping[str, str] = MEASURES
-) -> Figure:
+def agreement_matrices_figure(studies: AgreementStudies, measures: Mapping[str, str] = MEASURES) -> Figure:
     """``fig_matrices``: the backbone x backbone matrices of each pairwise measure (agreement, Cohen's
     kappa, double fault), averaged over seeds, one heatmap per dataset.
 
@@ -212,7 +210,7 @@ def agreement_matrices_figure(
     n = len(studies)
     if n == 0:
         raise ValueError("agreement_matrices_figure needs at least one dataset's study")
-    n_backbones = max(len(s.backbones) for s in studies.values())
+    n_backbones = max(len(r.result.backbones) for r in studies.runs)
     height = max(2.8, 0.4 * n_backbones + 1.4)
     rows_per_measure = math.ceil(n / 2)
     if n == 1:
@@ -227,7 +225,7 @@ def agreement_matrices_figure(
                 fig.delaxes(ax)
     for (key, label), axes in zip(measures.items(), cells):
         matrices = {
-            name: s.matrix(key).rename(index=short_name, columns=short_name) for name, s in studies.items()
+            r.dataset: r.result.matrix(key).rename(index=short_name, columns=short_name) for r in studies.runs
         }
         low = min(float(np.nanmin(m.to_numpy())) for m in matrices.values())
         high = max(float(np.nanmax(m.to_numpy())) for m in matrices.values())

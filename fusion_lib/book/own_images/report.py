@@ -52,7 +52,7 @@ from fusion_lib.data.atomic import write_text_atomic
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.datasets import BACKGROUNDS, DatasetError, SplitSizes, image_folder
 from fusion_lib.fusion.label_space import class_vectors, load_vectors
-from fusion_lib.studies.agreement import run_agreement_study
+from fusion_lib.studies.agreement import AgreementStudies, run_agreement_study
 from fusion_lib.studies.claims import C2_QUESTIONS
 
 # imported here, not for type checking only: sphinx resolves study_folder's annotations through them
@@ -68,7 +68,8 @@ from fusion_lib.studies.recommend import (
 )
 from fusion_lib.studies.registry import SINGLE_PREFIX
 from fusion_lib.studies.runner import run_experiment
-from fusion_lib.studies.study import EXPERTS, Study, StudyRun
+from fusion_lib.studies.runs import EXPERTS, StudyRun
+from fusion_lib.studies.study import Study
 
 log = logging.getLogger("fusion_lib.book.own_images.report")
 
@@ -173,7 +174,7 @@ def _agreement(profile: Profile, name: str, fs: Any, seeds: Sequence[int]) -> Se
             bounds.rename({"best_single": "best single (chosen on validation)", "mean_single": "mean single"})
             .rename("test accuracy %")
             .to_frame(),
-            agreement_matrices_figure({Path(name).name: study}),
+            agreement_matrices_figure(AgreementStudies([StudyRun(Path(name).name, EXPERTS, study, fs)])),
         ],
     )
 
