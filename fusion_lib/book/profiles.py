@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from fusion_lib.data import checks as V
 from fusion_lib.data.backbones import OFFLINE_BACKBONES, ZOOS, hub_or_offline, min_input_size, short_name
@@ -49,8 +49,10 @@ from fusion_lib.data.spec import (
 from fusion_lib.fusion.gates import ThumbnailGate
 from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.runs import Runs, StudyRun
 
 DEFAULT_PROFILE = "book"
+R = TypeVar("R")
 # The pool of images whose features are extracted is drawn once, with this seed; each of a profile's
 # ``seeds`` then draws its own split inside the pool (FeatureSet.draw) and trains its own models.
 DATA_SEED = 0
@@ -162,15 +164,25 @@ class Profile:
         """Every offline backbone's features of ``candidates_dataset()``."""
         return self.feature_set(self.candidates_dataset(), OFFLINE_BACKBONES)
 
-    def zoo_pools(self, dataset: str) -> dict[str, FeatureSet | None]:
-        """Each zoo's features of ``dataset`` (one load of every zoo's backbones, restricted per zoo), in the
-        profile's zoo order; None for a zoo equal to the profile's experts, whose runs a notebook has
-        already made on ``feature_set(dataset)`` and reuses."""
-        union = self.feature_set(dataset, self.all_backbones())
-        return {
-            name: None if tuple(zoo) == tuple(self.backbones) else union.subset_backbones(list(zoo))
-            for name, zoo in self.zoos.items()
-        }
+    def zoo_runs(
+        self, experts: Runs[StudyRun[R]], run: Callable[[FeatureSet, ExperimentConfig], R], **settings: Any
+    ) -> list[StudyRun[R]]:
+        """Every zoo's run on every dataset, zoo by zoo in the profile's order: ``run(pool, config)`` on the
+        zoo's features (``settings`` go to ``experiment_config``), except for a zoo equal to the profile's
+        experts, which takes the run ``experts`` already made on that dataset. Each dataset's features
+        are loaded once for all its zoos."""
+        runs = []
+        for name in self.datasets:
+            union = self.feature_set(name, self.all_backbones())
+            for zoo, members in self.zoos.items():
+                if tuple(members) == tuple(self.backbones):
+                    runs.append(replace(experts.get(name), zoo=zoo))
+                    continue
+                pool = union.subset_backbones(list(members))
+                runs.append(
+                    StudyRun(name, zoo, run(pool, self.experiment_config(name, members, **settings)), pool)
+                )
+        return sorted(runs, key=lambda r: list(self.zoos).index(r.zoo))
 
     def push_inputs(self) -> tuple[int | None, ...]:
         """The input sizes notebook 04's accuracy push compares: 64 px where every expert takes it (Xception

@@ -9,7 +9,7 @@ the experiment and agreement studies: one result and the pool of features its se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -77,16 +77,6 @@ class Runs(Generic[K]):
         if name not in self.zoos:
             raise ValueError(f"no zoo {name!r} in this study; its zoos are {self.zoos}")
         return type(self)(r for r in self.runs if r.zoo == name)
-
-    def joined(self: S, other: S) -> S:
-        """This study's runs, then ``other``'s (another zoo, or more datasets)."""
-        return type(self)(self.runs + other.runs)
-
-    def ordered(self: S, zoos: Sequence[str]) -> S:
-        """The same runs, zoo by zoo in the order of ``zoos`` (every zoo of the study, once)."""
-        if sorted(zoos) != sorted(self.zoos):
-            raise ValueError(f"order the zoos {self.zoos}, got {list(zoos)}")
-        return type(self)(r for zoo in zoos for r in self.runs if r.zoo == zoo)
 
     def without(self: S, datasets: Iterable[str]) -> S:
         """The same, less the runs on ``datasets`` (e.g. those a question cannot use)."""

@@ -4,7 +4,6 @@ candidate experts, and the frames the page shows (shortened names, one column pe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -84,17 +83,9 @@ def candidates_table(
 
 
 def zoo_studies(profile: Profile, studies: AgreementStudies) -> AgreementStudies:
-    """Each zoo's agreement study on each dataset, zoo by zoo (``Profile.zoo_pools``: the zoo equal to the
+    """Each zoo's agreement study on each dataset, zoo by zoo (``Profile.zoo_runs``: the zoo equal to the
     profile's experts reuses ``studies``)."""
-    runs = []
-    for name in profile.datasets:
-        for zoo, pool in profile.zoo_pools(name).items():
-            if pool is None:
-                runs.append(replace(studies.get(name), zoo=zoo))
-                continue
-            study = run_agreement_study(pool, profile.experiment_config(name, profile.zoos[zoo]))
-            runs.append(StudyRun(name, zoo, study, pool))
-    return AgreementStudies(runs).ordered(list(profile.zoos))
+    return AgreementStudies(profile.zoo_runs(studies, run_agreement_study))
 
 
 def zoo_table(zoos: pd.DataFrame) -> pd.DataFrame:

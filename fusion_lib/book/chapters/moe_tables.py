@@ -4,7 +4,6 @@ text cites, as the page shows them."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -96,15 +95,12 @@ def comparisons_table(comparisons: pd.DataFrame) -> pd.DataFrame:
 def zoo_study(profile: Profile, study: Study) -> Study:
     """Every zoo of the profile on each dataset, zoo by zoo, with the methods the zoo comparisons read
     (``claims.ZOO_METHODS``); the zoo equal to the profile's experts takes ``study``'s runs."""
-    runs = []
-    for name in profile.datasets:
-        for zoo, pool in profile.zoo_pools(name).items():
-            if pool is None:
-                runs.append(replace(study.run(name), zoo=zoo))
-                continue
-            config = profile.experiment_config(name, profile.zoos[zoo], methods=list(ZOO_METHODS))
-            runs.append(StudyRun(name, zoo, run_experiment(config, feature_set=pool, progress=False), pool))
-    return Study(runs).ordered(list(profile.zoos))
+    runs = profile.zoo_runs(
+        study,
+        lambda pool, config: run_experiment(config, feature_set=pool, progress=False),
+        methods=list(ZOO_METHODS),
+    )
+    return Study(runs)
 
 
 def routing_table(study: Study) -> pd.DataFrame:
