@@ -78,7 +78,8 @@ def test_blends_gates_and_c3(setup):
 
 def test_zero_shot_tables(setup):
     P, _, label, studies = setup
-    zero = mt.run_zero_shots(P, label)
+    zero, skipped = mt.run_zero_shots(P, label)
+    assert skipped == []
     assert [z.dataset for z in zero] == list(P.datasets) and len(zero[0].splits) == 4
     zs, shown = mt.zero_shot_table(zero)
     assert shown.index.names == ["dataset", "measure"] and len(shown) == len(zs)
@@ -111,20 +112,21 @@ def test_two_class_datasets_skip_zero_shot_and_the_picture_saying_why(make_plant
     sets = LabelStudies(
         [LabelRun("pets", pool, get_profile("ci").experiment_config("digits"), np.eye(2, 50))]
     )
-    skipped = mt.zero_shot_skipped(sets)
-    assert skipped == {
-        "pets": "2 classes; zero-shot holds 3 classes out and fits its map on at least 2 others, so it needs 5"
-    }
-    zero = mt.run_zero_shots(get_profile("ci"), sets)
-    assert zero == []
-    assert mt.zero_shot_notes(zero, skipped) == [f"pets: skipped ({skipped['pets']})"]
+    zero, skipped = mt.run_zero_shots(get_profile("ci"), sets)
+    assert zero == [] and mt.zero_shot_notes(zero) == []
+    assert skipped == [
+        "pets: skipped (2 classes; zero-shot holds 3 classes out and fits its map on at least 2 others, "
+        "so it needs 5)"
+    ]
     zs, shown = mt.zero_shot_table(zero)
     assert zs.empty and shown.data == mf.NO_ZERO_SHOT
     assert mt.zero_shot_values(zs, zero)["mm-zs-text"].data == mf.NO_ZERO_SHOT
     assert mt.zero_shot_per_model(zero).data == mf.NO_ZERO_SHOT
-    space = mt.label_space_skipped(sets)
-    assert list(space) == ["pets"] and space["pets"].endswith("so it needs 3")
-    assert mt.skip_notes(space) == [f"pets: skipped ({space['pets']})"]
+    pictured, space = mt.label_space_runs(sets)
+    assert len(pictured) == 0 and mt.label_space_views(pictured, seed=0, n_points=10) == []
+    assert space == [
+        "pets: skipped (2 classes; the picture's plane is the class vectors' first two principal components, so it needs 3)"
+    ]
     for fig, sentence in (
         (mf.zero_shot_figure(zs, []), mf.NO_ZERO_SHOT),
         (mf.label_space_figure([], seed=0), mf.NO_LABEL_SPACE),

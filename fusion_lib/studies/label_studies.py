@@ -80,13 +80,12 @@ class LabelStudies(Runs[LabelRun]):
             groups.setdefault(tuple(r.pool.class_names), []).append(r)
         return groups
 
-    def too_few_classes(self, need: int, why: str) -> dict[str, str]:
-        """The datasets with fewer than ``need`` classes, each with the reason (``why`` it needs them)."""
-        return {
-            r.dataset: f"{r.pool.n_classes} classes; {why}, so it needs {need}"
-            for r in self.runs
-            if r.pool.n_classes < need
-        }
+    def with_classes(self, need: int, why: str) -> tuple[LabelStudies, list[str]]:
+        """The runs with at least ``need`` classes, and a line for each other dataset saying that it is
+        skipped and why (``why`` a question needs ``need`` classes)."""
+        few = [r for r in self.runs if r.pool.n_classes < need]
+        notes = [f"{r.dataset}: skipped ({r.pool.n_classes} classes; {why}, so it needs {need})" for r in few]
+        return self.without(r.dataset for r in few), notes
 
     def c3_comparisons(self, pairs: Sequence[tuple[str, str]] = C3_COMPARISONS) -> pd.DataFrame:
         """C3's comparisons on every dataset (``label_study.compare``), worded as one Holm family

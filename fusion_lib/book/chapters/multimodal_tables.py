@@ -4,7 +4,7 @@ shows them (one column per dataset, intervals as text, names shortened)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -231,31 +231,22 @@ def c3_table(c3: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
     )
 
 
-def zero_shot_skipped(label: LabelStudies) -> dict[str, str]:
-    """The datasets the zero-shot study leaves out (too few classes), each with the reason."""
-    return label.too_few_classes(
+def label_space_runs(studies: LabelStudies) -> tuple[LabelStudies, list[str]]:
+    """The datasets the label-space picture can show, and a line for each other one (too few classes)
+    saying why it is left out."""
+    return studies.with_classes(
+        MIN_SPACE_CLASSES, "the picture's plane is the class vectors' first two principal components"
+    )
+
+
+def run_zero_shots(profile: Profile, label: LabelStudies) -> tuple[list[ZeroShotStudy], list[str]]:
+    """The zero-shot study of every dataset with enough classes to hold some out (and two to see), and a
+    line for each other dataset saying why it has none. No study where no dataset has enough."""
+    kept, skipped = label.with_classes(
         MIN_ZERO_SHOT_CLASSES,
         f"zero-shot holds {N_HELD_OUT} classes out and fits its map on at least 2 others",
     )
-
-
-def label_space_skipped(label: LabelStudies) -> dict[str, str]:
-    """The datasets the label-space picture leaves out (too few classes), each with the reason."""
-    return label.too_few_classes(
-        MIN_SPACE_CLASSES,
-        "the picture's plane is the class vectors' first two principal components",
-    )
-
-
-def skip_notes(skipped: Mapping[str, str]) -> list[str]:
-    """A line per skipped dataset, saying why."""
-    return [f"{name}: skipped ({why})" for name, why in skipped.items()]
-
-
-def run_zero_shots(profile: Profile, label: LabelStudies) -> list[ZeroShotStudy]:
-    """The zero-shot study of every dataset with enough classes to hold some out (and two to see);
-    ``zero_shot_skipped`` names the others. Empty where no dataset has enough."""
-    return [
+    zero = [
         run_zero_shot(
             r.pool,
             r.class_vecs,
@@ -263,8 +254,9 @@ def run_zero_shots(profile: Profile, label: LabelStudies) -> list[ZeroShotStudy]
             max_splits=profile.zero_shot_splits,
             progress=False,
         )
-        for r in label.without(zero_shot_skipped(label)).runs
+        for r in kept.runs
     ]
+    return zero, skipped
 
 
 def zero_shot_table(zero: Sequence[ZeroShotStudy]) -> tuple[pd.DataFrame, pd.DataFrame | Markdown]:
@@ -315,13 +307,12 @@ def zero_shot_values(zs: pd.DataFrame, zero: Sequence[ZeroShotStudy]) -> dict[st
     return {"mm-zs-text": markdown(text)}
 
 
-def zero_shot_notes(zero: Sequence[ZeroShotStudy], skipped: Mapping[str, str] | None = None) -> list[str]:
-    """A line per zero-shot study (its held-out triples, seeds and training images per seed) and per
-    dataset in ``skipped`` (``zero_shot_skipped``: why it has none)."""
+def zero_shot_notes(zero: Sequence[ZeroShotStudy]) -> list[str]:
+    """A line per zero-shot study: its held-out triples, seeds and training images per seed."""
     return [
         f"{z.dataset}: {len(z.splits)} held-out triples over seeds {z.seeds}; {z.n_train:,} train images per seed"
         for z in zero
-    ] + skip_notes(skipped or {})
+    ]
 
 
 def zero_shot_per_model(zero: Sequence[ZeroShotStudy]) -> pd.DataFrame | Markdown:
