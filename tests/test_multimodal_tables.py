@@ -93,9 +93,8 @@ def test_zero_shot_tables(setup):
     assert mt.zero_shot_notes(zero)[0].startswith(f"{P.datasets[0]}: 4 held-out triples")
     assert isinstance(mt.zero_shot_per_model(zero), pd.DataFrame)
     seed = P.seeds[0]
-    (note,) = mt.label_space_notes(studies, seed)
+    (view,), (note,) = mt.label_space_pictures(studies, seed, n_points=20)
     assert "mean cosine to the true class" in note and "learned softmax scale" in note
-    (view,) = mt.label_space_views(studies, seed, n_points=20)
     assert view.dataset == P.datasets[0] and len(view.labels) == 20
 
 
@@ -123,7 +122,7 @@ def test_two_class_datasets_skip_zero_shot_and_the_picture_saying_why(make_plant
     assert mt.zero_shot_values(zs, zero)["mm-zs-text"].data == mf.NO_ZERO_SHOT
     assert mt.zero_shot_per_model(zero).data == mf.NO_ZERO_SHOT
     pictured, space = mt.label_space_runs(sets)
-    assert len(pictured) == 0 and mt.label_space_views(pictured, seed=0, n_points=10) == []
+    assert len(pictured) == 0 and mt.label_space_pictures(pictured, seed=0, n_points=10) == ([], [])
     assert space == [
         "pets: skipped (2 classes; the picture's plane is the class vectors' first two principal components, so it needs 3)"
     ]

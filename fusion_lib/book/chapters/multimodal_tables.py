@@ -324,30 +324,25 @@ def zero_shot_per_model(zero: Sequence[ZeroShotStudy]) -> pd.DataFrame | Markdow
     return per_model.rename(index=short_name, level="model").rename(columns=ZERO_SHOT_MEASURES).round(1)
 
 
-def label_space_views(studies: LabelStudies, seed: int, n_points: int) -> list[LabelSpaceView]:
-    """Per dataset, the label space of ``seed``'s test images (``multimodal_figures.label_space_view``)."""
-    return [
-        label_space_view(
-            r.result.label_models[seed], r.pool.draw(seed), r.class_vecs, n_points, dataset=r.dataset
-        )
-        for r in studies.runs
-    ]
-
-
-def label_space_notes(studies: LabelStudies, seed: int) -> list[str]:
-    """Per dataset, for the best label-space head of ``seed``: the mean cosine of a test image's
-    embedding to its true class vector and to the other classes', and the learned softmax scale."""
-    lines = []
+def label_space_pictures(
+    studies: LabelStudies, seed: int, n_points: int
+) -> tuple[list[LabelSpaceView], list[str]]:
+    """Per dataset, from one draw of ``seed``'s split: the label space of its test images
+    (``multimodal_figures.label_space_view``), and a line on its best label-space head (the mean cosine
+    of a test image's embedding to its true class vector and to the other classes', and the learned
+    softmax scale)."""
+    views, notes = [], []
     for r in studies.runs:
-        name, fs, model = r.dataset, r.pool.draw(seed), r.result.label_models[seed]
+        fs, model = r.pool.draw(seed), r.result.label_models[seed]
+        views.append(label_space_view(model, fs, r.class_vecs, n_points, dataset=r.dataset))
         head = best_head(model, fs)
         emb = label_embeddings(model, fs, "test", head)
         cos_true = (emb * r.class_vecs[fs.labels["test"]]).sum(1)
         cos_all = emb @ r.class_vecs.T
         scale = model.heads_[head].log_scale.detach().exp().item()
-        lines.append(
-            f"{name} ({short_name(head)}): mean cosine to the true class {cos_true.mean():.3f}, "
+        notes.append(
+            f"{r.dataset} ({short_name(head)}): mean cosine to the true class {cos_true.mean():.3f}, "
             f"to the other classes {(cos_all.sum(1) - cos_true).mean() / (fs.n_classes - 1):.3f}; "
             f"learned softmax scale {scale:.1f}"
         )
-    return lines
+    return views, notes
