@@ -88,8 +88,9 @@ def table(
     return out
 
 
-def glue_values(values: Mapping[str, object]) -> None:
-    """``myst_nb.glue`` every name -> value, for the page's text to cite (none is shown in place)."""
+def glue_values(values: Mapping[str, object], prefix: str = "") -> None:
+    """``myst_nb.glue`` every ``prefix`` + name -> value, for the page's text to cite (none is shown in
+    place)."""
 
     for name, value in values.items():
-        glue(name, value, display=False)
+        glue(prefix + name, value, display=False)

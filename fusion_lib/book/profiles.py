@@ -49,6 +49,8 @@ from fusion_lib.data.spec import (
 from fusion_lib.fusion.gates import ThumbnailGate
 from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.label_studies import LabelStudies
+from fusion_lib.studies.label_study import aliases_for
 from fusion_lib.studies.runs import Runs, StudyRun
 
 DEFAULT_PROFILE = "book"
@@ -183,6 +185,16 @@ class Profile:
                     StudyRun(name, zoo, run(pool, self.experiment_config(name, members, **settings)), pool)
                 )
         return sorted(runs, key=lambda r: list(self.zoos).index(r.zoo))
+
+    def label_studies(self, vectors: Any) -> LabelStudies:
+        """The label-space study of every dataset, ready to run: its cached features, its experiment config
+        with the book's aliases for its class names, and its class vectors from ``vectors`` through them."""
+
+        def inputs(name: str) -> tuple[str, FeatureSet, ExperimentConfig]:
+            fs = self.feature_set(name)
+            return name, fs, self.experiment_config(name, aliases=aliases_for(fs.class_names))
+
+        return LabelStudies.prepare(map(inputs, self.datasets), vectors)
 
     def push_inputs(self) -> tuple[int | None, ...]:
         """The input sizes notebook 04's accuracy push compares: 64 px where every expert takes it (Xception

@@ -78,6 +78,18 @@ _COMBINED = {
 }
 # every model the label study scores, the registry's and its controls
 STUDY_MODELS: tuple[str, ...] = tuple(_COMBINED)
+# The single-backbone head families, in the order the book shows them.
+FAMILIES: tuple[str, ...] = ("visual", "label space", "random vectors")
+# The fusions the book compares, top to bottom.
+FUSION_METHODS: tuple[str, ...] = (
+    "prob_avg",
+    "moe_thumbnail",
+    "moe_thumbnail_joint",
+    "label_space",
+    "moe_thumbnail_label",
+    "blend_label",
+    "blend_random",
+)
 # Claim C3 ("label-space word vectors add to the blend") as paired comparisons: each fusion against
 # the visual model it adds the label space to, and the word vectors against random ones.
 C3_COMPARISONS: tuple[tuple[str, str], ...] = (
@@ -193,6 +205,20 @@ def best_head(model: LabelSpaceModel, fs: FeatureSet) -> str:
     y = fs.labels["val"]
     acc = {b: M.accuracy(y, p.argmax(1)) for b, p in model.backbone_proba(fs, "val").items()}
     return max(acc, key=acc.get)
+
+
+def head_geometry(model: LabelSpaceModel, fs: FeatureSet, class_vecs: np.ndarray, head: str) -> str:
+    """How ``model``'s ``head`` places the test images of ``fs``: the mean cosine of an image's embedding
+    to its true class vector and to the other classes', and the head's learned softmax scale."""
+    emb = label_embeddings(model, fs, "test", head)
+    cos_true = (emb * class_vecs[fs.labels["test"]]).sum(1)
+    cos_all = emb @ class_vecs.T
+    scale = model.heads_[head].log_scale.detach().exp().item()
+    return (
+        f"mean cosine to the true class {cos_true.mean():.3f}, "
+        f"to the other classes {(cos_all.sum(1) - cos_true).mean() / (fs.n_classes - 1):.3f}; "
+        f"learned softmax scale {scale:.1f}"
+    )
 
 
 def project_label_space(

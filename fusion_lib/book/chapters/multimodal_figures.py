@@ -29,29 +29,22 @@ from fusion_lib.book.figures import (
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.label_space import LabelSpaceModel
+from fusion_lib.studies.label_studies import LabelStudies
 from fusion_lib.studies.label_study import (
+    FAMILIES,
+    FUSION_METHODS,
     MIN_SPACE_CLASSES,
     MIN_ZERO_SHOT_CLASSES,
     N_HELD_OUT,
     best_head,
+    head_geometry,
     label_embeddings,
     project_label_space,
     spread_labels,
 )
 
-# The expert families of section 2, in the order (and colours) the figure draws them.
-FAMILIES: tuple[str, ...] = ("visual", "label space", "random vectors")
+# The colours of the expert families (``label_study.FAMILIES``), in their order.
 FAMILY_COLOURS: tuple[str, ...] = ("#4c72b0", "#dd8452", "#a5a5a5")
-# The fusions of section 3, top to bottom.
-FUSION_METHODS: tuple[str, ...] = (
-    "prob_avg",
-    "moe_thumbnail",
-    "moe_thumbnail_joint",
-    "label_space",
-    "moe_thumbnail_label",
-    "blend_label",
-    "blend_random",
-)
 MIXTURES: tuple[str, ...] = ("moe_thumbnail_joint", "moe_thumbnail_label")
 # Short tick labels of the zero-shot measures (``label_study.ZERO_SHOT_MEASURES`` spells them out).
 ZERO_SHOT_TICKS: dict[str, str] = {
@@ -369,6 +362,21 @@ def label_space_view(
         head,
         fs.dataset if dataset is None else dataset,
     )
+
+
+def label_space_pictures(
+    studies: LabelStudies, seed: int, n_points: int
+) -> tuple[list[LabelSpaceView], list[str]]:
+    """Per dataset of ``studies``, from one draw of ``seed``'s split: the label space of ``n_points`` of its
+    test images (``label_space_view``), and a line on its best label-space head
+    (``label_study.head_geometry``)."""
+    views, notes = [], []
+    for r in studies.runs:
+        fs, model = r.pool.draw(seed), r.result.label_models[seed]
+        views.append(label_space_view(model, fs, r.class_vecs, n_points, dataset=r.dataset))
+        head = best_head(model, fs)
+        notes.append(f"{r.dataset} ({short_name(head)}): {head_geometry(model, fs, r.class_vecs, head)}")
+    return views, notes
 
 
 def _named(class_xy: np.ndarray, most: int = MAX_NAMED) -> np.ndarray:
