@@ -51,7 +51,9 @@ from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.label_studies import LabelStudies
 from fusion_lib.studies.label_study import aliases_for
+from fusion_lib.studies.runner import ExperimentResult, run_experiment
 from fusion_lib.studies.runs import Runs, StudyRun
+from fusion_lib.studies.study import Study
 
 DEFAULT_PROFILE = "book"
 R = TypeVar("R")
@@ -186,6 +188,29 @@ class Profile:
                 )
         return sorted(runs, key=lambda r: list(self.zoos).index(r.zoo))
 
+    def study(self, **settings: Any) -> Study:
+        """Every dataset's experiment on its cached features (``run_experiment``; ``settings`` go to
+        ``experiment_config``, e.g. ``methods``), as one study of the profile's experts."""
+
+        def run(name: str) -> tuple[ExperimentResult, FeatureSet]:
+            pool = self.feature_set(name)
+            return run_experiment(
+                self.experiment_config(name, **settings), feature_set=pool, progress=False
+            ), pool
+
+        return Study.of(self.datasets, run)
+
+    def zoo_study(self, experts: Study, **settings: Any) -> Study:
+        """Every zoo's experiment on every dataset (``zoo_runs``: the zoo equal to the profile's experts
+        takes ``experts``' runs), zoo as a column; ``settings`` as for ``study``."""
+        return Study(
+            self.zoo_runs(
+                experts,
+                lambda pool, config: run_experiment(config, feature_set=pool, progress=False),
+                **settings,
+            )
+        )
+
     def label_studies(self, vectors: Any) -> LabelStudies:
         """The label-space study of every dataset, ready to run: its cached features, its experiment config
         with the book's aliases for its class names, and its class vectors from ``vectors`` through them."""
@@ -213,6 +238,10 @@ class Profile:
             for px in self.push_inputs()
         }
 
+    def train_config(self) -> TrainConfig:
+        """The training settings every model of the profile's studies is fit with."""
+        return TrainConfig(epochs=self.epochs, device=self.device)
+
     def experiment_config(
         self, dataset: str, backbones: Sequence[str] | None = None, **settings: Any
     ) -> ExperimentConfig:
@@ -222,7 +251,7 @@ class Profile:
 
         base = dict(
             data=self.feature_spec(dataset, backbones),
-            train=TrainConfig(epochs=self.epochs, device=self.device),
+            train=self.train_config(),
             seeds=self.seeds_for(dataset),
             fit_cache=True,
         )

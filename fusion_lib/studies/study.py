@@ -17,7 +17,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import FeatureSet
+from fusion_lib.fusion.training import TrainConfig
 from fusion_lib.studies.claims import (
     C2_PAIRS,
     C2_QUESTIONS,
@@ -26,9 +28,11 @@ from fusion_lib.studies.claims import (
     ZOO_PAIRS,
     PlannedVerdict,
     adjust,
+    claim_word,
     comparison_row,
 )
-from fusion_lib.studies.gate_analysis import disagreement_table, gap_closed
+from fusion_lib.studies.gate_analysis import disagreement_table, gap_closed, routing_auc
+from fusion_lib.studies.registry import SINGLE_PREFIX
 from fusion_lib.studies.runner import ExperimentResult
 from fusion_lib.studies.runs import EXPERTS, Runs, StudyRun
 from fusion_lib.studies.seed_run import ANCHORS, NON_ADAPTIVE
@@ -68,6 +72,26 @@ class Study(Runs[StudyRun[ExperimentResult]]):
         columns = ["dataset", "zoo", "method", "seed", "metric", "value"]
         return pd.concat(frames, ignore_index=True)[columns]
 
+    def result_tables(self, baseline: str = "best_fixed") -> dict[str, pd.DataFrame]:
+        """Per run, a caption naming its dataset, seeds and test images, and its table of every method
+        against ``baseline`` (``ExperimentResult.table``, backbone names shortened)."""
+        out = {}
+        for run in self.runs:
+            result = run.result
+            n_test = len(result.labels[result.seeds[0]]["test"])
+            caption = f"**{run.dataset}**: {len(result.seeds)} seeds x {n_test:,} test images"
+            out[caption] = result.table(baseline).rename(index=short_name)
+        return out
+
+    def best_fusion(self, dataset: str) -> tuple[str, float, float, float]:
+        """The fusion run on ``dataset`` with the best mean validation accuracy (never a single backbone, one
+        fit on validation, nor the oracle: ``ExperimentResult.best_on_validation``), and its test accuracy
+        with its 95% CI in points."""
+        result = self.result(dataset)
+        fusions = [m for m in result.methods if not m.startswith(SINGLE_PREFIX) and m != "best_single"]
+        best = result.best_on_validation(fusions)
+        return (best, *result.accuracy_ci(best))
+
     # --- C2: paired comparisons, pooled claims, planned verdicts -------------------------------------
 
     def compare_pairs(self, pairs: Sequence[tuple[str, str]] = C2_PAIRS) -> pd.DataFrame:
@@ -97,6 +121,18 @@ class Study(Runs[StudyRun[ExperimentResult]]):
         return pooled_difference(
             [r.result.compare(method, baseline, relative=relative, offset=offset) for r in runs]
         )
+
+    def c2_summary(self, comparisons: pd.DataFrame) -> dict[str, str]:
+        """What a text cites of C2: each question's pooled word and difference (``fusion-word``,
+        ``fusion-number``, ``adapt-word``, ``adapt-number``) and the number of comparisons read (``n-read``,
+        the rows of ``comparisons``)."""
+        values = {}
+        for key, (a, b) in zip(("fusion", "adapt"), C2_QUESTIONS.values()):
+            d = self.pooled(a, b)
+            values[f"{key}-word"] = claim_word(d)
+            values[f"{key}-number"] = d.text()
+        values["n-read"] = str(len(comparisons))
+        return values
 
     def planned_verdicts(
         self, pairs: Sequence[tuple[str, str]], margin: float, reseeds: int = 20
@@ -205,6 +241,12 @@ class Study(Runs[StudyRun[ExperimentResult]]):
         m = m[m["metric"].isin(list(metrics))]
         wide = m.pivot_table(index=["dataset", "method"], columns="metric", values="value", sort=False)
         return wide.reindex(columns=list(metrics)).reset_index()
+
+    def routing_aucs(self, seed: int, train: TrainConfig) -> pd.DataFrame:
+        """How well each gate input predicts that each expert is right (``gate_analysis.routing_auc``, fit
+        with ``train``) on ``seed``'s split, per dataset, experts shortened."""
+        auc = self.frame(lambda run: routing_auc(run.pool.draw(seed), run.result.experts[seed], seed, train))
+        return auc.assign(expert=auc["expert"].map(short_name))
 
     def routing(self, methods: Sequence[str]) -> pd.DataFrame:
         """How each of ``methods`` (the gated ones run) routes on the test images where the experts
