@@ -1,4 +1,5 @@
-"""Notebook 02's tables and study runs, on the ci profile's cached digits features."""
+"""Notebook 02's agreement studies (``Profile.agreement_studies``, ``Profile.agreement_zoos``), the questions
+it reads of them and its page tables, on the ci profile's cached digits features."""
 
 import pandas as pd
 import pytest
@@ -6,6 +7,7 @@ import pytest
 from fusion_lib.book.chapters import agreement_tables as T
 from fusion_lib.book.profiles import get_profile
 from fusion_lib.data.backbones import short_name
+from fusion_lib.studies import agreement
 from fusion_lib.studies.agreement import zoo_summary
 
 
@@ -13,7 +15,7 @@ from fusion_lib.studies.agreement import zoo_summary
 def setup():
     P = get_profile("ci", epochs=3)
     pools = P.pools()
-    return P, pools, T.run_studies(P, pools)
+    return P, pools, P.agreement_studies(pools)
 
 
 def test_tables_have_a_row_per_backbone_and_a_column_per_dataset(setup):
@@ -31,7 +33,7 @@ def test_tables_have_a_row_per_backbone_and_a_column_per_dataset(setup):
 
 def test_zoo_studies_reuse_the_experts_study_and_run_the_others(setup):
     P, _, studies = setup
-    zoos = T.zoo_studies(P, studies)
+    zoos = P.agreement_zoos(studies)
     assert zoos.zoos == list(P.zoos)
     for zoo, members in P.zoos.items():
         for name in P.datasets:
@@ -47,14 +49,14 @@ def test_candidates_table_marks_the_experts(setup):
     P, _, studies = setup
     name = P.datasets[0]
     run = studies.get(name)
-    table = T.candidates_table(run.result, run.pool, P.backbones[:1], name)
+    table = agreement.candidate_summary(run.result, run.pool, P.backbones[:1], name)
     assert list(table["book's experts"]) == ["yes", ""]
     assert table.index.name == f"backbone ({name})" and (table["accuracy"] > 0.2).all()  # chance: 0.1
 
 
 def test_variation_extremes_name_the_ranges():
     summary = pd.DataFrame({"accuracy": [0.7, 0.9], "agreement": [0.6, 0.8], "oracle_gain": [1.0, 3.0]})
-    assert T.variation_extremes(summary) == {
+    assert agreement.variation_extremes(summary) == {
         "acc_min": 0.7,
         "acc_max": 0.9,
         "agree_min": 0.6,

@@ -48,11 +48,12 @@ from fusion_lib.data.spec import (
 )
 from fusion_lib.fusion.gates import ThumbnailGate
 from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.studies.agreement import AgreementStudies, run_agreement_study
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.label_studies import LabelStudies
 from fusion_lib.studies.label_study import aliases_for
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
-from fusion_lib.studies.runs import Runs, StudyRun
+from fusion_lib.studies.runs import EXPERTS, Runs, StudyRun
 from fusion_lib.studies.study import Study
 
 DEFAULT_PROFILE = "book"
@@ -187,6 +188,19 @@ class Profile:
                     StudyRun(name, zoo, run(pool, self.experiment_config(name, members, **settings)), pool)
                 )
         return sorted(runs, key=lambda r: list(self.zoos).index(r.zoo))
+
+    def agreement_studies(self, pools: Sequence[FeatureSet]) -> AgreementStudies:
+        """The agreement study of each dataset's experts (``pools``: the profile's, ``pools()``), under the
+        profile's experiment config."""
+        return AgreementStudies(
+            StudyRun(fs.dataset, EXPERTS, run_agreement_study(fs, self.experiment_config(fs.dataset)), fs)
+            for fs in pools
+        )
+
+    def agreement_zoos(self, experts: AgreementStudies) -> AgreementStudies:
+        """Each zoo's agreement study on each dataset, zoo by zoo (``zoo_runs``: the zoo equal to the
+        profile's experts takes ``experts``' runs)."""
+        return AgreementStudies(self.zoo_runs(experts, run_agreement_study))
 
     def study(self, **settings: Any) -> Study:
         """Every dataset's experiment on its cached features (``run_experiment``; ``settings`` go to

@@ -574,3 +574,37 @@ def zoo_summary(studies: AgreementStudies, n_boot: int = N_BOOT) -> pd.DataFrame
                 }
             )
     return pd.DataFrame(rows)
+
+
+def candidate_summary(
+    candidates: AgreementStudy, pool: FeatureSet, experts: Sequence[str], dataset: str
+) -> pd.DataFrame:
+    """Every candidate backbone on ``dataset``: family, mean accuracy (on the study's split), GFLOPs, mean kappa and mean
+    double fault with the other candidates, and whether it is one of the book's ``experts``."""
+    kappa, fault = candidates.matrix("kappa"), candidates.matrix("double_fault")
+    others = ~np.eye(len(kappa), dtype=bool)  # every pair but a backbone with itself
+    order = list(kappa.index)
+    frame = pd.DataFrame(
+        {
+            "family": [BACKBONE_CFGS[b].family for b in order],
+            "accuracy": candidates.accuracy.groupby("backbone")["accuracy"].mean()[order].to_numpy(),
+            "GFLOPs": [pool.backbone_gflops[b] for b in order],
+            "mean kappa with the others": kappa.where(others).mean(axis=1).to_numpy(),
+            "mean double fault with the others": fault.where(others).mean(axis=1).to_numpy(),
+            "book's experts": ["yes" if b in experts else "" for b in order],
+        },
+        index=pd.Index([short_name(b) for b in order], name=f"backbone ({dataset})"),
+    )
+    return frame.round(3)
+
+
+def variation_extremes(summary: pd.DataFrame) -> dict[str, float]:
+    """The ranges the page's text cites from ``agreement.variation_summary``: accuracy and agreement
+    (lowest and highest over datasets) and the largest oracle gain."""
+    return {
+        "acc_min": float(summary["accuracy"].min()),
+        "acc_max": float(summary["accuracy"].max()),
+        "agree_min": float(summary["agreement"].min()),
+        "agree_max": float(summary["agreement"].max()),
+        "gain_max": float(summary["oracle_gain"].max()),
+    }
