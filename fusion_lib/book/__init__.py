@@ -1,7 +1,8 @@
 """The book, in three places, on a shared page kit.
 
-- ``chapters``: each notebook's tables and figures (``agreement_tables``, ``moe_tables``, ``moe_figures``,
-  ``multimodal_tables``, ``multimodal_figures``, ``ablation_runs``, ``confirmatory``, ``study_figures``);
+- ``chapters``: how each notebook's page shows the studies it runs (the studies themselves are in
+  ``fusion_lib.studies``): page tables (``agreement_tables``, ``moe_tables``, ``multimodal_tables``), figures
+  (``study_figures``, ``moe_figures``, ``multimodal_figures``) and the confirmatory run (``confirmatory``);
 - ``own_images``: the product, the study and its one-page report on an ImageFolder of your own
   (``python -m fusion_lib.book report``);
 - ``tooling``: the notebook runner and Jupyter Book ``build`` (``python -m fusion_lib.book``), the

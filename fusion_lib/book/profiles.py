@@ -48,6 +48,8 @@ from fusion_lib.data.spec import (
 )
 from fusion_lib.fusion.gates import ThumbnailGate
 from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.studies.ablation_study import AblationStudy, AccuracyPush
+from fusion_lib.studies.ablations import AblationRuns, subsample_train
 from fusion_lib.studies.agreement import AgreementStudies, run_agreement_study
 from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.label_studies import LabelStudies
@@ -188,6 +190,19 @@ class Profile:
                     StudyRun(name, zoo, run(pool, self.experiment_config(name, members, **settings)), pool)
                 )
         return sorted(runs, key=lambda r: list(self.zoos).index(r.zoo))
+
+    def ablation_study(self, dataset: str, max_train: int) -> AblationStudy:
+        """The ablation study of ``dataset`` on a stratified subset of at most ``max_train`` of its training
+        images (drawn once with the data seed); validation and test keep the profile's sizes."""
+        full = self.feature_set(dataset)
+        pool = subsample_train(full, min(1.0, max_train / len(full.labels["train"])), seed=DATA_SEED)
+        return AblationStudy(
+            dataset, pool, AblationRuns(self.experiment_config(dataset)), self.thumbnail_size
+        )
+
+    def accuracy_push(self, dataset: str) -> AccuracyPush:
+        """Notebook 04's accuracy push on ``dataset``: ``push_feature_sets`` against the profile's input size."""
+        return AccuracyPush(self.push_feature_sets(dataset), self.input_size)
 
     def agreement_studies(self, pools: Sequence[FeatureSet]) -> AgreementStudies:
         """The agreement study of each dataset's experts (``pools``: the profile's, ``pools()``), under the

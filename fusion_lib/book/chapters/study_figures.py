@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from matplotlib.text import Text
 from fusion_lib.book.figures import COLUMN_WIDTH, figure, first_column, image_grid, panel_grid, rotate_xticks
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.datasets import DatasetSplits, thumbnail
+from fusion_lib.studies.ablation_study import AblationStudy
 from fusion_lib.studies.ablations import plot_accuracy, plot_deltas
 from fusion_lib.studies.agreement import AgreementStudies
 
@@ -418,3 +420,52 @@ __all__ = [
     "oracle_figure",
     "zoo_figure",
 ]
+
+
+# Each ablation's figure: its title after the dataset's name, and how its accuracies are drawn (an
+# accuracy figure's x axis; None: the changes against the reference, ablation_deltas_figure).
+FIGURES: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "thumbnail size": (
+        "thumbnail size",
+        dict(
+            x="gate_mflops", logx=True, reference_band=True, xlabel="gate cost (MFLOPs per image, log scale)"
+        ),
+    ),
+    "gate width": (
+        "width of the gate",
+        dict(x="gate_params", logx=True, xlabel="gate parameters (log scale)"),
+    ),
+    "leave one expert out": ("dropping one backbone from the mixture", None),
+    "training-set size": (
+        "accuracy against training-set size",
+        dict(x="n_train", logx=True, annotate=False, xlabel="training images (log scale)"),
+    ),
+    "soft vs top-k gating": (
+        "soft and top-k gating of the same mixtures",
+        dict(x="gflops_per_image", xlim=(0, None), xlabel="GFLOPs per image (backbones that run + gate)"),
+    ),
+    "shrinkage": ("shrinkage", dict(xlabel="shrinkage of the gate towards the anchor")),
+    "accuracy push": ("expert heads and input size", None),
+}
+
+
+def ablation_figure(study: AblationStudy, ablation: str, detail: str = "") -> Figure:
+    """The figure of an ablation ``study`` ran (``FIGURES``), its title naming the dataset (and ``detail``)."""
+
+    what, accuracy = FIGURES[ablation]
+    title = f"{study.dataset}: {what}{f' ({detail})' if detail else ''}"
+    summary = study.summaries[ablation]
+    if accuracy is None:
+        return ablation_deltas_figure(summary, title=title)
+    marks = study.backbone_marks() if ablation == "soft vs top-k gating" else None
+    return ablation_accuracy_figure(summary, title=title, marks=marks, **accuracy)
+
+
+def ablation_summary_figure(study: AblationStudy) -> Figure:
+    """Every ablation's settings against their reference, in one figure."""
+
+    summary = study.summary()
+    compared = summary.assign(label=summary["ablation"] + ": " + summary["setting"])
+    return ablation_deltas_figure(
+        compared, label="label", title=f"{study.dataset}: every ablation against its reference"
+    )

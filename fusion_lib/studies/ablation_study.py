@@ -1,27 +1,19 @@
-"""Notebook 04's ablations: the pool they run on, the variants of each ablation, their runs and
-summaries (``studies.ablations``), and the sentences the page cites."""
+"""The ablation study of one dataset as the book runs it: the pool (a subset of its training images), the
+variants of each ablation (thumbnail size, gate width, leave one expert out, training-set size, soft vs
+top-k gating, shrinkage, calibration), their runs and summaries (``studies.ablations``, fits shared
+through one ``AblationRuns``), the choices validation made and the sentences a text cites; and the
+accuracy push over input sizes and expert heads."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
-from fusion_lib.book.chapters.study_figures import ablation_accuracy_figure, ablation_deltas_figure
-from fusion_lib.book.profiles import DATA_SEED, Profile
 from fusion_lib.data.backbones import short_name
 from fusion_lib.data.feature_set import SPLITS, FeatureSet
 from fusion_lib.fusion.two_stage import TwoStageConfig
-from fusion_lib.studies.ablations import (
-    AblationRuns,
-    Variant,
-    run_ablation,
-    subsample_train,
-    summarize,
-    verdicts,
-)
+from fusion_lib.studies.ablations import AblationRuns, Variant, run_ablation, summarize, verdicts
 from fusion_lib.studies.frontier import choose_on_validation
 from fusion_lib.studies.methods import thumbnail_choices, two_stage_config
 from fusion_lib.studies.seed_run import ANCHORS
@@ -33,38 +25,14 @@ WIDTHS: dict[str, tuple[int, int]] = {
     "channels 64/128": (64, 128),
 }
 TRAIN_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
-# Each ablation's figure: its title after the dataset's name, and how its accuracies are drawn (an
-# accuracy figure's x axis; None: the changes against the reference, study_figures.ablation_deltas_figure).
-FIGURES: dict[str, tuple[str, dict[str, Any] | None]] = {
-    "thumbnail size": (
-        "thumbnail size",
-        dict(
-            x="gate_mflops", logx=True, reference_band=True, xlabel="gate cost (MFLOPs per image, log scale)"
-        ),
-    ),
-    "gate width": (
-        "width of the gate",
-        dict(x="gate_params", logx=True, xlabel="gate parameters (log scale)"),
-    ),
-    "leave one expert out": ("dropping one backbone from the mixture", None),
-    "training-set size": (
-        "accuracy against training-set size",
-        dict(x="n_train", logx=True, annotate=False, xlabel="training images (log scale)"),
-    ),
-    "soft vs top-k gating": (
-        "soft and top-k gating of the same mixtures",
-        dict(x="gflops_per_image", xlim=(0, None), xlabel="GFLOPs per image (backbones that run + gate)"),
-    ),
-    "shrinkage": ("shrinkage", dict(xlabel="shrinkage of the gate towards the anchor")),
-    "accuracy push": ("expert heads and input size", None),
-}
 
 
 @dataclass
-class AblationBook:
+class AblationStudy:
     """The ablations of one dataset's pool: ``reference`` is the book's ``moe_thumbnail`` on it; every
     ablation run through ``run`` keeps its per-seed ``results`` and its ``summaries`` (by name), and
-    shares its fits with the others through ``runs``."""
+    shares its fits with the others through ``runs``. The ``*_variants`` methods are the ablations the
+    book runs (``Profile.ablation_study`` makes one on a profile's dataset)."""
 
     dataset: str
     pool: FeatureSet
@@ -75,14 +43,6 @@ class AblationBook:
 
     def __post_init__(self) -> None:
         self.reference = Variant(self.pool)
-
-    @classmethod
-    def for_profile(cls, profile: Profile, dataset: str, max_train: int) -> "AblationBook":
-        """The profile's ``dataset`` with a stratified subset of at most ``max_train`` training images
-        (drawn once with the data seed); validation and test keep the profile's sizes."""
-        full = profile.feature_set(dataset)
-        pool = subsample_train(full, min(1.0, max_train / len(full.labels["train"])), seed=DATA_SEED)
-        return cls(dataset, pool, AblationRuns(profile.experiment_config(dataset)), profile.thumbnail_size)
 
     def describe(self) -> str:
         """Images per seed in each split, and whether the test split is fixed."""
@@ -111,17 +71,6 @@ class AblationBook:
         )
         self.summaries[ablation] = summarize(self.results[ablation])
         return self.summaries[ablation]
-
-    def figure(self, ablation: str, detail: str = "") -> Figure:
-        """The figure of an ablation run (``FIGURES``), its title naming the dataset (and ``detail``)."""
-
-        what, accuracy = FIGURES[ablation]
-        title = f"{self.dataset}: {what}{f' ({detail})' if detail else ''}"
-        summary = self.summaries[ablation]
-        if accuracy is None:
-            return ablation_deltas_figure(summary, title=title)
-        marks = self.backbone_marks() if ablation == "soft vs top-k gating" else None
-        return ablation_accuracy_figure(summary, title=title, marks=marks, **accuracy)
 
     def verdict(self, ablation: str) -> str:
         """The verdict sentences of an ablation run, as one paragraph."""
@@ -187,15 +136,6 @@ class AblationBook:
         """Every ablation's summary, one after the other."""
         return pd.concat(self.summaries.values(), ignore_index=True)
 
-    def summary_figure(self) -> Figure:
-        """Every ablation's settings against their reference, in one figure."""
-
-        summary = self.summary()
-        compared = summary.assign(label=summary["ablation"] + ": " + summary["setting"])
-        return ablation_deltas_figure(
-            compared, label="label", title=f"{self.dataset}: every ablation against its reference"
-        )
-
     def fits_note(self) -> str:
         """How many results came from how many fits (settings equal to the reference share theirs)."""
         n = len(pd.concat(self.results.values()))
@@ -208,15 +148,11 @@ class AblationBook:
 
 @dataclass
 class AccuracyPush:
-    """Notebook 04's accuracy push: the same small subset at each input size, with linear and MLP
-    experts; ``reference`` is the profile's input size with linear experts."""
+    """The accuracy push: the same small subset at each input size (``pools``), with linear and MLP
+    experts; ``reference`` is ``input_size`` with linear experts (``Profile.accuracy_push``)."""
 
     pools: dict[int | None, FeatureSet]
     input_size: int | None
-
-    @classmethod
-    def for_profile(cls, profile: Profile, dataset: str) -> "AccuracyPush":
-        return cls(profile.push_feature_sets(dataset), profile.input_size)
 
     @staticmethod
     def label(px: int | None) -> str:

@@ -1,20 +1,21 @@
-"""Notebook 04's ablation plan on the ci profile's cached digits features: variants, runs, sentences
-and figures."""
+"""The ablation study (``Profile.ablation_study``, ``Profile.accuracy_push``) on the ci profile's cached
+digits features: variants, runs, sentences, and notebook 04's figures of them."""
 
 import matplotlib
 import pytest
 
 matplotlib.use("Agg")
 
-from fusion_lib.book.chapters.ablation_runs import FIGURES, WIDTHS, AblationBook, AccuracyPush  # noqa: E402
+from fusion_lib.book.chapters.study_figures import FIGURES, ablation_figure, ablation_summary_figure  # noqa: E402
 from fusion_lib.book.profiles import get_profile  # noqa: E402
+from fusion_lib.studies.ablation_study import WIDTHS  # noqa: E402
 from fusion_lib.studies.seed_run import ANCHORS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def book():
     P = get_profile("ci", epochs=2, seeds=1)
-    return P, AblationBook.for_profile(P, P.datasets[0], max_train=120)
+    return P, P.ablation_study(P.datasets[0], max_train=120)
 
 
 def test_the_pool_is_the_documented_subset(book):
@@ -47,15 +48,15 @@ def test_runs_sentences_and_figures(book):
     gating = b.run("soft vs top-k gating", b.gating_variants(), reference="soft")
     assert set(gating["setting"]) == {"soft", "top-1"}
     for ablation in ("shrinkage", "soft vs top-k gating"):
-        fig = b.figure(ablation, "detail")
+        fig = ablation_figure(b, ablation, "detail")
         assert fig.axes[0].get_title() == f"{b.dataset}: {FIGURES[ablation][0]} (detail)"
-    assert len(b.summary()) == 5 and b.summary_figure().axes
+    assert len(b.summary()) == 5 and ablation_summary_figure(b).axes
     assert b.fits_note().startswith("5 (setting, seed) results from")
 
 
 def test_accuracy_push_compares_input_sizes_and_heads(book):
     P, _ = book
-    push = AccuracyPush.for_profile(P, P.datasets[0])
+    push = P.accuracy_push(P.datasets[0])
     assert list(push.pools) == list(P.push_inputs())
     assert push.reference == f"{P.input_size} px, linear experts" and push.reference in push.variants()
     assert len(push.variants()) == 2 * len(push.pools) and push.detail.endswith("training images")
