@@ -58,8 +58,8 @@ def test_gates_costs_and_the_best_fusion(setup):
     assert set(auc["expert"]) == {"lite0", "squeezenet"} and auc["auc"].between(0, 1).all()
     assert set(mt.gap_table(study).index) <= set(mt.GAP_METHODS)
     assert list(mt.usage_table(study).columns) == list(mt.USAGE.values())
-    cost, share = mt.gate_cost(study.run(P.datasets[0]))
+    cost, share = mt.gate_cost(study.get(P.datasets[0]))
     assert cost.index[-1] == "thumbnail gate (largest)" and share.endswith("%")
     assert mt.best_fashion(study) == "(Fashion-MNIST is not in this profile)"
-    fashion = Study([replace(study.run(P.datasets[0]), dataset="fashion_mnist")])
+    fashion = Study([replace(study.get(P.datasets[0]), dataset="fashion_mnist")])
     assert mt.best_fashion(fashion).endswith("95% CI over seeds and images)")

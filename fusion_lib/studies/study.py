@@ -57,10 +57,6 @@ class Study(Runs[StudyRun[ExperimentResult]]):
         """Every method run somewhere in the study, in the order first run."""
         return list(dict.fromkeys(m for r in self.runs for m in r.result.methods))
 
-    def run(self, dataset: str) -> StudyRun[ExperimentResult]:
-        """The run on ``dataset`` (of a one-zoo study)."""
-        return self.get(dataset)
-
     def result(self, dataset: str) -> ExperimentResult:
         """The ``ExperimentResult`` on ``dataset`` (of a one-zoo study)."""
         return self.get(dataset).result
