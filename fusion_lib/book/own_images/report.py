@@ -57,7 +57,8 @@ from fusion_lib.studies.claims import C2_QUESTIONS
 
 # imported here, not for type checking only: sphinx resolves study_folder's annotations through them
 from fusion_lib.studies.cross_validation import CrossValidation, FoldedPool, folded, merge_folds, merge_runs
-from fusion_lib.studies.label_study import aliases_for, compare, run_label_study
+from fusion_lib.studies.label_studies import LabelRun, LabelStudies
+from fusion_lib.studies.label_study import aliases_for, run_label_study
 from fusion_lib.studies.recommend import (
     BASELINE,
     Recommendation,
@@ -197,24 +198,22 @@ def _word_vectors(
                 "(repeatable), e.g. --alias my_cat_breed 'cat'."
             ],
         )
-    study = run_label_study(
-        fs, vectors, profile.experiment_config(name, aliases=used, seeds=tuple(seeds)), progress=True
-    )
+    config = profile.experiment_config(name, aliases=used, seeds=tuple(seeds))
+    study = run_label_study(fs, vectors, config, progress=True)
     if isinstance(fs, FoldedPool):  # one row per repeat holding every image, as for the fusion result
         correct, ids = merge_runs(study.correct, study.image_ids, fs)
         study = replace(study, correct=correct, image_ids=ids)
-    table = compare(study)[["a", "b", "text", "word"]]
+    # the notebook's C3 comparisons, worded as one Holm family
+    c3 = LabelStudies([LabelRun(Path(name).name, fs, config, vectors, study)]).c3_comparisons()
+    shown = c3.set_index(["a", "b"])[["text", "word"]]
     return Section(
         title,
         "The visual fusion blended with a model that maps features into the GloVe space of the class "
         "names (weight chosen on validation), against the visual fusion alone and against the same "
         "blend with random class vectors; paired differences in accuracy points, 95% intervals over seeds "
-        "and test images (repeats and images where the folder is cross-validated).",
-        [
-            table.rename(columns={"text": "difference (points, 95% CI)", "word": "verdict"}).set_index(
-                ["a", "b"]
-            )
-        ],
+        "and test images (repeats and images where the folder is cross-validated), worded together "
+        "(Holm-adjusted).",
+        [shown.rename(columns={"text": "difference (points, 95% CI)", "word": "verdict"})],
     )
 
 
