@@ -70,6 +70,7 @@ from fusion_lib.studies.recommend import (
 from fusion_lib.studies.registry import SINGLE_PREFIX
 from fusion_lib.studies.runner import run_experiment
 from fusion_lib.studies.runs import EXPERTS, StudyRun
+from fusion_lib.studies.stats import MARGIN
 from fusion_lib.studies.study import Study
 
 log = logging.getLogger("fusion_lib.book.own_images.report")
@@ -271,7 +272,7 @@ def study_folder(
             "At a glance",
             f"The report's answers on this folder, each a paired difference in test accuracy (points) with "
             f"its 95% interval over {over}: better (or worse) when the interval excludes 0, "
-            "equivalent when it lies within ±0.5 points, inconclusive when it is too wide to tell (more "
+            f"equivalent when it lies within ±{MARGIN} points, inconclusive when it is too wide to tell (more "
             "test images narrow it). The sections below give the detail.",
             [verdicts],
         ),
@@ -282,7 +283,7 @@ def study_folder(
             "best on validation. Does per-image adaptivity help: the same mixture against the strongest "
             "fusion that weighs every image alike (best_fixed, chosen on validation). Differences in "
             f"accuracy points with 95% intervals over {over}; better / worse when the "
-            "interval excludes 0 (Holm-adjusted), equivalent when it lies within ±0.5 points.",
+            f"interval excludes 0 (Holm-adjusted), equivalent when it lies within ±{MARGIN} points.",
             [study.question_table(comparisons), forest_figure(comparisons)],
         ),
         Section(
