@@ -118,7 +118,7 @@ def test_gallery_shows_disagreements_with_the_gates_weights(runs):
     _check_layout(fig, 2 * 2 * len(runs.runs))
     titles = [ax.get_title() for ax in fig.axes]
     assert sum(t.startswith("fused: ") for t in titles) == 2 * len(runs.runs)
-    one = runs.run("one").pool
+    one = runs.get("one").pool
     shown = moe_figures.stored_test_images(images["one"], one.draw(0), [0, 5])
     assert shown[0].shape == (20, 20, 3) and shown[0].dtype == np.uint8
     assert moe_figures.gate_view(one.thumbnails["test"][:2], 8).shape == (2, 8, 8, 3)
