@@ -121,6 +121,7 @@ def test_claims_have_two_questions_holm_words_and_a_pooled_row(run):
     assert list(dict.fromkeys(cmp["dataset"])) == ["one", "two"] and set(cmp["zoo"]) == {"experts"}
     table = study.question_table(cmp)
     assert list(table.index) == ["one", "two", "pooled"] and len(table.columns) == len(C2_QUESTIONS)
+    assert list(study.question_table(cmp, pooled=False).index) == ["one", "two"]
     d = study.pooled(*C2_QUESTIONS["Does fusion help?"])
     assert d.diff == pytest.approx(result.compare("moe_thumbnail", "best_single").diff)
     assert claim_word(d) in ("supported", "not supported", "equivalent", "inconclusive")

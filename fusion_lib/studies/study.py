@@ -152,19 +152,23 @@ class Study(Runs[StudyRun[ExperimentResult]]):
         }
 
     def question_table(
-        self, comparisons: pd.DataFrame, questions: Mapping[str, tuple[str, str]] = C2_QUESTIONS
+        self,
+        comparisons: pd.DataFrame,
+        questions: Mapping[str, tuple[str, str]] = C2_QUESTIONS,
+        pooled: bool = True,
     ) -> pd.DataFrame:
-        """Datasets as rows (and the pooled estimate last), one column per question: the difference with
-        its 95% interval and its word (Holm-adjusted within ``comparisons``; the pooled row is one test
-        each)."""
+        """Datasets as rows (and, with ``pooled``, the pooled estimate last), one column per question: the
+        difference with its 95% interval and its word (Holm-adjusted within ``comparisons``; the pooled
+        row is one test each)."""
         table: dict[str, dict[str, str]] = {}
         for question, (method, baseline) in questions.items():
             part = comparisons[(comparisons["method"] == method) & (comparisons["baseline"] == baseline)]
             col = {
                 r["dataset"]: f"{r['difference (points, 95% CI)']} {r['verdict']}" for _, r in part.iterrows()
             }
-            d = self.pooled(method, baseline)
-            col["pooled"] = f"{d.text()} {d.word()}"
+            if pooled:
+                d = self.pooled(method, baseline)
+                col["pooled"] = f"{d.text()} {d.word()}"
             table[f"{question} {method} − {baseline}"] = col
         return pd.DataFrame(table).rename_axis("dataset")
 

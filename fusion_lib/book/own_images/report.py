@@ -284,7 +284,8 @@ def study_folder(
             "fusion that weighs every image alike (best_fixed, chosen on validation). Differences in "
             f"accuracy points with 95% intervals over {over}; better / worse when the "
             f"interval excludes 0 (Holm-adjusted), equivalent when it lies within ±{MARGIN} points.",
-            [study.question_table(comparisons), forest_figure(comparisons)],
+            # one folder: a pooled row would repeat it
+            [study.question_table(comparisons, pooled=False), forest_figure(comparisons)],
         ),
         Section(
             "Every method",
