@@ -83,6 +83,13 @@ def test_report_with_aliases_runs_the_label_space_part(tmp_path):
     table = words.parts[0]
     assert list(table.columns) == ["difference (points, 95% CI)", "verdict"] and len(table) >= 2
     assert "3 classes (circle, qzxvy, stick), 30 images" in intro
+    # the summary's C2 words are the C2 section's (one Holm family), which has no pooled row for one folder
+    glance = next(s for s in sections if s.title == "At a glance").parts[0]
+    c2 = next(s for s in sections if s.title.endswith("(C2)")).parts[0]
+    assert list(c2.index) == ["shapes"]
+    for question, cell in c2.iloc[0].items():
+        row = glance.loc[question.split(" moe_thumbnail")[0]]
+        assert cell == f"{row['difference (points, 95% CI)']} {row['verdict']}"
     # every image tested once per repeat: the per-class counts cover the folder
     per_class = next(s for s in sections if s.title == "Where the gain comes from").parts[0]
     assert per_class["tests"].sum() == 30 and set(per_class.index) == {"circle", "qzxvy", "stick"}
