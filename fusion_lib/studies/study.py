@@ -31,6 +31,7 @@ from fusion_lib.studies.claims import (
     claim_word,
     comparison_row,
 )
+from fusion_lib.studies.frontier import experiment_points, pareto_mask
 from fusion_lib.studies.gate_analysis import disagreement_table, gap_closed, routing_auc
 from fusion_lib.studies.registry import SINGLE_PREFIX
 from fusion_lib.studies.runner import ExperimentResult
@@ -117,6 +118,18 @@ class Study(Runs[StudyRun[ExperimentResult]]):
         return pooled_difference(
             [r.result.compare(method, baseline, relative=relative, offset=offset) for r in runs]
         )
+
+    def frontier(self) -> pd.DataFrame:
+        """Every method's and every best subset average's point of each run (``frontier.experiment_points``:
+        GFLOPs per image, test accuracy with its CI, backbones shortened), with ``on_frontier``: whether
+        it is on that run's Pareto frontier of accuracy against compute."""
+
+        def one(run: StudyRun[ExperimentResult]) -> pd.DataFrame:
+            short = {b: short_name(b) for b in run.pool.backbones}
+            points = experiment_points(run.result, run.pool, short)
+            return points.assign(on_frontier=pareto_mask(points["gflops"], points["accuracy"]))
+
+        return self.frame(one)
 
     def c2_summary(self, comparisons: pd.DataFrame) -> dict[str, str]:
         """What a text cites of C2: each question's pooled word and difference (``fusion-word``,

@@ -17,7 +17,7 @@ from fusion_lib.data.datasets import DatasetSplits
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.fusion.gates import resize_thumbnails
 from fusion_lib.studies.claims import forest_plot, zoo_forest_plot
-from fusion_lib.studies.frontier import experiment_points, plot_frontier
+from fusion_lib.studies.frontier import plot_frontier
 from fusion_lib.studies.gate_analysis import disagreement_examples, favourite_images, gate_by_class
 from fusion_lib.studies.study import Study
 
@@ -111,21 +111,19 @@ def favourites_figure(study: Study, seed: int, method: str, n: int = 6) -> Figur
     return fig
 
 
-def frontier_figure(study: Study) -> tuple[Figure, pd.DataFrame]:
-    """Test accuracy against GFLOPs per image, a panel per dataset (one a row: the methods crowd a
-    half-width panel) and one legend under them, and the points on each Pareto frontier (with a
-    ``dataset`` column) for a table: named on the plot, the many points near the frontier overlap."""
-    fig, axes = panel_grid(len(study.runs), panel_height=3.0, columns=1, layout="constrained")
-    fronts = []
-    for ax, run in zip(axes, study.runs):
-        short = {b: short_name(b) for b in run.pool.backbones}
-        front = plot_frontier(ax, experiment_points(run.result, run.pool, short), annotate=False)
-        ax.set_title(run.dataset)
+def frontier_figure(frontier: pd.DataFrame) -> Figure:
+    """Test accuracy against GFLOPs per image (``Study.frontier``'s points), a panel per dataset (one a
+    row: the methods crowd a half-width panel) and one legend under them; the frontier's points are not
+    named on the plot, where the many points near it overlap (``moe_tables.frontier_table`` names them)."""
+    datasets = list(dict.fromkeys(frontier["dataset"]))
+    fig, axes = panel_grid(len(datasets), panel_height=3.0, columns=1, layout="constrained")
+    for ax, name in zip(axes, datasets):
+        plot_frontier(ax, frontier[frontier["dataset"] == name], annotate=False)
+        ax.set_title(name)
         ax.get_legend().remove()
-        fronts.append(front[front["on_frontier"]].assign(dataset=run.dataset))
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3)
-    return fig, pd.concat(fronts, ignore_index=True)
+    return fig
 
 
 def stored_test_images(data: DatasetSplits, drawn: FeatureSet, rows: Sequence[int]) -> list[np.ndarray]:

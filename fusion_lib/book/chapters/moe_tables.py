@@ -95,8 +95,9 @@ def gate_cost(run: StudyRun[ExperimentResult]) -> tuple[pd.DataFrame, str]:
     return shown, f"{100 * gate_mflops / 1e3 / cheapest:.2f}%"
 
 
-def frontier_table(on_front: pd.DataFrame) -> pd.DataFrame:
-    """The points on the accuracy-compute frontier (``moe_figures.frontier_figure``)."""
+def frontier_table(frontier: pd.DataFrame) -> pd.DataFrame:
+    """The points on each dataset's accuracy-compute frontier (``Study.frontier``)."""
+    on_front = frontier[frontier["on_frontier"]]
     return table(
         on_front[["dataset", "label", "k", "gflops", "accuracy"]],
         index=["dataset", "label"],
