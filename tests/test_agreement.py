@@ -7,6 +7,7 @@ from configs import experiment
 
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.studies.agreement import (
+    PAIRWISE,
     VERDICTS,
     AgreementStudies,
     AgreementStudy,
@@ -59,6 +60,9 @@ def test_agreement_study_recovers_planted_structure():
     assert (bounds["oracle"] >= bounds["best_single"]).all() and (bounds["best_single_backbone"] == "c").all()
     assert set(study.pairs.columns) >= {"dataset", "seed", "a", "b", "agreement", "kappa", "kappa_correct"}
     assert study.image_ids() is None  # these features carry no pool indices
+    means = study.pair_means()  # each unordered pair once, mean over the two seeds
+    assert list(means.index) == [("a", "b"), ("a", "c"), ("b", "c")] and list(means.columns) == list(PAIRWISE)
+    assert means.loc[("a", "b"), "agreement"] == pytest.approx(agree.loc["a", "b"])
 
 
 def test_each_seed_draws_its_split_and_keeps_per_image_correctness():

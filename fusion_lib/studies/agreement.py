@@ -74,6 +74,14 @@ class AgreementStudy:
         seeds = self.seeds
         return [self.test_ids[s] for s in seeds] if all(s in self.test_ids for s in seeds) else None
 
+    def distinct_pairs(self) -> pd.DataFrame:
+        """``pairs`` with each unordered backbone pair once per seed (the ordered row whose ``a`` sorts first)."""
+        return self.pairs[self.pairs["a"] < self.pairs["b"]]
+
+    def pair_means(self) -> pd.DataFrame:
+        """Each distinct backbone pair's ``PAIRWISE`` measures, mean over seeds: one row per (a, b)."""
+        return self.distinct_pairs().groupby(["a", "b"], sort=False)[list(PAIRWISE)].mean()
+
     def matrix(self, what: str) -> pd.DataFrame:
         """A backbone x backbone matrix of ``what`` (one of PAIRWISE), averaged over seeds."""
         if what not in PAIRWISE:
@@ -533,8 +541,8 @@ def family_pairs(studies: Sequence[AgreementStudy]) -> pd.DataFrame:
     """Kappa and double fault of every distinct backbone pair met in ``studies`` (each pair once per dataset
     and seed), marked "same family" or "across families" by the backbones' ``BackboneCfg.family``; mean over
     seeds and pairs, per dataset."""
-    pairs = pd.concat([s.pairs for s in studies], ignore_index=True)
-    pairs = pairs[pairs["a"] < pairs["b"]].drop_duplicates(["dataset", "seed", "a", "b"])
+    pairs = pd.concat([s.distinct_pairs() for s in studies], ignore_index=True)
+    pairs = pairs.drop_duplicates(["dataset", "seed", "a", "b"])
     same = pairs["a"].map(_family) == pairs["b"].map(_family)
     pairs = pairs.assign(pair=np.where(same, "same family", "across families"))
     out = pairs.groupby(["dataset", "pair"], sort=False)[["kappa", "double_fault"]].mean()
@@ -552,7 +560,7 @@ def zoo_summary(studies: AgreementStudies, n_boot: int = N_BOOT) -> pd.DataFrame
     for dataset in studies.datasets:  # rows by dataset, then zoo, as the book reads them
         for zoo in studies.zoos:
             study = studies.get(dataset, zoo).result
-            distinct = study.pairs[study.pairs["a"] < study.pairs["b"]]
+            distinct = study.distinct_pairs()
             gain = paired_difference(
                 study.per_seed("oracle"),
                 study.per_seed("best_single"),

@@ -160,9 +160,7 @@ def render(title: str, intro: str, sections: Sequence[Section]) -> str:
 def _agreement(profile: Profile, name: str, fs: Any, seeds: Sequence[int]) -> Section:
     # its probes serve every section (the fit cache): the same fits, one per seed or fold
     study = run_agreement_study(fs, profile.experiment_config(name, seeds=tuple(seeds)))
-    pairs = study.pairs[study.pairs["a"] < study.pairs["b"]]
-    pairs = pairs.groupby(["a", "b"], sort=False)[["agreement", "kappa", "kappa_correct", "double_fault"]]
-    pairs = pairs.mean().round(3).rename(index=short_name)
+    pairs = study.pair_means().round(3).rename(index=short_name)
     pairs.index.names = ["backbone", "with"]
     bounds = study.bounds[["best_single", "mean_single", "oracle"]].mean().mul(100).round(2)
     return Section(
