@@ -406,22 +406,6 @@ def ablation_deltas_figure(summary: pd.DataFrame, *, title: str, label: str = "s
     return _legible(fig)
 
 
-__all__ = [
-    "MEASURES",
-    "MIN_FONT",
-    "ablation_accuracy_figure",
-    "ablation_deltas_figure",
-    "accuracy_figure",
-    "agreement_matrices_figure",
-    "backbone_cost_figure",
-    "c1_difficulty_figure",
-    "candidates_figure",
-    "class_gallery_figure",
-    "oracle_figure",
-    "zoo_figure",
-]
-
-
 # Each ablation's figure: its title after the dataset's name, and how its accuracies are drawn (an
 # accuracy figure's x axis; None: the changes against the reference, ablation_deltas_figure).
 FIGURES: dict[str, tuple[str, dict[str, Any] | None]] = {
@@ -469,3 +453,22 @@ def ablation_summary_figure(study: AblationStudy) -> Figure:
     return ablation_deltas_figure(
         compared, label="label", title=f"{study.dataset}: every ablation against its reference"
     )
+
+
+__all__ = [
+    "FIGURES",
+    "MEASURES",
+    "MIN_FONT",
+    "ablation_accuracy_figure",
+    "ablation_deltas_figure",
+    "ablation_figure",
+    "ablation_summary_figure",
+    "accuracy_figure",
+    "agreement_matrices_figure",
+    "backbone_cost_figure",
+    "c1_difficulty_figure",
+    "candidates_figure",
+    "class_gallery_figure",
+    "oracle_figure",
+    "zoo_figure",
+]
