@@ -250,25 +250,25 @@ def study_folder(
     comparisons = study.compare_pairs()
     advice = _advice(result, pool, config)
     # C2's two questions with the words of the C2 section's Holm family, then the oracle's room (a bound)
+    worded = comparisons.set_index(["method", "baseline"])
+    room = result.compare("oracle", "best_single")
     rows = [
-        (
-            q,
-            m,
-            b,
-            *comparisons.set_index(["method", "baseline"]).loc[
-                (m, b), ["difference (points, 95% CI)", "verdict"]
-            ],
-        )
+        {
+            "question": q,
+            "comparison": f"{m} − {b}",
+            **worded.loc[(m, b), ["difference (points, 95% CI)", "verdict"]],
+        }
         for q, (m, b) in C2_QUESTIONS.items()
     ]
-    room = result.compare("oracle", "best_single")
-    rows.append(("Room left for any per-image choice", "oracle", "best_single", room.text(), room.word()))
-    verdicts = pd.DataFrame(
-        [
-            {"question": q, "comparison": f"{m} − {b}", "difference (points, 95% CI)": text, "verdict": word}
-            for q, m, b, text, word in rows
-        ]
-    ).set_index("question")
+    rows.append(
+        {
+            "question": "Room left for any per-image choice",
+            "comparison": "oracle − best_single",
+            "difference (points, 95% CI)": room.text(),
+            "verdict": room.word(),
+        }
+    )
+    verdicts = pd.DataFrame(rows).set_index("question")
     over = "repeats and images" if isinstance(pool, FoldedPool) else "seeds and test images"
     sections = [
         _what_to_use(advice),
