@@ -223,22 +223,14 @@ class Profile:
 
         def run(name: str) -> tuple[ExperimentResult, FeatureSet]:
             pool = self.feature_set(name)
-            return run_experiment(
-                self.experiment_config(name, **settings), feature_set=pool, progress=False
-            ), pool
+            return _experiment(pool, self.experiment_config(name, **settings)), pool
 
         return Study.of(self.datasets, run)
 
     def zoo_study(self, experts: Study, **settings: Any) -> Study:
         """Every zoo's experiment on every dataset (``zoo_runs``: the zoo equal to the profile's experts
         takes ``experts``' runs), zoo as a column; ``settings`` as for ``study``."""
-        return Study(
-            self.zoo_runs(
-                experts,
-                lambda pool, config: run_experiment(config, feature_set=pool, progress=False),
-                **settings,
-            )
-        )
+        return Study(self.zoo_runs(experts, _experiment, **settings))
 
     def label_studies(self, vectors: Any) -> LabelStudies:
         """The label-space study of every dataset, ready to run: its cached features, its experiment config
@@ -310,6 +302,11 @@ class Profile:
             "datasets from": ("download (torchvision)" if self.download else "local files")
             + f", {self.data_root or '$' + DATA_ROOT_ENV + ' or $FUSION_CACHE/datasets'}",
         }
+
+
+def _experiment(pool: FeatureSet, config: ExperimentConfig) -> ExperimentResult:
+    """``run_experiment`` of ``config`` on the cached ``pool``, without progress bars (a notebook's run)."""
+    return run_experiment(config, feature_set=pool, progress=False)
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
