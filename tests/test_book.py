@@ -30,8 +30,11 @@ def test_profiles_are_valid(name):
     assert set(p.datasets) <= set(KNOWN_DATASETS)
     assert p.seeds and len(set(p.seeds)) == len(p.seeds)
     for key in OVERRIDABLE:
-        if key not in ("sizes", "seeds"):  # overriding these also clears per-dataset ones, by design
+        # overriding these also clears per-dataset ones (sizes, seeds, zoo datasets), by design
+        if key not in ("sizes", "seeds", "datasets"):
             assert get_profile(name, **{key: getattr(p, key)}) == p, f"{key} does not round-trip"
+    both = {"datasets": p.datasets, "zoo_datasets": p.zoo_datasets}
+    assert get_profile(name, **both) == p
 
 
 @pytest.mark.parametrize("name", [n for n, p in PROFILES.items() if "digits" in p.datasets])
@@ -61,12 +64,14 @@ def test_profile_sizes_and_overrides():
 
 def test_max_seeds_caps_a_datasets_seeds():
     p = get_profile("book")  # five seeds but on Fashion-MNIST, the costliest: the bootstrap resamples seeds
-    assert p.seeds_for("fashion_mnist") == (0, 1, 2)
-    assert all(p.seeds_for(d) == p.seeds == (0, 1, 2, 3, 4) for d in p.datasets if d != "fashion_mnist")
+    assert p.seeds_for("fashion_mnist") == (100, 101, 102)
+    assert all(
+        p.seeds_for(d) == p.seeds == (100, 101, 102, 103, 104) for d in p.datasets if d != "fashion_mnist"
+    )
     q = get_profile("book", max_seeds={"fashion_mnist": 2})
-    assert q.seeds_for("fashion_mnist") == (0, 1) and q.seeds_for("digits") == (0, 1, 2, 3, 4)
-    assert q.experiment_config("fashion_mnist").seeds == [0, 1]
-    assert "fashion_mnist: 0, 1" in q.describe()["seeds"]
+    assert q.seeds_for("fashion_mnist") == (100, 101) and q.seeds_for("digits") == p.seeds
+    assert q.experiment_config("fashion_mnist").seeds == [100, 101]
+    assert "fashion_mnist: 100, 101" in q.describe()["seeds"]
     assert get_profile("book", seeds=1).seeds_for("fashion_mnist") == (0,)  # explicit seeds: every dataset
     with pytest.raises(ValueError, match="not in profile"):
         p.seeds_for("cifar10")

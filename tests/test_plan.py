@@ -23,8 +23,12 @@ def test_the_plan_loads_hashed_with_fresh_seeds_and_known_models():
     assert plan.sha256 == hashlib.sha256(PLAN_FILE.read_bytes()).hexdigest()
     assert [t.claim for t in plan.tests] == ["C2a", "C2b", "C3"]
     assert plan.margin == pytest.approx(10.0) and plan.replicates >= 10_000
-    used = {s for p in PROFILES.values() for s in p.seeds}
-    assert len(plan.seeds) >= 10 and not used & set(plan.seeds)  # never used by a profile
+    assert len(plan.seeds) >= 10
+    # after the confirmatory run, the book's exploratory notebooks read its first five seeds (and load its
+    # fits); no other profile uses any of them
+    book = PROFILES["book"]
+    assert book.seeds == plan.seeds[: len(book.seeds)]
+    assert not {s for p in PROFILES.values() if p is not book for s in p.seeds} & set(plan.seeds)
 
 
 def test_a_plan_naming_an_unknown_method_is_refused(tmp_path):
@@ -104,7 +108,7 @@ def test_only_the_unchanged_book_profile_runs_the_plans_seeds():
     plan = load_plan()
     book = conf.design(get_profile("book"), plan)
     assert book.confirmatory and book.seeds == plan.seeds and book.experts == plan.experts
-    # the notebook's settings table shows the run's seeds on every dataset, not the profile's 0-4
+    # the notebook's settings table shows the run's ten seeds on every dataset, not the profile's five
     shown = book.profile(get_profile("book"))
     assert all(shown.seeds_for(d) == plan.seeds for d in plan.datasets)
     assert shown.backbones == plan.experts
@@ -115,3 +119,5 @@ def test_only_the_unchanged_book_profile_runs_the_plans_seeds():
     sweep = conf.sweep_design(get_profile("book"), plan)
     assert len(sweep.zoos) == plan.sweep.zoos and {len(z) for z in sweep.zoos} == {plan.sweep.zoo_size}
     assert sweep.seeds == plan.sweep.seeds and sweep.datasets == plan.sweep.datasets
+    # the two zoos are compared where the sweep runs, where every candidate is extracted anyway
+    assert get_profile("book").zoo_dataset_names() == plan.sweep.datasets

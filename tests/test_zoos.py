@@ -131,6 +131,22 @@ def test_zoos_are_validated():
     assert len(families) >= 3 and {"keras_xception", "fid_inception_v3"} <= set(book.backbones)
 
 
+def test_zoos_are_compared_only_on_their_datasets_and_only_those_extract_the_zoos_backbones():
+    book = get_profile("book")
+    assert book.zoo_dataset_names() == ("cifar_cats_dogs", "digits")
+    assert book.backbones_for("digits") == book.all_backbones()
+    assert book.backbones_for("fashion_mnist") == book.backbones  # no Lite1/Lite2 on 22,000 images
+    with pytest.raises(ValueError, match="not in profile"):
+        book.backbones_for("cifar10")
+    # explicit datasets are meant for the zoos too, unless zoo_datasets is given with them
+    assert get_profile("book", datasets="mnist").zoo_dataset_names() == ("mnist",)
+    assert get_profile("ci", zoo_datasets=["digits"]).zoo_dataset_names() == ("digits",)
+    with pytest.raises(ValueError, match="not among the profile's datasets"):
+        get_profile("ci", zoo_datasets="mnist")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        get_profile("ci", zoo_datasets="nodata")
+
+
 def test_minimum_input_size_comes_from_the_backbone_config():
     assert backbones.min_input_size("fid_inception_v3") == 75 == backbones.min_input_size("inception_v3")
     assert backbones.min_input_size("keras_xception") == 71 == backbones.min_input_size("legacy_xception")

@@ -77,15 +77,16 @@ PLACEHOLDER_NOTE = (
     "# repository.url in _config.yml is still the placeholder: nothing is published at the URL below.\n"
     "# Set it to your fork's URL and run `python -m fusion_lib.book sync-colab` before using Colab.\n"
 )
-# Minutes each notebook took in the cold build of dd7fa92 (book profile, 2 cores, two at a time): only the
-# order notebooks start in when no earlier build of the profile recorded its own times (``start_order``).
-# Started in reading order, notebook 06 began last and ran its final 15 minutes alone on one core.
+# Minutes each notebook is expected to take in a cold build (book profile, 2 cores, two at a time): only
+# the order notebooks start in when no earlier build of the profile recorded its own times
+# (``start_order``). 06 first, since it is the longest; 03 and 05 late, since they load the models 06
+# fits for the plan's seeds (started beside 06, they would wait for the same fits instead of working).
 EXPECTED_MINUTES = {
-    "06_confirmatory": 22.8,
-    "03_mixture_of_experts": 13.9,
-    "02_agreement_study": 10.3,
-    "05_multimodal": 8.6,
-    "04_ablations": 5.7,
+    "06_confirmatory": 18.0,
+    "02_agreement_study": 8.0,
+    "04_ablations": 5.5,
+    "03_mixture_of_experts": 5.0,
+    "05_multimodal": 4.5,
     "01_backbones_and_data": 0.9,
 }
 
@@ -326,7 +327,7 @@ def warm_feature_cache(profile: str, overrides: dict[str, Any]) -> None:
     another notebook trains, when the two halve each other's speed)."""
     P = get_profile(profile, **overrides)
     for name in P.datasets:
-        P.feature_set(name, P.all_backbones())
+        P.feature_set(name, P.backbones_for(name))
     P.candidates_feature_set()  # notebook 02's choice of experts
     sweep = sweep_design(P, load_plan())  # notebook 02's zoo sweep: every candidate on its datasets
     for name in sweep.datasets:
