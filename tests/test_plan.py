@@ -121,3 +121,21 @@ def test_only_the_unchanged_book_profile_runs_the_plans_seeds():
     assert sweep.seeds == plan.sweep.seeds and sweep.datasets == plan.sweep.datasets
     # the two zoos are compared where the sweep runs, where every candidate is extracted anyway
     assert get_profile("book").zoo_dataset_names() == plan.sweep.datasets
+
+
+def test_the_exploratory_notebooks_share_the_fit_cache_keys_of_notebook_06():
+    """At the book profile, notebooks 02, 03 and 05 read seeds notebook 06 runs, on the same features
+    (the same experts, in the same order), training settings and expert kind: the fit cache keys of its
+    models are theirs, so they load instead of fitting again (what keeps the cold build within budget)."""
+    from fusion_lib.book.chapters import confirmatory as conf
+    from fusion_lib.book.profiles import get_profile
+
+    book, plan = get_profile("book"), load_plan()
+    run_design = conf.design(book, plan)
+    assert run_design.experts == book.backbones
+    for name in plan.datasets:
+        theirs = conf.run_config(book, plan, run_design, name, ["cat", "dog"])
+        ours = book.experiment_config(name)
+        assert (ours.data, ours.train, ours.expert) == (theirs.data, theirs.train, theirs.expert)
+        assert ours.fit_cache and theirs.fit_cache
+        assert set(ours.seeds) <= set(theirs.seeds)

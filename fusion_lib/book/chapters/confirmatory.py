@@ -7,7 +7,7 @@ datasets, experts and seeds, as a check of the machinery, and says so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,6 +21,7 @@ from fusion_lib.book.profiles import Profile, get_profile
 from fusion_lib.data.backbones import OFFLINE_BACKBONES, short_name
 from fusion_lib.data.feature_set import FeatureSet
 from fusion_lib.studies.claims import PlannedVerdict
+from fusion_lib.studies.config import ExperimentConfig
 from fusion_lib.studies.label_study import aliases_for
 from fusion_lib.studies.plan import ConfirmatoryPlan
 from fusion_lib.studies.runner import ExperimentResult, run_experiment
@@ -68,18 +69,27 @@ def design(profile: Profile, plan: ConfirmatoryPlan) -> Design:
     return Design(False, profile.datasets, profile.backbones, profile.seeds)
 
 
+def run_config(
+    profile: Profile, plan: ConfirmatoryPlan, run_design: Design, dataset: str, class_names: Sequence[str]
+) -> ExperimentConfig:
+    """The experiment config of ``dataset`` in ``run_design``: the plan's methods on the design's experts
+    and seeds, under the profile's training settings (so that its fits are the ones the exploratory
+    notebooks load for the same seeds)."""
+    return profile.experiment_config(
+        dataset,
+        run_design.experts,
+        methods=list(plan.methods),
+        seeds=list(run_design.seeds),
+        aliases=aliases_for(class_names),
+    )
+
+
 def run(profile: Profile, plan: ConfirmatoryPlan, run_design: Design) -> Study:
     """Every method the plan names, on each dataset of ``run_design``, over its seeds."""
 
     def run_one(name: str) -> tuple[ExperimentResult, FeatureSet]:
         pool = profile.feature_set(name, run_design.experts)
-        config = profile.experiment_config(
-            name,
-            run_design.experts,
-            methods=list(plan.methods),
-            seeds=list(run_design.seeds),
-            aliases=aliases_for(pool.class_names),
-        )
+        config = run_config(profile, plan, run_design, name, pool.class_names)
         return run_experiment(config, feature_set=pool, progress=False), pool
 
     return Study.of(run_design.datasets, run_one)
