@@ -3,7 +3,7 @@
 The plan fixes, before the confirmatory run, each claim's primary test, the statistic and its margin,
 the bootstrap, the decision rule and the design (datasets, experts, fresh seeds, methods). The book
 prints its sha256 (``ConfirmatoryPlan.sha256``), so a reader can match the words it shows to the plan
-version that decided them, and to the commit that added that version before any confirmatory number.
+version that decided them, and to the commit that added that version.
 """
 
 from __future__ import annotations
