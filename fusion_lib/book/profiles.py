@@ -193,7 +193,7 @@ class Profile:
         Each dataset's features are loaded once for all its zoos."""
         runs = []
         for name in self.zoo_dataset_names():
-            union = self.feature_set(name, self.all_backbones())
+            union = self.feature_set(name, self.backbones_for(name))
             for zoo, members in self.zoos.items():
                 if tuple(members) == tuple(self.backbones):
                     runs.append(replace(experts.get(name), zoo=zoo))
