@@ -98,3 +98,49 @@ def test_bad_input_errors(fs, probes):
         B.fit_stacking(fs, probes, source="test")
     with pytest.raises(ValueError, match="entries but y_true"):
         B.oracle_predictions({"a": np.zeros(3, int)}, np.zeros(4, int))
+
+
+def test_train_statistics_are_computed_once_per_array_and_copied_for_each_caller(monkeypatch):
+    import gc
+
+    import torch
+
+    from fusion_lib.fusion import experts as E
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (200, 5)).astype(np.float32)
+    calls = []
+    real = E._statistics
+    monkeypatch.setattr(E, "_statistics", lambda f, floor: calls.append(floor) or real(f, floor))
+    a, b = E.Standardize(x), E.Standardize(x)
+    assert calls == [0.05] and a.same_as(b)
+    torch.testing.assert_close(a.mean, torch.as_tensor(x.mean(0)))
+    a.mean += 1.0  # each caller's copy: changing one changes neither the memo nor the other
+    for other in (b, E.Standardize(x)):
+        torch.testing.assert_close(other.mean, torch.as_tensor(x.mean(0)))
+    assert calls == [0.05]
+    E.Standardize(x, floor=0.5)  # another floor is another computation
+    E.Standardize(x.copy())  # an equal array is not the same array: nothing is served by content
+    assert calls == [0.05, 0.5, 0.05]
+    key = id(x)
+    del x
+    gc.collect()
+    assert key not in E._STATISTICS  # the entry went with its array
+
+
+def test_deterministic_mode_skips_the_nan_fill_and_restores_the_settings():
+    import torch
+
+    from fusion_lib.fusion.training import deterministic
+
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
+    )
+    with deterministic():
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.utils.deterministic.fill_uninitialized_memory
+    assert (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
+    ) == before

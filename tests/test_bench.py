@@ -145,3 +145,39 @@ def test_fusion_benchmark_prints_each_methods_time_shared_fits_and_arithmetic(tm
     assert "32 px" in table.loc["moe_thumbnail", "shares (made earlier)"]
     assert table.loc["moe_thumbnail", "fits made"] == 2
     assert "scikit-learn LogisticRegression" in out
+
+
+def test_fusion_benchmark_beside_another_checkout_times_the_common_methods_side_by_side(tmp_path):
+    """Against a copy of this very code: both sides run the same methods and print a ratio near 1."""
+    import shutil
+    from pathlib import Path
+
+    import fusion_lib
+
+    other = tmp_path / "other"
+    shutil.copytree(
+        Path(fusion_lib.__file__).parent, other / "fusion_lib", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    args = [sys.executable, "-m", "fusion_lib.bench", "fusion", "--dataset", "digits", "--train", "300"]
+    args += [
+        "--val",
+        "100",
+        "--test",
+        "200",
+        "--backbones",
+        "squeezenet1_1,tf_efficientnet_lite0",
+        "--epochs",
+        "2",
+    ]
+    args += ["--methods", "best_single,prob_avg", "--out", str(tmp_path / "beside.csv")]
+    out = subprocess.run(args + ["--beside", str(other)], capture_output=True, text=True, check=True).stdout
+    ratio = float(
+        re.search(r"this / other: ([\d.]+) \(2 methods, one seed each, side by side\)", out).group(1)
+    )
+    assert 0.2 < ratio < 5  # the same code: the same work, whatever the machine's load
+    table = pd.read_csv(tmp_path / "beside.csv", index_col="code")
+    assert list(table.index) == ["this", "other"] and (table["seconds"] > 0).all()
+    assert table.loc["other", "checkout"] == str(other.resolve())
+    assert table["registered here only"].isna().all()  # the same registry on both sides
+    missing = subprocess.run(args + ["--beside", str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert missing.returncode != 0 and "no fusion_lib package there" in missing.stderr

@@ -15,10 +15,15 @@ features is timed beside the library's probe on the same features, as a referenc
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -41,6 +46,34 @@ from fusion_lib.studies.seed_run import SeedRun, seed_mode
 
 # What a SeedRun shares between methods: lazily made stages, read by attribute
 SHARED_STAGES = ("probes", "oof_probes", "experts", "anchor", "label_model")
+# The checkout this module belongs to (what --beside runs against the other one)
+THIS_CHECKOUT = Path(__file__).resolve().parents[2]
+# One side of --beside: times one seed of the methods the parent sends, with whichever fusion_lib is first
+# on its PYTHONPATH, through the calls every version of the library has had since the fit cache
+# (run_experiment on a FeatureSet, fit cache off). It answers in JSON lines: the methods it knows once its
+# features are loaded, then the seconds, so that both sides start timing together.
+_SIDE = r"""
+import json, sys, time
+from fusion_lib.data.datasets import SplitSizes
+from fusion_lib.data.extraction import load_feature_set
+from fusion_lib.data.spec import FeatureSpec
+from fusion_lib.fusion.training import TrainConfig
+from fusion_lib.studies.config import ExperimentConfig
+from fusion_lib.studies.runner import run_experiment
+
+answers, sys.stdout = sys.stdout, sys.stderr  # only the answers go to the parent's pipe
+a = json.loads(sys.argv[1])
+sizes = SplitSizes(*a["sizes"])
+spec = FeatureSpec(a["dataset"], a["backbones"], sizes) if a["backbones"] else FeatureSpec(a["dataset"], sizes=sizes)
+pool = load_feature_set(spec)
+train = TrainConfig(epochs=a["epochs"])
+print(json.dumps(list(ExperimentConfig(spec, train, methods="all", seeds=[a["seed"]]).methods)), file=answers, flush=True)
+methods = json.loads(sys.stdin.readline())
+config = ExperimentConfig(spec, train, methods=methods, seeds=[a["seed"]], fit_cache=False)
+t = time.perf_counter()
+run_experiment(config, feature_set=pool, progress=False)
+print(json.dumps(time.perf_counter() - t), file=answers, flush=True)
+"""
 
 
 def matrix_rate(threads: int | None, n: int = 1024, repeats: int = 5) -> float:
@@ -166,6 +199,64 @@ def sklearn_reference(fs: FeatureSet, train: TrainConfig, rate: float) -> pd.Dat
     )
 
 
+def _answer(side: subprocess.Popen, log: Any, what: str) -> Any:
+    """The next JSON line ``side`` prints, or an error that shows what it wrote to stderr."""
+    line = side.stdout.readline()
+    if not line:
+        side.wait()
+        log.seek(0)
+        raise RuntimeError(f"the {what} side stopped (exit code {side.returncode}):\n{log.read()[-3000:]}")
+    return json.loads(line)
+
+
+def beside(other: Path, settings: dict[str, Any], methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """Seconds of one seed of the methods both checkouts register (``methods``: those of them only), run
+    by this checkout's code and by ``other``'s in two single-threaded processes side by side; ``settings``:
+    dataset, backbones (None: the default experts), sizes (train, val, test), seed and epochs."""
+    other = Path(other).resolve()
+    if not (other / "fusion_lib" / "__init__.py").is_file():
+        raise ValueError(
+            f"--beside {other}: no fusion_lib package there; give a checkout of this repository, e.g. "
+            "`git worktree add /tmp/old <commit>`"
+        )
+    sides: dict[str, tuple[subprocess.Popen, Any]] = {}
+    for name, root in (("this", THIS_CHECKOUT), ("other", other)):
+        log = tempfile.TemporaryFile("w+")
+        env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        command = [sys.executable, "-c", _SIDE, json.dumps(settings)]
+        sides[name] = (
+            subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env
+            ),
+            log,
+        )
+    try:
+        known = {name: _answer(side, log, name) for name, (side, log) in sides.items()}
+        common = [m for m in known["this"] if m in known["other"] and (methods is None or m in methods)]
+        if not common:
+            raise ValueError(f"the two checkouts share none of the methods asked for ({methods or 'all'})")
+        for side, _ in sides.values():
+            side.stdin.write(json.dumps(common) + "\n")
+            side.stdin.flush()
+        seconds = {name: _answer(side, log, name) for name, (side, log) in sides.items()}
+    finally:
+        for side, log in sides.values():
+            side.kill()
+            side.wait()
+            log.close()
+    only = {"this": sorted(set(known["this"]) - set(known["other"]))}
+    only["other"] = sorted(set(known["other"]) - set(known["this"]))
+    return pd.DataFrame(
+        {
+            "checkout": [str(THIS_CHECKOUT), str(other)],
+            "seconds": [seconds["this"], seconds["other"]],
+            "methods": [len(common)] * 2,
+            "registered here only": [", ".join(only["this"]), ", ".join(only["other"])],
+        },
+        index=pd.Index(["this", "other"], name="code"),
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fusion_lib.bench fusion",
@@ -179,6 +270,13 @@ def _parser() -> argparse.ArgumentParser:
     for split in ("train", "val", "test"):
         p.add_argument(f"--{split}", type=int, default=None, help="images in the split; default: the book's")
     p.add_argument("--out", default=None, help="also write the method table to this CSV file")
+    p.add_argument(
+        "--beside",
+        default=None,
+        metavar="PATH",
+        help="instead of the table: time one seed of the methods both have with this checkout's code and "
+        "with the checkout at PATH (e.g. a git worktree of an older commit), side by side, and print the ratio",
+    )
     return p
 
 
@@ -188,6 +286,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     book = default_sizes(a.dataset)
     sizes = SplitSizes(*(getattr(a, s) or getattr(book, s) for s in ("train", "val", "test")))
     data = FeatureSpec(a.dataset, a.backbones, sizes) if a.backbones else FeatureSpec(a.dataset, sizes=sizes)
+    if a.beside:
+        settings = {
+            "dataset": a.dataset,
+            "backbones": a.backbones,
+            "sizes": [sizes.train, sizes.val, sizes.test],
+            "seed": a.seed,
+        }
+        methods = None if a.methods == "all" else resolve_methods(a.methods, data.backbones)
+        table = beside(Path(a.beside), {**settings, "epochs": a.epochs}, methods)
+        with pd.option_context("display.max_colwidth", 120, "display.width", 200):
+            print(table.to_string(float_format=lambda x: f"{x:,.1f}"))
+        ratio = table.loc["this", "seconds"] / table.loc["other", "seconds"]
+        print(f"this / other: {ratio:.2f} ({table['methods'].iloc[0]} methods, one seed each, side by side)")
+        if a.out:
+            table.to_csv(a.out)
+        return 0
     t = time.perf_counter()
     pool = load_feature_set(data)
     fs = pool.draw(a.seed)

@@ -47,11 +47,13 @@ def fit_probe(
     if unknown:
         raise ValueError(f"unknown backbones {unknown}; this FeatureSet has {fs.backbones}")
     device = resolve_device(train.device)
-    rows = np.arange(len(fs.labels["train"])) if rows is None else np.asarray(rows)
-    x_train = _features(fs, "train", names)[rows]
+    # without rows, the split's own array (not a copy), whose statistics other heads share
+    x_train, y_train = _features(fs, "train", names), fs.labels["train"]
+    if rows is not None:
+        x_train, y_train = x_train[np.asarray(rows)], y_train[np.asarray(rows)]
     torch.manual_seed(seed)
     head = make_expert(x_train, fs.n_classes, kind).to(device)
-    x, y = to_tensors([x_train, fs.labels["train"][rows]], device)
+    x, y = to_tensors([x_train, y_train], device)
     train_data = (head.norm.transform(x), y)
     val_data = None
     if len(fs.labels["val"]):

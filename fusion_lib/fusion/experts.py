@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from typing import Iterator, TypeVar
 
@@ -51,6 +52,36 @@ def inputs_transformed(model: nn.Module) -> Iterator[None]:
             m.applied_outside = False
 
 
+# Train statistics per feature array: {id(array): (weak reference to it, floor, (mean, std))}
+_STATISTICS: dict[int, tuple[weakref.ref, float, tuple[Tensor, Tensor]]] = {}
+
+
+def _statistics(train_features: np.ndarray | Tensor, floor: float) -> tuple[Tensor, Tensor]:
+    x = torch.as_tensor(np.asarray(train_features), dtype=torch.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"train_features must be a non-empty (n, d) array, got shape {tuple(x.shape)}")
+    return x.mean(dim=0), floored_std(x.std(dim=0, unbiased=False), floor)
+
+
+def train_statistics(train_features: np.ndarray | Tensor, floor: float = 0.05) -> tuple[Tensor, Tensor]:
+    """Per-dimension mean and floored std (``floored_std``) of ``(n, d)`` train features.
+
+    Computed once per numpy array while it lives, and copied for each caller: every head, gate and mixture
+    of a seed that reads one backbone's train features standardises them alike, and the std of 10,000 x
+    2,048 features takes a quarter of a second on this CPU. Arrays are matched by identity, as
+    ``training.InputMemo`` matches inputs: a FeatureSet's arrays are never changed in place."""
+    if not isinstance(train_features, np.ndarray):
+        return _statistics(train_features, floor)
+    key = id(train_features)
+    hit = _STATISTICS.get(key)
+    if hit is None or hit[0]() is not train_features or hit[1] != floor:
+        stats = _statistics(train_features, floor)
+        # the entry goes when the array does, so that a later array with the same id is not served it
+        ref = weakref.ref(train_features, lambda _, k=key: _STATISTICS.pop(k, None))
+        hit = _STATISTICS[key] = (ref, floor, stats)
+    return hit[2][0].clone(), hit[2][1].clone()
+
+
 class Standardize(FixedTransform):
     """Fixed per-dimension standardisation with train-split statistics.
 
@@ -63,14 +94,14 @@ class Standardize(FixedTransform):
 
     def __init__(self, train_features: np.ndarray | Tensor, floor: float = 0.05) -> None:
         super().__init__()
-        x = torch.as_tensor(np.asarray(train_features), dtype=torch.float32)
-        if x.ndim != 2 or len(x) == 0:
-            raise ValueError(f"train_features must be a non-empty (n, d) array, got shape {tuple(x.shape)}")
-        self.register_buffer("mean", x.mean(dim=0))
-        self.register_buffer("std", floored_std(x.std(dim=0, unbiased=False), floor))
+        mean, std = train_statistics(train_features, floor)
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
 
     def transform(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
+        # one new tensor, divided in place: the same numbers as (x - mean) / std without a second
+        # allocation (on a whole split, fresh memory is paid for in page faults)
+        return (x - self.mean).div_(self.std)
 
     def same_as(self, other: "Standardize") -> bool:
         """Whether ``other`` standardises with the very same statistics."""

@@ -320,8 +320,14 @@ def rank_reversals(differences: pd.DataFrame) -> pd.DataFrame:
 
 def reversal_table(reversals: pd.DataFrame) -> pd.DataFrame:
     """``rank_reversals`` as the book shows it: per backbone pair, where each one wins and by how many
-    points (95% interval)."""
+    points (95% interval). Without reversals, one row says so, where a bare header would leave the reader
+    to guess whether the table failed to render."""
     _need(reversals, REVERSAL_COLUMNS, "reversal_table")
+    if reversals.empty:
+        return pd.DataFrame(
+            {"first wins on (points ahead)": ["-"], "second wins on (points ahead)": ["-"]},
+            index=pd.Index(["none: no pair's rank reverses after Holm"], name="backbones (first vs second)"),
+        )
     return pd.DataFrame(
         {
             "first wins on (points ahead)": _leads(reversals, "a"),
